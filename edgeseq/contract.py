@@ -1,0 +1,391 @@
+"""The state contract: what a streaming ONNX model takes, returns and carries.
+
+Exporters write a :class:`Contract` as versioned JSON into the ONNX file's
+``metadata_props`` under :data:`METADATA_KEY`; the runtime reads it back through
+onnxruntime's ``custom_metadata_map`` and checks it against the graph before the
+first call. This module is the single owner of that description. It imports
+neither torch nor onnx, so a device can use it with numpy and onnxruntime only.
+
+A streaming graph looks like this (names are free, the contract says which is which)::
+
+    inputs:  x        (batch, time, features)  float32, or (batch, time) int64 tokens
+             lengths  (batch,)                 int32, optional: valid frames per row
+             state_in.<layer path>.h   e.g. (layers, batch, hidden)
+    outputs: y        (batch, time, out)
+             state_out.<layer path>.h  same shape as its input
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from edgeseq.errors import ContractError
+
+__all__ = [
+    "CONTRACT_VERSION",
+    "METADATA_KEY",
+    "Contract",
+    "GraphIO",
+    "ModelFacts",
+    "Preprocessing",
+    "StatePair",
+    "TensorSpec",
+    "onnx_type_to_dtype",
+]
+
+METADATA_KEY = "edgeseq.contract"
+CONTRACT_VERSION = 1
+
+Dim = int | str  # a fixed size, or a symbolic axis name such as "batch"
+Cell = Literal["rnn", "lstm", "gru", "mixed", "unknown"]
+Topology = Literal["one_to_one", "one_to_many", "many_to_one", "many_to_many", "seq2seq", "custom"]
+Mode = Literal["native", "unrolled", "external"]
+
+_DTYPES = ("float32", "float16", "float64", "int64", "int32", "bool", "uint8", "int8")
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(bool)": "bool",
+    "tensor(uint8)": "uint8",
+    "tensor(int8)": "int8",
+}
+
+
+def onnx_type_to_dtype(ort_type: str) -> str:
+    """Map an onnxruntime type string such as ``"tensor(float)"`` to a numpy dtype name."""
+    try:
+        return _ORT_TYPES[ort_type]
+    except KeyError:
+        raise ContractError(
+            f"unsupported tensor type {ort_type!r}; edgeseq handles {sorted(_ORT_TYPES)}"
+        ) from None
+
+
+def _fail(field_path: str, expected: str, got: Any) -> ContractError:
+    return ContractError(
+        f"contract field {field_path!r}: expected {expected}, got {got!r}. "
+        "Re-export the model with edgeseq, or pass the state pairs explicitly "
+        "(StreamingPredictor(model, state={...}))."
+    )
+
+
+def _check_shape(path: str, shape: Any) -> list[Dim]:
+    if not isinstance(shape, list) or not all(
+        (isinstance(d, int) and not isinstance(d, bool) and d >= 0) or (isinstance(d, str) and d)
+        for d in shape
+    ):
+        raise _fail(path, "a list of non-negative ints and axis names", shape)
+    return shape
+
+
+def _check_axis(path: str, axis: Any, rank: int, optional: bool = False) -> int | None:
+    if axis is None and optional:
+        return None
+    if not isinstance(axis, int) or isinstance(axis, bool) or not 0 <= axis < rank:
+        raise _fail(path, f"an axis index in [0, {rank})" + (" or null" if optional else ""), axis)
+    return axis
+
+
+def _check_dtype(path: str, dtype: Any) -> str:
+    if dtype not in _DTYPES:
+        raise _fail(path, f"one of {list(_DTYPES)}", dtype)
+    return dtype
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One graph input or output: name, shape with symbolic axes, dtype, batch/time axes."""
+
+    name: str
+    shape: list[Dim]
+    dtype: str = "float32"
+    batch_axis: int | None = 0
+    time_axis: int | None = 1
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], path: str) -> TensorSpec:
+        if not isinstance(d, Mapping) or not isinstance(d.get("name"), str) or not d["name"]:
+            raise _fail(
+                f"{path}.name", "a non-empty string", d.get("name") if isinstance(d, Mapping) else d
+            )
+        shape = _check_shape(f"{path}.shape", d.get("shape"))
+        return cls(
+            name=d["name"],
+            shape=shape,
+            dtype=_check_dtype(f"{path}.dtype", d.get("dtype", "float32")),
+            batch_axis=_check_axis(f"{path}.batch_axis", d.get("batch_axis"), len(shape), True),
+            time_axis=_check_axis(f"{path}.time_axis", d.get("time_axis"), len(shape), True),
+        )
+
+
+@dataclass(frozen=True)
+class StatePair:
+    """A recurrent state carried from one call to the next: fed as ``input``, read as ``output``.
+
+    ``init`` is ``"zeros"`` or a flat list of numbers that fills ``shape`` with batch 1
+    (it is repeated along ``batch_axis`` for larger batches).
+    """
+
+    input: str
+    output: str
+    shape: list[Dim]
+    batch_axis: int = 1
+    dtype: str = "float32"
+    init: str | list[float] = "zeros"
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], path: str) -> StatePair:
+        if not isinstance(d, Mapping):
+            raise _fail(path, "an object", d)
+        for key in ("input", "output"):
+            if not isinstance(d.get(key), str) or not d[key]:
+                raise _fail(f"{path}.{key}", "a non-empty graph tensor name", d.get(key))
+        shape = _check_shape(f"{path}.shape", d.get("shape"))
+        init = d.get("init", "zeros")
+        if init != "zeros" and not (
+            isinstance(init, list) and all(isinstance(v, (int, float)) for v in init)
+        ):
+            raise _fail(f"{path}.init", '"zeros" or a list of numbers', init)
+        axis = _check_axis(f"{path}.batch_axis", d.get("batch_axis", 1), len(shape))
+        return cls(
+            input=d["input"],
+            output=d["output"],
+            shape=shape,
+            batch_axis=axis,  # type: ignore[arg-type]
+            dtype=_check_dtype(f"{path}.dtype", d.get("dtype", "float32")),
+            init=init,
+        )
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the model is: cell, size, topology and how it was exported."""
+
+    cell: str = "unknown"
+    layers: int | None = None
+    hidden_size: int | None = None
+    input_size: int | None = None
+    output_size: int | None = None
+    topology: str = "many_to_many"
+    mode: str = "native"
+    chunk: int | None = None  # fixed frames per call of an unrolled graph
+    stateful: bool = True  # False: offline, every call is a whole sequence
+    task: str | None = None  # forecast, classify, generate, ...
+    labels: list[str] | None = None  # class names for classifiers
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How raw frames become model inputs and outputs become values.
+
+    The runtime applies ``(x - mean) / std`` to float frames and ``y * out_std + out_mean``
+    to the first output when these are set. ``vocab`` maps token ids to text pieces.
+    """
+
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    out_mean: list[float] | None = None
+    out_std: list[float] | None = None
+    vocab: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class GraphIO:
+    """An input or output as onnxruntime reports it: name, shape (None for unknown), dtype."""
+
+    name: str
+    shape: list[int | str | None]
+    dtype: str
+
+
+@dataclass(frozen=True)
+class Contract:
+    """The full description of a streaming model. See the module docstring."""
+
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    states: list[StatePair] = field(default_factory=list)
+    lengths: str | None = None  # name of the (batch,) int32 valid-frames input
+    constants: list[str] = field(default_factory=list)  # inputs fed unchanged on every call
+    model: ModelFacts = field(default_factory=ModelFacts)
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    producer: dict[str, str] = field(default_factory=dict)
+    version: int = CONTRACT_VERSION
+
+    # ---------------------------------------------------------------- serialise
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    def hash(self) -> str:
+        """A short stable digest: snapshots carry it to prove which model they belong to."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_json(cls, text: str) -> Contract:
+        try:
+            data = json.loads(text)
+        except (TypeError, json.JSONDecodeError) as exc:
+            raise ContractError(
+                f"the model's {METADATA_KEY!r} metadata is not valid JSON ({exc}). "
+                "The file was edited or truncated: re-export it."
+            ) from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Contract:
+        if not isinstance(data, Mapping):
+            raise _fail("<root>", "a JSON object", type(data).__name__)
+        version = data.get("version")
+        if version != CONTRACT_VERSION:
+            raise ContractError(
+                f"contract field 'version': expected {CONTRACT_VERSION}, got {version!r}. "
+                "The model was written by another edgeseq release: upgrade edgeseq or re-export."
+            )
+        for key in ("inputs", "outputs"):
+            if not isinstance(data.get(key), list) or not data[key]:
+                raise _fail(key, "a non-empty list of tensors", data.get(key))
+        states = data.get("states", [])
+        if not isinstance(states, list):
+            raise _fail("states", "a list of state pairs", states)
+        facts = data.get("model", {})
+        prep = data.get("preprocessing", {})
+        if not isinstance(facts, Mapping):
+            raise _fail("model", "an object", facts)
+        if not isinstance(prep, Mapping):
+            raise _fail("preprocessing", "an object", prep)
+        try:
+            model = ModelFacts(**facts)
+            preprocessing = Preprocessing(**prep)
+        except TypeError as exc:  # unknown or missing keys
+            raise ContractError(f"contract field 'model' or 'preprocessing': {exc}") from None
+        for name in ("mean", "std", "out_mean", "out_std"):
+            vals = getattr(preprocessing, name)
+            if vals is not None and not (
+                isinstance(vals, list) and all(isinstance(v, (int, float)) for v in vals)
+            ):
+                raise _fail(f"preprocessing.{name}", "a list of numbers or null", vals)
+        if preprocessing.std is not None and any(v == 0 for v in preprocessing.std):
+            raise _fail("preprocessing.std", "non-zero scales", preprocessing.std)
+        if preprocessing.vocab is not None and not (
+            isinstance(preprocessing.vocab, list)
+            and all(isinstance(v, str) for v in preprocessing.vocab)
+        ):
+            raise _fail("preprocessing.vocab", "a list of strings or null", "…")
+        lengths = data.get("lengths")
+        if lengths is not None and not isinstance(lengths, str):
+            raise _fail("lengths", "a graph input name or null", lengths)
+        constants = data.get("constants", [])
+        if not isinstance(constants, list) or not all(isinstance(c, str) for c in constants):
+            raise _fail("constants", "a list of input names", constants)
+        return cls(
+            inputs=[TensorSpec.from_dict(d, f"inputs[{i}]") for i, d in enumerate(data["inputs"])],
+            outputs=[
+                TensorSpec.from_dict(d, f"outputs[{i}]") for i, d in enumerate(data["outputs"])
+            ],
+            states=[StatePair.from_dict(d, f"states[{i}]") for i, d in enumerate(states)],
+            lengths=lengths,
+            constants=list(constants),
+            model=model,
+            preprocessing=preprocessing,
+            producer=dict(data.get("producer", {})),
+            version=version,
+        )
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, str], source: str = "model") -> Contract:
+        """Read the contract from an ONNX file's metadata (onnxruntime's custom_metadata_map)."""
+        if METADATA_KEY not in metadata:
+            raise ContractError(
+                f"{source} has no {METADATA_KEY!r} metadata, so edgeseq does not know which "
+                "inputs carry state. Export it with edgeseq, run `edgeseq inspect MODEL "
+                "--write-contract OUT.onnx` to discover and store one, or name the pairs: "
+                "StreamingPredictor(model, state={'h_in': 'h_out'})."
+            )
+        return cls.from_json(metadata[METADATA_KEY])
+
+    # ---------------------------------------------------------------- queries
+    @property
+    def frames(self) -> TensorSpec:
+        """The per-frame data input (the first input that is not state, lengths or constant)."""
+        return self.inputs[0]
+
+    @property
+    def state_inputs(self) -> list[str]:
+        return [s.input for s in self.states]
+
+    @property
+    def state_outputs(self) -> list[str]:
+        return [s.output for s in self.states]
+
+    def data_outputs(self) -> list[TensorSpec]:
+        """Outputs that are not state: what a call returns to the user."""
+        carried = set(self.state_outputs)
+        return [o for o in self.outputs if o.name not in carried]
+
+    # ---------------------------------------------------------------- checks
+    def check_graph(
+        self, graph_inputs: Iterable[GraphIO], graph_outputs: Iterable[GraphIO]
+    ) -> None:
+        """Refuse a contract that disagrees with the graph, naming the field that is wrong."""
+        gin = {g.name: g for g in graph_inputs}
+        gout = {g.name: g for g in graph_outputs}
+
+        def check(
+            spec_path: str,
+            name: str,
+            table: dict[str, GraphIO],
+            kind: str,
+            shape: Sequence[Dim] | None,
+            dtype: str | None,
+        ) -> None:
+            if name not in table:
+                raise _fail(spec_path, f"a graph {kind} (the graph has {sorted(table)})", name)
+            g = table[name]
+            if dtype is not None and g.dtype != dtype:
+                raise _fail(f"{spec_path} dtype", f"{g.dtype} as in the graph", dtype)
+            if shape is None:
+                return
+            if len(g.shape) != len(shape):
+                raise _fail(
+                    f"{spec_path} shape",
+                    f"rank {len(g.shape)} as in the graph {g.shape}",
+                    list(shape),
+                )
+            for want, have in zip(shape, g.shape):
+                if isinstance(want, int) and isinstance(have, int) and want != have:
+                    raise _fail(f"{spec_path} shape", f"{g.shape} as in the graph", list(shape))
+
+        declared_in: set[str] = set()
+        for i, t in enumerate(self.inputs):
+            check(f"inputs[{i}].name", t.name, gin, "input", t.shape, t.dtype)
+            declared_in.add(t.name)
+        for i, t in enumerate(self.outputs):
+            check(f"outputs[{i}].name", t.name, gout, "output", t.shape, t.dtype)
+        for i, s in enumerate(self.states):
+            check(f"states[{i}].input", s.input, gin, "input", s.shape, s.dtype)
+            check(f"states[{i}].output", s.output, gout, "output", s.shape, s.dtype)
+            declared_in.add(s.input)
+        if self.lengths is not None:
+            check("lengths", self.lengths, gin, "input", None, None)
+            declared_in.add(self.lengths)
+        for c in self.constants:
+            check("constants", c, gin, "input", None, None)
+            declared_in.add(c)
+        missing = sorted(set(gin) - declared_in)
+        if missing:
+            raise _fail(
+                "inputs",
+                f"every graph input declared (undeclared: {missing})",
+                [t.name for t in self.inputs],
+            )

@@ -1,0 +1,95 @@
+"""Open an onnxruntime session with clear errors; map device names to providers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import onnxruntime as ort
+
+from edgeseq.contract import GraphIO, onnx_type_to_dtype
+from edgeseq.errors import ModelLoadError, ProviderError
+
+__all__ = ["ModelSource", "graph_io", "open_session", "resolve_providers"]
+
+ModelSource = str | os.PathLike | bytes
+
+_DEVICE_PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "gpu": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "nnapi": "NnapiExecutionProvider",
+    "xnnpack": "XnnpackExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "dml": "DmlExecutionProvider",
+    "qnn": "QNNExecutionProvider",
+}
+
+
+def resolve_providers(device: str) -> list[str]:
+    """``"cpu"``, ``"cuda"``, ... or a provider's own name -> provider list, CPU as fallback.
+
+    Raises :class:`ProviderError` listing what this onnxruntime build has when the
+    requested provider is not installed.
+    """
+    available = ort.get_available_providers()
+    name = _DEVICE_PROVIDERS.get(device.lower(), device) if isinstance(device, str) else None
+    if name not in available:
+        hint = " (install onnxruntime-gpu for CUDA)" if name == "CUDAExecutionProvider" else ""
+        raise ProviderError(
+            f"device {device!r} needs {name}, which this onnxruntime build does not have"
+            f"{hint}. Available: {available}; pick one of them, e.g. device='cpu'."
+        )
+    return [name] if name == "CPUExecutionProvider" else [name, "CPUExecutionProvider"]
+
+
+def open_session(
+    model: ModelSource, device: str = "cpu", threads: int | None = None
+) -> ort.InferenceSession:
+    """An InferenceSession for a path or serialized bytes (.onnx or .ort)."""
+    providers = resolve_providers(device)
+    opts = ort.SessionOptions()
+    if threads is not None:
+        if not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3  # our own errors say what went wrong
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        source, what = bytes(model), f"model bytes ({len(model)} bytes)"
+        if not source:
+            raise ModelLoadError("model bytes are empty: expected a serialized ONNX model.")
+    else:
+        path = Path(os.fspath(model))
+        what = str(path)
+        if not path.exists():
+            raise ModelLoadError(
+                f"model file {what!r} does not exist. Check the path, or export one with "
+                "`edgeseq export CHECKPOINT -o MODEL.onnx`."
+            )
+        if path.is_dir():
+            raise ModelLoadError(f"{what!r} is a folder; expected an .onnx or .ort file.")
+        if path.suffix == ".ort":
+            opts.add_session_config_entry("session.load_model_format", "ORT")
+        source = str(path)
+    try:
+        return ort.InferenceSession(source, sess_options=opts, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(
+            f"onnxruntime could not load {what}: expected a complete ONNX (or ORT) model, but "
+            f"parsing failed ({first[:300]}). The file may be truncated or not a model: "
+            "re-export it."
+        ) from None
+
+
+def graph_io(session: ort.InferenceSession) -> tuple[list[GraphIO], list[GraphIO]]:
+    """The session's inputs and outputs as :class:`GraphIO` records."""
+
+    def rec(arg: ort.NodeArg) -> GraphIO:
+        shape = list(arg.shape) if arg.shape is not None else []
+        return GraphIO(arg.name, shape, onnx_type_to_dtype(arg.type))
+
+    return [rec(a) for a in session.get_inputs()], [rec(a) for a in session.get_outputs()]
