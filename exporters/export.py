@@ -9,6 +9,11 @@ from typing import Any
 import numpy as np
 import onnx
 import torch
+from torch import nn
+
+import edgeseq
+from edgeseq.contract import Contract, ModelFacts, Preprocessing, StatePair, TensorSpec
+from edgeseq.errors import ExportError
 from edgeseq.exporters._adapter import StreamAdapter, find_recurrent_layers
 from edgeseq.exporters._onnx import (
     Backend,
@@ -19,11 +24,6 @@ from edgeseq.exporters._onnx import (
     wire_lengths,
 )
 from edgeseq.exporters.modes import get_mode
-from torch import nn
-
-import edgeseq
-from edgeseq.contract import Contract, ModelFacts, Preprocessing, StatePair, TensorSpec
-from edgeseq.errors import ExportError
 
 __all__ = ["export", "state_input_name", "state_output_name"]
 

@@ -6,10 +6,9 @@ state between calls.
 
 from __future__ import annotations
 
+from edgeseq.contract import Contract
 from edgeseq.runtime._session import resolve_providers
 from edgeseq.runtime.predictor import Snapshot, StreamingPredictor, initial_state
-
-from edgeseq.contract import Contract
 
 __all__ = [
     "Contract",

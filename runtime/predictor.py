@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from edgeseq.runtime._frames import FrameSpec
-from edgeseq.runtime._session import ModelSource, graph_io, open_session
 
 from edgeseq.contract import Contract, StatePair, TensorSpec
 from edgeseq.errors import InputError, SnapshotError
+from edgeseq.runtime._frames import FrameSpec
+from edgeseq.runtime._session import ModelSource, graph_io, open_session
 
 __all__ = ["Snapshot", "StreamingPredictor", "initial_state"]
 
@@ -99,6 +99,30 @@ class StreamingPredictor:
     def state(self) -> dict[str, np.ndarray]:
         """A copy of the current state, by state input name, each with batch 1."""
         return {k: v.copy() for k, v in self._state.items()}
+
+    def set_state(self, states: Mapping[str, Any]) -> None:
+        """Replace the state, e.g. with an encoder's final state; every pair must be given.
+
+        ``states`` maps state input names to arrays of the contract's shape with batch 1
+        (a leading batch axis of size 1 where the contract has it).
+        """
+        want = {p.input: initial_state(p) for p in self.contract.states}
+        if set(states) != set(want):
+            raise InputError(
+                f"set_state needs exactly the states {sorted(want)}; got {sorted(states)}."
+            )
+        new = {}
+        for name, ref in want.items():
+            arr = np.asarray(states[name])
+            if arr.shape != ref.shape or arr.dtype.kind != "f":
+                raise InputError(
+                    f"state {name!r}: expected float array of shape {ref.shape}, got "
+                    f"{arr.dtype} {arr.shape}."
+                )
+            if not np.isfinite(arr).all():
+                raise InputError(f"state {name!r} contains NaN or Inf; refusing to load it.")
+            new[name] = np.array(arr, dtype=ref.dtype, copy=True)
+        self._state = new
 
     def snapshot(self) -> Snapshot:
         """Copy the stream's state; :meth:`restore` rewinds to it (or copies it elsewhere)."""

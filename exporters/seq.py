@@ -1,0 +1,177 @@
+"""Export edgeseq's own models (SeqModel, Seq2Seq) with their topology, task and vocabulary.
+
+Single-graph topologies (many_to_many, many_to_one, one_to_one) give one file.
+Conditioned decoders give two: the decoder ``MODEL.onnx`` and an init model that
+produces its first state, named in the decoder's contract (``model.extra.init_model``):
+
+- ``one_to_many``: ``MODEL.init.onnx`` maps a condition ``(batch, C)`` to the state.
+- ``seq2seq``: ``MODEL.encoder.onnx`` streams the source; its final state starts the decoder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edgeseq.contract import Contract, ModelFacts, Preprocessing, TensorSpec
+from edgeseq.exporters._onnx import (
+    Backend,
+    attach_contract,
+    save_checked,
+    torch_to_onnx,
+)
+from edgeseq.exporters.export import _producer, export, state_input_name
+from edgeseq.models import Seq2Seq, SeqModel
+
+__all__ = ["export_model", "init_model_path"]
+
+
+class _Frames(nn.Module):
+    """``x -> y``: the SeqModel's per-frame output; state is lifted by the exporter."""
+
+    def __init__(self, model: SeqModel) -> None:
+        super().__init__()
+        self.m = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.m(x)[0]
+
+
+class _Bridge(nn.Module):
+    """``condition (batch, C) -> initial state tensors``, for one-to-many decoders."""
+
+    def __init__(self, model: SeqModel) -> None:
+        super().__init__()
+        self.m = model
+
+    def forward(self, condition: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.m.init_state(condition=condition)
+
+
+def init_model_path(path: str | Path, role: str) -> Path:
+    """Where the init model of decoder ``path`` lives: ``x.onnx`` -> ``x.<role>.onnx``."""
+    p = Path(path)
+    return p.with_name(f"{p.stem}.{role}{p.suffix or '.onnx'}")
+
+
+def _example(model: SeqModel, batch: int = 2, time: int = 5) -> torch.Tensor:
+    c = model.config
+    if c.vocab_size:
+        return torch.randint(0, c.vocab_size, (batch, time), dtype=torch.int64)
+    return torch.randn(batch, time, c.input_size)
+
+
+def _facts(model: SeqModel, topology: str, **extra: object) -> ModelFacts:
+    c = model.config
+    return ModelFacts(
+        cell=c.cell,
+        layers=c.layers,
+        hidden_size=c.hidden_size,
+        input_size=c.input_size,
+        output_size=c.output_size,
+        topology=topology,
+        task=c.task,
+        labels=c.extra.get("labels"),
+        extra={"config": dataclasses.asdict(c), **extra},
+    )
+
+
+def export_model(
+    model: SeqModel | Seq2Seq,
+    path: str | Path,
+    *,
+    mode: str = "native",
+    backend: Backend = "torchscript",
+    preprocessing: Preprocessing | None = None,
+    source_preprocessing: Preprocessing | None = None,
+) -> dict[str, Contract]:
+    """Export a trained edgeseq model; return ``{file path: contract}`` for every file written.
+
+    ``preprocessing`` goes into the (decoder's) contract: feature mean/std, output scaling,
+    or the vocabulary of token models. ``source_preprocessing`` is the encoder's, for
+    :class:`~edgeseq.models.Seq2Seq`.
+    """
+    path = Path(path)
+    model = model.eval()
+    written: dict[str, Contract] = {}
+    if isinstance(model, Seq2Seq):
+        enc_path = init_model_path(path, "encoder")
+        written[str(enc_path)] = export(
+            _Frames(model.encoder),
+            enc_path,
+            example=_example(model.encoder),
+            mode=mode,
+            backend=backend,
+            preprocessing=source_preprocessing,
+            facts=_facts(model.encoder, "seq2seq", role="encoder", decoder=path.name),
+        )
+        written[str(path)] = export(
+            _Frames(model.decoder),
+            path,
+            example=_example(model.decoder),
+            mode=mode,
+            backend=backend,
+            preprocessing=preprocessing,
+            facts=_facts(model.decoder, "seq2seq", role="decoder", init_model=enc_path.name),
+        )
+        return written
+    topology = model.config.topology
+    if topology == "one_to_many":
+        init_path = init_model_path(path, "init")
+        decoder = export(
+            _Frames(model),
+            path,
+            example=_example(model),
+            mode=mode,
+            backend=backend,
+            preprocessing=preprocessing,
+            facts=_facts(model, topology, role="decoder", init_model=init_path.name),
+        )
+        written[str(init_path)] = _export_bridge(model, init_path, decoder, backend)
+        written[str(path)] = decoder
+        return written
+    written[str(path)] = export(
+        _Frames(model),
+        path,
+        example=_example(model),
+        mode=mode,
+        backend=backend,
+        preprocessing=preprocessing,
+        facts=_facts(model, topology),
+        offline=topology == "one_to_one",  # frames are independent: nothing to carry
+    )
+    return written
+
+
+def _export_bridge(model: SeqModel, path: Path, decoder: Contract, backend: Backend) -> Contract:
+    """The condition -> initial state graph; its outputs are named as the decoder's inputs."""
+    c = model.config
+    cond = torch.randn(2, c.condition_size or 1)
+    out_names = [state_input_name("m.rnn", n) for n in c.state_names]
+    if out_names != decoder.state_inputs:
+        raise AssertionError(f"bridge outputs {out_names} != decoder states {decoder.state_inputs}")
+    dyn = {"condition": {0: "batch"}, **{n: {1: "batch"} for n in out_names}}
+    proto = torch_to_onnx(_Bridge(model), (cond,), ["condition"], out_names, dyn, backend)
+    outputs = [TensorSpec(s.input, s.shape, s.dtype, s.batch_axis, None) for s in decoder.states]
+    contract = Contract(
+        inputs=[TensorSpec("condition", ["batch", c.condition_size or 1], "float32", 0, None)],
+        outputs=outputs,
+        model=dataclasses.replace(
+            _facts(model, "one_to_many", role="init", decoder=Path(decoder_name(path)).name),
+            stateful=False,
+            mode="native",
+        ),
+        producer=_producer(backend),
+    )
+    attach_contract(proto, contract)
+    save_checked(proto, path)
+    return contract
+
+
+def decoder_name(init_path: Path) -> str:
+    """``x.init.onnx`` -> ``x.onnx``."""
+    stem = init_path.name.rsplit(".", 2)[0]
+    return f"{stem}{init_path.suffix}"

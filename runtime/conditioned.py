@@ -1,0 +1,98 @@
+"""Decoders whose first state comes from another model: captioning and translation.
+
+The decoder's contract names its init model (``model.extra.init_model``, a file beside
+it). For ``seq2seq`` that is a streaming encoder whose final state starts the decoder;
+for ``one_to_many`` it is a small graph mapping a condition vector (e.g. an image's
+features) to the state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeseq.contract import Contract
+from edgeseq.errors import ContractError, InputError
+from edgeseq.runtime._session import ModelSource, graph_io, open_session
+from edgeseq.runtime.predictor import StreamingPredictor
+
+__all__ = ["EncoderDecoder"]
+
+
+class EncoderDecoder:
+    """Run an init model, hand its state to a token decoder, then decode greedily.
+
+    Parameters
+    ----------
+    decoder
+        Path (or bytes) of the decoder model exported by ``export_model``.
+    init_model
+        The encoder/bridge model; by default the file named in the decoder's contract,
+        next to the decoder.
+    """
+
+    def __init__(
+        self,
+        decoder: ModelSource,
+        init_model: ModelSource | None = None,
+        device: str = "cpu",
+        threads: int | None = None,
+    ) -> None:
+        self.decoder = StreamingPredictor(decoder, device, threads)
+        extra = self.decoder.contract.model.extra
+        if init_model is None:
+            name = extra.get("init_model")
+            if not name or isinstance(decoder, (bytes, bytearray, memoryview)):
+                raise ContractError(
+                    "the decoder's contract names no init model file (model.extra.init_model) "
+                    "or the decoder was given as bytes; pass init_model= explicitly."
+                )
+            init_model = Path(decoder).with_name(name)  # type: ignore[arg-type]
+        self.role = "encoder" if self.decoder.contract.model.topology == "seq2seq" else "init"
+        if self.role == "encoder":
+            self.encoder: StreamingPredictor | None = StreamingPredictor(
+                init_model, device, threads
+            )
+        else:
+            self.encoder = None
+            self._bridge = open_session(init_model, device, threads)
+            meta = self._bridge.get_modelmeta().custom_metadata_map
+            self._bridge_contract = Contract.from_metadata(meta, source=str(init_model))
+            self._bridge_contract.check_graph(*graph_io(self._bridge))
+        vocab = self.decoder.contract.preprocessing.vocab
+        self.vocab: list[str] | None = vocab
+
+    def start(self, source: Any) -> None:
+        """Prime the decoder: ``source`` is the encoder's frames ``[T, F]`` / token ids ``[T]``,
+        or the condition vector ``[C]`` of a one-to-many model."""
+        if self.encoder is not None:
+            self.encoder.reset()
+            self.encoder.step(source)
+            self.decoder.set_state(self.encoder.state)
+            return
+        spec = self._bridge_contract.inputs[0]
+        cond = np.asarray(source, dtype=np.float32)
+        size = spec.shape[-1]
+        if cond.shape != (size,) or not np.isfinite(cond).all():
+            raise InputError(
+                f"condition must be a finite float vector of shape ({size},); got "
+                f"{cond.dtype} {cond.shape}."
+            )
+        names = [o.name for o in self._bridge_contract.outputs]
+        outs = self._bridge.run(names, {spec.name: cond[None]})
+        self.decoder.set_state(dict(zip(names, outs, strict=True)))
+
+    def greedy(self, source: Any, bos: int, eos: int, max_len: int = 64) -> Iterator[int]:
+        """Yield the decoded token ids one by one (argmax at each step), stopping at ``eos``."""
+        self.decoder.reset()
+        self.start(source)
+        token = bos
+        for _ in range(max_len):
+            logits = self.decoder.step(np.int64(token))
+            token = int(np.argmax(logits))
+            if token == eos:
+                return
+            yield token
