@@ -1,0 +1,43 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   train, export, verify and stream the embedded forecaster
+#   make test   the test suite
+# Both create (or reuse) a virtual environment in $(VENV) and install what they need.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.edgeseq-installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test install lint bench examples plots arm64-check clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[torch,dev,examples]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/edgeseq demo
+
+test: $(STAMP)
+	$(BIN)/ruff check edgeseq exporters runtime tests examples benchmarks scripts
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check edgeseq exporters runtime tests examples benchmarks scripts
+	$(BIN)/ruff format --check edgeseq exporters runtime
+
+bench: $(STAMP)
+	$(BIN)/edgeseq bench --out BENCHMARKS.md
+
+examples: $(STAMP)
+	$(BIN)/python examples/run_all.py
+
+arm64-check: $(STAMP)
+	$(BIN)/python scripts/arm64-check $(MODEL)
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info edgeseq-demo .pytest_cache
