@@ -1,0 +1,80 @@
+"""The ``edgeseq`` command line: a thin shell over library calls.
+
+Each command lives in its own module and imports torch/onnx inside its body, so
+``edgeseq --help`` and the device-side commands start fast and work without torch.
+A user error prints one line and exits with status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from edgeseq.errors import EdgeseqError
+
+__all__ = ["main"]
+
+# command name -> module under edgeseq.cli that defines a click command named `command`
+COMMANDS: dict[str, str] = {
+    "train": "_train",
+    "export": "_export",
+    "verify": "_verify",
+    "quantize": "_quantize",
+    "inspect": "_inspect",
+    "stream": "_stream",
+    "generate": "_generate",
+    "demo": "_demo",
+    "bench": "_bench",
+}
+
+
+class _Group(click.Group):
+    """Loads commands lazily and turns edgeseq errors into one-line messages."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [n for n in COMMANDS if importlib.util.find_spec(f"edgeseq.cli.{COMMANDS[n]}")]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        try:
+            module = importlib.import_module(f"edgeseq.cli.{COMMANDS[name]}")
+        except ModuleNotFoundError:
+            return None
+        return module.command
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except EdgeseqError as exc:
+            raise click.ClickException(one_line(exc)) from None
+        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+            raise click.ClickException(one_line(exc)) from None
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.split(".")[0] in {"torch", "onnx", "onnxscript"}:
+                raise click.ClickException(
+                    f"this command needs {exc.name}, which is not installed. Install the "
+                    "training/export extra: pip install 'edgeseq[torch]'."
+                ) from None
+            raise
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (click prints it after 'Error: ')."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="edgeseq")
+def main() -> None:
+    """edgeseq: recurrent models (RNN, LSTM, GRU) from PyTorch to streaming edge inference.
+
+    \b
+    A typical session:
+      edgeseq train --task forecast --data demo --cell lstm -o model.pt
+      edgeseq export model.pt -o model.onnx --verify
+      edgeseq inspect model.onnx
+      tail -f sensor.csv | edgeseq stream model.onnx
+    Run `edgeseq COMMAND --help` for each command's options and examples.
+    """
