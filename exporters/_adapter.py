@@ -90,6 +90,7 @@ class _RecurrentProxy(nn.Module):
         self.state_out: tuple[torch.Tensor, ...] | None = None
         self.lengths: torch.Tensor | None = None
         self.user_state: tuple[torch.Tensor, ...] | None = None
+        self.initial: tuple[torch.Tensor, ...] | None = None  # what a plain forward started from
         self.calls = 0
 
     def forward(self, x: torch.Tensor, hx=None):  # signature mirrors nn.RNNBase
@@ -110,6 +111,7 @@ class _RecurrentProxy(nn.Module):
         state = self.state_in
         if state is None:  # plain forward, e.g. while probing initial states
             state = self.user_state or _zeros_state(self.rnn, x)
+            self.initial = state
         y, out = self.runner(self.rnn, x, state, self.lengths)
         self.state_out = out
         return y, (out if self.info.cell == "lstm" else out[0])
@@ -165,7 +167,7 @@ class StreamAdapter(nn.Module):
         for p in self.proxies:
             p.calls = 0
             p.state_in = p.state_out = p.lengths = None
-            p.user_state = None
+            p.user_state = p.initial = None
 
     def run_plain(self, x: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], list[torch.Tensor]]:
         """Call the user's forward with its own initial state; return outputs and final states."""
@@ -181,7 +183,12 @@ class StreamAdapter(nn.Module):
         self.inner(x)
         states = []
         for p in self.proxies:
-            states.extend(p.user_state if p.user_state is not None else _zeros_state(p.rnn, x))
+            if p.initial is None:
+                raise ExportError(
+                    f"layer {p.info.path!r} was not called by model.forward(example); every "
+                    "recurrent layer must run once per call. Remove unused layers."
+                )
+            states.extend(p.initial)
         return states
 
     def forward(self, x: torch.Tensor, *rest: torch.Tensor) -> tuple[torch.Tensor, ...]:
