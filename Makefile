@@ -8,6 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.edgeseq-installed
 PYTEST_ARGS ?=
+LINT   := $(wildcard edgeseq exporters runtime tests examples benchmarks scripts)
 
 .PHONY: demo test install lint bench examples plots arm64-check clean
 
@@ -23,11 +24,11 @@ demo: $(STAMP)
 	$(BIN)/edgeseq demo
 
 test: $(STAMP)
-	$(BIN)/ruff check edgeseq exporters runtime tests examples benchmarks scripts
+	$(BIN)/ruff check $(LINT)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check edgeseq exporters runtime tests examples benchmarks scripts
+	$(BIN)/ruff check $(LINT)
 	$(BIN)/ruff format --check edgeseq exporters runtime
 
 bench: $(STAMP)
