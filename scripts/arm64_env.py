@@ -32,8 +32,11 @@ ROOTS = ("onnxruntime", "numpy", "click")  # what `import edgeseq.runtime` needs
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 VENV_PY = PROJECT_DIR / ".venv" / "bin" / "python"
 SKIP_DIRS = {"build", "dist", "tests", "benchmarks", "examples", "scripts", "__pycache__"}
+# qemu's default cpu "max" has SVE/SME: onnxruntime and numpy pick those kernels, which run
+# up to 20x slower emulated than the NEON/dotprod ones picked on an emulated Neoverse-N1.
+CPU = os.environ.get("EDGESEQ_ARM64_CPU", "neoverse-n1")
 # qemu-user 7.2 shows the guest the host's x86 /proc/cpuinfo, on which onnxruntime's cpuinfo
-# segfaults at import; with `-L SYSROOT` the guest reads SYSROOT/proc/cpuinfo instead.
+# segfaults at import; with `-L SYSROOT` the guest reads SYSROOT/proc/cpuinfo (a Neoverse-N1).
 CPUINFO = ("processor\t: {}\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics "
            "fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\nCPU implementer\t: 0x41\n"
            "CPU architecture: 8\nCPU variant\t: 0x3\nCPU part\t: 0xd0c\nCPU revision\t: 1\n\n")
@@ -176,8 +179,7 @@ def _build_sysroot(dest: Path) -> None:
                 tmp / "sources.list", "Dir::Etc::SourceParts": tmp / "parts",
                 "Dir::Etc::Preferences": tmp / "prefs.conf", "Dir::Etc::PreferencesParts":
                 tmp / "prefs", "APT::Architecture": "arm64", "APT::Architectures::": "arm64",
-                "APT::Install-Recommends": "false", "APT::Sandbox::User": "root",
-                "APT::Update::Post-Invoke-Success::": ""}
+                "APT::Install-Recommends": "false", "APT::Sandbox::User": "root"}
         apt = ["apt-get", "-q", *(a for k, v in conf.items() for a in ("-o", f"{k}={v}"))]
         with _step("apt-get update (private arm64 package lists)"):
             _run([*apt, "update"])
@@ -330,7 +332,7 @@ def run_aarch64(argv_or_script: str | os.PathLike | list, env: dict[str, str] | 
     full = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR") if k in os.environ}
     full.update(PYTHONPATH=os.pathsep.join(map(str, arm.site_dirs)), PYTHONNOUSERSITE="1",
                 PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1", **(env or {}))
-    cmd = [arm.qemu, "-L", str(arm.sysroot), str(arm.python), "-S", "-P", *argv]
+    cmd = [arm.qemu, "-cpu", CPU, "-L", str(arm.sysroot), str(arm.python), "-S", "-P", *argv]
     return subprocess.run(cmd, env=full, timeout=timeout, cwd=cwd, capture_output=True, text=True)
 
 
