@@ -1,0 +1,406 @@
+"""The suite's targets and its markdown report, both computed from the results JSON alone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from edgeseq.table import format_table
+
+__all__ = ["NOTES_MARKER", "TARGETS", "Target", "evaluate", "render"]
+
+NOTES_MARKER = "<!-- notes: `edgeseq bench --out` keeps everything below this line -->"
+NA = "not available"
+
+Cell = dict[str, Any]
+
+
+def _ratio(a: Any, b: Any) -> float | str:
+    """``a / b`` of two section records, or why it cannot be computed."""
+    for rec in (a, b):
+        if rec is None:
+            return "not measured in this run"
+        if isinstance(rec, dict) and not rec.get("available", True):
+            return rec["reason"]
+    return float(a) / float(b)
+
+
+def _med(section: Cell, name: str) -> Any:
+    rec = section.get(name)
+    return rec["median"] if rec and rec.get("available") else rec
+
+
+def _fps(section: Cell, name: str) -> Any:
+    rec = section.get(name)
+    return rec["fps"] if rec and rec.get("available") else rec
+
+
+def _size(modes: Cell, name: str) -> Any:
+    rec = modes.get(name)
+    return rec["size_bytes"] if rec and rec.get("available") else rec
+
+
+def _footprint(c: Cell, key: str) -> Any:
+    rec = c["footprint"]["runtime"]
+    return rec[key] if rec.get(key) is not None else "peak RSS not measurable on this OS"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target of issue 6: a measured figure, a limit and the direction it must hold."""
+
+    key: str
+    text: str
+    limit: float
+    kind: Literal["max", "min"]  # the figure must stay <= limit (max) or >= limit (min)
+    unit: str
+    measure: Callable[[Cell], float | str]  # the figure, or why it is not available
+
+    @property
+    def goal(self) -> str:
+        return f"{'≤' if self.kind == 'max' else '≥'} {self.limit:g}{self.unit}"
+
+    def check(self, cell: Cell) -> dict[str, Any]:
+        value = self.measure(cell)
+        if isinstance(value, str):
+            return {"value": None, "status": NA, "reason": value}
+        met = value <= self.limit if self.kind == "max" else value >= self.limit
+        return {"value": value, "status": "met" if met else "missed"}
+
+
+TARGETS: tuple[Target, ...] = (
+    Target(
+        "predictor_vs_session_run",
+        "StreamingPredictor per frame / hand-written session.run loop",
+        0.8,
+        "max",
+        "×",
+        lambda c: _ratio(_med(c["latency"], "predictor"), _med(c["latency"], "session_run")),
+    ),
+    Target(
+        "predictor_vs_identity",
+        "StreamingPredictor per frame / Identity-model floor",
+        4.0,
+        "max",
+        "×",
+        lambda c: _ratio(_med(c["latency"], "predictor"), _med(c["latency"], "identity")),
+    ),
+    Target(
+        "torch_eager_speedup",
+        "PyTorch eager per frame / StreamingPredictor per frame",
+        5.0,
+        "min",
+        "×",
+        lambda c: _ratio(_med(c["latency"], "torch_eager"), _med(c["latency"], "predictor")),
+    ),
+    Target(
+        "pool_vs_loop",
+        "StreamPool frames/s / looping predictors, many streams",
+        10.0,
+        "min",
+        "×",
+        lambda c: _ratio(_fps(c["streams"], "pool"), _fps(c["streams"], "loop_predictors")),
+    ),
+    Target(
+        "chunk32_vs_chunk1",
+        "frames/s at chunk 32 / chunk 1",
+        5.0,
+        "min",
+        "×",
+        lambda c: _ratio(_fps(c["chunks"], "32"), _fps(c["chunks"], "1")),
+    ),
+    Target(
+        "int8_size",
+        "int8 file size / fp32 (native) file size",
+        0.3,
+        "max",
+        "×",
+        lambda c: _ratio(_size(c["modes"], "int8"), _size(c["modes"], "native")),
+    ),
+    Target(
+        "int8_latency",
+        "int8 per-frame latency / fp32 (native)",
+        1.0,
+        "max",
+        "×",
+        lambda c: _ratio(_med(c["modes"], "int8"), _med(c["modes"], "native")),
+    ),
+    Target(
+        "runtime_wall",
+        "runtime process: import, load, stream 1,000 frames (wall)",
+        0.6,
+        "max",
+        " s",
+        lambda c: _footprint(c, "wall_s"),
+    ),
+    Target(
+        "runtime_rss",
+        "runtime process: peak RSS (MB = 10^6 bytes)",
+        70.0,
+        "max",
+        " MB",
+        lambda c: _footprint(c, "rss_mb"),
+    ),
+)
+
+
+def evaluate(cells: dict[str, Cell]) -> list[dict[str, Any]]:
+    """Every target checked against every cell's results."""
+    return [
+        {
+            "key": t.key,
+            "text": t.text,
+            "goal": t.goal,
+            "results": {name: t.check(cell) for name, cell in cells.items()},
+        }
+        for t in TARGETS
+    ]
+
+
+# ---------------------------------------------------------------------- formatting
+def _us(s: float) -> str:
+    return f"{s * 1e6:.1f} µs" if s < 1e-3 else f"{s * 1e3:.2f} ms"
+
+
+def _timed(rec: Any) -> str:
+    """``median (p10–p90)`` of a per-call record, or the reason it is missing."""
+    if not rec or not rec.get("available"):
+        return NA
+    return f"{_us(rec['median'])} ({_us(rec['p10'])}–{_us(rec['p90'])})"
+
+
+def _rate(rec: Any) -> str:
+    if not rec or not rec.get("available"):
+        return NA
+    return f"{rec['fps']:,.0f} ({rec['fps_p10']:,.0f}–{rec['fps_p90']:,.0f})"
+
+
+def _figure(target: dict[str, Any], res: dict[str, Any]) -> str:
+    if res["status"] == NA:
+        return NA
+    unit = next(t.unit for t in TARGETS if t.key == target["key"])
+    return f"{res['value']:.3g}{unit} {res['status']}"
+
+
+def _targets_table(results: dict[str, Any]) -> str:
+    cells = list(results["cells"])
+    rows = [
+        [t["text"], t["goal"], *(_figure(t, t["results"][c]) for c in cells)]
+        for t in results["targets"]
+    ]
+    return format_table(["target", "goal", *cells], rows, markdown=True)
+
+
+def _section_tables(results: dict[str, Any]) -> list[str]:
+    cells = results["cells"]
+    out = ["## 1. Per-frame latency: one stream, one frame per call", ""]
+    out.append(
+        format_table(
+            ["cell", "StreamingPredictor", "session.run loop", "PyTorch eager", "Identity floor"],
+            [[c, *(_timed(d["latency"].get(k)) for k in _LATENCY)] for c, d in cells.items()],
+            markdown=True,
+        )
+    )
+    n = next(iter(cells.values()))["streams"]["streams"]
+    out += ["", f"## 2. {n} streams × 1 frame per round: frames/s", ""]
+    out.append(
+        format_table(
+            [
+                "cell",
+                "StreamPool",
+                "loop of predictors",
+                "ORT batched, hand-written",
+                "PyTorch batched",
+            ],
+            [[c, *(_rate(d["streams"].get(k)) for k in _STREAMS)] for c, d in cells.items()],
+            markdown=True,
+        )
+    )
+    sizes = list(next(iter(cells.values()))["chunks"])
+    out += ["", "## 3. One stream, T frames per call: frames/s", ""]
+    out.append(
+        format_table(
+            ["cell", *(f"T = {t}" for t in sizes)],
+            [[c, *(_rate(d["chunks"][t]) for t in sizes)] for c, d in cells.items()],
+            markdown=True,
+        )
+    )
+    out += ["", "## 4. Export modes and precisions: per-frame latency and file size", ""]
+    rows = []
+    for c, d in cells.items():
+        native = d["modes"].get("native", {})
+        for v, rec in d["modes"].items():
+            if not rec.get("available"):
+                rows.append([c, v, f"{NA}: {rec['reason']}", "", "", "", ""])
+                continue
+            rows.append(
+                [
+                    c,
+                    v,
+                    _timed(rec),
+                    f"{rec['median'] / native['median']:.2f}×",
+                    f"{rec['size_bytes'] / 1e3:,.0f} kB",
+                    f"{rec['size_bytes'] / native['size_bytes']:.2f}×",
+                    f"{rec['max_abs_diff_vs_native']:.2g}",
+                ]
+            )
+    headers = ["cell", "variant", "per frame", "× native", "file", "× native", "max |Δy|"]
+    out.append(format_table(headers, rows, markdown=True))
+    return out
+
+
+_LATENCY = ("predictor", "session_run", "torch_eager", "identity")
+_STREAMS = ("pool", "loop_predictors", "ort_batched", "torch_batched")
+
+
+def _footprint_tables(results: dict[str, Any]) -> list[str]:
+    cells = results["cells"]
+    frames = next(iter(cells.values()))["footprint"]["frames"]
+    out = [f"## 5. Footprint: a fresh process that loads the model and streams {frames} frames", ""]
+    rows = []
+    for c, d in cells.items():
+        for proc, label in (
+            ("runtime", "edgeseq.runtime"),
+            ("torch", "PyTorch"),
+            ("python", "bare python"),
+        ):
+            r = d["footprint"][proc]
+            ph = r["phases_s"]
+            rows.append(
+                [
+                    c,
+                    label,
+                    f"{r['wall_s']:.3f} ({r['wall_min_s']:.3f}–{r['wall_max_s']:.3f})",
+                    f"{r['rss_mb']:.1f} ({r['rss_mb'] * 1e6 / 2**20:.1f} MiB)"
+                    if r["rss_mb"] is not None
+                    else NA,
+                    *(
+                        f"{ph[k]:.3f}" if k in ph else ""
+                        for k in ("import_s", "load_s", "stream_s")
+                    ),
+                ]
+            )
+    headers = [
+        "cell",
+        "process",
+        "wall s (min–max)",
+        "peak RSS MB",
+        "import s",
+        "load s",
+        "stream s",
+    ]
+    out.append(format_table(headers, rows, markdown=True))
+    for c, d in cells.items():
+        after = d["footprint"]["runtime"].get("rss_after_mb") or {}
+        if after:
+            steps = " → ".join(f"{k} {v:.1f}" for k, v in after.items())
+            out += ["", f"{c}, runtime process, resident MB after each step: {steps}."]
+    out += ["", "## 6. Export time per mode (seconds, median after one warm-up)", ""]
+    variants = ["native", "unrolled", "int8", "fp16", "ort"]
+    rows = []
+    for c, d in cells.items():
+        rows.append(
+            [
+                c,
+                *(
+                    f"{d['export'][v]['median_s']:.3f}"
+                    if d["export"].get(v, {}).get("available")
+                    else NA
+                    for v in variants
+                ),
+            ]
+        )
+    out.append(format_table(["cell", *variants], rows, markdown=True))
+    return out
+
+
+def _profile_tables(results: dict[str, Any]) -> list[str]:
+    cells = results["cells"]
+    out = ["## Where the time goes: one `step()` call, one frame", ""]
+    med = lambda p, k: p[k]["median"]  # noqa: E731
+    layers: list[tuple[str, Callable[[Cell, Cell], float]]] = [
+        ("`step()`", lambda p, lat: med(p, "step")),
+        ("IO-binding ping-pong, same session, no edgeseq code", lambda p, lat: med(p, "iobinding")),
+        (
+            "`session.run`, same session, numpy feed built once",
+            lambda p, lat: med(p, "session_run"),
+        ),
+        (
+            "Identity model `session.run` (onnxruntime's fixed cost)",
+            lambda p, lat: med(lat, "identity"),
+        ),
+        (
+            "→ edgeseq Python per call (step − ping-pong)",
+            lambda p, lat: med(p, "step") - med(p, "iobinding"),
+        ),
+        (
+            "→ numpy feed and fetch (session.run − ping-pong)",
+            lambda p, lat: med(p, "session_run") - med(p, "iobinding"),
+        ),
+        (
+            "→ the graph's own work (ping-pong − Identity)",
+            lambda p, lat: med(p, "iobinding") - med(lat, "identity"),
+        ),
+    ]
+    rows = [
+        [name, *(_us(f(d["profile"], d["latency"])) for d in cells.values())] for name, f in layers
+    ]
+    out.append(format_table(["per call (medians, interleaved)", *cells], rows, markdown=True))
+    out += ["", "Share of kernel time by op type (onnxruntime profiler):", ""]
+    for c, d in cells.items():
+        shares = ", ".join(f"{k} {v:.0%}" for k, v in list(d["profile"]["op_share"].items())[:6])
+        out.append(f"- {c}: {shares}")
+    first, d = next(iter(cells.items()))
+    out += [
+        "",
+        f"Python functions by own time per `step()` ({first}; cProfile inflates Python time):",
+        "",
+    ]
+    rows = [
+        [r["function"], f"{r['calls_per_step']:.2g}", _us(r["own_s_per_step"])]
+        for r in d["profile"]["cprofile"]
+    ]
+    out.append(
+        format_table(["function", "calls per step", "own time per step"], rows, markdown=True)
+    )
+    return out
+
+
+def _load(pair: list[float] | None) -> str:
+    return f"{pair[0]:.2f}" if pair else "n/a"
+
+
+def _intro(results: dict[str, Any]) -> str:
+    m, cfg = results["machine"], results["config"]
+    spec = cfg["model"]
+    cmd = "edgeseq bench"
+    cmd += f" --threads {m['threads']}" if m["threads"] != 1 else ""
+    cmd += " --quick" if cfg["quick"] else ""
+    return (
+        f"Measured by `{cmd}` on {m['date']}: {m['cpu']}, {m['cores']} cores, "
+        f"Python {m['python']}, numpy {m['numpy']}, onnxruntime {m['onnxruntime']}, "
+        f"torch {m['torch']}; {m['threads']} onnxruntime/PyTorch thread(s). Reference model "
+        f"per cell: {spec['input_size']} inputs → {spec['hidden_size']} hidden × "
+        f"{spec['layers']} layers → linear {spec['output_size']}. Figures are medians of "
+        "per-call wall times with the 10th–90th percentile in brackets; the contenders of a "
+        "section run interleaved in the same rounds. Load average (1 min): "
+        f"{_load(m['loadavg_start'])} at the start, {_load(results['loadavg_end'])} at the "
+        f"end; the run took {results['elapsed_s']:.0f} s."
+    )
+
+
+def render(results: dict[str, Any], notes: str = "") -> str:
+    """The whole BENCHMARKS.md text: intro, targets, sections, profile, machine, notes."""
+    head = ["# edgeseq benchmarks", "", _intro(results), "", "## Targets", ""]
+    head += [_targets_table(results), ""]
+    body = [*_section_tables(results), "", *_footprint_tables(results), ""]
+    body += _profile_tables(results)
+    machine = ["", "## Machine", "", "```json", _json(results["machine"]), "```", ""]
+    return "\n".join([*head, *body, *machine, NOTES_MARKER, notes.strip("\n"), ""])
+
+
+def _json(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, indent=2, sort_keys=True)

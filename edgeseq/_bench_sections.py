@@ -1,0 +1,227 @@
+"""The timed sections of the suite: latency, many streams, chunk sizes, modes and precisions.
+
+Each section builds its contenders, times them together with
+:func:`~edgeseq._bench_timing.interleave` and returns plain JSON-able dicts. A contender
+this build cannot provide is ``{"available": False, "reason": ...}``.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeseq._bench_models import Prepared
+from edgeseq._bench_timing import Budget, Stats, interleave
+
+__all__ = ["HandLoop", "TorchStream", "chunks", "latency", "modes", "streams", "unavailable"]
+
+
+def unavailable(reason: str) -> dict[str, Any]:
+    """The record of a contender or variant this build cannot run."""
+    return {"available": False, "reason": reason}
+
+
+def _timing(stats: Stats, frames_per_call: int = 1) -> dict[str, Any]:
+    """Stats plus frames/s (median, and the p10/p90 calls turned into rates)."""
+    d: dict[str, Any] = {"available": True, **stats.to_dict(), "frames_per_call": frames_per_call}
+    d["fps"] = frames_per_call / stats.median
+    d["fps_p10"] = frames_per_call / stats.p90  # the slow calls give the low rate
+    d["fps_p90"] = frames_per_call / stats.p10
+    return d
+
+
+class HandLoop:
+    """What a user writes without edgeseq: ``session.run`` with the state passed as numpy."""
+
+    def __init__(self, path: Path, threads: int, batch: int = 1) -> None:
+        import onnxruntime as ort
+
+        from edgeseq.contract import Contract
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(
+            str(path), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
+        contract = Contract.from_metadata(self.session.get_modelmeta().custom_metadata_map)
+        self.frames = contract.frames.name
+        self.state_inputs = contract.state_inputs
+        self.outputs = [contract.data_outputs()[0].name, *contract.state_outputs]
+        self.feed: dict[str, np.ndarray] = {
+            p.input: np.zeros([batch if isinstance(d, str) else d for d in p.shape], np.float32)
+            for p in contract.states
+        }
+        if contract.lengths is not None:
+            self.feed[contract.lengths] = np.ones(batch, np.int32)  # one frame per call
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        """``x`` ``(batch, 1, F)`` -> ``y``; the returned state is fed to the next call."""
+        self.feed[self.frames] = x
+        out = self.session.run(self.outputs, self.feed)
+        for name, value in zip(self.state_inputs, out[1:]):
+            self.feed[name] = value
+        return out[0]
+
+
+class TorchStream:
+    """PyTorch eager: the SeqModel itself, state carried between calls (numpy in and out)."""
+
+    def __init__(self, model: Any, batch: int = 1) -> None:
+        self.model = model
+        self.state = model.init_state(batch)
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        y, self.state = self.model(torch.from_numpy(x), self.state)
+        return y.numpy()
+
+
+def _torch_mode() -> Any:
+    import torch
+
+    return torch.inference_mode()
+
+
+def _identity_call(path: Path, threads: int, frame: np.ndarray) -> Callable[[], object]:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    x = frame.reshape(1, 1, -1)
+    return lambda: sess.run(["y"], {"x": x})
+
+
+def latency(prep: Prepared, threads: int, budget: Budget) -> dict[str, Any]:
+    """Section 1: one stream, one frame per call, four ways."""
+    from edgeseq.runtime import StreamingPredictor
+
+    rng = np.random.default_rng(1)
+    frame = rng.standard_normal(prep.spec.input_size).astype(np.float32)  # [F]
+    x = frame.reshape(1, 1, -1)  # (batch, time, F)
+    native = prep.files["native"]
+    pred = StreamingPredictor(native, threads=threads)
+    hand = HandLoop(native, threads)
+    torch_stream = TorchStream(prep.model)
+    calls: dict[str, Callable[[], object]] = {
+        "predictor": lambda: pred.step(frame),
+        "session_run": lambda: hand.step(x),
+        "torch_eager": lambda: torch_stream.step(x),
+        "identity": _identity_call(prep.identity, threads, frame),
+    }
+    with _torch_mode():
+        stats = interleave(calls, budget)
+    return {name: _timing(s) for name, s in stats.items()}
+
+
+def _pool_call(path: Path, threads: int, frames: np.ndarray) -> Callable[[], object] | str:
+    """A StreamPool stepping every stream one frame, or the reason there is none."""
+    try:
+        from edgeseq.runtime import StreamPool  # type: ignore[attr-defined]
+    except ImportError:
+        return "edgeseq.runtime.StreamPool is not available in this build"
+    pool = StreamPool(path, threads=threads)
+    feed = {pool.open(): f for f in frames}  # stream id -> [F]
+    return lambda: pool.step(feed)
+
+
+def streams(prep: Prepared, threads: int, budget: Budget, n: int) -> dict[str, Any]:
+    """Section 2: ``n`` streams × 1 frame per round, as frames/s."""
+    import time
+
+    from edgeseq.runtime import StreamingPredictor
+
+    rng = np.random.default_rng(2)
+    frames = rng.standard_normal((n, prep.spec.input_size)).astype(np.float32)  # (n, F)
+    batch = frames[:, None, :]  # (n, 1, F)
+    native = prep.files["native"]
+    t0 = time.perf_counter()
+    preds = [StreamingPredictor(native, threads=threads) for _ in range(n)]
+    open_s = time.perf_counter() - t0
+
+    def loop() -> None:
+        for p, f in zip(preds, frames):
+            p.step(f)
+
+    hand = HandLoop(native, threads, batch=n)
+    torch_stream = TorchStream(prep.model, batch=n)
+    calls: dict[str, Callable[[], object]] = {"loop_predictors": loop}
+    pool = _pool_call(native, threads, frames)
+    if not isinstance(pool, str):
+        calls["pool"] = pool
+    calls["ort_batched"] = lambda: hand.step(batch)
+    calls["torch_batched"] = lambda: torch_stream.step(batch)
+    with _torch_mode():
+        stats = interleave(calls, budget)
+    out: dict[str, Any] = {"streams": n, "open_predictors_s": open_s}
+    out["pool"] = unavailable(pool) if isinstance(pool, str) else _timing(stats["pool"], n)
+    for name in ("loop_predictors", "ort_batched", "torch_batched"):
+        out[name] = _timing(stats[name], n)
+    return out
+
+
+def chunks(prep: Prepared, threads: int, budget: Budget, sizes: tuple[int, ...]) -> dict[str, Any]:
+    """Section 3: frames/s of one stream fed ``T`` frames per call."""
+    from edgeseq.runtime import StreamingPredictor
+
+    rng = np.random.default_rng(3)
+    pred = StreamingPredictor(prep.files["native"], threads=threads)
+    data = {t: rng.standard_normal((t, prep.spec.input_size)).astype(np.float32) for t in sizes}
+    calls: dict[str, Callable[[], object]] = {
+        str(t): (lambda c=chunk: pred.step(c)) for t, chunk in data.items()
+    }
+    stats = interleave(calls, budget)
+    return {str(t): _timing(stats[str(t)], t) for t in sizes}
+
+
+def _max_abs_diff(a: Path, b: Path, input_size: int, threads: int, frames: int = 64) -> float:
+    """Largest output difference of two variants streaming the same frames one by one."""
+    from edgeseq.runtime import StreamingPredictor
+
+    xs = np.random.default_rng(4).standard_normal((frames, input_size)).astype(np.float32)
+    pa, pb = StreamingPredictor(a, threads=threads), StreamingPredictor(b, threads=threads)
+    worst = 0.0
+    for x in xs:
+        ya, yb = np.asarray(pa.step(x)), np.asarray(pb.step(x))
+        worst = max(worst, float(np.max(np.abs(ya.astype(np.float64) - yb))))
+    return worst
+
+
+def modes(prep: Prepared, threads: int, budget: Budget) -> dict[str, Any]:
+    """Section 4: per-frame latency, file size and output drift of every variant."""
+    from edgeseq.runtime import StreamingPredictor
+
+    frame = np.random.default_rng(5).standard_normal(prep.spec.input_size).astype(np.float32)
+    calls: dict[str, Callable[[], object]] = {}
+    for variant, path in prep.files.items():
+        pred = StreamingPredictor(path, threads=threads)
+        calls[variant] = lambda p=pred: p.step(frame)
+    stats = interleave(calls, budget)
+    native = prep.files["native"]
+    out: dict[str, Any] = {}
+    for variant, path in prep.files.items():
+        out[variant] = {
+            **_timing(stats[variant]),
+            "size_bytes": path.stat().st_size,
+            "max_abs_diff_vs_native": _max_abs_diff(native, path, prep.spec.input_size, threads),
+        }
+    for variant, reason in prep.missing.items():
+        out[variant] = unavailable(reason)
+    return out
+
+
+def export_times(prep: Prepared) -> dict[str, Any]:
+    """Section 6: seconds per export (or conversion) of each variant, after one warm-up."""
+    out: dict[str, Any] = {}
+    for variant, runs in prep.export_s.items():
+        out[variant] = {"available": True, "median_s": statistics.median(runs), "runs_s": runs}
+    for variant, reason in prep.missing.items():
+        out[variant] = unavailable(reason)
+    return out

@@ -1,0 +1,80 @@
+"""edgeseq bench: the benchmark suite, printed as markdown with each target beside its figure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+__all__ = ["command"]
+
+
+def _cells(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    from edgeseq.bench import CELLS
+
+    cells = tuple(c.strip().lower() for c in value.split(",") if c.strip())
+    bad = [c for c in cells if c not in CELLS]
+    if bad or not cells:
+        raise click.BadParameter(f"expected a comma list of {', '.join(CELLS)}; got {value!r}")
+    return cells
+
+
+@click.command("bench")
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="onnxruntime intra-op and PyTorch threads for every contender.",
+)
+@click.option(
+    "--quick", is_flag=True, help="Tiny model, few iterations: checks the suite runs (~15 s)."
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the markdown here (e.g. BENCHMARKS.md); notes below its marker are kept.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write every figure and the machine info as JSON here.",
+)
+@click.option(
+    "--cells",
+    default="lstm,gru,rnn",
+    show_default=True,
+    callback=_cells,
+    help="Which reference models to run, comma-separated.",
+)
+def command(
+    threads: int, quick: bool, out: Path | None, json_path: Path | None, cells: tuple[str, ...]
+) -> None:
+    """Benchmark streaming on the reference models (40 inputs, 128 hidden, 2 layers, linear
+    head; one per cell): per-frame latency against a hand-written onnxruntime loop, PyTorch
+    eager and an Identity-model floor; many streams; chunk sizes; export modes and
+    precisions; process footprint; export time. Prints markdown with every target beside
+    its measured figure (met, missed or not available). Progress goes to stderr.
+
+    \b
+    Example:
+      edgeseq bench --out BENCHMARKS.md --json bench.json
+      edgeseq bench --quick --cells lstm
+    """
+    from edgeseq.bench import BenchConfig, render, run_bench, write_markdown
+
+    config = (
+        BenchConfig.quick_setting(cells=cells, threads=threads)
+        if quick
+        else BenchConfig(cells=cells, threads=threads)
+    )
+    results = run_bench(config, progress=lambda line: click.echo(line, err=True))
+    if json_path is not None:
+        json_path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    if out is not None:
+        write_markdown(results, out)
+    click.echo(render(results))
