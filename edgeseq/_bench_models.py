@@ -109,12 +109,13 @@ def _quantizer() -> Callable[..., Any] | None:
     return quantize
 
 
-def _ort_converter() -> Callable[..., Any] | None:
+def _ort_converter() -> Callable[[Path, Path], Path] | None:
+    """``(model.onnx, folder) -> model.ort`` through edgeseq's converter, if this build has one."""
     try:
-        from edgeseq.exporters import to_ort_format  # type: ignore[attr-defined]
+        from edgeseq.exporters import to_ort
     except ImportError:
         return None
-    return to_ort_format
+    return lambda src, folder: to_ort(src, folder).ort
 
 
 def prepare(spec: RefSpec, workdir: Path, repeats: int, progress: Progress) -> Prepared:
@@ -162,7 +163,8 @@ def prepare(spec: RefSpec, workdir: Path, repeats: int, progress: Progress) -> P
     if native is None or convert is None:
         prep.missing["ort"] = "no ORT-format converter in edgeseq.exporters in this build"
     else:
-        path = workdir / f"{spec.cell}.native.ort"
+        folder = workdir / "ort"
+        path = folder / f"{native.stem}.ort"  # where to_ort puts it
         progress(f"convert to ORT format ({repeats + 1}×)")
-        _attempt(prep, "ort", path, lambda p=path: convert(native, p), repeats)
+        _attempt(prep, "ort", path, lambda: convert(native, folder), repeats)
     return prep

@@ -1,164 +1,18 @@
-"""The suite's targets and its markdown report, both computed from the results JSON alone."""
+"""The suite's markdown report, computed from the results JSON alone."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from edgeseq._bench_targets import NA, TARGETS, Cell
 from edgeseq.table import format_table
 
-__all__ = ["NOTES_MARKER", "TARGETS", "Target", "evaluate", "render"]
+__all__ = ["NOTES_MARKER", "render"]
 
 NOTES_MARKER = "<!-- notes: `edgeseq bench --out` keeps everything below this line -->"
-NA = "not available"
-
-Cell = dict[str, Any]
 
 
-def _ratio(a: Any, b: Any) -> float | str:
-    """``a / b`` of two section records, or why it cannot be computed."""
-    for rec in (a, b):
-        if rec is None:
-            return "not measured in this run"
-        if isinstance(rec, dict) and not rec.get("available", True):
-            return rec["reason"]
-    return float(a) / float(b)
-
-
-def _med(section: Cell, name: str) -> Any:
-    rec = section.get(name)
-    return rec["median"] if rec and rec.get("available") else rec
-
-
-def _fps(section: Cell, name: str) -> Any:
-    rec = section.get(name)
-    return rec["fps"] if rec and rec.get("available") else rec
-
-
-def _size(modes: Cell, name: str) -> Any:
-    rec = modes.get(name)
-    return rec["size_bytes"] if rec and rec.get("available") else rec
-
-
-def _footprint(c: Cell, key: str) -> Any:
-    rec = c["footprint"]["runtime"]
-    return rec[key] if rec.get(key) is not None else "peak RSS not measurable on this OS"
-
-
-@dataclass(frozen=True)
-class Target:
-    """One target of issue 6: a measured figure, a limit and the direction it must hold."""
-
-    key: str
-    text: str
-    limit: float
-    kind: Literal["max", "min"]  # the figure must stay <= limit (max) or >= limit (min)
-    unit: str
-    measure: Callable[[Cell], float | str]  # the figure, or why it is not available
-
-    @property
-    def goal(self) -> str:
-        return f"{'≤' if self.kind == 'max' else '≥'} {self.limit:g}{self.unit}"
-
-    def check(self, cell: Cell) -> dict[str, Any]:
-        value = self.measure(cell)
-        if isinstance(value, str):
-            return {"value": None, "status": NA, "reason": value}
-        met = value <= self.limit if self.kind == "max" else value >= self.limit
-        return {"value": value, "status": "met" if met else "missed"}
-
-
-TARGETS: tuple[Target, ...] = (
-    Target(
-        "predictor_vs_session_run",
-        "StreamingPredictor per frame / hand-written session.run loop",
-        0.8,
-        "max",
-        "×",
-        lambda c: _ratio(_med(c["latency"], "predictor"), _med(c["latency"], "session_run")),
-    ),
-    Target(
-        "predictor_vs_identity",
-        "StreamingPredictor per frame / Identity-model floor",
-        4.0,
-        "max",
-        "×",
-        lambda c: _ratio(_med(c["latency"], "predictor"), _med(c["latency"], "identity")),
-    ),
-    Target(
-        "torch_eager_speedup",
-        "PyTorch eager per frame / StreamingPredictor per frame",
-        5.0,
-        "min",
-        "×",
-        lambda c: _ratio(_med(c["latency"], "torch_eager"), _med(c["latency"], "predictor")),
-    ),
-    Target(
-        "pool_vs_loop",
-        "StreamPool frames/s / looping predictors, many streams",
-        10.0,
-        "min",
-        "×",
-        lambda c: _ratio(_fps(c["streams"], "pool"), _fps(c["streams"], "loop_predictors")),
-    ),
-    Target(
-        "chunk32_vs_chunk1",
-        "frames/s at chunk 32 / chunk 1",
-        5.0,
-        "min",
-        "×",
-        lambda c: _ratio(_fps(c["chunks"], "32"), _fps(c["chunks"], "1")),
-    ),
-    Target(
-        "int8_size",
-        "int8 file size / fp32 (native) file size",
-        0.3,
-        "max",
-        "×",
-        lambda c: _ratio(_size(c["modes"], "int8"), _size(c["modes"], "native")),
-    ),
-    Target(
-        "int8_latency",
-        "int8 per-frame latency / fp32 (native)",
-        1.0,
-        "max",
-        "×",
-        lambda c: _ratio(_med(c["modes"], "int8"), _med(c["modes"], "native")),
-    ),
-    Target(
-        "runtime_wall",
-        "runtime process: import, load, stream 1,000 frames (wall)",
-        0.6,
-        "max",
-        " s",
-        lambda c: _footprint(c, "wall_s"),
-    ),
-    Target(
-        "runtime_rss",
-        "runtime process: peak RSS (MB = 10^6 bytes)",
-        70.0,
-        "max",
-        " MB",
-        lambda c: _footprint(c, "rss_mb"),
-    ),
-)
-
-
-def evaluate(cells: dict[str, Cell]) -> list[dict[str, Any]]:
-    """Every target checked against every cell's results."""
-    return [
-        {
-            "key": t.key,
-            "text": t.text,
-            "goal": t.goal,
-            "results": {name: t.check(cell) for name, cell in cells.items()},
-        }
-        for t in TARGETS
-    ]
-
-
-# ---------------------------------------------------------------------- formatting
 def _us(s: float) -> str:
     return f"{s * 1e6:.1f} µs" if s < 1e-3 else f"{s * 1e3:.2f} ms"
 
@@ -226,26 +80,29 @@ def _section_tables(results: dict[str, Any]) -> list[str]:
             markdown=True,
         )
     )
-    out += ["", "## 4. Export modes and precisions: per-frame latency and file size", ""]
+    out += ["", "## 4. Export modes and precisions: latency, throughput, file size, drift", ""]
     rows = []
     for c, d in cells.items():
         native = d["modes"].get("native", {})
         for v, rec in d["modes"].items():
             if not rec.get("available"):
-                rows.append([c, v, f"{NA}: {rec['reason']}", "", "", "", ""])
+                rows.append([c, v, f"{NA}: {rec['reason']}", "", "", "", "", ""])
                 continue
             rows.append(
                 [
                     c,
                     v,
-                    _timed(rec),
+                    _timed(rec) + (f", pads to {rec['graph_chunk']}" if rec["graph_chunk"] else ""),
                     f"{rec['median'] / native['median']:.2f}×",
+                    f"{rec['chunk_fps']:,.0f}",
                     f"{rec['size_bytes'] / 1e3:,.0f} kB",
                     f"{rec['size_bytes'] / native['size_bytes']:.2f}×",
                     f"{rec['max_abs_diff_vs_native']:.2g}",
                 ]
             )
-    headers = ["cell", "variant", "per frame", "× native", "file", "× native", "max |Δy|"]
+    t = next(iter(cells.values()))["modes"]["native"]["chunk"]
+    headers = ["cell", "variant", "per frame", "× native", f"frames/s at T={t}", "file"]
+    headers += ["× native", "max |Δy| vs native"]
     out.append(format_table(headers, rows, markdown=True))
     return out
 
@@ -296,7 +153,11 @@ def _footprint_tables(results: dict[str, Any]) -> list[str]:
         if after:
             steps = " → ".join(f"{k} {v:.1f}" for k, v in after.items())
             out += ["", f"{c}, runtime process, resident MB after each step: {steps}."]
-    out += ["", "## 6. Export time per mode (seconds, median after one warm-up)", ""]
+    out += [
+        "",
+        "## 6. Export time per variant (s, median after a warm-up; quantize times its report too)",
+        "",
+    ]
     variants = ["native", "unrolled", "int8", "fp16", "ort"]
     rows = []
     for c, d in cells.items():

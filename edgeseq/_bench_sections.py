@@ -194,21 +194,29 @@ def _max_abs_diff(a: Path, b: Path, input_size: int, threads: int, frames: int =
     return worst
 
 
-def modes(prep: Prepared, threads: int, budget: Budget) -> dict[str, Any]:
-    """Section 4: per-frame latency, file size and output drift of every variant."""
+def modes(prep: Prepared, threads: int, budget: Budget, chunk: int = 32) -> dict[str, Any]:
+    """Section 4: every variant's latency (1 frame), frames/s (``chunk`` frames), size, drift."""
     from edgeseq.runtime import StreamingPredictor
 
-    frame = np.random.default_rng(5).standard_normal(prep.spec.input_size).astype(np.float32)
+    rng = np.random.default_rng(5)
+    frame = rng.standard_normal(prep.spec.input_size).astype(np.float32)  # [F]
+    block = rng.standard_normal((chunk, prep.spec.input_size)).astype(np.float32)  # [T, F]
     calls: dict[str, Callable[[], object]] = {}
+    fixed: dict[str, int | None] = {}
     for variant, path in prep.files.items():
         pred = StreamingPredictor(path, threads=threads)
+        fixed[variant] = pred.contract.model.chunk
         calls[variant] = lambda p=pred: p.step(frame)
+        calls[f"{variant}@{chunk}"] = lambda p=pred: p.step(block)
     stats = interleave(calls, budget)
     native = prep.files["native"]
     out: dict[str, Any] = {}
     for variant, path in prep.files.items():
         out[variant] = {
             **_timing(stats[variant]),
+            "chunk": chunk,
+            "chunk_fps": _timing(stats[f"{variant}@{chunk}"], chunk)["fps"],
+            "graph_chunk": fixed[variant],  # frames per call of a fixed-chunk graph
             "size_bytes": path.stat().st_size,
             "max_abs_diff_vs_native": _max_abs_diff(native, path, prep.spec.input_size, threads),
         }

@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from edgeseq._bench_models import RefSpec
-from edgeseq._bench_report import NOTES_MARKER, TARGETS, Target, evaluate, render
+from edgeseq._bench_report import NOTES_MARKER, render
+from edgeseq._bench_targets import TARGETS, Target, evaluate
 from edgeseq._bench_timing import Budget, Stats, interleave, machine_info
 
 __all__ = [
