@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -13,11 +14,11 @@ __all__ = ["FrameSpec"]
 
 
 class FrameSpec:
-    """What one frame of a stream looks like: trailing shape and dtype kind.
+    """What one frame of a stream looks like: trailing shape and dtype.
 
-    Float models take ``[F]`` (one frame) or ``[T, F]`` (a chunk); token models take a
-    scalar id or ``[T]`` ids; raw-sample models (``(batch, time)`` float) take a scalar
-    or ``[T]`` samples.
+    Feature models (``(batch, time, F)``) take ``[F]`` (one frame) or ``[T, F]`` (a chunk);
+    token models (``(batch, time)`` int) take a scalar id or ``[T]`` ids; raw-sample models
+    (``(batch, time)`` float) take a scalar or ``[T]`` samples.
     """
 
     def __init__(self, contract: Contract) -> None:
@@ -26,16 +27,54 @@ class FrameSpec:
         self.dtype = np.dtype(spec.dtype)
         self.is_int = self.dtype.kind in "iu"
         self.trailing: tuple[int | str, ...] = tuple(spec.shape[2:])  # per-frame shape
+        # symbolic trailing axes (third-party models) take whatever size the first call has
+        self.trailing_ints = tuple(d if isinstance(d, int) else 0 for d in self.trailing)
+        self.fixed = all(isinstance(d, int) for d in self.trailing)
         prep = contract.preprocessing
         self.mean = np.asarray(prep.mean, np.float32) if prep.mean is not None else None
         self.std = np.asarray(prep.std, np.float32) if prep.std is not None else None
+        self.scaled = self.mean is not None or self.std is not None
         self.vocab_size = len(prep.vocab) if prep.vocab else None
+        self.one_shape = self.trailing_ints  # the shape of one frame, for the fast path
 
     def describe(self) -> str:
         dims = ", ".join(str(d) for d in self.trailing)
         one = f"[{dims}]" if dims else "a scalar"
         chunk = f"[T, {dims}]" if dims else "[T]"
-        return f"{self.dtype.name} frames shaped {one} (one frame) or {chunk} (a chunk)"
+        kind = "integer token ids" if self.is_int else f"{self.dtype.name} values"
+        return f"{kind} shaped {one} (one frame) or {chunk} (a chunk of T frames)"
+
+    def fast(self, frames: Any) -> np.ndarray | None:
+        """One well-formed frame ready to feed, or None to take the full check.
+
+        The hot path of per-frame streaming: an ndarray of the exact dtype and shape with
+        finite values: ``x·x`` is finite only if every value is (NaN and Inf propagate without
+        raising floating-point warnings); values so large that it overflows take the full
+        check.
+        """
+        if (
+            type(frames) is not np.ndarray
+            or frames.dtype != self.dtype
+            or frames.shape != self.one_shape
+            or self.is_int
+            or not self.fixed
+        ):
+            return None
+        if frames.ndim == 1:
+            if not math.isfinite(frames.dot(frames)):
+                return None
+        elif not np.isfinite(frames).all():
+            return None
+        if self.scaled:
+            return self._scale(frames)
+        return frames
+
+    def _scale(self, arr: np.ndarray) -> np.ndarray:
+        if self.mean is not None:
+            arr = arr - self.mean
+        if self.std is not None:
+            arr = arr / self.std
+        return arr.astype(self.dtype, copy=False)
 
     def check(self, frames: Any) -> tuple[np.ndarray, bool]:
         """Return ``(chunk [T, ...], single)``; raise :class:`InputError` on anything wrong."""
@@ -43,19 +82,20 @@ class FrameSpec:
             arr = np.asarray(frames)
         except Exception as exc:  # ragged lists and the like
             raise InputError(
-                f"frames could not be read as an array ({exc}); expected {self.describe()}."
+                f"expected {self.describe()}, got something that is not an array ({exc}). "
+                "Pass a numpy array or a rectangular list of numbers."
             ) from None
         kind = arr.dtype.kind
         if self.is_int:
             if kind not in "iu":
                 raise InputError(
-                    f"frames have dtype {arr.dtype}; this model takes integer token ids "
-                    f"({self.describe()}). Encode text with the model's vocabulary first."
+                    f"expected {self.describe()}, got dtype {arr.dtype}. Encode text with "
+                    "the model's vocabulary first (e.g. Vocabulary.encode)."
                 )
-        elif kind not in "fiu" or kind == "b":
+        elif kind not in "fiu":
             raise InputError(
-                f"frames have dtype {arr.dtype}; expected {self.describe()}. Convert with "
-                "np.asarray(frames, dtype=np.float32)."
+                f"expected {self.describe()}, got dtype {arr.dtype}. Convert with "
+                f"np.asarray(frames, dtype=np.{self.dtype.name})."
             )
         rank = len(self.trailing)
         if arr.ndim == rank:
@@ -64,35 +104,37 @@ class FrameSpec:
             single = False
         else:
             raise InputError(
-                f"frames have shape {arr.shape} (rank {arr.ndim}); expected {self.describe()}, "
-                "without a batch axis. For many streams use StreamPool."
+                f"expected {self.describe()}, without a batch axis; got shape {arr.shape} "
+                f"(rank {arr.ndim}). Pass one stream's frames per call; for many streams "
+                "use StreamPool.step({id: frames})."
             )
         for i, want in enumerate(self.trailing):
             if isinstance(want, int) and arr.shape[i + 1] != want:
                 raise InputError(
-                    f"frames have {arr.shape[i + 1]} values on axis {i + 1 - int(single)} "
-                    f"(shape {arr.shape[int(single) :]}); this model expects {want} "
-                    f"({self.describe()})."
+                    f"expected {want} values per frame ({self.describe()}), got "
+                    f"{arr.shape[i + 1]} (shape {arr.shape[int(single) :]}). Check the "
+                    "feature count and order."
                 )
         if arr.shape[0] == 0:
-            raise InputError(f"got zero frames (shape {arr.shape}); pass at least one frame.")
+            raise InputError(
+                f"expected at least one frame ({self.describe()}), got zero (shape "
+                f"{arr.shape[1:] if single else arr.shape}). Skip the call instead."
+            )
         if self.is_int:
-            arr = arr.astype(self.dtype, copy=False)
             if self.vocab_size is not None and (arr.min() < 0 or arr.max() >= self.vocab_size):
                 raise InputError(
-                    f"token ids must be in [0, {self.vocab_size}); got values from {arr.min()} "
-                    f"to {arr.max()}. Encode with the model's vocabulary."
+                    f"expected token ids in [0, {self.vocab_size}), got values from "
+                    f"{arr.min()} to {arr.max()}. Encode with the model's vocabulary."
                 )
-            return arr, single
-        arr = arr.astype(np.float32, copy=False)
+            return np.ascontiguousarray(arr, dtype=self.dtype), single
         if not np.isfinite(arr).all():
             bad = np.argwhere(~np.isfinite(arr))[0]
+            where = tuple(int(i) for i in (bad[1:] if single else bad))
             raise InputError(
-                f"frames contain NaN or Inf (first at index {tuple(int(i) for i in bad)}); "
-                "the model's state would be poisoned. Clean or impute the frames first."
+                f"expected finite {self.describe()}, got NaN or Inf (first at index {where}); "
+                "one bad value would poison the stream's state. Clean or impute the frames "
+                "first; the stream's state is unchanged."
             )
-        if self.mean is not None:
-            arr = arr - self.mean
-        if self.std is not None:
-            arr = arr / self.std
-        return np.ascontiguousarray(arr, dtype=np.float32), single
+        if self.scaled:
+            arr = self._scale(arr.astype(np.float32, copy=False))
+        return np.ascontiguousarray(arr, dtype=self.dtype), single

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import onnxruntime as ort
@@ -10,7 +11,7 @@ import onnxruntime as ort
 from edgeseq.contract import GraphIO, onnx_type_to_dtype
 from edgeseq.errors import ModelLoadError, ProviderError
 
-__all__ = ["ModelSource", "graph_io", "open_session", "resolve_providers"]
+__all__ = ["Device", "ModelSource", "graph_io", "open_session", "parse_device", "resolve_providers"]
 
 ModelSource = str | os.PathLike | bytes
 
@@ -26,37 +27,78 @@ _DEVICE_PROVIDERS = {
     "dml": "DmlExecutionProvider",
     "qnn": "QNNExecutionProvider",
 }
+# where a provider keeps tensors: OrtValues bound there never cross to the host between calls
+_MEMORY = {"CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "cuda"}
 
 
-def resolve_providers(device: str) -> list[str]:
-    """``"cpu"``, ``"cuda"``, ... or a provider's own name -> provider list, CPU as fallback.
+@dataclass(frozen=True)
+class Device:
+    """A resolved device: the provider list for the session and where state buffers live.
+
+    ``memory`` is an OrtValue device type (``"cpu"`` or ``"cuda"``); providers that
+    onnxruntime's Python API cannot allocate for keep state in CPU memory.
+    """
+
+    name: str  # what the user asked for, e.g. "cuda:1"
+    providers: tuple[str, ...]
+    memory: str = "cpu"
+    index: int = 0
+
+    @property
+    def provider_options(self) -> list[dict[str, str]]:
+        return [{"device_id": str(self.index)} if p in _MEMORY else {} for p in self.providers]
+
+
+def parse_device(device: str) -> Device:
+    """``"cpu"``, ``"cuda"``, ``"cuda:1"``, ... or a provider's own name -> :class:`Device`.
 
     Raises :class:`ProviderError` listing what this onnxruntime build has when the
     requested provider is not installed.
     """
     available = ort.get_available_providers()
-    name = _DEVICE_PROVIDERS.get(device.lower(), device) if isinstance(device, str) else None
+    if not isinstance(device, str) or not device:
+        raise ProviderError(
+            f"device must be a name such as 'cpu' or 'cuda', got {device!r}. "
+            f"Available providers: {available}."
+        )
+    base, _, index = device.partition(":")
+    if index and not index.isdigit():
+        raise ProviderError(
+            f"device {device!r}: expected NAME or NAME:INDEX (e.g. 'cuda:1'), got index "
+            f"{index!r}. Available providers: {available}."
+        )
+    name = _DEVICE_PROVIDERS.get(base.lower(), base)
     if name not in available:
         hint = " (install onnxruntime-gpu for CUDA)" if name == "CUDAExecutionProvider" else ""
+        known = sorted(_DEVICE_PROVIDERS)
         raise ProviderError(
             f"device {device!r} needs {name}, which this onnxruntime build does not have"
-            f"{hint}. Available: {available}; pick one of them, e.g. device='cpu'."
+            f"{hint}. Available: {available}; pick one of them, e.g. device='cpu' "
+            f"(short names: {known})."
         )
-    return [name] if name == "CPUExecutionProvider" else [name, "CPUExecutionProvider"]
+    providers = (name,) if name == "CPUExecutionProvider" else (name, "CPUExecutionProvider")
+    return Device(device, providers, _MEMORY.get(name, "cpu"), int(index or 0))
+
+
+def resolve_providers(device: str) -> list[str]:
+    """The provider list for ``device`` (CPU as fallback); see :func:`parse_device`."""
+    return list(parse_device(device).providers)
 
 
 def open_session(
-    model: ModelSource, device: str = "cpu", threads: int | None = None
+    model: ModelSource, device: str | Device = "cpu", threads: int | None = None
 ) -> ort.InferenceSession:
     """An InferenceSession for a path or serialized bytes (.onnx or .ort)."""
-    providers = resolve_providers(device)
+    dev = device if isinstance(device, Device) else parse_device(device)
     opts = ort.SessionOptions()
     if threads is not None:
-        if not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+            raise ValueError(
+                f"threads must be a positive int or None (onnxruntime's default), got {threads!r}"
+            )
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3  # our own errors say what went wrong
+    opts.log_severity_level = 4  # fatal only: our own errors say what went wrong, once
     if isinstance(model, (bytes, bytearray, memoryview)):
         source, what = bytes(model), f"model bytes ({len(model)} bytes)"
         if not source:
@@ -75,7 +117,12 @@ def open_session(
             opts.add_session_config_entry("session.load_model_format", "ORT")
         source = str(path)
     try:
-        return ort.InferenceSession(source, sess_options=opts, providers=providers)
+        return ort.InferenceSession(
+            source,
+            sess_options=opts,
+            providers=list(dev.providers),
+            provider_options=dev.provider_options,
+        )
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(

@@ -1,0 +1,333 @@
+"""The per-call logic every front shares: one model, any batch of rows, any frame count.
+
+:class:`Engine` loads a model, settles its contract (the file's, a given one, named state
+pairs, or discovered), and runs ``(batch, time, ...)`` frames from a :class:`StateSlot`:
+fixed-size chunks for unrolled graphs, valid frame counts through the ``lengths`` input,
+left context prepended, outputs trimmed back to the frames given. ``StreamingPredictor``
+runs it with one row whose state stays on the device; ``StreamPool`` gathers many
+streams' rows into a slot, runs once, and scatters them back.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from edgeseq.contract import Contract, GraphIO, StatePair, TensorSpec
+from edgeseq.errors import ContractError, InputError
+from edgeseq.runtime._buffers import StateSlot, row_view
+from edgeseq.runtime._frames import FrameSpec
+from edgeseq.runtime._session import ModelSource, graph_io, open_session, parse_device
+from edgeseq.runtime.discover import StateSpec, resolve_contract
+
+__all__ = ["DiscoveryWarning", "Engine", "initial_state"]
+
+Outputs = np.ndarray | dict[str, np.ndarray]
+
+
+class DiscoveryWarning(UserWarning):
+    """A model without a contract runs with state pairs edgeseq discovered by shape."""
+
+
+def initial_state(pair: StatePair, batch: int = 1) -> np.ndarray:
+    """The contract's initial value of one state, for ``batch`` rows."""
+    shape = [batch if isinstance(d, str) else d for d in pair.shape]
+    if pair.init == "zeros":
+        return np.zeros(shape, dtype=pair.dtype)
+    one = list(shape)
+    one[pair.batch_axis] = 1
+    row = np.asarray(pair.init, dtype=pair.dtype).reshape(one)
+    return np.repeat(row, batch, axis=pair.batch_axis)
+
+
+def _along(axis: int, start: int, stop: int) -> tuple[slice, ...]:
+    return (slice(None),) * axis + (slice(start, stop),)
+
+
+class Engine:
+    """A loaded model plus everything a call needs, precomputed once.
+
+    Parameters mirror :class:`~edgeseq.runtime.StreamingPredictor`.
+    """
+
+    def __init__(
+        self,
+        model: ModelSource,
+        device: str = "cpu",
+        threads: int | None = None,
+        *,
+        contract: Contract | None = None,
+        state: StateSpec | None = None,
+        constants: Mapping[str, Any] | None = None,
+        context: int | None = None,
+        io_binding: bool = True,
+    ) -> None:
+        self.device = parse_device(device)
+        self.session = open_session(model, self.device, threads)
+        gin, gout = graph_io(self.session)
+        source = "model bytes" if isinstance(model, (bytes, bytearray, memoryview)) else str(model)
+        given = dict(constants or {})
+        unknown = [k for k in given if k not in {g.name for g in gin}]
+        if unknown:
+            raise InputError(
+                f"constants[{unknown[0]!r}]: expected one of the graph's inputs "
+                f"{[g.name for g in gin]}, got {unknown[0]!r}. Check the input name."
+            )
+        self.contract, self.discovery = resolve_contract(
+            self.session.get_modelmeta().custom_metadata_map,
+            gin,
+            gout,
+            contract=contract,
+            state=state,
+            constants=list(given),
+            source=source,
+        )
+        self.contract.check_graph(gin, gout)
+        if self.discovery is not None:
+            warnings.warn(
+                DiscoveryWarning(
+                    f"{source} has no edgeseq contract; discovered by shape:\n"
+                    f"{self.discovery.report()}\nStore it once with `edgeseq inspect MODEL "
+                    "--write-contract OUT.onnx`, or name the pairs with state={...}."
+                ),
+                stacklevel=3,
+            )
+        c = self.contract
+        self.io_binding = bool(io_binding)
+        self.hash = c.hash()
+        self.frames = FrameSpec(c)
+        self.lengths_name = c.lengths
+        self.pairs: list[StatePair] = list(c.states)
+        self.data_outputs: list[TensorSpec] = c.data_outputs()
+        if not self.data_outputs:
+            raise ContractError(
+                "contract field 'outputs': expected at least one output that is not state, "
+                f"got only state outputs {c.state_outputs}. Declare the model's data output."
+            )
+        self._output_names = [o.name for o in self.data_outputs] + c.state_outputs
+        self._state_inputs = c.state_inputs
+        self.constants = self._check_constants(given, gin)
+        self.constant_values = {
+            k: ort.OrtValue.ortvalue_from_numpy(v, self.device.memory, self.device.index)
+            for k, v in self.constants.items()
+        }
+        self.context = self._check_context(context)
+        self.chunk = c.model.chunk  # frames per call of a fixed-length graph, context included
+        self.step_frames = (self.chunk - self.context) if self.chunk else None
+        if self.step_frames is not None and self.step_frames < 1:
+            raise InputError(
+                f"context={self.context} leaves no room for new frames in this graph's fixed "
+                f"{self.chunk} frames per call; expected context < {self.chunk}."
+            )
+        prep = c.preprocessing
+        self.out_std = np.asarray(prep.out_std, np.float32) if prep.out_std is not None else None
+        self.out_mean = np.asarray(prep.out_mean, np.float32) if prep.out_mean is not None else None
+
+    # ------------------------------------------------------------------ setup checks
+    def _check_constants(self, given: dict[str, Any], gin: Sequence[GraphIO]) -> dict:
+        graph = {g.name: g for g in gin}
+        declared = self.contract.constants
+        for name in given:
+            if name not in declared:
+                raise InputError(
+                    f"constants[{name!r}]: expected one of this model's constant inputs "
+                    f"{declared}, got {name!r}. Remove it, or check the input name."
+                )
+        missing = [n for n in declared if n not in given]
+        if missing:
+            want = ", ".join(f"{n!r}: {graph[n].dtype} {graph[n].shape}" for n in missing)
+            raise InputError(
+                f"the model needs a value for {want} on every call; expected constants="
+                f"{{{', '.join(repr(n) for n in missing)}: value}}, got none."
+            )
+        out = {}
+        for name, value in given.items():
+            g = graph[name]
+            arr = np.array(value, dtype=g.dtype, order="C")  # 0-d stays 0-d
+            ok = arr.ndim == len(g.shape) and all(
+                not isinstance(d, int) or d == s for d, s in zip(g.shape, arr.shape)
+            )
+            if not ok:
+                raise InputError(
+                    f"constants[{name!r}]: expected shape {g.shape}, got {list(arr.shape)}. "
+                    f"Pass e.g. np.array(value, dtype=np.{g.dtype}).reshape({g.shape})."
+                )
+            out[name] = arr
+        return out
+
+    def _check_context(self, context: int | None) -> int:
+        if context is None:
+            context = int(self.contract.model.extra.get("context", 0))
+        if not isinstance(context, int) or isinstance(context, bool) or context < 0:
+            raise InputError(f"context must be a non-negative int of frames, got {context!r}.")
+        if context and not self.frames.fixed:
+            raise InputError(
+                f"context={context} needs frames of a fixed shape, but the model's frames "
+                f"input has symbolic trailing axes {self.frames.trailing}."
+            )
+        return context
+
+    # ------------------------------------------------------------------ state
+    def state_shape(self, pair: StatePair, batch: int) -> list[int]:
+        return [batch if isinstance(d, str) else d for d in pair.shape]
+
+    def initial(self, batch: int) -> list[np.ndarray]:
+        return [initial_state(p, batch) for p in self.pairs]
+
+    def initial_context(self, batch: int) -> np.ndarray | None:
+        if not self.context:
+            return None
+        return np.zeros((batch, self.context, *self.frames.trailing_ints), self.frames.dtype)
+
+    def slot(self, batch: int) -> StateSlot:
+        """Fresh state (initial values) for ``batch`` rows."""
+        return StateSlot(self, batch)
+
+    # ------------------------------------------------------------------ calls
+    def run(self, x: np.ndarray, lengths: np.ndarray | None, slot: StateSlot) -> list[np.ndarray]:
+        """Run checked frames ``x`` ``(batch, T, ...)`` from ``slot``'s state and advance it.
+
+        ``lengths`` ``(batch,)`` are the valid frames of each row (None: all ``T``). Returns
+        the data outputs, batched, time axes trimmed to ``T``. If anything fails the slot
+        is left exactly as it was.
+        """
+        total = x.shape[1]
+        step = self.step_frames or total
+        if lengths is not None and self.lengths_name is None and np.any(lengths != total):
+            raise InputError(
+                "this model has no lengths input, so every row of a batched call must have "
+                f"the same number of frames; got {sorted(set(lengths.tolist()))}."
+            )
+        if self.chunk and total % step and self.lengths_name is None:
+            raise InputError(
+                f"this graph takes exactly {step} new frames per call and cannot mask padding; "
+                f"got {total}. Pass a multiple of {step} frames."
+            )
+        backup = slot.save() if total > step else None
+        n_ctx, ctx = self.context, slot.context
+        pieces: list[tuple[list[np.ndarray], int, int]] = []
+        try:
+            for start in range(0, total, step):
+                xs = x[:, start : start + step]
+                n = xs.shape[1]
+                valid = None if lengths is None else np.clip(lengths - start, 0, n).astype(np.int32)
+                if n_ctx:
+                    xs = np.concatenate([ctx, xs], axis=1)  # (batch, N + n, ...)
+                    ctx = _last_frames(xs, n if valid is None else valid, n_ctx)
+                    valid = None if valid is None else valid + n_ctx
+                if self.chunk and xs.shape[1] < self.chunk:  # pad the tail of a fixed graph
+                    pad = np.zeros((xs.shape[0], self.chunk - xs.shape[1], *xs.shape[2:]), xs.dtype)
+                    valid = np.full(len(xs), xs.shape[1], np.int32) if valid is None else valid
+                    xs = np.concatenate([xs, pad], axis=1)
+                pieces.append((self._call(xs, valid, slot), n, xs.shape[1]))
+        except BaseException:
+            if backup is not None:
+                slot.restore(backup)
+            raise
+        slot.context = ctx
+        return self._assemble(pieces, lengths, step)
+
+    def _call(self, xs: np.ndarray, valid: np.ndarray | None, slot: StateSlot) -> list[np.ndarray]:
+        """One onnxruntime call; flips the slot's state only when it succeeds."""
+        if slot.bound:
+            plan = slot.plan(xs.shape[1:])
+            plan.x.write(xs)
+            if plan.lengths is not None:
+                if valid is not None:
+                    plan.lengths.write(valid)
+                    plan.full = False
+                elif not plan.full:
+                    plan.lengths.write(np.full((slot.batch,), xs.shape[1], np.int32))
+                    plan.full = True
+            binding = plan.bindings[slot.cur]
+            try:
+                self.session.run_with_iobinding(binding)
+            except Exception as exc:
+                raise self.refused(exc) from None
+            slot.cur ^= 1
+            got = binding.get_outputs() if plan.dynamic else None
+            return [
+                b.read() if b is not None else np.array(got[i].numpy(), copy=True)  # type: ignore[index]
+                for i, b in enumerate(plan.outputs)
+            ]
+        feed: dict[str, Any] = {**self.constants, self.frames.name: xs}
+        if self.lengths_name is not None:
+            full = np.full((slot.batch,), xs.shape[1], np.int32)
+            feed[self.lengths_name] = valid if valid is not None else full
+        feed.update(zip(self._state_inputs, slot.arrays))
+        try:
+            res = self.session.run(self._output_names, feed)
+        except Exception as exc:
+            raise self.refused(exc) from None
+        n = len(self.data_outputs)
+        slot.arrays = res[n:]
+        return res[:n]
+
+    @staticmethod
+    def refused(exc: BaseException) -> InputError:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        return InputError(
+            f"onnxruntime refused the call ({first}); expected inputs that match the model's "
+            "contract. The state is unchanged. Check the frames and constants, or re-export."
+        )
+
+    def _assemble(
+        self, pieces: list[tuple[list[np.ndarray], int, int]], lengths: np.ndarray | None, step: int
+    ) -> list[np.ndarray]:
+        n_ctx = self.context
+        result = []
+        for i, spec in enumerate(self.data_outputs):
+            t = spec.time_axis
+            if t is None:  # the output of the call that held each row's last frame
+                out = pieces[-1][0][i]
+                if lengths is not None and len(pieces) > 1 and spec.batch_axis is not None:
+                    out = out.copy()
+                    rows = np.moveaxis(out, spec.batch_axis, 0)
+                    for r, last in enumerate((lengths - 1) // step):
+                        rows[r] = np.moveaxis(pieces[last][0][i], spec.batch_axis, 0)[r]
+                result.append(out)
+                continue
+            parts = []
+            for outs, n, t_in in pieces:
+                a = outs[i]
+                if a.shape[t] == t_in and (n_ctx or t_in != n):  # drop context and padding
+                    a = a[_along(t, n_ctx, n_ctx + n)]
+                parts.append(a)
+            result.append(parts[0] if len(parts) == 1 else np.concatenate(parts, axis=t))
+        return result
+
+    # ------------------------------------------------------------------ results
+    def postprocess(self, y: np.ndarray) -> np.ndarray:
+        if self.out_std is not None:
+            y = y * self.out_std
+        if self.out_mean is not None:
+            y = y + self.out_mean
+        return y
+
+    def extract(self, outs: list[np.ndarray], row: int, frames: int, single: bool) -> Outputs:
+        """Row ``row``'s outputs without the batch axis, its first ``frames`` frames.
+
+        One array if the model has one data output, else a dict by output name.
+        """
+        result = {}
+        for spec, arr in zip(self.data_outputs, outs):
+            t = spec.time_axis
+            if t is not None and not single and arr.shape[t] != frames:
+                arr = arr[_along(t, 0, frames)]
+            result[spec.name] = np.ascontiguousarray(row_view(arr, spec, row, single))
+        first = self.data_outputs[0].name
+        result[first] = self.postprocess(result[first])
+        return result[first] if len(result) == 1 else result
+
+
+def _last_frames(xs: np.ndarray, valid: int | np.ndarray, n: int) -> np.ndarray:
+    """The ``n`` frames before position ``n + valid`` of each row: next call's context."""
+    if isinstance(valid, int) or np.all(valid == valid[0]):
+        v = int(valid if isinstance(valid, int) else valid[0])
+        return xs[:, v : v + n].copy()
+    idx = valid[:, None] + np.arange(n)[None, :]  # (batch, n)
+    return xs[np.arange(len(xs))[:, None], idx]
