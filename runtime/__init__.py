@@ -1,7 +1,9 @@
 """The device side of edgeseq: numpy + onnxruntime only, never torch.
 
 - :class:`StreamingPredictor` streams one sequence and keeps its state on the device.
-- :class:`Snapshot` persists state as self-describing bytes/files.
+- :class:`StreamPool` steps many independent streams of one model in batched calls, with
+  a thread-safe micro-batching ``submit``.
+- :class:`Snapshot` / :class:`PoolSnapshot` persist state as self-describing bytes/files.
 - :func:`discover` / :class:`Discovery` run stateful models edgeseq did not export.
 """
 
@@ -11,15 +13,18 @@ from edgeseq.contract import Contract, StatePair
 from edgeseq.runtime._engine import DiscoveryWarning, initial_state
 from edgeseq.runtime._session import parse_device, resolve_providers
 from edgeseq.runtime.discover import Discovery, discover, named_contract
+from edgeseq.runtime.pool import StreamPool
 from edgeseq.runtime.predictor import StreamingPredictor
-from edgeseq.runtime.snapshot import Snapshot, atomic_write
+from edgeseq.runtime.snapshot import PoolSnapshot, Snapshot, atomic_write
 
 __all__ = [
     "Contract",
     "Discovery",
     "DiscoveryWarning",
+    "PoolSnapshot",
     "Snapshot",
     "StatePair",
+    "StreamPool",
     "StreamingPredictor",
     "atomic_write",
     "discover",
