@@ -1,24 +1,41 @@
-"""edgeseq inspect: what a model takes, returns and carries."""
+"""edgeseq inspect: what a model takes, returns and carries; store a discovered contract."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-__all__ = ["command", "describe_model"]
+if TYPE_CHECKING:
+    from edgeseq.contract import Contract
+    from edgeseq.runtime import Discovery
+
+__all__ = ["command", "describe_model", "write_contract"]
 
 
-def describe_model(path: str) -> str:
+def describe_model(
+    path: str, contract: Contract | None = None, found: Discovery | None = None
+) -> str:
     """The report ``edgeseq inspect`` prints: facts, tensor table, op histogram, size."""
-    from edgeseq.runtime import StreamingPredictor
+    from edgeseq.runtime.discover import read_contract
     from edgeseq.table import format_table
 
-    p = StreamingPredictor(path)
-    c = p.contract
+    if contract is None:
+        contract, found = read_contract(path)
+    c = contract
     m = c.model
     lines = [f"{path}  ({Path(path).stat().st_size / 1024:.1f} KiB)"]
+    if found is not None:
+        lines += [
+            "",
+            "no edgeseq contract in this file; discovered by shape (store it with "
+            "--write-contract OUT.onnx, or name pairs with --state IN=OUT):",
+            found.report(),
+            "",
+        ]
     facts = [
         ("cell", m.cell),
         ("layers", m.layers),
@@ -28,6 +45,7 @@ def describe_model(path: str) -> str:
         ("export mode", m.mode),
         ("stateful", m.stateful),
         ("chunk", m.chunk or "any"),
+        ("left context", m.extra.get("context")),
         ("exporter", c.producer.get("exporter", "?")),
         ("contract", f"v{c.version} {c.hash()}"),
     ]
@@ -37,16 +55,11 @@ def describe_model(path: str) -> str:
         rows.append(("input", t.name, t.shape, t.dtype, "frames"))
     if c.lengths:
         rows.append(("input", c.lengths, ["batch"], "int32", "valid frames per row"))
+    for name in c.constants:
+        rows.append(("input", name, "", "", "constant: pass constants={...}"))
     for s in c.states:
-        rows.append(
-            (
-                "state",
-                f"{s.input} -> {s.output}",
-                s.shape,
-                s.dtype,
-                "init " + (s.init if isinstance(s.init, str) else "constant"),
-            )
-        )
+        init = s.init if isinstance(s.init, str) else "constant"
+        rows.append(("state", f"{s.input} -> {s.output}", s.shape, s.dtype, f"init {init}"))
     for t in c.data_outputs():
         rows.append(("output", t.name, t.shape, t.dtype, ""))
     lines += ["", format_table(["kind", "name", "shape", "dtype", "note"], rows)]
@@ -75,20 +88,88 @@ def describe_model(path: str) -> str:
     return "\n".join(lines)
 
 
+def write_contract(model: str, out: str, contract: Contract) -> Path:
+    """Copy ``model`` to ``out`` with ``contract`` in its metadata (atomic write)."""
+    import onnx
+
+    from edgeseq.contract import METADATA_KEY
+    from edgeseq.runtime.snapshot import atomic_write
+
+    if Path(out).resolve() == Path(model).resolve():
+        raise click.ClickException(
+            f"--write-contract {out!r} is the model itself; expected a new file name, so the "
+            "original stays untouched. E.g. --write-contract model.edgeseq.onnx"
+        )
+    proto = onnx.load(model)
+    props = {p.key: p.value for p in proto.metadata_props}
+    props[METADATA_KEY] = contract.to_json()
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, props)
+    return atomic_write(out, proto.SerializeToString())
+
+
+def _pairs(values: tuple[str, ...]) -> dict[str, str] | None:
+    if not values:
+        return None
+    pairs = {}
+    for v in values:
+        name_in, sep, name_out = v.partition("=")
+        if not sep or not name_in or not name_out:
+            raise click.BadParameter(
+                f"expected IN=OUT (e.g. h0=hn), got {v!r}", param_hint="--state"
+            )
+        pairs[name_in] = name_out
+    return pairs
+
+
 @click.command("inspect")
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print the raw contract as JSON.")
-def command(model: str, as_json: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the contract as JSON.")
+@click.option(
+    "--write-contract",
+    "out",
+    type=click.Path(dir_okay=False),
+    help="Write a copy of MODEL with the shown (e.g. discovered) contract stored in it.",
+)
+@click.option("--state", "states", multiple=True, help="Name a state pair IN=OUT (repeatable).")
+@click.option(
+    "--constant", "constants", multiple=True, help="Declare an input fed unchanged every call."
+)
+@click.option("--context", type=click.IntRange(min=0), help="Store N frames of left context.")
+def command(
+    model: str,
+    as_json: bool,
+    out: str | None,
+    states: tuple[str, ...],
+    constants: tuple[str, ...],
+    context: int | None,
+) -> None:
     """Show MODEL's contract: inputs, outputs and state pairs, model facts, op types, size.
+
+    A model that edgeseq did not export has no contract: its state pairs are discovered
+    by shape (an input and an output of the same shape with a symbolic batch axis) and
+    shown, or named with --state. --write-contract stores the result in a copy, which
+    then loads with StreamingPredictor(OUT) and no further arguments.
 
     \b
     Examples:
       edgeseq inspect model.onnx
       edgeseq inspect model.onnx --json | jq .states
+      edgeseq inspect silero_vad.onnx --constant sr --context 64 --write-contract vad.onnx
+      edgeseq inspect other.onnx --state h0=hn --state c0=cn --write-contract ok.onnx
     """
-    if as_json:
-        from edgeseq.runtime import StreamingPredictor
+    from edgeseq.runtime.discover import read_contract
 
-        click.echo(json.dumps(StreamingPredictor(model).contract.to_dict(), indent=2))
-        return
-    click.echo(describe_model(model))
+    contract, found = read_contract(model, state=_pairs(states), constants=list(constants))
+    if context is not None:
+        extra = {**contract.model.extra, "context": context}
+        contract = dataclasses.replace(
+            contract, model=dataclasses.replace(contract.model, extra=extra)
+        )
+    if as_json:
+        click.echo(json.dumps(contract.to_dict(), indent=2))
+    else:
+        click.echo(describe_model(model, contract, found))
+    if out:
+        path = write_contract(model, out, contract)
+        click.echo(f"wrote {path} with contract {contract.hash()}", err=as_json)
