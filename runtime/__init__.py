@@ -5,6 +5,7 @@
   a thread-safe micro-batching ``submit``.
 - :class:`Snapshot` / :class:`PoolSnapshot` persist state as self-describing bytes/files.
 - :func:`discover` / :class:`Discovery` run stateful models edgeseq did not export.
+- :class:`EncoderDecoder` drives captioning and translation decoders.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 from edgeseq.contract import Contract, StatePair
 from edgeseq.runtime._engine import DiscoveryWarning, initial_state
 from edgeseq.runtime._session import parse_device, resolve_providers
+from edgeseq.runtime.conditioned import EncoderDecoder
 from edgeseq.runtime.discover import Discovery, discover, named_contract
+from edgeseq.runtime.generate import encode_prompt, sample_token
 from edgeseq.runtime.pool import StreamPool
 from edgeseq.runtime.predictor import StreamingPredictor
 from edgeseq.runtime.snapshot import PoolSnapshot, Snapshot, atomic_write
@@ -21,6 +24,7 @@ __all__ = [
     "Contract",
     "Discovery",
     "DiscoveryWarning",
+    "EncoderDecoder",
     "PoolSnapshot",
     "Snapshot",
     "StatePair",
@@ -28,8 +32,10 @@ __all__ = [
     "StreamingPredictor",
     "atomic_write",
     "discover",
+    "encode_prompt",
     "initial_state",
     "named_contract",
     "parse_device",
     "resolve_providers",
+    "sample_token",
 ]

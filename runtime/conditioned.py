@@ -8,7 +8,7 @@ features) to the state.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import numpy as np
 from edgeseq.contract import Contract
 from edgeseq.errors import ContractError, InputError
 from edgeseq.runtime._session import ModelSource, graph_io, open_session
+from edgeseq.runtime.generate import BOS, encode_prompt, has_specials, sample_loop
 from edgeseq.runtime.predictor import StreamingPredictor
 
 __all__ = ["EncoderDecoder"]
@@ -66,9 +67,18 @@ class EncoderDecoder:
         self.vocab: list[str] | None = vocab
 
     def start(self, source: Any) -> None:
-        """Prime the decoder: ``source`` is the encoder's frames ``[T, F]`` / token ids ``[T]``,
-        or the condition vector ``[C]`` of a one-to-many model."""
+        """Prime the decoder: ``source`` is the encoder's frames ``[T, F]`` / token ids ``[T]``
+        (or text, encoded with the encoder's vocabulary), or the condition vector ``[C]`` of
+        a one-to-many model."""
         if self.encoder is not None:
+            if isinstance(source, str):
+                vocab = self.encoder.contract.preprocessing.vocab
+                if not vocab:
+                    raise InputError(
+                        "the encoder has no vocabulary, so text cannot be encoded; expected "
+                        "its frames [T, F] or token ids [T]."
+                    )
+                source = encode_prompt(source, vocab)
             self.encoder.reset()
             self.encoder.step(source)
             self.decoder.set_state(self.encoder.state)
@@ -96,3 +106,36 @@ class EncoderDecoder:
             if token == eos:
                 return
             yield token
+
+    def generate(
+        self,
+        source: Any,
+        max_tokens: int = 64,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+    ) -> Iterator[str]:
+        """Yield the decoded text piece by piece, sampled as
+        :meth:`StreamingPredictor.generate` samples (``temperature=0``: greedy)."""
+        vocab = self.vocab
+        if not vocab or not has_specials(vocab):
+            raise InputError(
+                "generate() needs the decoder's vocabulary with <pad>, <unk>, <bos>, <eos> "
+                "first; this decoder's contract has none. Use greedy() for raw token ids."
+            )
+        self.decoder.reset()
+        self.start(source)
+        logits = self.decoder.step(np.int64(BOS))
+        return sample_loop(
+            self.decoder.step,
+            logits,
+            vocab,
+            max_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+            stop=stop,
+        )

@@ -1,0 +1,114 @@
+"""edgeseq generate: sample text from a token model, streamed to the terminal as produced."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import click
+
+__all__ = ["command", "generate_text"]
+
+
+def _source(text: str, encoder_is_text: bool) -> Any:
+    """``--source``: text for a token encoder, else numbers ('a,b;c,d' = two frames)."""
+    if encoder_is_text:
+        return text
+    import numpy as np
+
+    try:
+        rows = [[float(v) for v in row.split(",")] for row in text.split(";") if row.strip()]
+        return np.asarray(rows[0] if len(rows) == 1 else rows, dtype=np.float32)
+    except ValueError:
+        raise click.BadParameter(
+            f"expected comma-separated numbers (';' between frames), got {text[:60]!r}",
+            param_hint="--source",
+        ) from None
+
+
+def generate_text(
+    model: str,
+    prompt: str,
+    source: str | None,
+    options: dict[str, Any],
+    device: str = "cpu",
+    threads: int | None = 1,
+) -> Iterator[str]:
+    """Text pieces from MODEL: a language model (``prompt``), or a decoder whose first
+    state comes from an encoder or a condition (``source``)."""
+    from edgeseq.runtime import EncoderDecoder, StreamingPredictor
+
+    predictor = StreamingPredictor(model, device=device, threads=threads)
+    facts = predictor.contract.model
+    if facts.extra.get("init_model") and facts.topology in ("seq2seq", "one_to_many"):
+        if source is None:
+            what = "source text" if facts.topology == "seq2seq" else "condition values"
+            raise click.UsageError(f"this is a {facts.topology} decoder: pass --source ({what}).")
+        pair = EncoderDecoder(model, device=device, threads=threads)
+        text = pair.encoder is not None and pair.encoder.engine.frames.is_int
+        return pair.generate(_source(source, text), **options)
+    if source is not None:
+        raise click.UsageError("--source is for encoder-decoder models; use --prompt.")
+    return predictor.generate(prompt, **options)
+
+
+@click.command("generate")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-p", "--prompt", default="", help="Text to start from (default: <bos>).")
+@click.option(
+    "--source", help="Encoder-decoder models: text to translate, or condition values 'a,b,c'."
+)
+@click.option("-n", "--max-tokens", type=click.IntRange(min=0), default=200, show_default=True)
+@click.option(
+    "-t",
+    "--temperature",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Softmax temperature; 0 is greedy.",
+)
+@click.option("--top-k", type=click.IntRange(min=1), help="Sample among the k likeliest tokens.")
+@click.option(
+    "--top-p", type=click.FloatRange(0, 1, min_open=True), help="Nucleus: smallest set of mass p."
+)
+@click.option("--seed", type=int, help="Random seed: the same seed gives the same text.")
+@click.option("--stop", multiple=True, help="Stop before this string (repeatable).")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, or a provider name.")
+@click.option("--threads", type=int, default=1, show_default=True, help="onnxruntime threads.")
+def command(
+    model: str,
+    prompt: str,
+    source: str | None,
+    max_tokens: int,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    seed: int | None,
+    stop: tuple[str, ...],
+    device: str,
+    threads: int,
+) -> None:
+    """Generate text with MODEL, printing each piece as soon as it is sampled.
+
+    MODEL is a token model whose contract holds its vocabulary (exported from a
+    `--task generate` checkpoint), or the decoder of a translation/captioning pair.
+
+    \b
+    Examples:
+      edgeseq generate lm.onnx --prompt "Once upon" --max-tokens 80 --seed 1
+      edgeseq generate lm.onnx -p "def " -t 0.7 --top-p 0.9 --stop "\\n\\n"
+      edgeseq generate translate.onnx --source "good morning" -t 0
+    """
+    options = {
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        "top_k": top_k,
+        "top_p": top_p,
+        "seed": seed,
+        "stop": list(stop) or None,
+    }
+    pieces = generate_text(model, prompt, source, options, device, threads)
+    click.echo(prompt if source is None else "", nl=False)  # the text reads on from the prompt
+    for piece in pieces:
+        click.echo(piece, nl=False)  # echo flushes: each piece shows as soon as it is sampled
+    click.echo()

@@ -1,0 +1,230 @@
+"""Text generation from token models: prompt encoding, sampling, stop strings.
+
+Vocabularies come from the contract (``preprocessing.vocab``: token strings, index = id).
+When it starts with ``<pad>, <unk>, <bos>, <eos>`` (edgeseq's ``Vocabulary``), ``<eos>``
+ends generation and the other specials are never sampled. Sampling uses a numpy
+``Generator`` seeded by ``seed``, so a seed always gives the same text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgeseq.errors import InputError
+
+if TYPE_CHECKING:
+    from edgeseq.runtime.predictor import StreamingPredictor
+
+__all__ = ["SPECIALS", "encode_prompt", "generate", "sample_loop", "sample_token"]
+
+SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>")
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+
+
+def has_specials(vocab: Sequence[str]) -> bool:
+    return tuple(vocab[:4]) == SPECIALS
+
+
+def encode_prompt(prompt: str | Sequence[int], vocab: Sequence[str]) -> np.ndarray:
+    """Token ids ``[T]`` of ``prompt``: longest vocabulary match at each position.
+
+    Characters not in the vocabulary become ``<unk>`` when the vocabulary has it. A
+    sequence of ints is taken as ids and range-checked.
+    """
+    if not isinstance(prompt, str):
+        ids = np.asarray(prompt, dtype=np.int64).reshape(-1)
+        if ids.size and (ids.min() < 0 or ids.max() >= len(vocab)):
+            raise InputError(
+                f"prompt ids must be in [0, {len(vocab)}); got {ids.min()}..{ids.max()}."
+            )
+        return ids
+    skip = 4 if has_specials(vocab) else 0
+    table = {tok: i for i, tok in enumerate(vocab) if i >= skip and tok}
+    longest = max((len(t) for t in table), default=1)
+    ids, i = [], 0
+    while i < len(prompt):
+        for n in range(min(longest, len(prompt) - i), 0, -1):
+            tok = table.get(prompt[i : i + n])
+            if tok is not None:
+                ids.append(tok)
+                i += n
+                break
+        else:
+            if not skip:
+                raise InputError(
+                    f"prompt character {prompt[i]!r} (position {i}) is not in the model's "
+                    "vocabulary and it has no <unk>; expected text over its tokens."
+                )
+            ids.append(UNK)
+            i += 1
+    return np.asarray(ids, dtype=np.int64)
+
+
+def _check(temperature: float, top_k: int | None, top_p: float | None, max_tokens: int) -> None:
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 0:
+        raise InputError(f"max_tokens must be an int >= 0, got {max_tokens!r}.")
+    if not (
+        isinstance(temperature, (int, float)) and np.isfinite(temperature) and temperature >= 0
+    ):
+        raise InputError(
+            f"temperature must be a finite number >= 0 (0: greedy), got {temperature!r}."
+        )
+    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
+        raise InputError(f"top_k must be a positive int or None, got {top_k!r}.")
+    if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
+        raise InputError(f"top_p must be in (0, 1] or None, got {top_p!r}.")
+
+
+def sample_token(
+    logits: np.ndarray,
+    rng: np.random.Generator,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    banned: Sequence[int] = (),
+) -> int:
+    """One id from ``logits`` ``[vocab]``: temperature, then top-k, then nucleus (top-p).
+
+    ``temperature=0`` is greedy (argmax). Ids in ``banned`` are never chosen.
+    """
+    z = np.array(logits, dtype=np.float64).reshape(-1)
+    if len(banned):
+        z[list(banned)] = -np.inf
+    if temperature == 0:
+        return int(np.argmax(z))
+    z = z / temperature
+    if top_k is not None and top_k < z.size:
+        kth = np.partition(z, -top_k)[-top_k]
+        z[z < kth] = -np.inf
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    if top_p is not None and top_p < 1:
+        order = np.argsort(-p, kind="stable")
+        before = np.cumsum(p[order]) - p[order]  # mass of the more likely tokens
+        p[order[before >= top_p]] = 0.0  # keep the smallest set reaching top_p
+        p /= p.sum()
+    cdf = np.cumsum(p)
+    return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), p.size - 1))
+
+
+class _StopFilter:
+    """Holds back text that may be the start of a stop string; cuts at the first stop."""
+
+    def __init__(self, stop: str | Sequence[str] | None) -> None:
+        stops = [stop] if isinstance(stop, str) else list(stop or [])
+        if not all(isinstance(s, str) and s for s in stops):
+            raise InputError(f"stop must be a non-empty string or a list of them, got {stop!r}.")
+        self.stops, self.buf = stops, ""
+
+    def feed(self, piece: str) -> tuple[str, bool]:
+        self.buf += piece
+        if not self.stops:
+            out, self.buf = self.buf, ""
+            return out, False
+        hits = [i for i in (self.buf.find(s) for s in self.stops) if i >= 0]
+        if hits:
+            return self.buf[: min(hits)], True
+        hold = 0
+        for k in range(1, min(len(self.buf), max(map(len, self.stops)) - 1) + 1):
+            if any(s.startswith(self.buf[-k:]) for s in self.stops):
+                hold = k
+        out, self.buf = self.buf[: len(self.buf) - hold], self.buf[len(self.buf) - hold :]
+        return out, False
+
+
+def _last_logits(y: Any) -> np.ndarray:
+    y = next(iter(y.values())) if isinstance(y, dict) else y
+    return y[-1] if y.ndim > 1 else y
+
+
+def sample_loop(
+    step: Callable[[np.ndarray], Any],
+    logits: np.ndarray,
+    vocab: Sequence[str],
+    max_tokens: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    stop: str | Sequence[str] | None = None,
+) -> Iterator[str]:
+    """Sample from ``logits``, feed each id to ``step`` for the next logits, yield text."""
+    _check(temperature, top_k, top_p, max_tokens)
+    stopper = _StopFilter(stop)
+    specials = has_specials(vocab)
+    banned = (PAD, UNK, BOS) if specials else ()
+    if np.shape(logits)[-1] != len(vocab):
+        raise InputError(
+            f"the model outputs {np.shape(logits)[-1]} scores per step but its vocabulary "
+            f"has {len(vocab)} tokens; expected one score per token. Re-export with the "
+            "vocabulary the model was trained on."
+        )
+    rng = np.random.default_rng(seed)
+
+    def run() -> Iterator[str]:
+        nonlocal logits
+        for _ in range(max_tokens):
+            tok = sample_token(logits, rng, temperature, top_k, top_p, banned)
+            if specials and tok == EOS:
+                break
+            text, hit = stopper.feed(vocab[tok])
+            if text:
+                yield text
+            if hit:
+                return
+            logits = _last_logits(step(np.int64(tok)))
+        if stopper.buf:
+            yield stopper.buf
+
+    return run()
+
+
+def generate(
+    predictor: StreamingPredictor,
+    prompt: str | Sequence[int],
+    max_tokens: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    stop: str | Sequence[str] | None = None,
+    reset: bool = True,
+) -> Iterator[str]:
+    """Text pieces from a token model; see :meth:`StreamingPredictor.generate`.
+
+    The prompt is fed in one call (``<bos>`` alone when it is empty); ``reset=False``
+    continues from the predictor's current state instead of starting afresh.
+    """
+    vocab = predictor.contract.preprocessing.vocab
+    if not vocab or not predictor.engine.frames.is_int:
+        raise InputError(
+            "generate() needs a token model with a vocabulary in its contract; this model "
+            f"takes {predictor.engine.frames.describe()} and has "
+            f"{'a' if vocab else 'no'} vocabulary. Export a text model with "
+            "preprocessing=Preprocessing(vocab=Vocabulary.to_list())."
+        )
+    _check(temperature, top_k, top_p, max_tokens)
+    ids = encode_prompt(prompt, vocab)
+    if ids.size == 0:
+        if not has_specials(vocab):
+            raise InputError("the prompt is empty and the vocabulary has no <bos>; pass text.")
+        ids = np.array([BOS], np.int64)
+    if reset:
+        predictor.reset()
+    logits = _last_logits(predictor.step(ids))
+    return sample_loop(
+        predictor.step,
+        logits,
+        vocab,
+        max_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        seed=seed,
+        stop=stop,
+    )
