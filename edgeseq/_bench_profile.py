@@ -30,7 +30,7 @@ import numpy as np
 
 from edgeseq._bench_timing import Budget, interleave
 
-__all__ = ["ort_profile", "profile_step"]
+__all__ = ["ort_profile", "profile_pool", "profile_step"]
 
 
 def _feed_for(session: Any, contract: Any, x: np.ndarray) -> tuple[list[str], dict[str, Any]]:
@@ -156,4 +156,22 @@ def profile_step(
         **prof,
         "cprofile": _cprofile(calls["step"], n),
         "calls_profiled": n,
+    }
+
+
+def profile_pool(path: Path, threads: int, input_size: int, streams: int) -> dict[str, Any]:
+    """cProfile of ``StreamPool.step`` over ``streams`` streams × 1 frame, or why not."""
+    try:
+        from edgeseq.runtime import StreamPool  # type: ignore[attr-defined]
+    except ImportError:
+        return {"available": False, "reason": "StreamPool is not available in this build"}
+    frames = np.random.default_rng(7).standard_normal((streams, input_size)).astype(np.float32)
+    pool = StreamPool(path, threads=threads)
+    feed = {pool.open(): f for f in frames}  # stream id -> [F]
+    for _ in range(5):
+        pool.step(feed)
+    return {
+        "available": True,
+        "streams": streams,
+        "cprofile": _cprofile(lambda: pool.step(feed), 50),
     }

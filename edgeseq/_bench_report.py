@@ -51,7 +51,14 @@ def _section_tables(results: dict[str, Any]) -> list[str]:
     out = ["## 1. Per-frame latency: one stream, one frame per call", ""]
     out.append(
         format_table(
-            ["cell", "StreamingPredictor", "session.run loop", "PyTorch eager", "Identity floor"],
+            [
+                "cell",
+                "StreamingPredictor",
+                "session.run loop",
+                "PyTorch eager",
+                "PyTorch eager, oneDNN off",
+                "Identity floor",
+            ],
             [[c, *(_timed(d["latency"].get(k)) for k in _LATENCY)] for c, d in cells.items()],
             markdown=True,
         )
@@ -107,7 +114,7 @@ def _section_tables(results: dict[str, Any]) -> list[str]:
     return out
 
 
-_LATENCY = ("predictor", "session_run", "torch_eager", "identity")
+_LATENCY = ("predictor", "session_run", "torch_eager", "torch_eager_no_onednn", "identity")
 _STREAMS = ("pool", "loop_predictors", "ort_batched", "torch_batched")
 
 
@@ -225,6 +232,24 @@ def _profile_tables(results: dict[str, Any]) -> list[str]:
     out.append(
         format_table(["function", "calls per step", "own time per step"], rows, markdown=True)
     )
+    pool = d["profile"].get("pool", {})
+    if pool.get("available"):
+        lat = d["streams"]
+        out += [
+            "",
+            f"`StreamPool.step` over {pool['streams']} streams ({first}): "
+            f"{_us(lat['pool']['median'])} per call against {_us(lat['ort_batched']['median'])} "
+            "for one hand-written batched `session.run` of the same rows. Python functions "
+            "by own time per call (cProfile):",
+            "",
+        ]
+        rows = [
+            [r["function"], f"{r['calls_per_step']:.3g}", _us(r["own_s_per_step"])]
+            for r in pool["cprofile"]
+        ]
+        out.append(
+            format_table(["function", "calls per step", "own time per step"], rows, markdown=True)
+        )
     return out
 
 

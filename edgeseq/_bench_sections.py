@@ -82,6 +82,22 @@ class TorchStream:
         return y.numpy()
 
 
+def _without_onednn(fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn`` with PyTorch's oneDNN (mkldnn) RNN path off: the faster eager LSTM at batch 1."""
+    import torch
+
+    flags = torch.backends.mkldnn
+
+    def call() -> object:
+        flags.enabled = False
+        try:
+            return fn()
+        finally:
+            flags.enabled = True
+
+    return call
+
+
 def _torch_mode() -> Any:
     import torch
 
@@ -109,11 +125,12 @@ def latency(prep: Prepared, threads: int, budget: Budget) -> dict[str, Any]:
     native = prep.files["native"]
     pred = StreamingPredictor(native, threads=threads)
     hand = HandLoop(native, threads)
-    torch_stream = TorchStream(prep.model)
+    torch_stream, tuned = TorchStream(prep.model), TorchStream(prep.model)
     calls: dict[str, Callable[[], object]] = {
         "predictor": lambda: pred.step(frame),
         "session_run": lambda: hand.step(x),
         "torch_eager": lambda: torch_stream.step(x),
+        "torch_eager_no_onednn": _without_onednn(lambda: tuned.step(x)),
         "identity": _identity_call(prep.identity, threads, frame),
     }
     with _torch_mode():

@@ -112,7 +112,7 @@ def _run_cell(
     from edgeseq import _bench_sections as sec
     from edgeseq._bench_footprint import footprint
     from edgeseq._bench_models import prepare
-    from edgeseq._bench_profile import profile_step
+    from edgeseq._bench_profile import profile_pool, profile_step
 
     t, b = config.threads, config.budget
     prep = prepare(spec, workdir, config.export_repeats, lambda m: say("prepare", m))
@@ -130,6 +130,7 @@ def _run_cell(
     out["modes"] = sec.modes(prep, t, b)
     say("profile", "per-call breakdown of step()")
     out["profile"] = profile_step(native, t, spec.input_size, b, workdir)
+    out["profile"]["pool"] = profile_pool(native, t, spec.input_size, config.streams)
     say("footprint", f"{config.footprint_runs}× fresh processes, {config.footprint_frames} frames")
     out["footprint"] = footprint(
         native,
