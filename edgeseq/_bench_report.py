@@ -272,8 +272,16 @@ def _intro(results: dict[str, Any]) -> str:
         "per-call wall times with the 10th–90th percentile in brackets; the contenders of a "
         "section run interleaved in the same rounds. Load average (1 min): "
         f"{_load(m['loadavg_start'])} at the start, {_load(results['loadavg_end'])} at the "
-        f"end; the run took {results['elapsed_s']:.0f} s."
+        f"end; the run took {results['elapsed_s']:.0f} s.{_provenance(m.get('source'))}"
     )
+
+
+def _provenance(source: dict[str, Any] | None) -> str:
+    if not source:
+        return ""
+    changed = source["modified_files"]
+    extra = f" plus uncommitted changes to {', '.join(changed)}" if changed else ""
+    return f" Source measured: commit {source['commit']}{extra}."
 
 
 def render(results: dict[str, Any], notes: str = "") -> str:

@@ -127,6 +127,30 @@ def _blas() -> list[dict[str, Any]]:
     return [{k: i.get(k) for k in keep} for i in threadpool_info()]
 
 
+def _source() -> dict[str, Any] | None:
+    """The git commit of the measured edgeseq source and whether it had local changes."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10
+        )
+        if done.returncode != 0:
+            raise OSError(done.stderr.strip())
+        return done.stdout
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD").strip()
+        package = ("edgeseq", "runtime", "exporters")  # the dirs pyproject maps into the package
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", *package).splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return None  # an installed package, not a checkout
+    return {"commit": commit, "modified_files": sorted(line[3:] for line in changed)}
+
+
 def machine_info(threads: int) -> dict[str, Any]:
     """CPU, cores, library versions, thread count and the BLAS environment of this run."""
     import numpy as np
@@ -148,9 +172,15 @@ def machine_info(threads: int) -> dict[str, Any]:
         "threads": threads,
         "env": {
             k: os.environ.get(k)
-            for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS")
+            for k in (
+                "OPENBLAS_CORETYPE",
+                "OPENBLAS_L2_SIZE",
+                "OMP_NUM_THREADS",
+                "PYTHONDONTWRITEBYTECODE",
+            )
         },
         "blas": _blas(),
         "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "source": _source(),
     }
