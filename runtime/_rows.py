@@ -68,9 +68,12 @@ class RowStore:
             chunks = [items[i][1] for i in members]
             counts = np.array([len(c) for c in chunks], np.int32)
             total = int(counts.max())
-            x = np.zeros((len(chunks), total, *chunks[0].shape[1:]), eng.frames.dtype)
-            for r, c in enumerate(chunks):
-                x[r, : len(c)] = c  # (batch, T, ...) zero-padded after each row's frames
+            if np.all(counts == total):
+                x = np.stack(chunks)  # (batch, T, ...)
+            else:
+                x = np.zeros((len(chunks), total, *chunks[0].shape[1:]), eng.frames.dtype)
+                for r, c in enumerate(chunks):
+                    x[r, : len(c)] = c  # zero-padded after each row's frames
             rows = np.array([items[i][0] for i in members])
             slot = self._slot(len(members))
             slot.gather(self.states, rows)
@@ -82,8 +85,9 @@ class RowStore:
             # a later group of the same size reuses the slot
             states = slot.views() if len(groups) == 1 else slot.read()
             updates.append((rows, states, slot.context))
-            for r, i in enumerate(members):
-                results[i] = eng.extract(outs, r, int(counts[r]), items[i][2])
+            singles = [items[i][2] for i in members]
+            for i, res in zip(members, eng.split(outs, counts, singles)):
+                results[i] = res
         for rows, states, ctx in updates:  # every call succeeded: commit
             for store, arr, p in zip(self.states, states, eng.pairs):
                 np.moveaxis(store, p.batch_axis, 0)[rows] = np.moveaxis(arr, p.batch_axis, 0)

@@ -47,7 +47,7 @@ class StreamPool:
 
     Parameters
     ----------
-    model, device, threads, contract, state, constants, context, io_binding
+    model, device, threads, contract, state, constants, context
         As for :class:`~edgeseq.runtime.StreamingPredictor`.
     max_streams
         Open streams at most; state is preallocated for this many rows.
@@ -84,7 +84,6 @@ class StreamPool:
         state: StateSpec | None = None,
         constants: Mapping[str, Any] | None = None,
         context: int | None = None,
-        io_binding: bool = True,
     ) -> None:
         for name, value in (("max_streams", max_streams), ("max_batch", max_batch)):
             if name == "max_batch" and value is None:
@@ -103,7 +102,6 @@ class StreamPool:
             state=state,
             constants=constants,
             context=context,
-            io_binding=io_binding,
         )
         if not isinstance(engine.contract.frames.shape[0], str):
             raise InputError(
@@ -209,6 +207,9 @@ class StreamPool:
         return dict(zip(frames, outs))
 
     def _check(self, sid: Any, frames: Any) -> tuple[np.ndarray, bool]:
+        one = self.engine.frames.fast(frames)  # a well-formed single frame: cheap
+        if one is not None:
+            return one[None], True
         try:
             return self.engine.frames.check(frames)
         except InputError as exc:

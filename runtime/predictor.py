@@ -44,8 +44,6 @@ class StreamingPredictor:
     context
         Left context: the last ``context`` input frames of each call are prepended to the
         next call (zeros before the first), as streaming audio front-ends expect.
-    io_binding
-        False runs the plain ``session.run`` path with numpy state (slower; for checks).
 
     Examples
     --------
@@ -67,7 +65,6 @@ class StreamingPredictor:
         state: StateSpec | None = None,
         constants: Mapping[str, Any] | None = None,
         context: int | None = None,
-        io_binding: bool = True,
     ) -> None:
         self.engine = engine = Engine(
             model,
@@ -77,7 +74,6 @@ class StreamingPredictor:
             state=state,
             constants=constants,
             context=context,
-            io_binding=io_binding,
         )
         self.contract = engine.contract
         self.session = engine.session
@@ -89,14 +85,12 @@ class StreamingPredictor:
         self._scaled = engine.out_std is not None or engine.out_mean is not None
         # per-frame hot path: preallocated single-frame buffers, nothing built per call
         self._fast = (
-            engine.io_binding
-            and engine.device.memory == "cpu"
+            engine.device.memory == "cpu"
             and not engine.chunk
             and not engine.context
             and engine.frames.fixed
             and not engine.frames.is_int
         )
-        self._run_bound = engine.session.run_with_iobinding
         self._plan1: Any = None
         self.frames_seen = 0
 
@@ -174,7 +168,7 @@ class StreamingPredictor:
             arr = self._frames.fast(frames)
             if arr is not None:
                 if self._plan1 is None:
-                    self._plan1 = self._slot.plan((1, *arr.shape))
+                    self._plan1 = self._slot.plan((1, *arr.shape), build=True)
                     self._fast = self._plan1.single is not None  # outputs of known shape
                 if self._fast:
                     return self._step_one(arr)
@@ -188,7 +182,7 @@ class StreamingPredictor:
         slot, plan = self._slot, self._plan1
         plan.x.host[0, 0] = frame
         try:
-            self._run_bound(plan.bindings[slot.cur])
+            plan.runs[slot.cur]()
         except Exception as exc:
             raise Engine.refused(exc) from None
         slot.cur ^= 1

@@ -4,6 +4,7 @@ device names map to providers with clear errors."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -12,40 +13,57 @@ from _models import zoo
 
 from edgeseq.contract import Contract
 from edgeseq.errors import ProviderError
-from edgeseq.runtime import StreamingPredictor, StreamPool, parse_device, resolve_providers
+from edgeseq.runtime import StreamingPredictor, parse_device, resolve_providers
+from edgeseq.runtime._buffers import _Loose
 from edgeseq.runtime._engine import initial_state
 
-CHUNKS = [1, 1, 4, 1, 7, 2, 1, 1, 3]
+CHUNKS = [1, 1, 4, 1, 7, 4, 2, 1, 4, 3, 7, 1]  # repeats: first loosely bound, then planned
 
 
-@pytest.mark.parametrize("name", ["lstm", "gru", "rnn", "scaled", "char_lm"])
-def test_io_binding_equals_plain_path(name: str) -> None:
-    path = zoo.get(name)
-    bound, plain = StreamingPredictor(path), StreamingPredictor(path, io_binding=False)
-    rng = np.random.default_rng(0)
-    for n in CHUNKS:
-        if name == "char_lm":
-            x = rng.integers(4, 10, size=n) if n > 1 else np.int64(5)
-        else:
-            x = rng.standard_normal((n, 3) if n > 1 else 3).astype(np.float32)
-        np.testing.assert_array_equal(bound.step(x), plain.step(x))
-    for k, v in bound.state.items():
-        np.testing.assert_array_equal(v, plain.state[k])
-
-
-def test_io_binding_equals_hand_written_session_run() -> None:
-    """The reference: onnxruntime's session.run with numpy state, one frame per call."""
-    path = zoo.get("lstm")
-    p = StreamingPredictor(path)
-    c = p.contract
+def _plain_reference(path: Path, chunks: list[np.ndarray]) -> list[np.ndarray]:
+    """The plain path: onnxruntime's session.run, numpy state passed in and out."""
+    c = StreamingPredictor(path).contract
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     state = {s.input: initial_state(s) for s in c.states}
-    names = ["y", *c.state_outputs]
-    for x in np.random.default_rng(1).standard_normal((20, 3)).astype(np.float32):
-        feed = {"x": x[None, None], "lengths": np.ones(1, np.int32), **state}
+    names = [c.data_outputs()[0].name, *c.state_outputs]
+    outs = []
+    for x in chunks:
+        x = np.asarray(x)
+        single = x.ndim == len(c.frames.shape) - 2
+        x = x[None] if single else x
+        feed = {c.frames.name: x[None], **state}
+        if c.lengths:
+            feed[c.lengths] = np.array([len(x)], np.int32)
         y, *new = sess.run(names, feed)
         state = dict(zip(c.state_inputs, new))
-        np.testing.assert_array_equal(p.step(x), y[0, 0])
+        outs.append(y[0, 0] if single else y[0])
+    return outs
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "rnn", "char_lm"])
+def test_io_binding_equals_plain_session_run(name: str) -> None:
+    """Fast single-frame path, loosely bound first sight of a chunk size, planned repeats."""
+    path = zoo.get(name)
+    rng = np.random.default_rng(0)
+    if name == "char_lm":
+        chunks = [rng.integers(4, 10, size=n) if n > 1 else np.int64(5) for n in CHUNKS]
+    else:
+        chunks = [rng.standard_normal((n, 3) if n > 1 else 3).astype(np.float32) for n in CHUNKS]
+    p = StreamingPredictor(path)
+    for got, want in zip([p.step(x) for x in chunks], _plain_reference(path, chunks)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_loosely_bound_calls_as_on_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shapes without a plan are bound per call on a GPU (session.run on CPU): same bits."""
+    monkeypatch.setattr(_Loose, "session_run_on_cpu", False)
+    path = zoo.get("lstm")
+    rng = np.random.default_rng(5)
+    chunks = [rng.standard_normal((n, 3)).astype(np.float32) for n in (2, 5, 3, 9, 4)]
+    p = StreamingPredictor(path)
+    for got, want in zip([p.step(x) for x in chunks], _plain_reference(path, chunks)):
+        np.testing.assert_array_equal(got, want)
+    assert p._slot._loose is not None and p._slot._loose.bindings
 
 
 def test_state_ping_pongs_between_two_device_buffers() -> None:
@@ -71,19 +89,6 @@ def test_outputs_with_unknown_axes_are_bound_dynamically() -> None:
     x = np.random.default_rng(2).standard_normal((5, 3)).astype(np.float32)
     np.testing.assert_array_equal(p.step(x), ref.step(x))
     np.testing.assert_array_equal(p.step(x[0]), ref.step(x[0]))
-
-
-def test_pool_bound_equals_pool_plain() -> None:
-    path = zoo.get("lstm")
-    a, b = StreamPool(path, max_streams=3), StreamPool(path, max_streams=3, io_binding=False)
-    ids = [(a.open(), b.open()) for _ in range(3)]
-    rng = np.random.default_rng(3)
-    for _ in range(4):
-        frames = [rng.standard_normal((int(rng.integers(1, 4)), 3)) for _ in ids]
-        oa = a.step({i: f for (i, _), f in zip(ids, frames)})
-        ob = b.step({j: f for (_, j), f in zip(ids, frames)})
-        for i, j in ids:
-            np.testing.assert_array_equal(oa[i], ob[j])
 
 
 def test_missing_provider_lists_what_is_installed() -> None:
