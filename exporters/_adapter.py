@@ -11,8 +11,10 @@ algorithm is written once for every mode.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -21,13 +23,36 @@ from torch.nn.utils.rnn import PackedSequence
 
 from edgeseq.errors import ExportError
 
-__all__ = ["LayerInfo", "LayerRunner", "NativeRunner", "StreamAdapter", "find_recurrent_layers"]
+__all__ = [
+    "BareLayer",
+    "LayerInfo",
+    "LayerRunner",
+    "NativeRunner",
+    "StreamAdapter",
+    "as_streamable",
+    "eager",
+    "find_recurrent_layers",
+]
 
 # A runner computes (y, state_out) for one layer from (x, state_in, lengths).
 LayerRunner = Callable[
     [nn.RNNBase, torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor | None],
     tuple[torch.Tensor, tuple[torch.Tensor, ...]],
 ]
+
+
+@contextlib.contextmanager
+def eager() -> Iterator[None]:
+    """No autograd, and oneDNN off for the many small eager runs of export and verify.
+
+    oneDNN builds a recurrent kernel for every new input shape (~20 ms each for a tiny
+    LSTM, against ~1 ms for torch's own kernel), and probing, the chunked-parity check and
+    verification run many shapes once each.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # flags() warns about Intel GPUs on CPU builds
+        with torch.backends.mkldnn.flags(enabled=False), torch.no_grad():
+            yield
 
 
 def NativeRunner(
@@ -54,6 +79,7 @@ class LayerInfo:
     hidden_size: int
     bidirectional: bool
     batch_first: bool
+    proj_size: int = 0
 
     @property
     def state_names(self) -> tuple[str, ...]:
@@ -73,6 +99,7 @@ def find_recurrent_layers(model: nn.Module) -> list[LayerInfo]:
                     hidden_size=mod.hidden_size,
                     bidirectional=mod.bidirectional,
                     batch_first=mod.batch_first,
+                    proj_size=getattr(mod, "proj_size", 0),
                 )
             )
     return found
@@ -89,16 +116,25 @@ class _RecurrentProxy(nn.Module):
         self.state_in: tuple[torch.Tensor, ...] | None = None
         self.state_out: tuple[torch.Tensor, ...] | None = None
         self.lengths: torch.Tensor | None = None
+        self.frames: tuple[int, int] | None = None  # the graph input's (batch, time)
         self.user_state: tuple[torch.Tensor, ...] | None = None
         self.initial: tuple[torch.Tensor, ...] | None = None  # what a plain forward started from
         self.calls = 0
 
+    def __getattr__(self, name: str):
+        """User code reads the layer's attributes (hidden_size, num_layers...): delegate."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["rnn"], name)
+
     def forward(self, x: torch.Tensor, hx=None):  # signature mirrors nn.RNNBase
         if isinstance(x, PackedSequence):
             raise ExportError(
-                f"layer {self.info.path!r} received a PackedSequence. Streaming export needs "
-                "padded tensors: pass (batch, time, features) to the layer and let edgeseq "
-                "carry lengths, or unpack before the layer."
+                f"layer {self.info.path!r} received a PackedSequence (pack_padded_sequence). "
+                "Streaming export needs padded tensors: pass (batch, time, features) to the "
+                "layer and let edgeseq carry valid lengths (the graph's `lengths` input), or "
+                "unpack before the layer."
             )
         self.calls += 1
         if self.calls > 1:
@@ -112,9 +148,20 @@ class _RecurrentProxy(nn.Module):
         if state is None:  # plain forward, e.g. while probing initial states
             state = self.user_state or _zeros_state(self.rnn, x)
             self.initial = state
-        y, out = self.runner(self.rnn, x, state, self.lengths)
+        y, out = self.runner(self.rnn, x, state, self._aligned_lengths(x))
         self.state_out = out
         return y, (out if self.info.cell == "lstm" else out[0])
+
+    def _aligned_lengths(self, x: torch.Tensor) -> torch.Tensor | None:
+        """``lengths`` if this layer sees the graph's own (batch, time) frames, else None.
+
+        A model that reshapes frames before the layer (e.g. every frame as its own
+        one-step sequence) has rows that are not the graph's rows: no mask applies.
+        """
+        if self.lengths is None or self.frames is None:
+            return None
+        b, t = (x.shape[0], x.shape[1]) if self.rnn.batch_first else (x.shape[1], x.shape[0])
+        return self.lengths if (b, t) == self.frames else None
 
 
 def _zeros_state(rnn: nn.RNNBase, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -166,7 +213,7 @@ class StreamAdapter(nn.Module):
     def _reset(self) -> None:
         for p in self.proxies:
             p.calls = 0
-            p.state_in = p.state_out = p.lengths = None
+            p.state_in = p.state_out = p.lengths = p.frames = None
             p.user_state = p.initial = None
 
     def run_plain(self, x: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], list[torch.Tensor]]:
@@ -201,6 +248,7 @@ class StreamAdapter(nn.Module):
             if self.carry_state:
                 p.state_in = tuple(next(it) for _ in p.info.state_names)
             p.lengths = lengths
+            p.frames = (x.shape[0], x.shape[1])
         outs = _as_tuple(self.inner(x))
         self.n_outputs = len(outs)
         if not self.carry_state:
@@ -209,12 +257,38 @@ class StreamAdapter(nn.Module):
         return (*outs, *carried)
 
 
+class BareLayer(nn.Module):
+    """A lone nn.RNN/LSTM/GRU given to export: ``forward(x)`` returns its output, batch-first.
+
+    ``x`` is ``(batch, time, features)`` whatever the layer's ``batch_first``.
+    """
+
+    def __init__(self, rnn: nn.RNNBase) -> None:
+        super().__init__()
+        self.rnn = rnn
+        self.batch_first = rnn.batch_first
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.batch_first:
+            return self.rnn(x.transpose(0, 1))[0].transpose(0, 1)
+        return self.rnn(x)[0]
+
+
+def as_streamable(model: nn.Module) -> nn.Module:
+    """``model``, or a :class:`BareLayer` around it when it is a recurrent layer itself."""
+    return BareLayer(model) if isinstance(model, nn.RNNBase) else model
+
+
 def _as_tuple(out: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
     if isinstance(out, torch.Tensor):
         return (out,)
     if isinstance(out, (tuple, list)) and all(isinstance(t, torch.Tensor) for t in out):
         return tuple(out)
+    got = type(out).__name__
+    if isinstance(out, (tuple, list)):
+        got += " of " + ", ".join(type(t).__name__ for t in out)
     raise ExportError(
-        f"model.forward must return a tensor or a tuple of tensors, got {type(out).__name__}. "
-        "Wrap the model so forward returns tensors only."
+        f"model.forward must return a tensor or a flat tuple of tensors, got {got}. "
+        "Wrap the model so forward returns tensors only (e.g. drop the returned state: "
+        "edgeseq carries it)."
     )

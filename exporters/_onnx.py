@@ -21,6 +21,7 @@ __all__ = [
     "Backend",
     "attach_contract",
     "graph_io",
+    "keep_idle_state",
     "op_histogram",
     "torch_to_onnx",
     "wire_lengths",
@@ -57,8 +58,8 @@ def torch_to_onnx(
     nn.RNN into a fixed-length loop, so it is refused for RNN layers by the caller.
     """
     buf = io.BytesIO()
-    quiet = contextlib.redirect_stdout(io.StringIO())
-    with warnings.catch_warnings(), quiet, torch.no_grad():
+    out, err = contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO())
+    with warnings.catch_warnings(), out, err, torch.no_grad():
         warnings.simplefilter("ignore")
         try:
             if backend == "torchscript":
@@ -149,6 +150,46 @@ def wire_lengths(proto: onnx.ModelProto, name: str = "lengths") -> int:
             onnx.helper.make_tensor_value_info(name, onnx.TensorProto.INT32, ["batch"])
         )
     return wired
+
+
+def keep_idle_state(proto: onnx.ModelProto, lengths: str, pairs: Sequence[tuple[str, str]]) -> None:
+    """Make a row with ``lengths == 0`` leave its state unchanged.
+
+    onnxruntime's recurrent ops return zeros in ``Y_h``/``Y_c`` for a row whose
+    ``sequence_lens`` is 0, which would reset a stream that has no frames in a batched
+    call (a pool stepping only some of its streams, or the tail of a longer row). Each
+    ``(state input, state output)`` pair ``(layers*dirs, batch, size)`` becomes
+    ``Where(lengths > 0, new state, state input)``.
+    """
+    h = onnx.helper
+    valid = "edgeseq_row_has_frames"
+    nodes = [
+        h.make_node(
+            "Constant",
+            [],
+            ["edgeseq_zero_i32"],
+            value=h.make_tensor("zero", onnx.TensorProto.INT32, [], [0]),
+        ),
+        h.make_node(
+            "Constant",
+            [],
+            ["edgeseq_axes_0_2"],
+            value=h.make_tensor("axes", onnx.TensorProto.INT64, [2], [0, 2]),
+        ),
+        h.make_node("Greater", [lengths, "edgeseq_zero_i32"], ["edgeseq_lengths_gt0"]),
+        h.make_node("Unsqueeze", ["edgeseq_lengths_gt0", "edgeseq_axes_0_2"], [valid]),
+    ]
+    for s_in, s_out in pairs:
+        raw = f"{s_out}.raw"
+        for node in proto.graph.node:
+            for i, name in enumerate(node.output):
+                if name == s_out:
+                    node.output[i] = raw
+            for i, name in enumerate(node.input):
+                if name == s_out:
+                    node.input[i] = raw
+        nodes.append(h.make_node("Where", [valid, raw, s_in], [s_out]))  # (1, batch, 1) mask
+    proto.graph.node.extend(nodes)
 
 
 def graph_io(proto: onnx.ModelProto) -> tuple[list[GraphIO], list[GraphIO]]:

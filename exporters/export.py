@@ -14,18 +14,27 @@ from torch import nn
 import edgeseq
 from edgeseq.contract import Contract, ModelFacts, Preprocessing, StatePair, TensorSpec
 from edgeseq.errors import ExportError
-from edgeseq.exporters._adapter import StreamAdapter, find_recurrent_layers
+from edgeseq.exporters._adapter import (
+    LayerInfo,
+    StreamAdapter,
+    as_streamable,
+    eager,
+    find_recurrent_layers,
+)
+from edgeseq.exporters._causal import check_streamable
 from edgeseq.exporters._onnx import (
     Backend,
     attach_contract,
+    keep_idle_state,
     op_histogram,
     save_checked,
     torch_to_onnx,
     wire_lengths,
 )
+from edgeseq.exporters._validate import check_args, fit_example, initial_values, refuse_layers
 from edgeseq.exporters.modes import get_mode
 
-__all__ = ["export", "state_input_name", "state_output_name"]
+__all__ = ["check_ops", "export", "state_input_name", "state_output_name"]
 
 
 def state_input_name(path: str, name: str) -> str:
@@ -37,22 +46,8 @@ def state_output_name(path: str, name: str) -> str:
     return f"state_out.{path}.{name}"
 
 
-def _grow_example(x: torch.Tensor) -> torch.Tensor:
-    """At least batch 2 and time 3, so no exporter can mistake an axis for a constant."""
-    if x.dim() < 2:
-        raise ExportError(
-            f"example must be (batch, time, ...) with a batch and a time axis, got shape "
-            f"{tuple(x.shape)}. Pass e.g. torch.randn(2, 8, features)."
-        )
-    if x.shape[0] < 2:
-        x = torch.cat([x, x], dim=0)
-    while x.shape[1] < 3:
-        x = torch.cat([x, x], dim=1)
-    return x
-
-
-def _probe_axes(run, x: torch.Tensor) -> list[tuple[int | None, int | None, list[Any]]]:
-    """For each output: (batch axis, time axis, symbolic shape), found by changing B and T."""
+def _probe_axes(run, x: torch.Tensor) -> list[tuple[int | None, int | None, list[Any], str]]:
+    """For each output: (batch axis, time axis, symbolic shape, dtype), found by changing B, T."""
     b, t = x.shape[0], x.shape[1]
     ref = run(x)
     bigger_b = run(torch.cat([x, x[:1]], dim=0))
@@ -66,34 +61,18 @@ def _probe_axes(run, x: torch.Tensor) -> list[tuple[int | None, int | None, list
                 batch_axis, shape[ax] = ax, "batch"
             elif rt.shape[ax] == r.shape[ax] + 2 and r.shape[ax] == t and time_axis is None:
                 time_axis, shape[ax] = ax, "time"
-        result.append((batch_axis, time_axis, shape))
+        result.append((batch_axis, time_axis, shape, str(r.dtype).replace("torch.", "")))
     return result
 
 
-def _initial_values(states: list[torch.Tensor], keys: list[tuple[str, str]]) -> list[Any]:
-    """Contract ``init`` for each state: "zeros", or batch-row-0 values if all rows agree."""
-    inits: list[Any] = []
-    for (path, name), s in zip(keys, states):
-        if not torch.any(s):
-            inits.append("zeros")
-            continue
-        row = s[:, :1]
-        if not torch.allclose(s, row.expand_as(s)):
-            raise ExportError(
-                f"layer {path!r}: the initial state {name} the model passes differs between "
-                "batch rows, so it depends on the input and cannot start a stream. Pass a "
-                "constant (or learned, batch-expanded) initial state, or use mode='offline'."
-            )
-        inits.append([float(v) for v in row.reshape(-1)])
-    return inits
-
-
+@eager()
 def export(
     model: nn.Module,
     path: str | Path,
     *,
     example: torch.Tensor,
     mode: str = "native",
+    chunk: int | None = None,
     backend: Backend = "torchscript",
     facts: ModelFacts | None = None,
     preprocessing: Preprocessing | None = None,
@@ -107,83 +86,87 @@ def export(
     model
         Any module whose ``forward(x)`` takes batch-first ``x`` ``(batch, time, features)``
         (or ``(batch, time)`` token ids) and returns a tensor or a tuple of tensors, calling
-        nn.RNN / nn.LSTM / nn.GRU layers inside. Its code is not changed: every recurrent
-        layer's state becomes a contract state pair ``state_in.<path>.<h|c>``.
+        nn.RNN / nn.LSTM / nn.GRU layers inside (or such a layer itself). Its code is not
+        changed: every recurrent layer's state becomes a contract state pair
+        ``state_in.<path>.<h|c>`` ``(layers*dirs, batch, size)``; a state the forward passes
+        to a layer becomes the stream's initial value.
     example
-        An input of the right feature size and dtype; batch and time are made dynamic.
+        An input of the right feature size and dtype (float32 or int64); batch and time
+        are made dynamic (time is fixed to ``chunk`` in fixed-chunk modes).
     mode
-        ``native`` (ONNX recurrent ops) or ``unrolled`` (basic ops); see
+        ``native`` (ONNX recurrent ops) or ``unrolled`` (basic ops, fixed ``chunk``); see
         :data:`edgeseq.exporters.MODES`.
+    chunk
+        Frames per graph call for fixed-chunk modes (default: the mode's, 16 for
+        ``unrolled``). Any number of frames still streams: the predictor pads and masks.
     backend
         ``torchscript`` (default; native ops for all three cells) or ``dynamo``.
     offline
         Carry no state: every call is a whole sequence from the initial state. For models
         that cannot stream (bidirectional layers, attention or pooling over time), and
         for one-to-one models whose frames are independent.
+
+    Raises
+    ------
+    ExportError
+        The model cannot stream (bidirectional layer, output depending on later frames),
+        a layer cannot be expressed in ``mode``, or torch.onnx fails; the message says why.
     """
-    spec = get_mode(mode)
-    model = model.eval()
-    x = _grow_example(example.detach())
+    spec, chunk = check_args(mode, chunk, backend)
+    if not isinstance(model, nn.Module):
+        raise ExportError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    model = as_streamable(model)
+    x = fit_example(example, chunk)
     layers = find_recurrent_layers(model)
-    if not layers:
-        raise ExportError(
-            "the model has no nn.RNN/nn.LSTM/nn.GRU layer, so there is no state to stream "
-            "and nothing for edgeseq to convert. Export it with torch.onnx directly."
-        )
-    for info in layers:
-        if info.bidirectional and not offline:
-            raise ExportError(
-                f"layer {info.path!r} is bidirectional: its output at time t depends on "
-                "later frames, so it cannot stream. Export with offline=True (CLI: "
-                "--offline; whole sequence per call) or make the layer unidirectional."
-            )
-    if backend == "dynamo" and mode == "native" and any(i.cell == "rnn" for i in layers):
-        raise ExportError(
-            "the dynamo exporter decomposes nn.RNN into a fixed-length loop, so the graph "
-            "would not accept other lengths. Use backend='torchscript' for native RNN "
-            "ops, or mode='unrolled'."
-        )
-    takes_lengths = spec.takes_lengths and not offline
+    refuse_layers(layers, spec, backend, offline)
+    takes_lengths = spec.takes_lengths
     adapter = StreamAdapter(
         model, spec.runner, takes_lengths=takes_lengths, carry_state=not offline
     )
 
     # ---- state pairs: names, shapes, initial values
     keys = adapter.state_keys()
-    with torch.no_grad():
+    try:
         init_states = adapter.initial_states(x)
-    inits = _initial_values(init_states, keys)
-    lengths = torch.full((x.shape[0],), x.shape[1], dtype=torch.int32)
+    except ExportError:
+        raise
+    except Exception as exc:
+        raise ExportError(
+            f"model.forward(example) failed for an example of shape {tuple(x.shape)} "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). Pass an "
+            "example shaped (batch, time, features) as the model's forward expects."
+        ) from None
+    inits = initial_values(init_states, keys)
+
+    def run_states(
+        inp: torch.Tensor, states: list[torch.Tensor]
+    ) -> tuple[tuple[torch.Tensor, ...], list[torch.Tensor]]:
+        lengths = [torch.full((inp.shape[0],), inp.shape[1], dtype=torch.int32)]
+        out = adapter(inp, *(lengths if takes_lengths else []), *states)
+        n = adapter.n_outputs or 0
+        return out[:n], list(out[n:])
 
     def run(inp: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        states = [s[:, :1].expand(-1, inp.shape[0], *s.shape[2:]).contiguous() for s in init_states]
-        args = (
-            [inp]
-            + (
-                [torch.full((inp.shape[0],), inp.shape[1], dtype=torch.int32)]
-                if takes_lengths
-                else []
-            )
-            + states
-        )
-        with torch.no_grad():
-            out = adapter(*args)
-        return out[: adapter.n_outputs]
+        return run_states(inp, _rows(init_states, inp.shape[0]))[0]
 
     probed = _probe_axes(run, x)
     n_out = len(probed)
-    out_names = output_names or (["y"] if n_out == 1 else [f"y{i}" for i in range(n_out)])
-    if len(out_names) != n_out:
-        raise ExportError(f"output_names has {len(out_names)} names for {n_out} outputs")
+    out_names = list(output_names or (["y"] if n_out == 1 else [f"y{i}" for i in range(n_out)]))
+    state_names = {f(p, n) for p, n in keys for f in (state_input_name, state_output_name)}
+    if len(out_names) != n_out or len(set(out_names)) != n_out:
+        raise ExportError(f"output_names needs {n_out} distinct names, got {out_names}")
+    if set(out_names) & (state_names | {"x", "lengths"}):
+        raise ExportError(f"output_names {out_names} collide with the graph's input/state names")
+    if not offline:
+        check_streamable(adapter, run_states, x, init_states, out_names)
 
-    frames_shape: list[Any] = ["batch", "time", *x.shape[2:]]
-    frames_dtype = str(x.dtype).replace("torch.", "")
-    dyn: dict[str, dict[int, str]] = {"x": {0: "batch", 1: "time"}}
+    frames_shape: list[Any] = ["batch", chunk or "time", *x.shape[2:]]
+    dyn: dict[str, dict[int, str]] = {"x": {0: "batch"} if chunk else {0: "batch", 1: "time"}}
     in_names = ["x"]
     args: list[torch.Tensor] = [x]
     if takes_lengths:
         in_names.append("lengths")
-        args.append(lengths)
+        args.append(torch.full((x.shape[0],), x.shape[1], dtype=torch.int32))
         dyn["lengths"] = {0: "batch"}
     state_pairs: list[StatePair] = []
     for (lpath, sname), s, init in zip(keys, init_states, inits):
@@ -195,8 +178,10 @@ def export(
         args.append(s)
         dyn[i_name] = dyn[o_name] = {1: "batch"}
     outputs = []
-    for name, (b_ax, t_ax, shape) in zip(out_names, probed):
-        outputs.append(TensorSpec(name, shape, "float32", b_ax, t_ax))
+    for name, (b_ax, t_ax, shape, dtype) in zip(out_names, probed):
+        if chunk and t_ax is not None:
+            shape[t_ax] = chunk
+        outputs.append(TensorSpec(name, shape, dtype, b_ax, t_ax))
         dyn[name] = {ax: sym for ax, sym in enumerate(shape) if isinstance(sym, str)}
     all_out_names = out_names + [p.output for p in state_pairs]
 
@@ -204,28 +189,15 @@ def export(
     lengths_name = "lengths" if takes_lengths else None
     if spec.wire_native_lengths and not offline and wire_lengths(proto, "lengths"):
         lengths_name = "lengths"
-    _check_ops(proto, spec, mode)
+        keep_idle_state(proto, "lengths", [(p.input, p.output) for p in state_pairs])
+    check_ops(proto, mode, raise_error=True)
 
-    base = facts or ModelFacts()
-    cells = {i.cell for i in layers}
-    facts = dataclasses.replace(
-        base,
-        cell=base.cell
-        if base.cell != "unknown"
-        else (cells.pop() if len(cells) == 1 else ("mixed" if cells else "unknown")),
-        layers=base.layers or (sum(i.layers for i in layers) or None),
-        hidden_size=base.hidden_size or (layers[0].hidden_size if layers else None),
-        input_size=base.input_size or (int(x.shape[2]) if x.dim() > 2 else None),
-        mode=mode,
-        stateful=not offline,
-        extra={**base.extra, "backend": backend, "layers": [dataclasses.asdict(i) for i in layers]},
-    )
     contract = Contract(
-        inputs=[TensorSpec("x", frames_shape, frames_dtype, 0, 1)],
+        inputs=[TensorSpec("x", frames_shape, str(x.dtype).replace("torch.", ""), 0, 1)],
         outputs=outputs + [TensorSpec(p.output, p.shape, "float32", 1, None) for p in state_pairs],
         states=state_pairs,
         lengths=lengths_name,
-        model=facts,
+        model=_facts(facts, layers, x, mode, chunk, offline, backend),
         preprocessing=preprocessing or Preprocessing(),
         producer=_producer(backend),
     )
@@ -234,24 +206,71 @@ def export(
     return contract
 
 
-def _check_ops(proto: onnx.ModelProto, spec, mode: str) -> None:
+def _rows(states: list[torch.Tensor], batch: int) -> list[torch.Tensor]:
+    """Initial states for ``batch`` rows: row 0 repeated along the batch axis (1)."""
+    return [s[:, :1].expand(-1, batch, *s.shape[2:]).contiguous() for s in states]
+
+
+def _facts(
+    base: ModelFacts | None,
+    layers: list[LayerInfo],
+    x: torch.Tensor,
+    mode: str,
+    chunk: int | None,
+    offline: bool,
+    backend: str,
+) -> ModelFacts:
+    base = base or ModelFacts()
+    cells = {i.cell for i in layers}
+    return dataclasses.replace(
+        base,
+        cell=base.cell
+        if base.cell != "unknown"
+        else (cells.pop() if len(cells) == 1 else ("mixed" if cells else "unknown")),
+        layers=base.layers or (sum(i.layers for i in layers) or None),
+        hidden_size=base.hidden_size or (layers[0].hidden_size if layers else None),
+        input_size=base.input_size or (int(x.shape[2]) if x.dim() > 2 else None),
+        mode=mode,
+        chunk=chunk,
+        stateful=not offline,
+        extra={
+            **base.extra,
+            "backend": backend,
+            "example_time": int(x.shape[1]),
+            "layers": [dataclasses.asdict(i) for i in layers],
+        },
+    )
+
+
+def check_ops(proto: onnx.ModelProto, mode: str, raise_error: bool = False) -> list[str]:
+    """Problems with the graph's op types for ``mode`` (forbidden present, required absent).
+
+    Returns a list of one-line problems (empty when the graph fits its mode); with
+    ``raise_error`` the first problem raises :class:`ExportError`.
+    """
+    spec = get_mode(mode)
     ops = op_histogram(proto)
+    problems = []
     bad = sorted(set(ops) & spec.forbidden_ops)
     if bad:
-        raise ExportError(f"mode {mode!r} must not contain {bad}, but the graph has {ops}")
+        problems.append(f"mode {mode!r} must not contain {bad}, but the graph has {ops}")
     if spec.required_ops and not set(ops) & spec.required_ops:
-        raise ExportError(
+        problems.append(
             f"mode {mode!r} expects one of {sorted(spec.required_ops)} in the graph, got {ops}"
         )
+    if problems and raise_error:
+        raise ExportError(problems[0])
+    return problems
 
 
 def _producer(backend: str) -> dict[str, str]:
-    import onnxruntime  # noqa: F401  (version recorded for bug reports)
+    import onnxruntime
 
     return {
         "edgeseq": edgeseq.__version__,
         "torch": torch.__version__,
         "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
         "numpy": np.__version__,
         "exporter": f"torch.onnx/{backend}",
     }

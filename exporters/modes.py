@@ -1,8 +1,16 @@
 """Export modes as small declarative records in one explicit registry.
 
 A mode says how each recurrent layer is computed inside the exported graph (its
-runner), whether the graph takes a ``lengths`` input, and which op types its graph
-must and must not contain (checked after every export and by ``edgeseq verify``).
+runner), whether the graph takes a ``lengths`` input, whether its time axis is a fixed
+chunk, and which op types its graph must and must not contain (checked after every
+export and by ``edgeseq verify``).
+
+========  =====================================  ===============  ======================
+mode      recurrent layers become                frames per call  graph must not contain
+========  =====================================  ===============  ======================
+native    ONNX LSTM / GRU / RNN nodes            any              Loop, Scan
+unrolled  MatMul/Gemm, Add, Mul, Sigmoid, Tanh…  fixed ``chunk``  LSTM, GRU, RNN, Loop…
+========  =====================================  ===============  ======================
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ class ModeSpec:
     required_ops: frozenset[str] = field(default_factory=frozenset)  # at least one present
     forbidden_ops: frozenset[str] = field(default_factory=frozenset)
     description: str = ""
+    fixed_chunk: bool = False  # the graph's time axis is a fixed number of frames
+    default_chunk: int | None = None  # frames per call when the caller gives no chunk
 
 
 MODES: dict[str, ModeSpec] = {}
@@ -37,6 +47,11 @@ def register_mode(spec: ModeSpec, *, overwrite: bool = False) -> ModeSpec:
         raise ExportError(
             f"export mode {spec.name!r} is already registered; pass overwrite=True to replace it"
         )
+    if spec.fixed_chunk and not spec.takes_lengths:
+        raise ExportError(
+            f"mode {spec.name!r} has a fixed chunk, so it must take a lengths input "
+            "(takes_lengths=True) for the predictor to pad and mask shorter calls"
+        )
     MODES[spec.name] = spec
     return spec
 
@@ -45,26 +60,44 @@ def get_mode(name: str) -> ModeSpec:
     """Look up a mode by name; the error lists the registered modes."""
     try:
         return MODES[name]
-    except KeyError:
+    except (KeyError, TypeError):
         raise ExportError(
             f"unknown export mode {name!r}; registered modes: {sorted(MODES)}"
         ) from None
 
 
-def _native_runner() -> Callable:
+def _runners() -> tuple[Callable, Callable]:
     from edgeseq.exporters._adapter import NativeRunner
+    from edgeseq.exporters._cells import UnrolledRunner
 
-    return NativeRunner
+    return NativeRunner, UnrolledRunner
 
+
+_native, _unrolled = _runners()
 
 register_mode(
     ModeSpec(
         name="native",
-        runner=_native_runner(),
+        runner=_native,
         takes_lengths=False,
         wire_native_lengths=True,
-        required_ops=frozenset({"LSTM", "GRU", "RNN"}),
+        # int8 quantization turns LSTM into onnxruntime's DynamicQuantizeLSTM
+        required_ops=frozenset({"LSTM", "GRU", "RNN", "DynamicQuantizeLSTM"}),
         forbidden_ops=frozenset({"Loop", "Scan"}),
         description="ONNX LSTM/GRU/RNN ops; any number of frames per call",
+    )
+)
+
+register_mode(
+    ModeSpec(
+        name="unrolled",
+        runner=_unrolled,
+        takes_lengths=True,
+        wire_native_lengths=False,
+        forbidden_ops=frozenset({"LSTM", "GRU", "RNN", "Scan", "Loop", "DynamicQuantizeLSTM"}),
+        description="cells in basic ops (MatMul, Add, Mul, Sigmoid, Tanh); fixed chunk, "
+        "shorter calls padded and masked by lengths",
+        fixed_chunk=True,
+        default_chunk=16,
     )
 )

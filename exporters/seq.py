@@ -26,7 +26,7 @@ from edgeseq.exporters._onnx import (
 from edgeseq.exporters.export import _producer, export, state_input_name
 from edgeseq.models import Seq2Seq, SeqModel
 
-__all__ = ["export_model", "init_model_path"]
+__all__ = ["export_model", "graphs_to_verify", "init_model_path"]
 
 
 class _Frames(nn.Module):
@@ -84,6 +84,7 @@ def export_model(
     path: str | Path,
     *,
     mode: str = "native",
+    chunk: int | None = None,
     backend: Backend = "torchscript",
     preprocessing: Preprocessing | None = None,
     source_preprocessing: Preprocessing | None = None,
@@ -92,7 +93,8 @@ def export_model(
 
     ``preprocessing`` goes into the (decoder's) contract: feature mean/std, output scaling,
     or the vocabulary of token models. ``source_preprocessing`` is the encoder's, for
-    :class:`~edgeseq.models.Seq2Seq`.
+    :class:`~edgeseq.models.Seq2Seq`. ``mode``, ``chunk`` and ``backend`` are as in
+    :func:`~edgeseq.exporters.export`.
     """
     path = Path(path)
     model = model.eval()
@@ -104,6 +106,7 @@ def export_model(
             enc_path,
             example=_example(model.encoder),
             mode=mode,
+            chunk=chunk,
             backend=backend,
             preprocessing=source_preprocessing,
             facts=_facts(model.encoder, "seq2seq", role="encoder", decoder=path.name),
@@ -113,6 +116,7 @@ def export_model(
             path,
             example=_example(model.decoder),
             mode=mode,
+            chunk=chunk,
             backend=backend,
             preprocessing=preprocessing,
             facts=_facts(model.decoder, "seq2seq", role="decoder", init_model=enc_path.name),
@@ -126,6 +130,7 @@ def export_model(
             path,
             example=_example(model),
             mode=mode,
+            chunk=chunk,
             backend=backend,
             preprocessing=preprocessing,
             facts=_facts(model, topology, role="decoder", init_model=init_path.name),
@@ -138,12 +143,29 @@ def export_model(
         path,
         example=_example(model),
         mode=mode,
+        chunk=chunk,
         backend=backend,
         preprocessing=preprocessing,
         facts=_facts(model, topology),
         offline=topology == "one_to_one",  # frames are independent: nothing to carry
     )
     return written
+
+
+def graphs_to_verify(
+    model: SeqModel | Seq2Seq, path: str | Path
+) -> list[tuple[Path, nn.Module | None]]:
+    """Every file :func:`export_model` wrote for ``model`` at ``path``, with the module each
+    streaming graph computes (None for the one-to-many bridge, checked by its own rule)."""
+    path = Path(path)
+    if isinstance(model, Seq2Seq):
+        return [
+            (path, _Frames(model.decoder)),
+            (init_model_path(path, "encoder"), _Frames(model.encoder)),
+        ]
+    if model.config.topology == "one_to_many":
+        return [(path, _Frames(model)), (init_model_path(path, "init"), None)]
+    return [(path, _Frames(model))]
 
 
 def _export_bridge(model: SeqModel, path: Path, decoder: Contract, backend: Backend) -> Contract:

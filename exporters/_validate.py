@@ -1,0 +1,118 @@
+"""Checks before an export: arguments, the example, and what layers a mode can express.
+
+Each refusal says what was expected, what was got and what to do instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from edgeseq.errors import ExportError
+from edgeseq.exporters._adapter import LayerInfo
+from edgeseq.exporters.modes import ModeSpec, get_mode
+
+__all__ = ["check_args", "fit_example", "initial_values", "refuse_layers"]
+
+BACKENDS = ("torchscript", "dynamo")
+
+
+def check_args(mode: str, chunk: int | None, backend: str) -> tuple[ModeSpec, int | None]:
+    """The mode's spec and the chunk to use (the mode's default for fixed-chunk modes)."""
+    spec = get_mode(mode)
+    if backend not in BACKENDS:
+        raise ExportError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+    if chunk is not None and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1):
+        raise ExportError(f"chunk must be a positive int (frames per call), got {chunk!r}")
+    if spec.fixed_chunk:
+        return spec, chunk or spec.default_chunk
+    if chunk is not None:
+        raise ExportError(
+            f"mode {mode!r} takes any number of frames per call, so chunk={chunk} does not "
+            "apply; chunk is for fixed-length modes such as 'unrolled'."
+        )
+    return spec, None
+
+
+def fit_example(x: Any, chunk: int | None) -> torch.Tensor:
+    """At least batch 2 and time 3 (exactly ``chunk`` frames for fixed-chunk modes).
+
+    Batch and time of at least 2 and 3 keep any exporter from mistaking an axis for a
+    constant; a fixed-chunk graph is traced at its chunk length.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise ExportError(
+            f"example must be a torch.Tensor (batch, time, ...), got {type(x).__name__}. "
+            "Pass e.g. example=torch.randn(2, 8, features)."
+        )
+    if x.dim() < 2 or x.shape[0] < 1 or x.shape[1] < 1:
+        raise ExportError(
+            f"example must be (batch, time, ...) with a batch and a time axis, got shape "
+            f"{tuple(x.shape)}. Pass e.g. torch.randn(2, 8, features)."
+        )
+    if x.dtype.is_floating_point and x.dtype != torch.float32:
+        raise ExportError(
+            f"example has dtype {x.dtype}; edgeseq streams float32 frames. Pass "
+            "example.float() (and model.float())."
+        )
+    if not x.dtype.is_floating_point and x.dtype != torch.int64:
+        raise ExportError(
+            f"example has dtype {x.dtype}; token models take int64 ids. Pass example.long()."
+        )
+    if x.dtype.is_floating_point and not torch.isfinite(x).all():
+        raise ExportError("example contains NaN or Inf; pass finite frames.")
+    x = x.detach()
+    if x.shape[0] < 2:
+        x = torch.cat([x, x], dim=0)
+    want = chunk or 3
+    while x.shape[1] < want:
+        x = torch.cat([x, x], dim=1)
+    return x[:, :chunk] if chunk else x
+
+
+def initial_values(states: list[torch.Tensor], keys: list[tuple[str, str]]) -> list[Any]:
+    """Contract ``init`` for each state: "zeros", or batch-row-0 values if all rows agree."""
+    inits: list[Any] = []
+    for (path, name), s in zip(keys, states):
+        if not torch.any(s):
+            inits.append("zeros")
+            continue
+        row = s[:, :1]
+        if not torch.allclose(s, row.expand_as(s)):
+            raise ExportError(
+                f"layer {path!r}: the initial state {name} the model passes differs between "
+                "batch rows, so it depends on the input and cannot start a stream. Pass a "
+                "constant (or learned, batch-expanded) initial state, or export with "
+                "offline=True."
+            )
+        inits.append([float(v) for v in row.reshape(-1)])
+    return inits
+
+
+def refuse_layers(layers: list[LayerInfo], spec: ModeSpec, backend: str, offline: bool) -> None:
+    """Refuse, by construction, layers this mode/backend cannot export or stream."""
+    if not layers:
+        raise ExportError(
+            "the model has no nn.RNN/nn.LSTM/nn.GRU layer, so there is no state to stream "
+            "and nothing for edgeseq to convert. Export it with torch.onnx directly."
+        )
+    for info in layers:
+        if info.bidirectional and not offline:
+            raise ExportError(
+                f"layer {info.path!r} is bidirectional: its output at time t depends on "
+                "later frames, so it cannot stream. Export with offline=True (CLI: "
+                "--offline; whole sequence per call) or make the layer unidirectional."
+            )
+        if info.proj_size and spec.wire_native_lengths:
+            raise ExportError(
+                f"layer {info.path!r} is an LSTM with proj_size={info.proj_size}, which the "
+                "ONNX LSTM op cannot express. Export with mode='unrolled' (CLI: --mode "
+                "unrolled)."
+            )
+    if backend == "dynamo" and spec.wire_native_lengths and any(i.cell == "rnn" for i in layers):
+        raise ExportError(
+            "the dynamo exporter decomposes nn.RNN into a fixed-length loop, so the graph "
+            "would not accept other lengths. Use backend='torchscript' for native RNN "
+            "ops, or mode='unrolled'."
+        )

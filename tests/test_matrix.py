@@ -1,0 +1,139 @@
+"""The configurations users have, x every export mode: export, verify, refuse what must be.
+
+One test fails when a registered mode or a supported cell has no case here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+from test_export_support import FEATURES, Net
+
+from edgeseq.errors import ExportError
+from edgeseq.exporters import MODES, export, verify
+from edgeseq.models import CELLS
+
+pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections")
+
+CHUNK = 4  # unrolled graphs: small, and verify's 11-frame sequences end in a padded tail
+
+
+@dataclass(frozen=True)
+class Case:
+    config: str
+    cell: str
+    mode: str
+    kwargs: dict = field(default_factory=dict)
+    offline: bool = False
+    backend: str = "torchscript"
+    refused: str | None = None  # a fragment the ExportError must contain
+
+    @property
+    def id(self) -> str:
+        extra = "-dynamo" if self.backend == "dynamo" else ""
+        return f"{self.mode}{extra}-{self.cell}-{self.config}"
+
+
+CONFIGS: dict[str, dict] = {
+    "layers1": {"layers": 1},
+    "layers2": {"layers": 2},
+    "layers3": {"layers": 3},
+    "seq_first": {"batch_first": False, "layers": 2},
+    "no_bias": {"bias": False},
+    "dropout": {"layers": 2, "dropout": 0.3},
+    "user_init": {"init": True, "layers": 2},
+    "user_init_seq_first": {"init": True, "batch_first": False},
+    "bidirectional": {"bidirectional": True, "layers": 2},
+    "packed": {"packed": True},
+}
+
+
+def _cases() -> list[Case]:
+    cases = []
+    for mode in MODES:
+        for cell in CELLS:
+            for name, kw in CONFIGS.items():
+                cases.append(
+                    Case(
+                        name,
+                        cell,
+                        mode,
+                        kw,
+                        offline=name == "bidirectional",
+                        refused="PackedSequence" if name == "packed" else None,
+                    )
+                )
+        cases.append(Case("relu", "rnn", mode, {"nonlinearity": "relu", "layers": 2}))
+        cases.append(
+            Case(
+                "proj_size",
+                "lstm",
+                mode,
+                {"proj_size": 3, "layers": 2},
+                refused="proj_size" if mode == "native" else None,
+            )
+        )
+    cases.append(Case("layers2", "lstm", "native", {"layers": 2}, backend="dynamo"))
+    cases.append(Case("user_init", "gru", "native", {"init": True}, backend="dynamo"))
+    return cases
+
+
+CASES = _cases()
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_matrix(case: Case, tmp_path) -> None:
+    torch.manual_seed(0)
+    model = Net(case.cell, **case.kwargs)  # left in train mode: export and verify use eval
+    path = tmp_path / "m.onnx"
+    kwargs = dict(
+        example=torch.randn(2, 6, FEATURES),
+        mode=case.mode,
+        chunk=CHUNK if MODES[case.mode].fixed_chunk else None,
+        backend=case.backend,
+        offline=case.offline,
+    )
+    if case.refused:
+        with pytest.raises(ExportError, match=case.refused):
+            export(model, path, **kwargs)
+        return
+    contract = export(model, path, **kwargs)
+    assert contract.model.cell == case.cell and contract.model.mode == case.mode
+    assert contract.model.stateful is not case.offline
+    if case.kwargs.get("init"):
+        assert all(isinstance(s.init, list) for s in contract.states)  # stored in the contract
+    report = verify(model, path)
+    assert report.ok(atol=1e-5), report.table(per_case=True)
+    assert not report.op_problems
+    if not case.offline:
+        cases = {d.case for d in report.diffs}
+        assert len(cases) == 8, cases  # chunkings {1, 3, 7, whole} x batches {1, 3}
+        assert {d.kind for d in report.diffs} == {"output", "state"}
+
+
+def test_bidirectional_refused_for_streaming_names_the_layer(tmp_path) -> None:
+    for mode in MODES:
+        with pytest.raises(ExportError, match=r"layer 'rnn' is bidirectional.*offline=True"):
+            export(
+                Net("gru", bidirectional=True),
+                tmp_path / "m.onnx",
+                example=torch.randn(2, 5, 3),
+                mode=mode,
+            )
+
+
+def test_every_mode_and_cell_has_a_case() -> None:
+    """Registering a mode (or supporting a cell) without matrix cases fails here."""
+    exported = {(c.mode, c.cell) for c in CASES if not c.refused}
+    missing = {(m, cell) for m in MODES for cell in CELLS} - exported
+    assert not missing, f"no matrix case exports {sorted(missing)}"
+    for mode in MODES:
+        for cell in CELLS:
+            configs = {c.config for c in CASES if c.mode == mode and c.cell == cell}
+            assert set(CONFIGS) <= configs, (mode, cell, set(CONFIGS) - configs)
+    assert {(c.cell, c.mode) for c in CASES if c.backend == "dynamo"} >= {
+        ("lstm", "native"),
+        ("gru", "native"),
+    }
