@@ -1,0 +1,172 @@
+"""edgeseq export: a checkpoint or a factory's module -> streaming ONNX.
+
+Optionally verified, quantized (int8/fp16) and converted to ORT format in the same run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+__all__ = ["command"]
+
+
+@click.command("export")
+@click.argument("checkpoint", required=False, type=click.Path(dir_okay=False))
+@click.option(
+    "-o",
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The ONNX file to write (one-to-many and seq2seq models also write an init model "
+    "beside it).",
+)
+@click.option(
+    "--factory",
+    help="Instead of a checkpoint: package.module:function returning any nn.Module with "
+    "RNN/LSTM/GRU layers (needs --example-shape).",
+)
+@click.option(
+    "--weights",
+    type=click.Path(dir_okay=False),
+    help="A state dict for the factory's module (torch.load(weights_only=True)).",
+)
+@click.option(
+    "--example-shape",
+    help="Factory models: the input shape B,T,F (batch, time, features), e.g. 2,16,3.",
+)
+@click.option(
+    "--example-dtype",
+    type=click.Choice(["float32", "int64"]),
+    default="float32",
+    show_default=True,
+    help="Factory models: float32 frames or int64 token ids.",
+)
+@click.option(
+    "--mode",
+    default="native",
+    show_default=True,
+    help="native: ONNX LSTM/GRU/RNN ops. unrolled: basic ops only (for NPUs and runtimes "
+    "without recurrent ops), fixed --chunk frames per graph call.",
+)
+@click.option(
+    "--chunk",
+    type=click.IntRange(1),
+    help="unrolled mode: frames per graph call (default 16); shorter calls are padded.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["torchscript", "dynamo"]),
+    default="torchscript",
+    show_default=True,
+    help="torch.onnx exporter.",
+)
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Factory models that cannot stream (bidirectional, attention over time): whole "
+    "sequence per call, no state carried.",
+)
+@click.option(
+    "--verify", "do_verify", is_flag=True, help="Check parity with PyTorch; exit 1 if it fails."
+)
+@click.option(
+    "--atol", type=float, default=1e-5, show_default=True, help="--verify tolerance (max abs)."
+)
+@click.option(
+    "--quantize",
+    "quant",
+    type=click.Choice(["int8", "fp16"]),
+    help="Also write MODEL.<int8|fp16>.onnx and print what it trades.",
+)
+@click.option(
+    "--ort",
+    "ort",
+    is_flag=True,
+    help="Also write MODEL.ort and MODEL.required_operators.config for onnxruntime's "
+    "minimal builds.",
+)
+def command(
+    checkpoint: str | None,
+    out: str,
+    factory: str | None,
+    weights: str | None,
+    example_shape: str | None,
+    example_dtype: str,
+    mode: str,
+    chunk: int | None,
+    backend: str,
+    offline: bool,
+    do_verify: bool,
+    atol: float,
+    quant: str | None,
+    ort: bool,
+) -> None:
+    """Export CHECKPOINT (or --factory's module) as a streaming ONNX model.
+
+    Every recurrent layer's state becomes a named state input/output pair recorded in
+    the file's contract, so `edgeseq stream` and StreamingPredictor carry it between calls.
+
+    \b
+    Examples:
+      edgeseq export model.pt -o model.onnx --verify
+      edgeseq export model.pt -o model.onnx --mode unrolled --chunk 8 --verify
+      edgeseq export model.pt -o model.onnx --quantize int8 --ort
+      edgeseq export --factory mypkg.nets:build --weights w.pt --example-shape 2,16,3 -o m.onnx
+    """
+    from edgeseq.errors import ExportError
+    from edgeseq.exporters._load import example_from_shape, export_source, load_source
+    from edgeseq.table import format_table
+
+    if bool(checkpoint) == bool(factory):
+        raise click.UsageError("give either CHECKPOINT or --factory package.module:function")
+    if weights and not factory:
+        raise click.UsageError("--weights goes with --factory")
+    source = load_source(factory or checkpoint, weights)  # type: ignore[arg-type]
+    example = example_from_shape(example_shape, example_dtype) if example_shape else None
+    if example_shape and source.kind == "checkpoint":
+        raise ExportError("--example-shape is for --factory models; a checkpoint knows its input")
+    written = export_source(
+        source, out, mode=mode, chunk=chunk, backend=backend, offline=offline, example=example
+    )
+    rows = []
+    for path, contract in written.items():
+        m = contract.model
+        rows.append(
+            (
+                path,
+                m.mode,
+                m.chunk or "any",
+                len(contract.states),
+                "yes" if m.stateful else "no (offline)",
+                f"{Path(path).stat().st_size / 1024:.1f}",
+            )
+        )
+    click.echo(format_table(["file", "mode", "chunk", "states", "streams", "KiB"], rows))
+    failed = False
+    if do_verify:
+        from edgeseq.exporters.verify import verify
+
+        report = verify(source.model, out)
+        click.echo("")
+        click.echo(report.table(atol=atol))
+        failed = not report.ok(atol=atol)
+    if quant:
+        from edgeseq.exporters.quantize import quantize
+
+        dst = Path(out).with_suffix(f".{quant}.onnx")
+        click.echo("")
+        click.echo(quantize(out, dst, quant).table())  # type: ignore[arg-type]
+    if ort:
+        from edgeseq.exporters.ort import to_ort
+
+        click.echo("")
+        for path in written:
+            art = to_ort(path)
+            click.echo(f"wrote {art.ort} and {art.operators_config}")
+    if failed:
+        raise click.ClickException(
+            f"verification failed: {out} differs from PyTorch beyond atol={atol:g} (see above)"
+        )
