@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from edgeseq.contract import Contract
-from edgeseq.errors import InputError, StreamError
+from edgeseq.errors import InputError, SnapshotError, StreamError
 from edgeseq.runtime._batcher import MicroBatcher, Request
 from edgeseq.runtime._engine import Engine, Outputs
 from edgeseq.runtime._rows import RowStore
@@ -306,6 +306,12 @@ class StreamPool:
             snapshot = PoolSnapshot.from_bytes(bytes(snapshot))
         if not isinstance(snapshot, PoolSnapshot):
             raise InputError(f"restore_all expects a PoolSnapshot, got {type(snapshot).__name__}.")
+        if snapshot.contract_hash != self.engine.hash:
+            raise SnapshotError(
+                f"pool snapshot belongs to a model with contract {snapshot.contract_hash}; this "
+                f"pool runs {self.engine.hash}. Restore it on a pool of the model that took it; "
+                "no stream was changed."
+            )
         with self._lock:
             checked = {s: check_snapshot(v, self.engine) for s, v in snapshot.streams.items()}
             if len(checked) > self.max_streams:

@@ -22,7 +22,8 @@ class StreamingPredictor:
 
     State stays on the device as onnxruntime OrtValues bound with IO binding: each call
     reads one buffer set and writes the other (ping-pong), so nothing is copied to the
-    host between calls.
+    host between calls. One predictor is one stream and is not thread-safe; for many
+    streams or threads use :class:`~edgeseq.runtime.StreamPool`.
 
     Parameters
     ----------

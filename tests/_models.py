@@ -33,6 +33,18 @@ def _seq(cell: str, **kw: object) -> Callable[[Path], None]:
     return build
 
 
+def _unrolled(path: Path) -> None:
+    """Basic ops, a fixed chunk of 4 frames, padding masked through the lengths input."""
+    import torch
+
+    from edgeseq.exporters.seq import export_model
+    from edgeseq.models import SeqConfig, SeqModel
+
+    torch.manual_seed(6)
+    cfg = SeqConfig(cell="lstm", input_size=3, hidden_size=8, output_size=2)
+    export_model(SeqModel(cfg), path, mode="unrolled", chunk=4)
+
+
 def _scaled(path: Path) -> None:
     import torch
 
@@ -133,6 +145,7 @@ _BUILDERS: dict[str, Callable[[Path], None]] = {
     "gru": _seq("gru"),
     "rnn": _seq("rnn"),
     "scaled": _scaled,
+    "unrolled": _unrolled,
     "char_lm": _char_lm,
     "vad": _vad(True),
     "vad_plain": _vad(False),

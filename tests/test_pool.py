@@ -46,6 +46,21 @@ def test_pool_equals_separate_predictors_ragged(cell: str) -> None:
             np.testing.assert_allclose(v, solo[i].state[k], rtol=0, atol=TOL[cell])
 
 
+def test_pool_of_fixed_chunk_graph_equals_separate_predictors() -> None:
+    """Unrolled graphs take 4 frames per call: rows that end early ride along masked."""
+    path = zoo.get("unrolled")
+    rng = np.random.default_rng(4)
+    pool = StreamPool(path, max_streams=4)
+    ids = [pool.open() for _ in range(4)]
+    solo = {i: StreamingPredictor(path) for i in ids}
+    assert pool.contract.model.chunk == 4
+    for _ in range(6):
+        req = {i: _frames(rng, int(rng.integers(0, 10))) for i in ids}  # 1..9 frames
+        out = pool.step(req)
+        for i in ids:
+            np.testing.assert_allclose(out[i], solo[i].step(req[i]), rtol=0, atol=1e-6)
+
+
 def test_pool_of_model_without_lengths_groups_by_frame_count() -> None:
     """The VAD-like model has no lengths input: one call per distinct frame count."""
     path = zoo.get("vad")

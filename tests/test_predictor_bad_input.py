@@ -207,3 +207,30 @@ def test_bad_threads_and_device(lstm: Path) -> None:
         StreamingPredictor(lstm, threads=0)
     with pytest.raises(EdgeseqError, match="Available"):
         StreamingPredictor(lstm, device="no-such-device")
+
+
+def test_failure_in_a_later_chunk_of_a_fixed_graph_rolls_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An unrolled graph runs 9 frames as 3 calls; if the second fails, nothing changed."""
+    path = zoo.get("unrolled")
+    p, ref = StreamingPredictor(path), StreamingPredictor(path)
+    p.step(GOOD)
+    ref.step(GOOD)
+    before = p.state
+    real, calls = p._slot.call, []
+
+    def flaky(xs, valid):
+        calls.append(1)
+        if len(calls) == 2:
+            raise InputError("expected a working onnxruntime, got a simulated failure")
+        return real(xs, valid)
+
+    monkeypatch.setattr(p._slot, "call", flaky)
+    x = RNG.standard_normal((9, 3)).astype(np.float32)
+    with pytest.raises(InputError, match="simulated"):
+        p.step(x)
+    monkeypatch.undo()
+    for k, v in p.state.items():
+        np.testing.assert_array_equal(v, before[k])
+    np.testing.assert_array_equal(p.step(x), ref.step(x))

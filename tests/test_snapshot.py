@@ -149,6 +149,9 @@ def test_pool_snapshot_resumes_every_stream(tmp_path: Path) -> None:
     for i in live:
         np.testing.assert_array_equal(ref[i], got[i])
     assert fresh.open() == 3  # new ids continue after the restored ones
+    other = StreamPool(zoo.get("gru"), max_streams=4)
+    with pytest.raises(SnapshotError, match="pool snapshot belongs"):
+        other.restore_all(PoolSnapshot(pool.snapshot_all().contract_hash, {}, 0))
     small = StreamPool(path, max_streams=1)
     with pytest.raises(StreamError, match="max_streams"):
         small.restore_all(pool.snapshot_all())
