@@ -58,7 +58,14 @@ def generate_text(
 @click.option(
     "--source", help="Encoder-decoder models: text to translate, or condition values 'a,b,c'."
 )
-@click.option("-n", "--max-tokens", type=click.IntRange(min=0), default=200, show_default=True)
+@click.option(
+    "-n",
+    "--max-tokens",
+    type=click.IntRange(min=0),
+    default=200,
+    show_default=True,
+    help="Tokens to generate at most (<eos> ends sooner).",
+)
 @click.option(
     "-t",
     "--temperature",
@@ -72,7 +79,11 @@ def generate_text(
     "--top-p", type=click.FloatRange(0, 1, min_open=True), help="Nucleus: smallest set of mass p."
 )
 @click.option("--seed", type=int, help="Random seed: the same seed gives the same text.")
-@click.option("--stop", multiple=True, help="Stop before this string (repeatable).")
+@click.option(
+    "--stop",
+    multiple=True,
+    help="Stop before this string; \\n and \\t are understood (repeatable).",
+)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, or a provider name.")
 @click.option("--threads", type=int, default=1, show_default=True, help="onnxruntime threads.")
 def command(
@@ -105,7 +116,7 @@ def command(
         "top_k": top_k,
         "top_p": top_p,
         "seed": seed,
-        "stop": list(stop) or None,
+        "stop": [s.replace("\\n", "\n").replace("\\t", "\t") for s in stop] or None,
     }
     pieces = generate_text(model, prompt, source, options, device, threads)
     click.echo(prompt if source is None else "", nl=False)  # the text reads on from the prompt

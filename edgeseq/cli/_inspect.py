@@ -149,7 +149,8 @@ def command(
     A model that edgeseq did not export has no contract: its state pairs are discovered
     by shape (an input and an output of the same shape with a symbolic batch axis) and
     shown, or named with --state. --write-contract stores the result in a copy, which
-    then loads with StreamingPredictor(OUT) and no further arguments.
+    then loads with StreamingPredictor(OUT) without naming anything (values of constant
+    inputs such as a sample rate are still passed with constants=).
 
     \b
     Examples:
