@@ -168,3 +168,49 @@ def test_build_once_never_leaves_a_half_built_dir(tmp_path):
     arm64_env._build_once(final, lambda d: calls.append((d / "ok").write_text("1")))
     arm64_env._build_once(final, lambda d: calls.append("rebuilt"))
     assert (final / ".complete").exists() and (final / "ok").exists() and len(calls) == 1
+
+
+@pytest.fixture(scope="module")
+def cell_mode_models(tmp_path_factory) -> dict[tuple[str, str], tuple[Path, object]]:
+    """Every cell x export mode, exported on x86 from the same tiny 2-layer model."""
+    torch = pytest.importorskip("torch")
+    from edgeseq.exporters import MODES
+    from edgeseq.exporters.seq import export_model
+    from edgeseq.models import CELLS, SeqConfig, SeqModel
+
+    out = tmp_path_factory.mktemp("arm64-matrix")
+    models = {}
+    for cell in CELLS:
+        torch.manual_seed(0)
+        model = SeqModel(SeqConfig(cell=cell, input_size=8, hidden_size=12, layers=2,
+                                   output_size=3)).eval()
+        for mode in MODES:
+            path = out / f"{cell}-{mode}.onnx"
+            export_model(model, path, mode=mode)
+            models[cell, mode] = (path, model)
+    return models
+
+
+def test_every_cell_and_mode_streams_on_aarch64_like_x86(arm, frames, cell_mode_models):
+    """Issue 7: each cell in native and unrolled mode, streamed in chunks on aarch64 through
+    edgeseq.runtime, matches x86 (and PyTorch) within 1e-5, without torch on the device."""
+    torch = pytest.importorskip("torch")
+    from edgeseq.exporters import MODES
+
+    assert {"native", "unrolled"} <= set(MODES), f"modes registered: {sorted(MODES)}"
+    failures = []
+    for (cell, mode), (path, model) in sorted(cell_mode_models.items()):
+        on_arm = arm64_env.stream_on_aarch64(path, CHUNKS, frames, arm_env=arm)
+        on_x86 = arm64_env.stream_local(path, CHUNKS, frames, site_dirs=arm.site_dirs[:1])
+        assert not on_arm["torch_loaded"], f"{cell}/{mode}: torch imported on aarch64"
+        with torch.no_grad():
+            ref = model(torch.from_numpy(frames)[None])[0][0].numpy()  # (N, out)
+        for c in CHUNKS:
+            diff = arm64_env.max_abs_diff(on_x86, on_arm, c)
+            name = next(iter(on_arm["chunks"][c]["calls"][0]))  # the single output
+            vs_torch = float(np.abs(_joined(on_arm, c, name) - ref).max())
+            print(f"{cell:4s} {mode:8s} chunk {c}: aarch64 vs x86 {diff:.1e}, "
+                  f"vs PyTorch {vs_torch:.1e}")
+            if not (diff <= TOL and vs_torch <= TOL):
+                failures.append((cell, mode, c, diff, vs_torch))
+    assert not failures, failures
