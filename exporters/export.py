@@ -238,6 +238,8 @@ def _facts(
             "backend": backend,
             "example_time": int(x.shape[1]),
             "layers": [dataclasses.asdict(i) for i in layers],
+            # an offline fixed-chunk graph sees one whole sequence per call: at most `chunk`
+            **({"max_frames_per_call": chunk} if offline and chunk else {}),
         },
     )
 

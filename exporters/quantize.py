@@ -95,7 +95,18 @@ def quantize(
     attach_contract(out, dataclasses.replace(contract, model=facts))
     save_checked(out, dst)
     _smoke_load(dst)
-    return measure(src, dst, kind, held_out, targets, latency_frames)
+    report = measure(src, dst, kind, held_out, targets, latency_frames)
+    if info.get("kept_fp32") and kind == "int8":
+        report.notes.append(
+            f"{', '.join(info['kept_fp32'])} kept fp32: onnxruntime has no dynamic int8 kernel "
+            "for them (only LSTM and MatMul/Gemm-like ops are quantized)"
+        )
+    if kind == "fp16":
+        report.notes.append(
+            "fp16 halves the weights; on CPUs without fp16 arithmetic onnxruntime computes in "
+            "fp32 behind casts, so latency does not improve there"
+        )
+    return report
 
 
 def _recurrent_weights_constant(proto: onnx.ModelProto) -> bool:

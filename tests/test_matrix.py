@@ -102,6 +102,8 @@ def test_matrix(case: Case, tmp_path) -> None:
     contract = export(model, path, **kwargs)
     assert contract.model.cell == case.cell and contract.model.mode == case.mode
     assert contract.model.stateful is not case.offline
+    if case.offline and kwargs["chunk"]:  # one whole sequence per call: at most a chunk
+        assert contract.model.extra["max_frames_per_call"] == CHUNK
     if case.kwargs.get("init"):
         assert all(isinstance(s.init, list) for s in contract.states)  # stored in the contract
     report = verify(model, path)
