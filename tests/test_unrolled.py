@@ -10,7 +10,7 @@ from test_export_support import LAYER, Net, stream, torch_whole
 from torch import nn
 
 from edgeseq.errors import ExportError
-from edgeseq.exporters import MODES, export
+from edgeseq.exporters import MODES, export, verify
 from edgeseq.exporters._cells import UnrolledRunner
 from edgeseq.exporters._onnx import op_histogram
 from edgeseq.runtime import StreamingPredictor
@@ -119,6 +119,9 @@ def test_last_frame_output_survives_a_padded_tail(tmp_path) -> None:
         for i in range(0, 10, k):
             got = pred.step(x[i : i + k])
         np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    report = verify(model, path)  # a time-less output: batch rows keep equal lengths
+    assert report.ok(1e-5), report.table(per_case=True)
+    assert any(d.case.startswith("batch 3, ") for d in report.diffs)
 
 
 def test_chunk_argument_is_checked(tmp_path) -> None:
