@@ -222,7 +222,9 @@ def _profile_tables(results: dict[str, Any]) -> list[str]:
     first, d = next(iter(cells.items()))
     out += [
         "",
-        f"Python functions by own time per `step()` ({first}; cProfile inflates Python time):",
+        f"Python functions by own time per `step()` ({first}). cProfile inflates Python "
+        "time, and a C call it cannot see (one made through functools.partial) counts as "
+        "its caller's own time:",
         "",
     ]
     rows = [
