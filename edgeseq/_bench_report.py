@@ -288,7 +288,14 @@ def _provenance(source: dict[str, Any] | None) -> str:
 
 def render(results: dict[str, Any], notes: str = "") -> str:
     """The whole BENCHMARKS.md text: intro, targets, sections, profile, machine, notes."""
-    head = ["# edgeseq benchmarks", "", _intro(results), "", "## Targets", ""]
+    head = ["# edgeseq benchmarks", "", _intro(results), ""]
+    if results["config"]["quick"]:
+        head += [
+            "**Quick setting: a tiny model and few iterations. These figures only show that "
+            "the suite runs; they say nothing about speed.**",
+            "",
+        ]
+    head += ["## Targets", ""]
     head += [_targets_table(results), ""]
     body = [*_section_tables(results), "", *_footprint_tables(results), ""]
     body += _profile_tables(results)
