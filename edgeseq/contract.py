@@ -17,7 +17,6 @@ A streaming graph looks like this (names are free, the contract says which is wh
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -229,6 +228,8 @@ class Contract:
 
     def hash(self) -> str:
         """A short stable digest: snapshots carry it to prove which model they belong to."""
+        import hashlib  # lazily: OpenSSL's bindings cost a device ~4 MB of memory
+
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
 
     @classmethod

@@ -97,7 +97,6 @@ class Engine:
                 stacklevel=3,
             )
         c = self.contract
-        self.hash = c.hash()
         self.frames = FrameSpec(c)
         self.lengths_name = c.lengths
         self.pairs: list[StatePair] = list(c.states)
@@ -185,6 +184,11 @@ class Engine:
         return StateSlot(self, batch)
 
     # ------------------------------------------------------------------ calls
+    @functools.cached_property
+    def hash(self) -> str:
+        """The contract's digest, computed on first use (snapshots only)."""
+        return self.contract.hash()
+
     def run(self, x: np.ndarray, lengths: np.ndarray | None, slot: StateSlot) -> list[np.ndarray]:
         """Run checked frames ``x`` ``(batch, T, ...)`` from ``slot``'s state and advance it.
 
@@ -203,6 +207,13 @@ class Engine:
             raise InputError(
                 f"this graph takes exactly {step} new frames per call and cannot mask padding; "
                 f"got {total}. Pass a multiple of {step} frames."
+            )
+        if self.chunk and not self.contract.model.stateful and total > step:
+            # an offline graph sees one whole sequence per call: splitting it would lose
+            # the context between pieces (e.g. a bidirectional layer's backward pass)
+            raise InputError(
+                f"this offline graph takes one whole sequence of at most {step} frames per "
+                f"call; got {total}. Re-export with --chunk >= {total}, or use mode 'native'."
             )
         backup = slot.save() if total > step else None
         n_ctx, ctx = self.context, slot.context

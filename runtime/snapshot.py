@@ -19,7 +19,6 @@ import contextlib
 import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -207,6 +206,8 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
+    import tempfile  # lazily: only snapshot writers pay for it (and for shutil, random)
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -234,3 +234,31 @@ def test_failure_in_a_later_chunk_of_a_fixed_graph_rolls_back(
     for k, v in p.state.items():
         np.testing.assert_array_equal(v, before[k])
     np.testing.assert_array_equal(p.step(x), ref.step(x))
+
+
+def test_offline_fixed_chunk_graph_refuses_longer_sequences(tmp_path) -> None:
+    """A bidirectional unrolled (offline) graph must not be split into independent pieces."""
+    import torch
+
+    from edgeseq.exporters import export
+
+    class Bi(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = torch.nn.GRU(3, 4, batch_first=True, bidirectional=True)
+            self.head = torch.nn.Linear(8, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.rnn(x)[0])
+
+    torch.manual_seed(0)
+    model = Bi().eval()
+    path = tmp_path / "bi.onnx"
+    export(model, path, example=torch.randn(2, 5, 3), mode="unrolled", chunk=8, offline=True)
+    p = StreamingPredictor(path)
+    x = np.random.default_rng(0).standard_normal((6, 3)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)[None])[0].numpy()
+    assert np.abs(p.step(x) - ref).max() <= 1e-5
+    with pytest.raises(InputError, match="at most 8 frames"):
+        p.step(np.zeros((9, 3), np.float32))
