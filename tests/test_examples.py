@@ -1,0 +1,70 @@
+"""Every example in examples/ runs end to end in quick mode.
+
+Each test imports the script and calls ``main([--quick, --out tmp])`` in this process (one
+torch import for all of them), then checks what a reader relies on: the tables were
+printed, every parity check passed (chunked == whole within 1e-5) and the plot exists.
+The sentiment example needs the npm data set; without npm (or the network to reach the
+registry) it is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SCRIPTS = sorted(p.stem for p in EXAMPLES.glob("[0-9][0-9]_*.py"))
+
+pytest.importorskip("torch")
+pytest.importorskip("matplotlib")
+
+
+def _load(name: str):
+    if str(EXAMPLES) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES))
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def test_there_are_eight_examples() -> None:
+    assert len(SCRIPTS) == 8, SCRIPTS
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_example_quick(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if name.startswith("05_"):
+        from edgeseq.data import fetch_npm_sentiment
+
+        try:
+            fetch_npm_sentiment()
+        except (RuntimeError, OSError, TimeoutError) as exc:
+            pytest.skip(f"sentiment data unavailable: {exc}")
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        results = _load(name).main(["--quick", "--out", str(tmp_path)])
+    finally:
+        torch.set_num_threads(threads)  # the examples use one thread; leave others as found
+    out = capsys.readouterr().out
+
+    assert results["quick"] is True
+    assert results["tables"], "no table printed"
+    for title in results["tables"]:
+        assert title in out
+    assert "\n----" in out or "\n-----" in out  # format_table's rule under the headers
+    assert results["parity"], "no parity check ran"
+    assert "chunked == whole" in out or "pool vs solo" in out
+    for label, entry in results["parity"].items():
+        worst = max(v for k, v in entry.items() if k not in ("frames", "devices"))
+        assert worst <= 1e-5, (label, entry)
+    pngs = list(tmp_path.glob("*.png"))
+    assert pngs and all(p.stat().st_size > 1000 for p in pngs), pngs
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["tables"].keys() == results["tables"].keys()
