@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> dict:
     ax.plot(ns, [r[3] for r in scaling], "o-", label="StreamPool: one batched call per tick")
     ax.plot(ns, [r[4] for r in scaling], "s-", label="one StreamingPredictor per device")
     ax.set_xscale("log", base=2)
+    ax.set_xticks(ns, [str(n) for n in ns])
     ax.set_yscale("log")
     ax.set_xlabel("concurrent devices")
     ax.set_ylabel("frames per second (1 thread)")

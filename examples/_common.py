@@ -79,7 +79,9 @@ class Run:
 
         ``begin`` puts the predictor at the sequence start (default ``predictor.reset``;
         a decoder sets its encoder's state). ``reference``, if given, is PyTorch's output
-        for the same frames and must agree too. Returns the chunked-vs-whole difference.
+        for the same frames and must agree within 1e-5 of the outputs' scale
+        (``max(1, max|reference|)``: logits of a text model reach tens, and float32 kernels
+        differ in their last bits). Returns the chunked-vs-whole difference.
         """
         begin = begin or predictor.reset
         begin()
@@ -95,15 +97,19 @@ class Run:
             i += n
         chunked = np.concatenate(parts)
         diff = float(np.max(np.abs(chunked - whole)))
-        entry = {"frames": len(frames), "chunked_vs_whole": diff}
+        entry: dict[str, Any] = {"frames": len(frames), "chunked_vs_whole": diff}
         text = f"parity [{label}]: {len(frames)} frames, chunked == whole, max |diff| {diff:.1e}"
+        text += f" (limit {PARITY_TOL:.0e})"
+        ok = diff <= PARITY_TOL
         if reference is not None:
+            limit = PARITY_TOL * max(1.0, float(np.max(np.abs(reference))))
             entry["onnx_vs_torch"] = float(np.max(np.abs(whole - reference)))
-            text += f"; ONNX vs PyTorch {entry['onnx_vs_torch']:.1e}"
-        print(text + f" (limit {PARITY_TOL:.0e})", flush=True)
+            entry["onnx_vs_torch_limit"] = limit
+            text += f"; ONNX vs PyTorch {entry['onnx_vs_torch']:.1e} (limit {limit:.1e})"
+            ok = ok and entry["onnx_vs_torch"] <= limit
+        print(text, flush=True)
         self.results.setdefault("parity", {})[label] = entry
-        worst = max(v for k, v in entry.items() if k != "frames")
-        assert worst <= PARITY_TOL, f"parity [{label}] failed: {entry}"
+        assert ok, f"parity [{label}] failed: {entry}"
         return diff
 
     def pyplot(self):
