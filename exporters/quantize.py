@@ -89,9 +89,11 @@ def quantize(
     else:
         out, info = _fp16(proto)
     info["source"] = src.name
-    facts = dataclasses.replace(
-        contract.model, extra={**contract.model.extra, "quantization": info}
-    )
+    extra = {**contract.model.extra, "quantization": info}
+    init = extra.get("init_model")
+    if init and (dst.parent / _quantized_name(init, kind)).exists():
+        extra["init_model"] = _quantized_name(init, kind)  # a quantized encoder sits beside it
+    facts = dataclasses.replace(contract.model, extra=extra)
     attach_contract(out, dataclasses.replace(contract, model=facts))
     save_checked(out, dst)
     _smoke_load(dst)
@@ -107,6 +109,12 @@ def quantize(
             "fp32 behind casts, so latency does not improve there"
         )
     return report
+
+
+def _quantized_name(name: str, kind: str) -> str:
+    """``m.encoder.onnx`` -> ``m.encoder.int8.onnx``: where export --quantize writes a copy."""
+    stem, _, suffix = name.rpartition(".")
+    return f"{stem}.{kind}.{suffix}" if stem else f"{name}.{kind}"
 
 
 def _recurrent_weights_constant(proto: onnx.ModelProto) -> bool:

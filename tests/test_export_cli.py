@@ -135,3 +135,33 @@ def test_checkpoint_errors(ckpt, tmp_path) -> None:
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     res = run("export", tmp_path / "junk.pt", "-o", tmp_path / "x.onnx")
     assert res.exit_code == 1 and "not an edgeseq checkpoint" in res.output
+
+
+def test_export_quantize_covers_the_seq2seq_encoder(tmp_path) -> None:
+    """export --quantize writes a quantized encoder too, and the quantized decoder names it."""
+    import numpy as np
+    import torch
+    from click.testing import CliRunner
+
+    from edgeseq.checkpoint import save_checkpoint
+    from edgeseq.cli import main
+    from edgeseq.models import Seq2Seq, SeqConfig
+    from edgeseq.runtime import EncoderDecoder
+
+    torch.manual_seed(0)
+    enc = SeqConfig(cell="lstm", input_size=4, hidden_size=8, output_size=2)
+    dec = SeqConfig(
+        cell="lstm", input_size=4, hidden_size=8, output_size=9, vocab_size=9, task="translate"
+    )
+    ckpt = tmp_path / "s2s.pt"
+    save_checkpoint(ckpt, Seq2Seq(enc, dec))
+    out = tmp_path / "s2s.onnx"
+    r = CliRunner().invoke(main, ["export", str(ckpt), "-o", str(out), "--quantize", "int8"])
+    assert r.exit_code == 0, r.output
+    q_dec, q_enc = tmp_path / "s2s.int8.onnx", tmp_path / "s2s.encoder.int8.onnx"
+    assert q_dec.exists() and q_enc.exists()
+    runner = EncoderDecoder(q_dec)
+    assert runner.decoder.contract.model.extra["init_model"] == q_enc.name
+    assert runner.encoder.contract.model.extra["quantization"]["kind"] == "int8"
+    tokens = list(runner.greedy(np.random.default_rng(0).standard_normal((5, 4)), 2, 3, 5))
+    assert all(0 <= t < 9 for t in tokens)

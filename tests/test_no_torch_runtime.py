@@ -20,8 +20,8 @@ import edgeseq.runtime as rt
 
 lstm, vad, context = sys.argv[1], sys.argv[2], int(sys.argv[3])
 p = rt.StreamingPredictor(lstm)
-xs = np.random.default_rng(0).standard_normal((20, 3)).astype(np.float32)
-ys = [p.step(x) for x in xs] + [p.step(xs)]
+xs = np.random.default_rng(0).standard_normal((1000, 3)).astype(np.float32)
+ys = [p.step(x) for x in xs] + [p.step(xs)]  # 1,000 frames one by one, then as one chunk
 snap = rt.Snapshot.from_bytes(p.snapshot().to_bytes())
 p.restore(snap)
 with rt.StreamPool(lstm, max_streams=4) as pool:

@@ -156,9 +156,14 @@ def command(
     if quant:
         from edgeseq.exporters.quantize import quantize
 
-        dst = Path(out).with_suffix(f".{quant}.onnx")
-        click.echo("")
-        click.echo(quantize(out, dst, quant).table())  # type: ignore[arg-type]
+        # a seq2seq encoder first, so the quantized decoder's contract can name its copy;
+        # a one-to-many init model is a single Linear and stays fp32
+        for path, contract in sorted(written.items(), key=lambda kv: str(kv[0]) == str(out)):
+            if contract.model.extra.get("role") == "init":
+                continue
+            dst = Path(path).with_suffix(f".{quant}.onnx")
+            click.echo("")
+            click.echo(quantize(path, dst, quant).table())  # type: ignore[arg-type]
     if ort:
         from edgeseq.exporters.ort import to_ort
 
