@@ -37,9 +37,11 @@ SKIP_DIRS = {"build", "dist", "tests", "benchmarks", "examples", "scripts", "__p
 CPU = os.environ.get("EDGESEQ_ARM64_CPU", "neoverse-n1")
 # qemu-user 7.2 shows the guest the host's x86 /proc/cpuinfo, on which onnxruntime's cpuinfo
 # segfaults at import; with `-L SYSROOT` the guest reads SYSROOT/proc/cpuinfo (a Neoverse-N1).
-CPUINFO = ("processor\t: {}\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics "
-           "fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\nCPU implementer\t: 0x41\n"
-           "CPU architecture: 8\nCPU variant\t: 0x3\nCPU part\t: 0xd0c\nCPU revision\t: 1\n\n")
+CPUINFO = (
+    "processor\t: {}\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics "
+    "fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\nCPU implementer\t: 0x41\n"
+    "CPU architecture: 8\nCPU variant\t: 0x3\nCPU part\t: 0xd0c\nCPU revision\t: 1\n\n"
+)
 
 
 class Arm64SetupError(RuntimeError):
@@ -127,8 +129,9 @@ def ensure_qemu() -> str:
     if exe:
         return exe
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise Arm64SetupError("qemu-aarch64-static not found: as root, "
-                              "apt-get install qemu-user-static")
+        raise Arm64SetupError(
+            "qemu-aarch64-static not found: as root, apt-get install qemu-user-static"
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "qemu-user-static"]
     with _step("apt-get install qemu-user-static"):
@@ -144,21 +147,33 @@ def _debian_sources() -> list[str]:
     """One-line `deb` entries for the Debian mirrors in the host's apt sources."""
     etc, entries = Path("/etc/apt"), []  # (uri, suites, components, signed-by)
     for f in filter(Path.exists, [etc / "sources.list", *(etc / "sources.list.d").glob("*.list")]):
-        for m in re.finditer(r"^\s*deb\s+(\[[^\]]*\]\s+)?(\S+)\s+(\S+)\s+([^#\n]+)",
-                             f.read_text(), re.M):
+        for m in re.finditer(
+            r"^\s*deb\s+(\[[^\]]*\]\s+)?(\S+)\s+(\S+)\s+([^#\n]+)", f.read_text(), re.M
+        ):
             key = re.search(r"signed-by=(\S+?)\]?(\s|$)", m[1] or "")
             entries.append((m[2], [m[3]], m[4].split(), key and key[1]))
     for f in sorted((etc / "sources.list.d").glob("*.sources")):
         for stanza in re.split(r"\n\s*\n", f.read_text()):
-            kv = {k.lower(): v.strip() for k, v in re.findall(r"^([\w-]+):[ \t]*(.*)$", stanza,
-                                                              re.M)}
+            kv = {
+                k.lower(): v.strip() for k, v in re.findall(r"^([\w-]+):[ \t]*(.*)$", stanza, re.M)
+            }
             if "deb" in kv.get("types", "").split() and kv.get("enabled") != "no":
-                entries += [(uri, kv.get("suites", "").split(), kv.get("components", "").split(),
-                             kv.get("signed-by")) for uri in kv.get("uris", "").split()]
-    lines = [f"deb {f'[signed-by={key}] ' if key and key.startswith('/') else ''}"
-             f"{uri} {suite} {' '.join(comps)}"
-             for uri, suites, comps, key in entries if "debian" in uri and comps
-             for suite in suites]
+                entries += [
+                    (
+                        uri,
+                        kv.get("suites", "").split(),
+                        kv.get("components", "").split(),
+                        kv.get("signed-by"),
+                    )
+                    for uri in kv.get("uris", "").split()
+                ]
+    lines = [
+        f"deb {f'[signed-by={key}] ' if key and key.startswith('/') else ''}"
+        f"{uri} {suite} {' '.join(comps)}"
+        for uri, suites, comps, key in entries
+        if "debian" in uri and comps
+        for suite in suites
+    ]
     if not lines:
         raise Arm64SetupError("no Debian mirror in /etc/apt/sources.list{,.d}")
     return lines
@@ -173,13 +188,21 @@ def _build_sysroot(dest: Path) -> None:
             (tmp / d).mkdir(parents=True)
         (tmp / "status").touch()
         (tmp / "sources.list").write_text("\n".join(_debian_sources()) + "\n")
-        conf = {"Dir::State::status": tmp / "status", "Dir::State::Lists": tmp / "lists",
-                "Dir::State::extended_states": tmp / "ext", "Dir::Cache": tmp / "cache",
-                "Dir::Cache::Archives": tmp / "archives", "Dir::Etc::SourceList":
-                tmp / "sources.list", "Dir::Etc::SourceParts": tmp / "parts",
-                "Dir::Etc::Preferences": tmp / "prefs.conf", "Dir::Etc::PreferencesParts":
-                tmp / "prefs", "APT::Architecture": "arm64", "APT::Architectures::": "arm64",
-                "APT::Install-Recommends": "false", "APT::Sandbox::User": "root"}
+        conf = {
+            "Dir::State::status": tmp / "status",
+            "Dir::State::Lists": tmp / "lists",
+            "Dir::State::extended_states": tmp / "ext",
+            "Dir::Cache": tmp / "cache",
+            "Dir::Cache::Archives": tmp / "archives",
+            "Dir::Etc::SourceList": tmp / "sources.list",
+            "Dir::Etc::SourceParts": tmp / "parts",
+            "Dir::Etc::Preferences": tmp / "prefs.conf",
+            "Dir::Etc::PreferencesParts": tmp / "prefs",
+            "APT::Architecture": "arm64",
+            "APT::Architectures::": "arm64",
+            "APT::Install-Recommends": "false",
+            "APT::Sandbox::User": "root",
+        }
         apt = ["apt-get", "-q", *(a for k, v in conf.items() for a in ("-o", f"{k}={v}"))]
         with _step("apt-get update (private arm64 package lists)"):
             _run([*apt, "update"])
@@ -225,16 +248,24 @@ def host_packages() -> dict[str, str]:
         name = re.sub(r"[-_.]+", "-", todo.pop().lower())
         if name not in found:
             found[name] = metadata.version(name)
-            todo += [re.match(r"[\w.-]+", r)[0] for r in metadata.requires(name) or []
-                     if ";" not in r]  # no extras, no platform/python-conditional deps
+            todo += [
+                re.match(r"[\w.-]+", r)[0] for r in metadata.requires(name) or [] if ";" not in r
+            ]  # no extras, no platform/python-conditional deps
     return dict(sorted(found.items()))
 
 
 def ensure_site(cache_dir: Path, packages: dict[str, str]) -> Path:
     """aarch64 cp311 wheels of packages ({name: version}), pip-installed into cache_dir/site."""
     specs = [f"{n}=={v}" if v else n for n, v in packages.items()]
-    plat = ["--only-binary=:all:", "--no-deps", "--implementation", "cp", "--python-version", PY,
-            *(a for p in PLATFORMS for a in ("--platform", p))]
+    plat = [
+        "--only-binary=:all:",
+        "--no-deps",
+        "--implementation",
+        "cp",
+        "--python-version",
+        PY,
+        *(a for p in PLATFORMS for a in ("--platform", p)),
+    ]
 
     def build(dest: Path) -> None:
         with tempfile.TemporaryDirectory(prefix="edgeseq-wheels-") as wheels:
@@ -251,8 +282,11 @@ def ensure_site(cache_dir: Path, packages: dict[str, str]) -> Path:
 
 def _project_files(project_dir: Path):
     for root, dirs, files in os.walk(project_dir):
-        dirs[:] = sorted(d for d in dirs if not (d[0] == "." or d in SKIP_DIRS
-                                                 or d.endswith((".egg-info", "venv"))))
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if not (d[0] == "." or d in SKIP_DIRS or d.endswith((".egg-info", "venv")))
+        )
         yield from (Path(root, f) for f in sorted(files) if not f.endswith((".pyc", ".onnx")))
 
 
@@ -301,8 +335,9 @@ class Arm64Env:
         return self.sysroot / "usr" / "bin" / f"python{PY}"
 
 
-def ensure_env(packages: dict[str, str] | None = None,
-               project_dir: Path | None = PROJECT_DIR) -> Arm64Env:
+def ensure_env(
+    packages: dict[str, str] | None = None, project_dir: Path | None = PROJECT_DIR
+) -> Arm64Env:
     """All of it, cached: qemu, sysroot, wheels and, unless project_dir is None, edgeseq.
     packages defaults to host_packages(): the host's versions, so both sides run the same."""
     t0, packages = time.monotonic(), packages or host_packages()
@@ -315,9 +350,14 @@ def ensure_env(packages: dict[str, str] | None = None,
     return Arm64Env(qemu, sysroot, sites)
 
 
-def run_aarch64(argv_or_script: str | os.PathLike | list, env: dict[str, str] | None = None,
-                timeout: float | None = None, *, arm_env: Arm64Env | None = None,
-                cwd: str | os.PathLike | None = None) -> subprocess.CompletedProcess:
+def run_aarch64(
+    argv_or_script: str | os.PathLike | list,
+    env: dict[str, str] | None = None,
+    timeout: float | None = None,
+    *,
+    arm_env: Arm64Env | None = None,
+    cwd: str | os.PathLike | None = None,
+) -> subprocess.CompletedProcess:
     """Run the emulated python3.11 -S -P (sys.path: PYTHONPATH and the stdlib only; neither a
     host site-packages nor the cwd, whose edgeseq/ lacks the runtime) and capture its output.
     A list is python's argv; a Path, or a str naming an existing file, is a script; any other
@@ -330,125 +370,21 @@ def run_aarch64(argv_or_script: str | os.PathLike | list, env: dict[str, str] | 
     else:
         argv = ["-c", argv_or_script]
     full = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR") if k in os.environ}
-    full.update(PYTHONPATH=os.pathsep.join(map(str, arm.site_dirs)), PYTHONNOUSERSITE="1",
-                PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1", **(env or {}))
+    full.update(
+        PYTHONPATH=os.pathsep.join(map(str, arm.site_dirs)),
+        PYTHONNOUSERSITE="1",
+        PYTHONDONTWRITEBYTECODE="1",
+        OMP_NUM_THREADS="1",
+        **(env or {}),
+    )
     cmd = [arm.qemu, "-cpu", CPU, "-L", str(arm.sysroot), str(arm.python), "-S", "-P", *argv]
     return subprocess.run(cmd, env=full, timeout=timeout, cwd=cwd, capture_output=True, text=True)
-
-
-def _stream_worker(in_npz: str, out_npz: str) -> None:
-    """Runs on both sides: reset, stream the frames chunk by chunk, time each call."""
-    import numpy as np
-
-    with np.load(in_npz, allow_pickle=False) as z:
-        model, mode, frames = str(z["model"]), str(z["mode"]), z["frames"]
-        chunks, threads = [int(c) for c in z["chunks"]], int(z["threads"])
-    if mode == "predictor":
-        from edgeseq.runtime import StreamingPredictor
-
-        pred = StreamingPredictor(model, device="cpu", threads=threads)
-        step, reset = pred.step, pred.reset
-    else:  # "ort": plain onnxruntime; input 0 takes the frames, the others are state
-        import onnxruntime as ort  # fed back from outputs 1.. in order, zeros after reset
-
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-        sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
-        ins, names, state = sess.get_inputs(), [o.name for o in sess.get_outputs()], []
-
-        def reset():
-            state[:] = [np.zeros([d if isinstance(d, int) else 1 for d in i.shape], np.float32)
-                        for i in ins[1:]]
-
-        def step(x):
-            res = sess.run(None, dict(zip([i.name for i in ins], [x, *state], strict=True)))
-            state[:] = res[1:len(ins)]
-            return dict(zip(names, res, strict=True))
-    out = {}
-    for c in chunks:
-        reset()
-        times = []
-        for i, start in enumerate(range(0, len(frames), c)):
-            t0 = time.perf_counter()
-            y = step(frames[start:start + c])
-            times.append(time.perf_counter() - t0)
-            for name, arr in (y.items() if isinstance(y, dict) else [("output", y)]):
-                out[f"{c}/{i}/{name}"] = np.asarray(arr)
-        out[f"{c}/seconds"] = np.array(times)
-    out["torch_loaded"] = np.array("torch" in sys.modules)
-    np.savez(out_npz, **out)
-
-
-def _stream(runner, model_path, chunks, frames, mode: str, threads: int, seed: int) -> dict:
-    import numpy as np
-
-    if isinstance(frames, int):  # N random frames; the feature size from the model's input
-        import onnxruntime as ort
-
-        feat = ort.InferenceSession(str(model_path)).get_inputs()[0].shape[-1]
-        frames = np.random.default_rng(seed).standard_normal((frames, feat))
-    with tempfile.TemporaryDirectory(prefix="edgeseq-stream-") as tmp:
-        src, dst, t0 = Path(tmp, "in.npz"), Path(tmp, "out.npz"), time.monotonic()
-        np.savez(src, model=np.array(str(Path(model_path).resolve())), mode=np.array(mode),
-                 frames=np.asarray(frames, np.float32), chunks=np.array(list(chunks)),
-                 threads=np.array(threads))
-        res = runner([__file__, "worker", src, dst])
-        if res.returncode != 0:
-            raise RuntimeError(f"stream worker failed ({res.returncode}):\n{res.stderr[-3000:]}")
-        with np.load(dst, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    result = {"chunks": {}, "torch_loaded": bool(data.pop("torch_loaded")),
-              "wall_seconds": time.monotonic() - t0}
-    for c in chunks:
-        times = data.pop(f"{c}/seconds")
-        calls = [{} for _ in times]
-        for key in [k for k in data if k.startswith(f"{c}/")]:
-            calls[int(key.split("/")[1])][key.split("/", 2)[2]] = data.pop(key)
-        result["chunks"][c] = {"calls": calls, "seconds": times}
-    return result
-
-
-def stream_on_aarch64(model_path, chunks, frames, *, mode: str = "predictor", threads: int = 1,
-                      seed: int = 0, arm_env: Arm64Env | None = None,
-                      timeout: float = 1800) -> dict:
-    """Stream frames ([N, F] float32 array, or an int N for N random frames) through the model
-    on emulated aarch64, once per chunk size, with a reset before each. Returns {"chunks":
-    {c: {"calls": [{output: array}, ...], "seconds": per-call array}}, "torch_loaded": bool,
-    "wall_seconds": float}. mode "predictor": edgeseq.runtime.StreamingPredictor; "ort":
-    plain onnxruntime (input 0 = frames, other inputs = state fed back from outputs 1..)."""
-    arm = arm_env or ensure_env()
-    return _stream(lambda argv: run_aarch64(argv, arm_env=arm, timeout=timeout),
-                   model_path, chunks, frames, mode, threads, seed)
-
-
-def stream_local(model_path, chunks, frames, *, mode: str = "predictor", threads: int = 1,
-                 seed: int = 0, site_dirs=(), timeout: float = 600) -> dict:
-    """stream_on_aarch64's native twin: this python, in a subprocess, site_dirs on PYTHONPATH."""
-    path = os.pathsep.join([*map(str, site_dirs), *filter(None, [os.environ.get("PYTHONPATH")])])
-    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
-    return _stream(lambda argv: subprocess.run([sys.executable, *map(str, argv)], env=env,
-                                               timeout=timeout, capture_output=True, text=True),
-                   model_path, chunks, frames, mode, threads, seed)
-
-
-def max_abs_diff(a: dict, b: dict, chunk: int) -> float:
-    """Largest |a - b| over all outputs of all calls for one chunk size; inf if they differ
-    in number of calls, output names or shapes."""
-    ca, cb = a["chunks"][chunk]["calls"], b["chunks"][chunk]["calls"]
-    pairs = [(x[k], y[k]) for x, y in zip(ca, cb, strict=False) for k in x if k in y]
-    same_names = all(x.keys() == y.keys() for x, y in zip(ca, cb, strict=False))
-    if len(ca) != len(cb) or not same_names or any(x.shape != y.shape for x, y in pairs):
-        return float("inf")
-    return max((float(abs(x.astype("float64") - y).max(initial=0.0)) for x, y in pairs),
-               default=0.0)
 
 
 def main(argv: list[str]) -> int:
     cmd, args = (argv or ["setup"])[0], argv[1:]
     if cmd == "host-packages":
         print(json.dumps(host_packages()))
-    elif cmd == "worker":  # internal: the stream request/response protocol
-        _stream_worker(*args)
     elif cmd == "run":
         res = run_aarch64([a for a in args if a != "--"] or ["-VV"])
         sys.stdout.write(res.stdout)
@@ -456,8 +392,10 @@ def main(argv: list[str]) -> int:
         return res.returncode
     elif cmd == "setup":
         arm = ensure_env()
-        print(f"qemu: {arm.qemu}\npython: {arm.python}\n"
-              f"PYTHONPATH={os.pathsep.join(map(str, arm.site_dirs))}")
+        print(
+            f"qemu: {arm.qemu}\npython: {arm.python}\n"
+            f"PYTHONPATH={os.pathsep.join(map(str, arm.site_dirs))}"
+        )
     else:
         print(__doc__, file=sys.stderr)
         return 2

@@ -23,6 +23,9 @@ _spec = importlib.util.spec_from_file_location("arm64_env", ROOT / "scripts" / "
 arm64_env = importlib.util.module_from_spec(_spec)
 sys.modules.setdefault("arm64_env", arm64_env)  # dataclasses look their module up
 _spec.loader.exec_module(arm64_env)
+_spec = importlib.util.spec_from_file_location("arm64_stream", ROOT / "scripts" / "arm64_stream.py")
+arm64_stream = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(arm64_stream)
 
 pytestmark = [pytest.mark.arm64, pytest.mark.timeout(1800)]
 CHUNKS = (1, 3, 7)
@@ -64,23 +67,30 @@ def plain_lstm(tmp_path_factory) -> Path:
     args = (torch.randn(5, 8), torch.zeros(1, 1, 16), torch.zeros(1, 1, 16))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(Tiny().eval(), args, str(path), input_names=["x", "h0", "c0"],
-                          output_names=["y", "hn", "cn"], dynamo=False,
-                          dynamic_axes={"x": {0: "time"}, "y": {0: "time"}})
+        torch.onnx.export(
+            Tiny().eval(),
+            args,
+            str(path),
+            input_names=["x", "h0", "c0"],
+            output_names=["y", "hn", "cn"],
+            dynamo=False,
+            dynamic_axes={"x": {0: "time"}, "y": {0: "time"}},
+        )
     return path
 
 
 def _joined(result: dict, chunk: int, name: str) -> np.ndarray:
-    return np.concatenate([call[name].reshape(-1, call[name].shape[-1])
-                           for call in result["chunks"][chunk]["calls"]])
+    return np.concatenate(
+        [call[name].reshape(-1, call[name].shape[-1]) for call in result["chunks"][chunk]["calls"]]
+    )
 
 
 def test_plain_onnxruntime_matches_x86(arm, plain_lstm, frames):
-    on_arm = arm64_env.stream_on_aarch64(plain_lstm, CHUNKS, frames, mode="ort", arm_env=arm)
-    on_x86 = arm64_env.stream_local(plain_lstm, CHUNKS, frames, mode="ort")
+    on_arm = arm64_stream.stream_on_aarch64(plain_lstm, CHUNKS, frames, mode="ort", arm_env=arm)
+    on_x86 = arm64_stream.stream_local(plain_lstm, CHUNKS, frames, mode="ort")
     for c in CHUNKS:
         assert len(on_arm["chunks"][c]["calls"]) == -(-len(frames) // c)
-        assert arm64_env.max_abs_diff(on_x86, on_arm, c) <= TOL, f"chunk {c}"
+        assert arm64_stream.max_abs_diff(on_x86, on_arm, c) <= TOL, f"chunk {c}"
         # streaming in chunks of c gives the frame-by-frame outputs
         np.testing.assert_allclose(_joined(on_arm, c, "y"), _joined(on_arm, 1, "y"), atol=TOL)
     assert not on_arm["torch_loaded"]
@@ -136,19 +146,26 @@ def test_streaming_predictor_matches_x86(arm, frames, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         export(Net(), path, example=torch.randn(1, 5, 8))
-    on_arm = arm64_env.stream_on_aarch64(path, CHUNKS, frames, arm_env=arm)
-    on_x86 = arm64_env.stream_local(path, CHUNKS, frames, site_dirs=arm.site_dirs[:1])
+    on_arm = arm64_stream.stream_on_aarch64(path, CHUNKS, frames, arm_env=arm)
+    on_x86 = arm64_stream.stream_local(path, CHUNKS, frames, site_dirs=arm.site_dirs[:1])
     for c in CHUNKS:
-        assert arm64_env.max_abs_diff(on_x86, on_arm, c) <= TOL, f"chunk {c}"
+        assert arm64_stream.max_abs_diff(on_x86, on_arm, c) <= TOL, f"chunk {c}"
         first = next(iter(on_arm["chunks"][c]["calls"][0]))
-        np.testing.assert_allclose(_joined(on_arm, c, first), _joined(on_arm, 1, first),
-                                   atol=TOL)
+        np.testing.assert_allclose(_joined(on_arm, c, first), _joined(on_arm, 1, first), atol=TOL)
     assert not on_arm["torch_loaded"]
 
 
 def test_arm64_check_cli(arm, plain_lstm):
-    cmd = [sys.executable, str(ROOT / "scripts" / "arm64-check"), str(plain_lstm), "--raw",
-           "--frames", "12", "--chunks", "1,5"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "scripts" / "arm64-check"),
+        str(plain_lstm),
+        "--raw",
+        "--frames",
+        "12",
+        "--chunks",
+        "1,5",
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.strip().endswith("PASS")
@@ -182,8 +199,9 @@ def cell_mode_models(tmp_path_factory) -> dict[tuple[str, str], tuple[Path, obje
     models = {}
     for cell in CELLS:
         torch.manual_seed(0)
-        model = SeqModel(SeqConfig(cell=cell, input_size=8, hidden_size=12, layers=2,
-                                   output_size=3)).eval()
+        model = SeqModel(
+            SeqConfig(cell=cell, input_size=8, hidden_size=12, layers=2, output_size=3)
+        ).eval()
         for mode in MODES:
             path = out / f"{cell}-{mode}.onnx"
             export_model(model, path, mode=mode)
@@ -200,17 +218,19 @@ def test_every_cell_and_mode_streams_on_aarch64_like_x86(arm, frames, cell_mode_
     assert {"native", "unrolled"} <= set(MODES), f"modes registered: {sorted(MODES)}"
     failures = []
     for (cell, mode), (path, model) in sorted(cell_mode_models.items()):
-        on_arm = arm64_env.stream_on_aarch64(path, CHUNKS, frames, arm_env=arm)
-        on_x86 = arm64_env.stream_local(path, CHUNKS, frames, site_dirs=arm.site_dirs[:1])
+        on_arm = arm64_stream.stream_on_aarch64(path, CHUNKS, frames, arm_env=arm)
+        on_x86 = arm64_stream.stream_local(path, CHUNKS, frames, site_dirs=arm.site_dirs[:1])
         assert not on_arm["torch_loaded"], f"{cell}/{mode}: torch imported on aarch64"
         with torch.no_grad():
             ref = model(torch.from_numpy(frames)[None])[0][0].numpy()  # (N, out)
         for c in CHUNKS:
-            diff = arm64_env.max_abs_diff(on_x86, on_arm, c)
+            diff = arm64_stream.max_abs_diff(on_x86, on_arm, c)
             name = next(iter(on_arm["chunks"][c]["calls"][0]))  # the single output
             vs_torch = float(np.abs(_joined(on_arm, c, name) - ref).max())
-            print(f"{cell:4s} {mode:8s} chunk {c}: aarch64 vs x86 {diff:.1e}, "
-                  f"vs PyTorch {vs_torch:.1e}")
+            print(
+                f"{cell:4s} {mode:8s} chunk {c}: aarch64 vs x86 {diff:.1e}, "
+                f"vs PyTorch {vs_torch:.1e}"
+            )
             if not (diff <= TOL and vs_torch <= TOL):
                 failures.append((cell, mode, c, diff, vs_torch))
     assert not failures, failures
