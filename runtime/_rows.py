@@ -1,9 +1,16 @@
 """Many streams' state as rows of preallocated arrays, and one batched call over any of them.
 
-Each state pair has one array of ``capacity`` rows on its batch axis (e.g.
-``(layers, capacity, hidden)``); left context has ``(capacity, N, ...)``. A batched call
-gathers the rows it needs into a :class:`StateSlot`, runs the shared :class:`Engine`
-once, and scatters the new rows back only after every call of the step succeeded.
+Host rows (the default on CPU): each state pair has one array of ``capacity`` rows on its
+batch axis (e.g. ``(layers, capacity, hidden)``); left context has ``(capacity, N, ...)``.
+A batched call gathers the rows it needs into a :class:`StateSlot`, runs the shared
+:class:`Engine` once, and scatters the new rows back only after every call succeeded.
+
+Resident rows (the default on a GPU): the whole table is one :class:`StateSlot` of
+``capacity`` rows that never leaves the device. A call runs every row; the rows not
+stepped get zero frames through the ``lengths`` input, and edgeseq's graphs keep a
+zero-frame row's state unchanged (native graphs by a mask on ``sequence_lens``,
+unrolled graphs by their frame mask). Rows cross to the host only when a stream is
+opened, reset, snapshotted or restored.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeseq.errors import InputError
 from edgeseq.runtime._buffers import StateSlot
 from edgeseq.runtime._engine import Engine, Outputs
 
@@ -22,15 +30,33 @@ __all__ = ["RowStore"]
 class RowStore:
     """State rows of up to ``capacity`` streams of one engine."""
 
-    def __init__(self, engine: Engine, capacity: int) -> None:
+    def __init__(self, engine: Engine, capacity: int, resident: bool | None = None) -> None:
         self.engine = engine
-        self.states = engine.initial(capacity)  # per pair, capacity rows on batch_axis
-        self.context = engine.initial_context(capacity)  # (capacity, N, ...) or None
+        self.capacity = capacity
+        self.resident = can_be_resident(engine) if resident is None else resident
+        if self.resident and not can_be_resident(engine, strict=True):
+            raise InputError(
+                "resident=True needs an edgeseq-exported model with a lengths input and no "
+                "left context (zero-frame rows must keep their state); use resident=False."
+            )
         self._init = engine.initial(1)
         self._slots: dict[int, StateSlot] = {}
+        if self.resident:
+            self.table = engine.slot(capacity)  # every row, on the device
+            self.states: list[np.ndarray] = []
+            self.context = None
+            return
+        self.states = engine.initial(capacity)  # per pair, capacity rows on batch_axis
+        self.context = engine.initial_context(capacity)  # (capacity, N, ...) or None
 
     def write(self, row: int, states: Sequence[np.ndarray] | None = None, ctx: Any = 0) -> None:
         """Set one row: batch-1 ``states`` (default: the initial state) and context ``(N, ...)``."""
+        if self.resident:  # a round trip of the table: only on open/reset/restore
+            table = self.table.read()
+            for store, arr, p in zip(table, states or self._init, self.engine.pairs):
+                np.moveaxis(store, p.batch_axis, 0)[row] = np.moveaxis(arr, p.batch_axis, 0)[0]
+            self.table.load(table)
+            return
         for store, arr, p in zip(self.states, states or self._init, self.engine.pairs):
             np.moveaxis(store, p.batch_axis, 0)[row] = np.moveaxis(arr, p.batch_axis, 0)[0]
         if self.context is not None:
@@ -38,9 +64,9 @@ class RowStore:
 
     def read(self, row: int) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         """One row's states with batch 1 by state input name, and context ``(1, N, ...)``."""
+        table = self.table.read() if self.resident else self.states
         states = {
-            p.input: np.take(s, [row], axis=p.batch_axis)
-            for s, p in zip(self.states, self.engine.pairs)
+            p.input: np.take(s, [row], axis=p.batch_axis) for s, p in zip(table, self.engine.pairs)
         }
         return states, None if self.context is None else self.context[row : row + 1].copy()
 
@@ -57,6 +83,8 @@ class RowStore:
         model without one gets one call per frame count. Rows are written back only after
         every call succeeded, so a failure changes no row.
         """
+        if self.resident:
+            return self._run_resident(items)
         eng = self.engine
         groups: dict[tuple, list[int]] = {}  # items that can share one call
         for i, (_, chunk, _) in enumerate(items):
@@ -94,3 +122,28 @@ class RowStore:
             if ctx is not None:
                 self.context[rows] = ctx  # type: ignore[index]
         return results
+
+    def _run_resident(self, items: Sequence[tuple[int, np.ndarray, bool]]) -> list[Outputs]:
+        """One call over the whole table; rows not in ``items`` get zero frames."""
+        eng = self.engine
+        rows = np.array([row for row, _, _ in items])
+        counts = np.array([len(chunk) for _, chunk, _ in items], np.int32)
+        x = np.zeros((self.capacity, int(counts.max()), *items[0][1].shape[1:]), eng.frames.dtype)
+        lengths = np.zeros(self.capacity, np.int32)
+        for (row, chunk, _), n in zip(items, counts):
+            x[row, :n] = chunk
+            lengths[row] = n
+        outs = eng.run(x, lengths, self.table)  # flips the table only if the call succeeded
+        picked = [
+            np.take(o, rows, axis=spec.batch_axis) if spec.batch_axis is not None else o
+            for o, spec in zip(outs, eng.data_outputs)
+        ]
+        return eng.split(picked, counts, [single for _, _, single in items])
+
+
+def can_be_resident(engine: Engine, strict: bool = False) -> bool:
+    """Whether a zero-frame row keeps its state in this model's graph (see module doc)."""
+    c = engine.contract
+    ours = "edgeseq" in c.producer and c.model.mode in ("native", "unrolled")
+    ok = ours and c.lengths is not None and not engine.context and c.model.stateful
+    return ok if strict else ok and engine.device.memory != "cpu"

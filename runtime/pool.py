@@ -59,6 +59,12 @@ class StreamPool:
         request has waited this long.
     clock
         Seconds, monotonic; injectable for tests of idle eviction.
+    resident
+        Keep every stream's state on the device as one table and run all ``max_streams``
+        rows each call (rows not stepped get zero frames and keep their state), so on a
+        GPU state never crosses to the host between calls. None (default): on for non-CPU
+        devices when the model allows it (an edgeseq export with a ``lengths`` input and no
+        left context), off on CPU, where gathering the stepped rows is cheaper.
 
     Examples
     --------
@@ -84,6 +90,7 @@ class StreamPool:
         state: StateSpec | None = None,
         constants: Mapping[str, Any] | None = None,
         context: int | None = None,
+        resident: bool | None = None,
     ) -> None:
         for name, value in (("max_streams", max_streams), ("max_batch", max_batch)):
             if name == "max_batch" and value is None:
@@ -115,7 +122,7 @@ class StreamPool:
         self.max_batch = min(max_batch or max_streams, max_streams)
         self.max_wait_ms = max_wait_ms
         self._clock = clock
-        self._rows = RowStore(engine, max_streams)
+        self._rows = RowStore(engine, max_streams, resident)
         self._streams: dict[int, _Stream] = {}
         self._free = list(range(max_streams - 1, -1, -1))
         self._next_id = 0

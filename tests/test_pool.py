@@ -197,3 +197,58 @@ def test_frames_of_every_kind_share_a_call(tmp_path: Path) -> None:
     a, b, c = (pool.open() for _ in range(3))
     out = pool.step({a: np.zeros(3), b: np.zeros((4, 3)), c: [[1, 2, 3]]})
     assert out[a].shape == (2,) and out[b].shape == (4, 2) and out[c].shape == (1, 2)
+
+
+@pytest.mark.parametrize("mode", ["native", "unrolled"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_resident_table_equals_separate_predictors(cell: str, mode: str, tmp_path: Path) -> None:
+    """The device-resident pool (the GPU default) runs every row each call; rows that are
+    not stepped get zero frames and must keep their state exactly."""
+    import torch
+
+    from edgeseq.exporters.seq import export_model
+    from edgeseq.models import SeqConfig, SeqModel
+
+    torch.manual_seed(0)
+    model = SeqModel(SeqConfig(cell=cell, input_size=3, hidden_size=8, layers=2, output_size=2))
+    path = tmp_path / "m.onnx"
+    export_model(model, path, mode=mode, chunk=4 if mode == "unrolled" else None)
+    pool = StreamPool(path, max_streams=6, resident=True)
+    assert pool._rows.resident and not StreamPool(path, max_streams=2)._rows.resident  # CPU
+    rng = np.random.default_rng(1)
+    ids = [pool.open() for _ in range(4)]
+    solo = {i: StreamingPredictor(path) for i in ids}
+    tol = 1e-6 if cell == "rnn" else 0.0  # onnxruntime's RNN kernel varies with batch size
+    for _ in range(8):
+        req = {i: _frames(rng, int(rng.integers(1, 7))) for i in ids if rng.random() < 0.6}
+        if not req:
+            continue
+        out = pool.step(req)
+        for i, f in req.items():
+            assert np.abs(out[i] - solo[i].step(f)).max() <= tol
+    # a refused step changes nothing; snapshots and resets go through the device table
+    a, b = ids[0], ids[1]
+    snap = pool.snapshot(a)
+    with pytest.raises(InputError):
+        pool.step({a: _frames(rng, 2), b: np.full((2, 3), np.nan, np.float32)})
+    f = _frames(rng, 3)
+    expected = solo[a].step(f)
+    assert np.abs(pool.step({a: f})[a] - expected).max() <= tol
+    pool.restore(a, snap)
+    solo[a].reset()
+    pool.reset(b)
+    solo[b].reset()
+    g = _frames(rng, 2)
+    assert np.abs(pool.step({b: g})[b] - solo[b].step(g)).max() <= tol
+
+
+@pytest.mark.filterwarnings("ignore::edgeseq.runtime.DiscoveryWarning")
+def test_resident_refused_for_models_that_cannot_keep_idle_rows() -> None:
+    with pytest.raises(InputError, match="resident=True"):
+        StreamPool(
+            zoo.get("vad_plain"),
+            max_streams=2,
+            resident=True,
+            constants={"sr": np.array(16000)},
+            context=VAD_CONTEXT,
+        )
