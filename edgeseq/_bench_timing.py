@@ -8,6 +8,7 @@ the median and the 10th/90th percentiles of those per-call times.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import platform
@@ -108,13 +109,10 @@ def _version(dist: str) -> str | None:
 
 
 def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
 
 
