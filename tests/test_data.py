@@ -253,7 +253,12 @@ def test_load_sentiment_from_npm():
     cache = Path(os.environ.get("EDGESEQ_CACHE_DIR", Path.home() / ".cache" / "edgeseq"))
     if shutil.which("npm") is None and not (cache / "sentiment-5.0.2" / "yelp.json").is_file():
         pytest.skip("npm is not installed and the sentiment fixtures are not cached")
-    pairs = data.load_sentiment()
+    try:
+        pairs = data.load_sentiment()
+    except RuntimeError as exc:
+        if "npm pack" not in str(exc):  # a checksum mismatch or bad data must fail
+            raise
+        pytest.skip(f"the npm registry did not serve the fixtures: {exc}")
     assert len(pairs) == 3000
     assert sum(label for _, label in pairs) == 1500
     assert {label for _, label in pairs} == {0, 1}
