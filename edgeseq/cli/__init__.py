@@ -8,6 +8,7 @@ A user error prints one line and exits with status 1, never a traceback.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 import click
 
