@@ -99,3 +99,19 @@ def test_not_onnx_file_is_one_line_error(runner: CliRunner, tmp_path: Path) -> N
     bad.write_bytes(b"this is not a model")
     r = runner.invoke(main, ["inspect", str(bad)])
     assert r.exit_code == 1 and "could not load" in r.output and "Traceback" not in r.output
+
+
+def test_cli_help_imports_neither_torch_nor_onnx() -> None:
+    """The CLI is a thin shell: heavy imports happen inside the commands that need them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom click.testing import CliRunner\nfrom edgeseq.cli import main\n"
+        "for args in (['--help'], ['stream', '--help'], ['inspect', '--help'], "
+        "['export', '--help'], ['train', '--help']):\n"
+        "    assert CliRunner().invoke(main, args).exit_code == 0, args\n"
+        "print(sorted(m for m in ('torch', 'onnx', 'onnxscript') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
