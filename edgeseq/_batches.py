@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
+from torch.nn.utils.rnn import pad_sequence
 
 from edgeseq.errors import InputError
 from edgeseq.models import Seq2Seq, SeqConfig, SeqModel, State
@@ -234,12 +234,7 @@ def encode_packed(encoder: SeqModel, src: torch.Tensor, lengths: torch.Tensor) -
 
     ``src`` (B, S) tokens or (B, S, F) frames, ``lengths`` (B,); state tensors (layers, B, hidden).
     """
-    x = encoder.embed(src) if encoder.embed is not None else src  # (B, S, E)
-    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-    start = encoder.init_state(x.shape[0], device=x.device)
-    # nn.RNN/GRU take h, nn.LSTM takes (h, c); both unsort the final state to input order
-    _, final = encoder.rnn(packed, start if len(start) == 2 else start[0])
-    return tuple(final) if isinstance(final, tuple) else (final,)
+    return encoder.final_state(src, lengths)
 
 
 def loss_sum(y: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:

@@ -136,6 +136,23 @@ class SeqModel(nn.Module):
         y, state = self._run(x, state)  # (batch, time, hidden)
         return self.head(y), state
 
+    def final_state(self, x: torch.Tensor, lengths: torch.Tensor) -> State:
+        """The state after each row's ``lengths`` valid frames, as if encoded alone.
+
+        ``x`` is ``(batch, time[, features])`` padded after ``lengths`` ``(batch,)``; the
+        padding never enters the state (the rows are packed). Returns tensors
+        ``(layers, batch, hidden)`` in input order.
+        """
+        from torch.nn.utils.rnn import pack_padded_sequence
+
+        if self.embed is not None:
+            x = self.embed(x)  # (batch, time, input_size)
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        start = self.init_state(x.shape[0], device=x.device)
+        # nn.RNN/GRU take h, nn.LSTM takes (h, c); both unsort the final state to input order
+        _, final = self.rnn(packed, start if len(start) == 2 else start[0])
+        return tuple(final) if isinstance(final, tuple) else (final,)
+
     def _run(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         if self.config.cell == "lstm":
             y, (h, c) = self.rnn(x, (state[0], state[1]))
@@ -159,7 +176,11 @@ class Seq2Seq(nn.Module):
         self.encoder = SeqModel(encoder)
         self.decoder = SeqModel(decoder)
 
-    def encode(self, src: torch.Tensor) -> State:
+    def encode(self, src: torch.Tensor, lengths: torch.Tensor | None = None) -> State:
+        """The decoder's first state from ``src`` ``(batch, S[, F])``; with ``lengths``
+        ``(batch,)`` each padded row is encoded as if alone."""
+        if lengths is not None:
+            return self.encoder.final_state(src, lengths)
         _, state = self.encoder(src)
         return state
 

@@ -226,3 +226,17 @@ def test_example_with_batch_1_and_length_1_does_not_specialise(tmp_path: Path) -
     y = session.run(["y"], feed)[0]
     with torch.no_grad():
         assert np.abs(y - model(torch.from_numpy(x)).numpy()).max() <= TOL
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_seq2seq_encode_with_lengths_equals_encoding_alone(cell: str) -> None:
+    torch.manual_seed(0)
+    model = _tiny(cell, "seq2seq").eval()
+    src = torch.randn(3, 7, 3)
+    lengths = torch.tensor([7, 2, 5])
+    with torch.no_grad():
+        batched = model.encode(src, lengths)
+        for row, n in enumerate(lengths.tolist()):
+            alone = model.encode(src[row : row + 1, :n])
+            for b, a in zip(batched, alone):
+                assert torch.allclose(b[:, row], a[:, 0], atol=1e-6)
