@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import io
 import warnings
 from collections.abc import Sequence
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import onnx
+import onnx.numpy_helper
 import torch
 
 from edgeseq.contract import METADATA_KEY, Contract, GraphIO
@@ -224,16 +226,36 @@ def op_histogram(proto: onnx.ModelProto) -> dict[str, int]:
     return dict(counts.most_common())
 
 
-def attach_contract(proto: onnx.ModelProto, contract: Contract) -> None:
-    """Check ``contract`` against the graph, then store it in ``metadata_props``."""
+def attach_contract(proto: onnx.ModelProto, contract: Contract) -> Contract:
+    """Check ``contract`` against the graph, then store it in ``metadata_props``.
+
+    The producer record gets a digest of the weights, so the contract hash (which
+    snapshots carry) tells two models of the same shape but different training apart.
+    """
     ins, outs = graph_io(proto)
     contract.check_graph(ins, outs)
+    contract = dataclasses.replace(
+        contract, producer={**contract.producer, "weights_sha256": weights_digest(proto)}
+    )
     for prop in list(proto.metadata_props):
         if prop.key == METADATA_KEY:
             proto.metadata_props.remove(prop)
     onnx.helper.set_model_props(
         proto, {**{p.key: p.value for p in proto.metadata_props}, METADATA_KEY: contract.to_json()}
     )
+    return contract
+
+
+def weights_digest(proto: onnx.ModelProto) -> str:
+    """A short SHA-256 over every initializer's name, type, shape and bytes."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for t in sorted(proto.graph.initializer, key=lambda t: t.name):
+        arr = onnx.numpy_helper.to_array(t)
+        digest.update(f"{t.name}|{arr.dtype}|{arr.shape}|".encode())
+        digest.update(arr.tobytes())
+    return digest.hexdigest()[:16]
 
 
 def save_checked(proto: onnx.ModelProto, path: str | Path) -> Path:

@@ -201,7 +201,7 @@ def export(
         preprocessing=preprocessing or Preprocessing(),
         producer=_producer(backend),
     )
-    attach_contract(proto, contract)
+    contract = attach_contract(proto, contract)  # as stored: with the weights' digest
     save_checked(proto, path)
     return contract
 

@@ -188,7 +188,7 @@ def _export_bridge(model: SeqModel, path: Path, decoder: Contract, backend: Back
         ),
         producer=_producer(backend),
     )
-    attach_contract(proto, contract)
+    contract = attach_contract(proto, contract)  # as stored: with the weights' digest
     save_checked(proto, path)
     return contract
 

@@ -189,3 +189,27 @@ def test_left_context_travels_with_the_snapshot() -> None:
     no_ctx = StreamingPredictor(path, **kw)
     with pytest.raises(SnapshotError, match="context"):
         no_ctx.restore(snap)
+
+
+def test_snapshot_of_same_shaped_model_with_other_weights_is_refused(tmp_path) -> None:
+    """The contract records a digest of the weights, so a snapshot names its exact model."""
+    import torch
+
+    from edgeseq.errors import SnapshotError
+    from edgeseq.exporters.seq import export_model
+    from edgeseq.models import SeqConfig, SeqModel
+    from edgeseq.runtime import StreamingPredictor
+
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = SeqModel(SeqConfig(cell="gru", input_size=3, hidden_size=4, output_size=2))
+        paths.append(tmp_path / f"m{seed}.onnx")
+        export_model(model, paths[-1])
+    a, b = StreamingPredictor(paths[0]), StreamingPredictor(paths[1])
+    assert a.contract.producer["weights_sha256"] != b.contract.producer["weights_sha256"]
+    a.step(np.ones((2, 3), np.float32))
+    with pytest.raises(SnapshotError):
+        b.restore(a.snapshot())
+    again = StreamingPredictor(paths[0])
+    again.restore(a.snapshot())  # the same file: accepted
