@@ -101,26 +101,20 @@ def export_model(
     written: dict[str, Contract] = {}
     if isinstance(model, Seq2Seq):
         enc_path = init_model_path(path, "encoder")
-        written[str(enc_path)] = export(
-            _Frames(model.encoder),
-            enc_path,
-            example=_example(model.encoder),
-            mode=mode,
-            chunk=chunk,
-            backend=backend,
-            preprocessing=source_preprocessing,
-            facts=_facts(model.encoder, "seq2seq", role="encoder", decoder=path.name),
-        )
-        written[str(path)] = export(
-            _Frames(model.decoder),
-            path,
-            example=_example(model.decoder),
-            mode=mode,
-            chunk=chunk,
-            backend=backend,
-            preprocessing=preprocessing,
-            facts=_facts(model.decoder, "seq2seq", role="decoder", init_model=enc_path.name),
-        )
+        parts = [  # the encoder first: the decoder's contract names it
+            (
+                model.encoder,
+                enc_path,
+                source_preprocessing,
+                {"role": "encoder", "decoder": path.name},
+            ),
+            (model.decoder, path, preprocessing, {"role": "decoder", "init_model": enc_path.name}),
+        ]
+        for part, file, prep, extra in parts:
+            written[str(file)] = export(
+                _Frames(part), file, example=_example(part), mode=mode, chunk=chunk,
+                backend=backend, preprocessing=prep, facts=_facts(part, "seq2seq", **extra),
+            )  # fmt: skip
         return written
     topology = model.config.topology
     if topology == "one_to_many":

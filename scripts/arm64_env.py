@@ -24,6 +24,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling helpers below
+from arm64_apt import Arm64SetupError, debian_sources
+
 PY = "3.11"
 LAYOUT = 1  # bump when the build recipe changes: it is part of the cache key
 APT_PACKAGES = ("python3.11", "libstdc++6")
@@ -42,10 +45,6 @@ CPUINFO = (
     "fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\nCPU implementer\t: 0x41\n"
     "CPU architecture: 8\nCPU variant\t: 0x3\nCPU part\t: 0xd0c\nCPU revision\t: 1\n\n"
 )
-
-
-class Arm64SetupError(RuntimeError):
-    """The emulated environment could not be set up (no qemu; apt, dpkg or pip failed)."""
 
 
 def log(msg: str) -> None:
@@ -143,42 +142,6 @@ def ensure_qemu() -> str:
     return shutil.which("qemu-aarch64-static") or "/usr/bin/qemu-aarch64-static"
 
 
-def _debian_sources() -> list[str]:
-    """One-line `deb` entries for the Debian mirrors in the host's apt sources."""
-    etc, entries = Path("/etc/apt"), []  # (uri, suites, components, signed-by)
-    for f in filter(Path.exists, [etc / "sources.list", *(etc / "sources.list.d").glob("*.list")]):
-        for m in re.finditer(
-            r"^\s*deb\s+(\[[^\]]*\]\s+)?(\S+)\s+(\S+)\s+([^#\n]+)", f.read_text(), re.M
-        ):
-            key = re.search(r"signed-by=(\S+?)\]?(\s|$)", m[1] or "")
-            entries.append((m[2], [m[3]], m[4].split(), key and key[1]))
-    for f in sorted((etc / "sources.list.d").glob("*.sources")):
-        for stanza in re.split(r"\n\s*\n", f.read_text()):
-            kv = {
-                k.lower(): v.strip() for k, v in re.findall(r"^([\w-]+):[ \t]*(.*)$", stanza, re.M)
-            }
-            if "deb" in kv.get("types", "").split() and kv.get("enabled") != "no":
-                entries += [
-                    (
-                        uri,
-                        kv.get("suites", "").split(),
-                        kv.get("components", "").split(),
-                        kv.get("signed-by"),
-                    )
-                    for uri in kv.get("uris", "").split()
-                ]
-    lines = [
-        f"deb {f'[signed-by={key}] ' if key and key.startswith('/') else ''}"
-        f"{uri} {suite} {' '.join(comps)}"
-        for uri, suites, comps, key in entries
-        if "debian" in uri and comps
-        for suite in suites
-    ]
-    if not lines:
-        raise Arm64SetupError("no Debian mirror in /etc/apt/sources.list{,.d}")
-    return lines
-
-
 def _build_sysroot(dest: Path) -> None:
     if not (shutil.which("apt-get") and shutil.which("dpkg-deb")):
         raise Arm64SetupError("building the arm64 sysroot needs apt-get and dpkg-deb (Debian)")
@@ -187,7 +150,7 @@ def _build_sysroot(dest: Path) -> None:
         for d in ("lists/partial", "archives/partial", "cache", "parts", "prefs"):
             (tmp / d).mkdir(parents=True)
         (tmp / "status").touch()
-        (tmp / "sources.list").write_text("\n".join(_debian_sources()) + "\n")
+        (tmp / "sources.list").write_text("\n".join(debian_sources()) + "\n")
         conf = {
             "Dir::State::status": tmp / "status",
             "Dir::State::Lists": tmp / "lists",
