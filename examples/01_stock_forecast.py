@@ -3,7 +3,7 @@
 Data: daily split- and dividend-adjusted closes of AAPL, IBM and MSFT, 2000-03-01 to
 2013-03-01 (3,270 trading days each), from ``bokeh_sampledata/_data/stocks.csv.gz`` in
 the PyPI package ``bokeh-sampledata`` (Quandl WIKI Prices; public domain per the
-package's ``licenses/datasets.json``). Loaded with :func:`edgeseq.data.load_stock`.
+package's ``licenses/datasets.json``). Loaded with :func:`edgeseq.train.data.load_stock`.
 
 One LSTM learns all three stocks (three streams, truncated BPTT). It reads each day's
 log return in percent and predicts the next day's; the device turns that into a price
@@ -54,11 +54,11 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from edgeseq.contract import Preprocessing
-    from edgeseq.data import load_stock
     from edgeseq.exporters.seq import export_model
-    from edgeseq.models import SeqConfig, SeqModel
     from edgeseq.runtime import StreamingPredictor
-    from edgeseq.training import TrainConfig, fit_stream
+    from edgeseq.train.data import load_stock
+    from edgeseq.train.models import SeqConfig, SeqModel
+    from edgeseq.train.training import TrainConfig, fit_stream
 
     symbols = run.pick(SYMBOLS, SYMBOLS[:1])
     days = run.pick(None, 900)  # quick: the last 900 days only

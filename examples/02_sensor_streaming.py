@@ -5,7 +5,7 @@ shipped in the PyPI package ``sktime`` (``sktime/datasets/data/BasicMotions``,
 BSD-3-Clause). 80 recordings of 10 s at 10 Hz, six channels (3-D accelerometer and
 3-D gyroscope), four activities: badminton, running, standing, walking. The archive's
 own split is kept: 40 recordings train, 40 are held out. Loaded with
-:func:`edgeseq.data.load_basic_motions`.
+:func:`edgeseq.train.data.load_basic_motions`.
 
 A many-to-one GRU is trained on the class at the last valid frame. Each training
 recording is also shown as random prefixes (10 to 100 frames), so the running
@@ -35,8 +35,8 @@ def train_motion_model(run, X, y, names, *, hidden: int, epochs: int, prefixes: 
     Shared with ``03_many_sensors.py``. ``prefixes`` random prefix copies per recording.
     """
     from edgeseq.contract import Preprocessing
-    from edgeseq.models import SeqConfig, SeqModel
-    from edgeseq.training import SequenceData, TrainConfig, fit
+    from edgeseq.train.models import SeqConfig, SeqModel
+    from edgeseq.train.training import SequenceData, TrainConfig, fit
 
     mean, std = X.mean(axis=(0, 1)), X.std(axis=(0, 1)) + 1e-6  # per channel
     rng = np.random.default_rng(run.seed)
@@ -78,9 +78,9 @@ def main(argv: list[str] | None = None) -> dict:
     run = start("02_sensor_streaming", __doc__, argv)
     import torch
 
-    from edgeseq.data import load_basic_motions
     from edgeseq.exporters.seq import export_model
     from edgeseq.runtime import StreamingPredictor
+    from edgeseq.train.data import load_basic_motions
 
     X, y, names, is_train = load_basic_motions()
     model, prep, result = train_motion_model(

@@ -87,9 +87,9 @@ def replay_solo(predictors, recordings: np.ndarray, ticks: list[list[int]]) -> f
 
 def main(argv: list[str] | None = None) -> dict:
     run = start("03_many_sensors", __doc__, argv)
-    from edgeseq.data import load_basic_motions
     from edgeseq.exporters.seq import export_model
     from edgeseq.runtime import StreamingPredictor, StreamPool
+    from edgeseq.train.data import load_basic_motions
 
     sensor = importlib.import_module("02_sensor_streaming")
     X, y, names, is_train = load_basic_motions()

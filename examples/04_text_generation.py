@@ -2,7 +2,7 @@
 
 Data: the documentation topics that ship with CPython (``pydoc_data.topics.topics``,
 about 465,000 characters once cleaned to printable ASCII; PSF License), loaded with
-:func:`edgeseq.data.load_text`. The first 90% trains, the last 10% is held out.
+:func:`edgeseq.train.data.load_text`. The first 90% trains, the last 10% is held out.
 
 The training text is cut into parallel streams and learned with truncated BPTT, so
 the model is used to a state carried over thousands of characters, as when it
@@ -53,11 +53,11 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from edgeseq.contract import Preprocessing
-    from edgeseq.data import Vocabulary, load_text
     from edgeseq.exporters.seq import export_model
-    from edgeseq.models import SeqConfig, SeqModel
     from edgeseq.runtime import StreamingPredictor
-    from edgeseq.training import TrainConfig, fit_stream
+    from edgeseq.train.data import Vocabulary, load_text
+    from edgeseq.train.models import SeqConfig, SeqModel
+    from edgeseq.train.training import TrainConfig, fit_stream
 
     text = load_text("pydoc")
     text = text[: run.pick(len(text), 60_000)]

@@ -3,7 +3,7 @@
 Data: the UCI "Sentiment Labelled Sentences" (Kotzias, Denil, de Freitas and Smyth,
 KDD 2015): 1,000 review sentences each from Amazon, IMDb and Yelp, half positive,
 as test fixtures of the npm package ``sentiment`` 5.0.2 (MIT licence). Fetched once
-with ``npm pack`` into a cache by :func:`edgeseq.data.load_sentiment`; needs ``npm``.
+with ``npm pack`` into a cache by :func:`edgeseq.train.data.load_sentiment`; needs ``npm``.
 
 Sentences are lower-cased and split into words and punctuation; words seen at least
 twice in the training split form the vocabulary (others become ``<unk>``). A seeded
@@ -42,11 +42,11 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from edgeseq.contract import Preprocessing
-    from edgeseq.data import load_sentiment, train_val_test_split
     from edgeseq.exporters.seq import export_model
-    from edgeseq.models import SeqConfig, SeqModel
     from edgeseq.runtime import StreamingPredictor
-    from edgeseq.training import SequenceData, TrainConfig, fit
+    from edgeseq.train.data import load_sentiment, train_val_test_split
+    from edgeseq.train.models import SeqConfig, SeqModel
+    from edgeseq.train.training import SequenceData, TrainConfig, fit
 
     pairs = load_sentiment()
     source = np.repeat(np.arange(len(SOURCES)), [len(pairs) // 3] * 3)

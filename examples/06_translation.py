@@ -2,7 +2,7 @@
 
 Data: the English -> French message catalogs shipped in the PyPI package ``Django``
 (``django/**/locale/fr/LC_MESSAGES/*.mo``; translations by the Django community,
-BSD-3-Clause), read with :func:`edgeseq.data.load_translation_pairs`. About 760
+BSD-3-Clause), read with :func:`edgeseq.train.data.load_translation_pairs`. About 760
 pairs; those with both sides at most 40 characters are kept (language names, field
 labels, short messages). A seeded 85/15 split holds pairs out.
 
@@ -55,11 +55,11 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from edgeseq.contract import Preprocessing
-    from edgeseq.data import Vocabulary, load_translation_pairs, train_val_test_split
     from edgeseq.exporters.seq import export_model
-    from edgeseq.models import Seq2Seq, SeqConfig
     from edgeseq.runtime import EncoderDecoder
-    from edgeseq.training import TrainConfig, fit_seq2seq
+    from edgeseq.train.data import Vocabulary, load_translation_pairs, train_val_test_split
+    from edgeseq.train.models import Seq2Seq, SeqConfig
+    from edgeseq.train.training import TrainConfig, fit_seq2seq
 
     pairs = [(e, f) for e, f in load_translation_pairs("fr") if max(len(e), len(f)) <= MAX_CHARS]
     tr, _, te = train_val_test_split(len(pairs), (0.85, 0.0, 0.15), seed=run.seed)

@@ -3,7 +3,7 @@
 Data: scikit-learn's digits (``sklearn.datasets.load_digits``; a copy of the test set
 of the UCI "Optical Recognition of Handwritten Digits" data set, Alpaydin and Kaynak
 1998; shipped in the scikit-learn wheel, BSD-3-Clause): 1,797 images of 8x8 pixels,
-loaded with :func:`edgeseq.data.load_digits`. A seeded 70/15/15 split.
+loaded with :func:`edgeseq.train.data.load_digits`. A seeded 70/15/15 split.
 
 The 64 pixel values are the condition: a linear bridge maps them to the GRU's first
 state, and the decoder then spells the digit's name ("seven") from ``<bos>`` until it
@@ -33,11 +33,11 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from edgeseq.contract import Preprocessing
-    from edgeseq.data import Vocabulary, load_digits, train_val_test_split
     from edgeseq.exporters.seq import export_model
-    from edgeseq.models import SeqConfig, SeqModel
     from edgeseq.runtime import EncoderDecoder
-    from edgeseq.training import SequenceData, TrainConfig, fit
+    from edgeseq.train.data import Vocabulary, load_digits, train_val_test_split
+    from edgeseq.train.models import SeqConfig, SeqModel
+    from edgeseq.train.training import SequenceData, TrainConfig, fit
 
     images, digits = load_digits()
     pixels = images.reshape(len(images), 64)

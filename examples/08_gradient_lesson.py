@@ -3,7 +3,7 @@
 Data: BasicMotions (UEA archive, shipped in the PyPI package ``sktime``,
 BSD-3-Clause): 100-frame smartwatch recordings, six channels, four activities; the
 archive's 40 training recordings train, its 40 test recordings score. Loaded with
-:func:`edgeseq.data.load_basic_motions`.
+:func:`edgeseq.train.data.load_basic_motions`.
 
 A many-to-one classifier reads all 100 frames and is scored at the last one. For the
 loss L at frame 100, the norm of dL/dh_t (the gradient reaching the hidden state of
@@ -61,11 +61,11 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from edgeseq.contract import Preprocessing
-    from edgeseq.data import load_basic_motions
     from edgeseq.exporters.seq import export_model
-    from edgeseq.models import SeqConfig, SeqModel
     from edgeseq.runtime import StreamingPredictor
-    from edgeseq.training import SequenceData, TrainConfig, fit
+    from edgeseq.train.data import load_basic_motions
+    from edgeseq.train.models import SeqConfig, SeqModel
+    from edgeseq.train.training import SequenceData, TrainConfig, fit
 
     X, y, _, is_train = load_basic_motions()
     mean, std = X[is_train].mean(axis=(0, 1)), X[is_train].std(axis=(0, 1))

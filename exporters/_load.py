@@ -1,6 +1,6 @@
 """Where the CLI's PyTorch model comes from: an edgeseq checkpoint or a user's factory.
 
-- ``CHECKPOINT`` (a file): :func:`edgeseq.checkpoint.load_checkpoint` -> ``SeqModel`` or
+- ``CHECKPOINT`` (a file): :func:`edgeseq.train.checkpoint.load_checkpoint` -> ``SeqModel`` or
   ``Seq2Seq`` plus ``extra`` (preprocessing, vocabulary, labels).
 - ``package.module:build``: ``build()`` returns any ``nn.Module``; ``--weights file.pt``
   (a state dict) loads with ``torch.load(weights_only=True)``, so no code is unpickled.
@@ -110,7 +110,7 @@ def load_source(spec: str, weights: str | Path | None = None) -> Source:
                 "--weights goes with a factory (package.module:build); a checkpoint "
                 "already holds its weights"
             )
-        from edgeseq.checkpoint import load_checkpoint
+        from edgeseq.train.checkpoint import load_checkpoint
 
         model, extra = load_checkpoint(spec)
         return Source(model, "checkpoint", dict(extra))

@@ -24,7 +24,7 @@ from edgeseq.exporters._onnx import (
     torch_to_onnx,
 )
 from edgeseq.exporters.export import _producer, export, state_input_name
-from edgeseq.models import Seq2Seq, SeqModel
+from edgeseq.train.models import Seq2Seq, SeqModel
 
 __all__ = ["export_model", "graphs_to_verify", "init_model_path"]
 
@@ -93,7 +93,7 @@ def export_model(
 
     ``preprocessing`` goes into the (decoder's) contract: feature mean/std, output scaling,
     or the vocabulary of token models. ``source_preprocessing`` is the encoder's, for
-    :class:`~edgeseq.models.Seq2Seq`. ``mode``, ``chunk`` and ``backend`` are as in
+    :class:`~edgeseq.train.models.Seq2Seq`. ``mode``, ``chunk`` and ``backend`` are as in
     :func:`~edgeseq.exporters.export`.
     """
     path = Path(path)

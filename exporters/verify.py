@@ -72,7 +72,7 @@ def verify(
         ``report.ok(atol=1e-5)`` decides; ``report.table()`` prints it.
     """
     from edgeseq.exporters import seq  # torch-side helpers for edgeseq's own models
-    from edgeseq.models import Seq2Seq, SeqModel
+    from edgeseq.train.models import Seq2Seq, SeqModel
 
     path = Path(model_path)
     if isinstance(reference, (SeqModel, Seq2Seq)):

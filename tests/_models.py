@@ -24,7 +24,7 @@ def _seq(cell: str, **kw: object) -> Callable[[Path], None]:
         import torch
 
         from edgeseq.exporters.seq import export_model
-        from edgeseq.models import SeqConfig, SeqModel
+        from edgeseq.train.models import SeqConfig, SeqModel
 
         torch.manual_seed(0)
         cfg = {"input_size": 3, "hidden_size": 8, "layers": 2, "output_size": 2, **kw}
@@ -38,7 +38,7 @@ def _unrolled(path: Path) -> None:
     import torch
 
     from edgeseq.exporters.seq import export_model
-    from edgeseq.models import SeqConfig, SeqModel
+    from edgeseq.train.models import SeqConfig, SeqModel
 
     torch.manual_seed(6)
     cfg = SeqConfig(cell="lstm", input_size=3, hidden_size=8, output_size=2)
@@ -50,7 +50,7 @@ def _scaled(path: Path) -> None:
 
     from edgeseq.contract import Preprocessing
     from edgeseq.exporters.seq import export_model
-    from edgeseq.models import SeqConfig, SeqModel
+    from edgeseq.train.models import SeqConfig, SeqModel
 
     torch.manual_seed(1)
     prep = Preprocessing(mean=[1.0, 2.0, 3.0], std=[2.0, 2.0, 4.0], out_mean=[5.0], out_std=[3.0])
@@ -62,9 +62,9 @@ def _char_lm(path: Path) -> None:
     import torch
 
     from edgeseq.contract import Preprocessing
-    from edgeseq.data import Vocabulary
     from edgeseq.exporters.seq import export_model
-    from edgeseq.models import SeqConfig, SeqModel
+    from edgeseq.train.data import Vocabulary
+    from edgeseq.train.models import SeqConfig, SeqModel
 
     torch.manual_seed(2)
     vocab = Vocabulary.from_text(VOCAB_TEXT)
@@ -127,9 +127,9 @@ def _seq2seq(path: Path) -> None:
     import torch
 
     from edgeseq.contract import Preprocessing
-    from edgeseq.data import Vocabulary
     from edgeseq.exporters.seq import export_model
-    from edgeseq.models import Seq2Seq, SeqConfig
+    from edgeseq.train.data import Vocabulary
+    from edgeseq.train.models import Seq2Seq, SeqConfig
 
     torch.manual_seed(5)
     vocab = Vocabulary.from_text(VOCAB_TEXT)

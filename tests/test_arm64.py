@@ -193,7 +193,7 @@ def cell_mode_models(tmp_path_factory) -> dict[tuple[str, str], tuple[Path, obje
     torch = pytest.importorskip("torch")
     from edgeseq.exporters import MODES
     from edgeseq.exporters.seq import export_model
-    from edgeseq.models import CELLS, SeqConfig, SeqModel
+    from edgeseq.train.models import CELLS, SeqConfig, SeqModel
 
     out = tmp_path_factory.mktemp("arm64-matrix")
     models = {}

@@ -27,9 +27,9 @@ def test_every_command_has_teaching_help(runner: CliRunner) -> None:
 
 
 def test_train_forecast_csv_then_export_and_stream(runner: CliRunner, tmp_path: Path) -> None:
-    from edgeseq.checkpoint import load_checkpoint
     from edgeseq.contract import Preprocessing
     from edgeseq.exporters.seq import export_model
+    from edgeseq.train.checkpoint import load_checkpoint
 
     rng = np.random.default_rng(0)
     t = np.arange(300)

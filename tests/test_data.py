@@ -1,4 +1,4 @@
-"""Tests for edgeseq.data: helpers and the embedded demo series always run; each
+"""Tests for edgeseq.train.data: helpers and the embedded demo series always run; each
 package-backed loader is skipped when its package (the ``examples`` extra) is absent."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeseq import data
-from edgeseq.data import Vocabulary, train_val_test_split, windows
+from edgeseq.train import data
+from edgeseq.train.data import Vocabulary, train_val_test_split, windows
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,7 +47,7 @@ def test_demo_series_shape_and_values():
 
 
 def test_demo_files_are_small_and_documented():
-    folder = files("edgeseq.datasets")
+    folder = files("edgeseq.train.datasets")
     assert len((folder / "ibm_close.csv").read_bytes()) < 100_000
     readme = (folder / "README.md").read_text("utf-8")
     assert "Public domain" in readme and "datasets.json" in readme
@@ -58,7 +58,7 @@ def test_demo_series_needs_only_numpy():
     code = (
         "import sys\n"
         f"for name in {blocked!r}: sys.modules[name] = None\n"
-        "from edgeseq.data import load_demo_series\n"
+        "from edgeseq.train.data import load_demo_series\n"
         "d, c = load_demo_series(); assert c.shape == (3270,), c.shape\n"
         "print('ok')\n"
     )
@@ -68,7 +68,7 @@ def test_demo_series_needs_only_numpy():
 
 def test_import_does_not_load_heavy_packages():
     code = (
-        "import sys, edgeseq.data\n"
+        "import sys, edgeseq.train.data\n"
         "heavy = ('torch', 'pandas', 'sklearn', 'sktime', 'django')\n"
         "print([m for m in heavy if m in sys.modules])\n"
     )

@@ -24,7 +24,7 @@ def test_demo_cli_writes_artifacts_and_report(tmp_path: Path) -> None:
 
 
 def test_demo_report_values(tmp_path: Path) -> None:
-    from edgeseq.demo import run_demo
+    from edgeseq.train.demo import run_demo
 
     rep = run_demo(tmp_path, epochs=1, hidden_size=8, progress=False)
     assert rep.parity_max_abs <= 1e-5 and rep.chunked_parity_max_abs <= 1e-5

@@ -39,7 +39,7 @@ def test_there_are_eight_examples() -> None:
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_example_quick(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     if name.startswith("05_"):
-        from edgeseq.data import fetch_npm_sentiment
+        from edgeseq.train.data import fetch_npm_sentiment
 
         try:
             fetch_npm_sentiment()

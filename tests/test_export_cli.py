@@ -9,12 +9,12 @@ import torch
 from click.testing import CliRunner
 from test_export_support import build_user
 
-from edgeseq.checkpoint import save_checkpoint
 from edgeseq.cli import main
 from edgeseq.exporters import VerifyReport
 from edgeseq.exporters._report import TensorDiff
-from edgeseq.models import SeqConfig, SeqModel
 from edgeseq.runtime import StreamingPredictor
+from edgeseq.train.checkpoint import save_checkpoint
+from edgeseq.train.models import SeqConfig, SeqModel
 
 SUPPORT = "test_export_support:"
 SHAPE = ["--example-shape", "2,4,3"]
@@ -143,10 +143,10 @@ def test_export_quantize_covers_the_seq2seq_encoder(tmp_path) -> None:
     import torch
     from click.testing import CliRunner
 
-    from edgeseq.checkpoint import save_checkpoint
     from edgeseq.cli import main
-    from edgeseq.models import Seq2Seq, SeqConfig
     from edgeseq.runtime import EncoderDecoder
+    from edgeseq.train.checkpoint import save_checkpoint
+    from edgeseq.train.models import Seq2Seq, SeqConfig
 
     torch.manual_seed(0)
     enc = SeqConfig(cell="lstm", input_size=4, hidden_size=8, output_size=2)

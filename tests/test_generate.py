@@ -9,9 +9,9 @@ from _models import zoo
 from click.testing import CliRunner
 
 from edgeseq.cli import main
-from edgeseq.data import Vocabulary
 from edgeseq.errors import InputError
 from edgeseq.runtime import EncoderDecoder, StreamingPredictor, encode_prompt, sample_token
+from edgeseq.train.data import Vocabulary
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from test_export_support import FEATURES, Net
 
 from edgeseq.errors import ExportError
 from edgeseq.exporters import MODES, export, verify
-from edgeseq.models import CELLS
+from edgeseq.train.models import CELLS
 
 pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections")
 

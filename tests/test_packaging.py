@@ -47,7 +47,7 @@ def test_wheel_layout(wheel: Path) -> None:
         "edgeseq/exporters/export.py",
         "edgeseq/contract.py",
         "edgeseq/cli/__init__.py",
-        "edgeseq/datasets/ibm_close.csv",
+        "edgeseq/train/datasets/ibm_close.csv",
     ):
         assert must in names, f"{must} missing from the wheel"
     meta = next(n for n in names if n.endswith("METADATA"))

@@ -207,7 +207,7 @@ def test_resident_table_equals_separate_predictors(cell: str, mode: str, tmp_pat
     import torch
 
     from edgeseq.exporters.seq import export_model
-    from edgeseq.models import SeqConfig, SeqModel
+    from edgeseq.train.models import SeqConfig, SeqModel
 
     torch.manual_seed(0)
     model = SeqModel(SeqConfig(cell=cell, input_size=3, hidden_size=8, layers=2, output_size=2))

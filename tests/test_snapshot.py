@@ -197,8 +197,8 @@ def test_snapshot_of_same_shaped_model_with_other_weights_is_refused(tmp_path) -
 
     from edgeseq.errors import SnapshotError
     from edgeseq.exporters.seq import export_model
-    from edgeseq.models import SeqConfig, SeqModel
     from edgeseq.runtime import StreamingPredictor
+    from edgeseq.train.models import SeqConfig, SeqModel
 
     paths = []
     for seed in (0, 1):

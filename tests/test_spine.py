@@ -13,10 +13,10 @@ import torch
 
 from edgeseq.exporters._onnx import op_histogram
 from edgeseq.exporters.seq import export_model
-from edgeseq.models import CELLS, TOPOLOGIES, Seq2Seq, SeqConfig, SeqModel
 from edgeseq.runtime import StreamingPredictor
 from edgeseq.runtime.conditioned import EncoderDecoder
-from edgeseq.training import SequenceData, TrainConfig, fit, fit_seq2seq
+from edgeseq.train.models import CELLS, TOPOLOGIES, Seq2Seq, SeqConfig, SeqModel
+from edgeseq.train.training import SequenceData, TrainConfig, fit, fit_seq2seq
 
 TOL = 1e-5
 NATIVE_OP = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}

@@ -1,4 +1,4 @@
-"""Tests for edgeseq.training and edgeseq.checkpoint: tiny models, few steps, CPU only."""
+"""Tests for edgeseq.train.training and .checkpoint: tiny models, few steps, CPU only."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import pytest
 import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from edgeseq._batches import encode_packed
-from edgeseq.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
-from edgeseq.data import Vocabulary
 from edgeseq.errors import EdgeseqError, InputError, ModelLoadError
-from edgeseq.models import CELLS, TOPOLOGIES, Seq2Seq, SeqConfig, SeqModel
-from edgeseq.training import (
+from edgeseq.train._batches import encode_packed
+from edgeseq.train.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from edgeseq.train.data import Vocabulary
+from edgeseq.train.models import CELLS, TOPOLOGIES, Seq2Seq, SeqConfig, SeqModel
+from edgeseq.train.training import (
     SequenceData,
     TrainConfig,
     evaluate,

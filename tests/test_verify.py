@@ -10,12 +10,12 @@ import torch
 from click.testing import CliRunner
 from test_export_support import Net, UserNet
 
-from edgeseq.checkpoint import save_checkpoint
 from edgeseq.cli import main
 from edgeseq.errors import VerificationError
 from edgeseq.exporters import TensorDiff, VerifyReport, export, export_model, verify
 from edgeseq.exporters.export import check_ops
-from edgeseq.models import Seq2Seq, SeqConfig, SeqModel
+from edgeseq.train.checkpoint import save_checkpoint
+from edgeseq.train.models import Seq2Seq, SeqConfig, SeqModel
 
 X = torch.randn(2, 6, 3)
 

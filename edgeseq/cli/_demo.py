@@ -40,7 +40,7 @@ def command(out_dir: str, cell: str, epochs: int, seed: int) -> None:
     Example:
       edgeseq demo --out /tmp/demo && edgeseq inspect /tmp/demo/model.onnx
     """
-    from edgeseq.demo import run_demo
+    from edgeseq.train.demo import run_demo
 
     report = run_demo(out_dir, cell=cell, epochs=epochs, seed=seed)
     click.echo(report.table())

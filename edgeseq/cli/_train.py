@@ -110,7 +110,7 @@ def command(
       edgeseq train --task generate --data book.txt --hidden 128 --layers 2 -o chars.pt
     Then: edgeseq export CHECKPOINT -o model.onnx --verify
     """
-    from edgeseq.tasks import TaskOptions, train_task
+    from edgeseq.train.tasks import TaskOptions, train_task
 
     opts = TaskOptions(
         task=task, data=data, cell=cell, hidden_size=hidden_size, layers=layers,

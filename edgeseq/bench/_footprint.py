@@ -75,7 +75,7 @@ import sys, time, json
 t0 = time.perf_counter()
 import numpy as np
 import torch
-from edgeseq.checkpoint import load_checkpoint
+from edgeseq.train.checkpoint import load_checkpoint
 t1 = time.perf_counter()
 path, threads, frames, features = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 torch.set_num_threads(threads)

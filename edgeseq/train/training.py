@@ -1,4 +1,4 @@
-"""Training for :class:`~edgeseq.models.SeqModel` and :class:`~edgeseq.models.Seq2Seq`.
+"""Training for :class:`~edgeseq.train.models.SeqModel` and :class:`~edgeseq.train.models.Seq2Seq`.
 
 One loop serves every topology. A batch becomes per-frame outputs ``y`` (batch, time, out),
 per-frame targets, and a boolean mask of the frames that count: every valid frame for
@@ -29,10 +29,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from edgeseq import _batches as B
-from edgeseq._batches import Batch, SequenceData
 from edgeseq.errors import InputError
-from edgeseq.models import Seq2Seq, SeqModel
+from edgeseq.train import _batches as B
+from edgeseq.train._batches import Batch, SequenceData
+from edgeseq.train.models import Seq2Seq, SeqModel
 
 __all__ = [
     "EpochLog",

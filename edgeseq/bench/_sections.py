@@ -1,7 +1,7 @@
 """The timed sections of the suite: latency, many streams, chunk sizes, modes and precisions.
 
 Each section builds its contenders, times them together with
-:func:`~edgeseq._bench_timing.interleave` and returns plain JSON-able dicts. A contender
+:func:`~edgeseq.bench._timing.interleave` and returns plain JSON-able dicts. A contender
 this build cannot provide is ``{"available": False, "reason": ...}``.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeseq._bench_models import Prepared
-from edgeseq._bench_timing import Budget, Stats, interleave
+from edgeseq.bench._models import Prepared
+from edgeseq.bench._timing import Budget, Stats, interleave
 
 __all__ = ["HandLoop", "TorchStream", "chunks", "latency", "modes", "streams", "unavailable"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from edgeseq.models import SeqModel
+    from edgeseq.train.models import SeqModel
 
 __all__ = ["VARIANTS", "Prepared", "RefSpec", "identity_model", "prepare"]
 
@@ -122,10 +122,10 @@ def prepare(spec: RefSpec, workdir: Path, repeats: int, progress: Progress) -> P
     """Build, checkpoint and export ``spec`` in every variant; time each export ``repeats``×."""
     import torch
 
-    from edgeseq.checkpoint import save_checkpoint
     from edgeseq.exporters import MODES
     from edgeseq.exporters.seq import export_model
-    from edgeseq.models import SeqConfig, SeqModel
+    from edgeseq.train.checkpoint import save_checkpoint
+    from edgeseq.train.models import SeqConfig, SeqModel
 
     torch.manual_seed(0)
     config = SeqConfig(

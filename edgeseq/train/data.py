@@ -103,9 +103,9 @@ def load_stock(symbol: str = "AAPL", column: str = "Close") -> tuple[np.ndarray,
 def load_demo_series() -> tuple[np.ndarray, np.ndarray]:
     """IBM daily closes 2000-03-01..2013-03-01, shipped inside edgeseq (numpy only).
 
-    File ``edgeseq/datasets/ibm_close.csv`` (``Date,Close``), the IBM rows of
+    File ``edgeseq/train/datasets/ibm_close.csv`` (``Date,Close``), the IBM rows of
     bokeh-sampledata's ``stocks.csv.gz`` (Quandl WIKI Prices). Licence: public
-    domain, see ``edgeseq/datasets/README.md``. IBM had no split in this period.
+    domain, see ``edgeseq/train/datasets/README.md``. IBM had no split in this period.
 
     Returns
     -------
@@ -113,7 +113,8 @@ def load_demo_series() -> tuple[np.ndarray, np.ndarray]:
     closes : np.ndarray, float32, shape [3270]
         Unadjusted closing price in US dollars, 55.07 to 211.0.
     """
-    text = (importlib.resources.files("edgeseq.datasets") / "ibm_close.csv").read_text("utf-8")
+    data = importlib.resources.files("edgeseq.train.datasets")
+    text = (data / "ibm_close.csv").read_text("utf-8")
     return _date_column_csv(io.StringIO(text, newline=""), "Close")
 
 

@@ -14,6 +14,13 @@ fixed thread count, six sections are measured in one process on one machine:
 Needs the ``torch`` extra (the suite exports its own models). ``edgeseq bench`` and
 ``python benchmarks/run.py`` are thin shells over :func:`run_bench` and :func:`render`.
 
+This subpackage is a tool, not part of what a device installs or runs: it sits on top
+of the layout and may import the core, the runtime, the exporters and the training side
+(:mod:`edgeseq.train`); nothing else in edgeseq imports it except the CLI. Its private
+modules: ``_models`` (reference models), ``_timing`` (budgets, interleaved timing),
+``_sections`` (what is measured), ``_profile``, ``_footprint``, ``_targets`` and
+``_report`` (the markdown table).
+
 Examples
 --------
 >>> results = run_bench(BenchConfig.quick_setting(cells=("lstm",)))
@@ -31,10 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeseq._bench_models import RefSpec
-from edgeseq._bench_report import NOTES_MARKER, render
-from edgeseq._bench_targets import TARGETS, Target, evaluate
-from edgeseq._bench_timing import Budget, Stats, interleave, machine_info
+from edgeseq.bench._models import RefSpec
+from edgeseq.bench._report import NOTES_MARKER, render
+from edgeseq.bench._targets import TARGETS, Target, evaluate
+from edgeseq.bench._timing import Budget, Stats, interleave, machine_info
 
 __all__ = [
     "NOTES_MARKER",
@@ -109,10 +116,10 @@ class BenchConfig:
 def _run_cell(
     spec: RefSpec, config: BenchConfig, workdir: Path, say: Callable[[str, str], None]
 ) -> dict[str, Any]:
-    from edgeseq import _bench_sections as sec
-    from edgeseq._bench_footprint import footprint
-    from edgeseq._bench_models import prepare
-    from edgeseq._bench_profile import profile_pool, profile_step
+    from edgeseq.bench import _sections as sec
+    from edgeseq.bench._footprint import footprint
+    from edgeseq.bench._models import prepare
+    from edgeseq.bench._profile import profile_pool, profile_step
 
     t, b = config.threads, config.budget
     prep = prepare(spec, workdir, config.export_repeats, lambda m: say("prepare", m))

@@ -1,7 +1,7 @@
 """``edgeseq demo``: the whole job on an embedded data set, in under a minute.
 
 Trains a small LSTM forecaster on IBM's daily closes 2000-2013 (shipped inside the
-package, public domain; see ``edgeseq/datasets/README.md``), exports it to ONNX,
+package, public domain; see ``edgeseq/train/datasets/README.md``), exports it to ONNX,
 checks parity, streams the held-out period one day at a time through
 :class:`~edgeseq.runtime.StreamingPredictor`, and reports parity, latency, size and
 forecast error against the naive last-value forecast.
@@ -74,13 +74,13 @@ def run_demo(
     """Train, export, verify and stream; write ``model.pt`` and ``model.onnx`` to ``out_dir``."""
     import torch
 
-    from edgeseq.checkpoint import save_checkpoint
     from edgeseq.contract import Preprocessing
-    from edgeseq.data import load_demo_series
     from edgeseq.exporters.seq import export_model
-    from edgeseq.models import SeqConfig, SeqModel
     from edgeseq.runtime import StreamingPredictor
-    from edgeseq.training import TrainConfig, fit_stream
+    from edgeseq.train.checkpoint import save_checkpoint
+    from edgeseq.train.data import load_demo_series
+    from edgeseq.train.models import SeqConfig, SeqModel
+    from edgeseq.train.training import TrainConfig, fit_stream
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -56,9 +56,9 @@ def train_task(opts: TaskOptions, out: str | Path) -> dict[str, Any]:
     """Train as ``opts`` says and write a checkpoint to ``out``; return a short summary."""
     import torch
 
-    from edgeseq.checkpoint import save_checkpoint
-    from edgeseq.models import SeqConfig, SeqModel
-    from edgeseq.training import SequenceData, TrainConfig, fit, fit_stream
+    from edgeseq.train.checkpoint import save_checkpoint
+    from edgeseq.train.models import SeqConfig, SeqModel
+    from edgeseq.train.training import SequenceData, TrainConfig, fit, fit_stream
 
     if opts.task not in TASKS:
         raise InputError(f"task must be one of {TASKS}, got {opts.task!r}")
@@ -112,7 +112,7 @@ def train_task(opts: TaskOptions, out: str | Path) -> dict[str, Any]:
         result = fit(model, SequenceData(((x - mean) / std).astype(np.float32), y), cfg)
         extra["preprocessing"] = {"mean": mean.tolist(), "std": std.tolist()}
     else:
-        from edgeseq.data import Vocabulary
+        from edgeseq.train.data import Vocabulary
 
         text = _text(opts.data)
         vocab = Vocabulary.from_text(text)
@@ -183,7 +183,7 @@ def _is_number(text: str) -> bool:
 
 def _series(data: str, columns: list[str]) -> np.ndarray:
     if data in ("ibm", "demo"):
-        from edgeseq.data import load_demo_series
+        from edgeseq.train.data import load_demo_series
 
         return load_demo_series()[1].astype(np.float64)[:, None]
     header, rows = _read_csv(data)
@@ -192,7 +192,7 @@ def _series(data: str, columns: list[str]) -> np.ndarray:
 
 def _labelled_sequences(data: str, columns: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
     if data == "basic-motions":
-        from edgeseq.data import load_basic_motions
+        from edgeseq.train.data import load_basic_motions
 
         x, y, names, _ = load_basic_motions()
         return x, y, list(names)
@@ -220,7 +220,7 @@ def _labelled_sequences(data: str, columns: list[str]) -> tuple[np.ndarray, np.n
 
 def _text(data: str) -> str:
     if data == "pydoc":
-        from edgeseq.data import load_text
+        from edgeseq.train.data import load_text
 
         return load_text("pydoc")
     p = Path(data)

@@ -1,8 +1,8 @@
-"""Training data for :mod:`edgeseq.training`: shape checks, splits and batches.
+"""Training data for :mod:`edgeseq.train.training`: shape checks, splits and batches.
 
 Every topology becomes the same thing here, a :data:`Batch`: inputs, per-frame targets,
 a mask of the frames that count, and the state the sequence starts from. The training
-loop in :mod:`edgeseq.training` never looks at the topology.
+loop in :mod:`edgeseq.train.training` never looks at the topology.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
 
 from edgeseq.errors import InputError
-from edgeseq.models import Seq2Seq, SeqConfig, SeqModel, State
+from edgeseq.train.models import Seq2Seq, SeqConfig, SeqModel, State
 
 __all__ = ["Batch", "SequenceData"]
 
@@ -30,7 +30,7 @@ _MSE_TASKS = ("regress", "forecast")
 
 @dataclass
 class SequenceData:
-    """Inputs and targets for :func:`~edgeseq.training.fit`; numpy arrays or tensors.
+    """Inputs and targets for :func:`~edgeseq.train.training.fit`; numpy arrays or tensors.
 
     Attributes
     ----------

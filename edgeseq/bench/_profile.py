@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeseq._bench_timing import Budget, interleave
+from edgeseq.bench._timing import Budget, interleave
 
 __all__ = ["ort_profile", "profile_pool", "profile_step"]
 

@@ -1,5 +1,5 @@
 """Small data files that ship inside the edgeseq package.
 
-Read them through :func:`edgeseq.data.load_demo_series`; see ``README.md`` in
+Read them through :func:`edgeseq.train.data.load_demo_series`; see ``README.md`` in
 this directory for source and licence.
 """

@@ -2,7 +2,7 @@
 
 Layout, format version 1 (written by :func:`save_checkpoint` with :func:`torch.save`)::
 
-    {"format": "edgeseq.checkpoint", "format_version": 1,
+    {"format": "edgeseq.train.checkpoint", "format_version": 1,
      "kind": "SeqModel" | "Seq2Seq",
      "config": "<JSON>",        # SeqConfig, or {"encoder": ..., "decoder": ...}
      "state_dict": {name: tensor},
@@ -28,11 +28,11 @@ import torch
 
 from edgeseq import __version__
 from edgeseq.errors import InputError, ModelLoadError
-from edgeseq.models import Seq2Seq, SeqConfig, SeqModel
+from edgeseq.train.models import Seq2Seq, SeqConfig, SeqModel
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "load_checkpoint", "save_checkpoint"]
 
-CHECKPOINT_FORMAT = "edgeseq.checkpoint"
+CHECKPOINT_FORMAT = "edgeseq.train.checkpoint"
 CHECKPOINT_VERSION = 1
 _KINDS = ("SeqModel", "Seq2Seq")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from edgeseq._bench_targets import NA, TARGETS, Cell
+from edgeseq.bench._targets import NA, TARGETS, Cell
 from edgeseq.table import format_table
 
 __all__ = ["NOTES_MARKER", "render"]

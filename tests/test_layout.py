@@ -1,0 +1,114 @@
+"""The folders show the architecture, and imports run one way.
+
+Layers, bottom to top: the torch-free core (the modules at the top of ``edgeseq/``), then
+``edgeseq.runtime`` and ``edgeseq.train``, then ``edgeseq.exporters``, then the tools that
+sit on everything (``edgeseq.bench``, ``edgeseq.cli``). Every import is checked, including
+the lazy ones inside functions, so a device never meets the training side or torch.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# package -> source folder (the pyproject package-dir mapping)
+FOLDERS = {
+    "edgeseq.runtime": ROOT / "runtime",
+    "edgeseq.exporters": ROOT / "exporters",
+    "edgeseq.train": ROOT / "edgeseq" / "train",
+    "edgeseq.bench": ROOT / "edgeseq" / "bench",
+    "edgeseq.cli": ROOT / "edgeseq" / "cli",
+}
+CORE = {p.stem for p in (ROOT / "edgeseq").glob("*.py")} - {"__init__"}
+HEAVY = {"torch", "onnx", "onnxscript", "matplotlib", "pandas", "sklearn", "sktime"}
+
+# which layers each layer may import (besides itself)
+ALLOWED = {
+    "core": {"core"},
+    "edgeseq.runtime": {"core"},
+    "edgeseq.train": {"core"},
+    "edgeseq.exporters": {"core", "edgeseq.runtime", "edgeseq.train"},
+    "edgeseq.bench": {"core", "edgeseq.runtime", "edgeseq.train", "edgeseq.exporters"},
+    "edgeseq.cli": {
+        "core",
+        "edgeseq.runtime",
+        "edgeseq.train",
+        "edgeseq.exporters",
+        "edgeseq.bench",
+    },
+}
+# an end-to-end job that sits on top like the CLI, though it lives beside the training code
+ON_TOP = {"edgeseq.train.demo": ALLOWED["edgeseq.bench"]}
+NO_HEAVY = {"core", "edgeseq.runtime"}
+
+
+def _layer(module: str) -> str | None:
+    if module == "edgeseq" or module.split(".")[1] in CORE:
+        return "core"
+    for pkg in FOLDERS:
+        if module == pkg or module.startswith(pkg + "."):
+            return pkg
+    return None
+
+
+def _modules() -> list[tuple[str, Path]]:
+    found = [("edgeseq", ROOT / "edgeseq" / "__init__.py")]
+    found += [(f"edgeseq.{m}", ROOT / "edgeseq" / f"{m}.py") for m in sorted(CORE)]
+    for pkg, folder in FOLDERS.items():
+        for path in sorted(folder.rglob("*.py")):
+            rel = path.relative_to(folder).with_suffix("")
+            parts = [p for p in rel.parts if p != "__init__"]
+            found.append((".".join([pkg, *parts]), path))
+    return found
+
+
+def _imports(module: str, path: Path) -> set[str]:
+    """Every module named by an import statement anywhere in the file."""
+    names: set[str] = set()
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            names.add(target)
+            names |= {f"{target}.{a.name}" for a in node.names}  # from pkg import submodule
+    return names
+
+
+MODULES = _modules()
+
+
+def test_the_tree_has_the_expected_layers() -> None:
+    """A new folder or a misplaced file must be placed in a layer on purpose."""
+    assert {"contract", "errors", "vocab", "table"} <= CORE
+    assert not CORE & {"models", "training", "data", "tasks", "checkpoint", "demo", "bench"}
+    assert not list((ROOT / "edgeseq").glob("_bench_*.py"))
+    for pkg, folder in FOLDERS.items():
+        doc = ast.get_docstring(ast.parse((folder / "__init__.py").read_text("utf-8")))
+        assert doc and len(doc.split()) > 20, f"{pkg} needs a docstring saying what it is for"
+
+
+@pytest.mark.parametrize("module,path", MODULES, ids=[m for m, _ in MODULES])
+def test_imports_run_one_way(module: str, path: Path) -> None:
+    layer = _layer(module)
+    assert layer is not None, module
+    allowed = ON_TOP.get(module, ALLOWED[layer]) | {layer}
+    for name in sorted(_imports(module, path)):
+        top = name.split(".")[0]
+        if top == "edgeseq":
+            target = _layer(name) if name.count(".") else "core"
+            if target is None:
+                continue  # `from edgeseq import X` where X is a public name of the core
+            assert target in allowed, f"{module} ({layer}) imports {name} ({target})"
+        elif layer in NO_HEAVY:
+            assert top not in HEAVY, f"{module} ({layer}) imports {name}: a device lacks it"
