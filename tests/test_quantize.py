@@ -63,7 +63,12 @@ def test_quantized_model_streams_with_parity(models, name, kind, tmp_path) -> No
         quant.reset()
         got = np.concatenate([quant.step(x[i : i + k]) for i in range(0, len(x), k)])
         np.testing.assert_allclose(got, want, atol=TOL[kind], rtol=0)
-    assert verify(model, dst).ok(atol=TOL[kind])  # op check accepts DynamicQuantizeLSTM
+    # op check accepts DynamicQuantizeLSTM; an LSTM's cell state is not bounded like its
+    # output, so int8 drift there is judged relative to its scale (10 % of the largest value;
+    # measured 0.055 abs on a c state near 1 on a CPU without VNNI)
+    rtol = 0.1 if kind == "int8" else None
+    report = verify(model, dst)
+    assert report.ok(atol=TOL[kind], rtol=rtol), report.failures(TOL[kind], rtol)
 
 
 @pytest.mark.parametrize("kind", ["int8", "fp16"])
@@ -71,9 +76,10 @@ def test_lengths_still_work(models, kind, tmp_path) -> None:
     """Rows of different lengths in one batch equal each row run alone (state and output).
 
     int8 only within quantization noise: dynamic quantization picks one activation scale
-    per tensor, over the whole batch, so a row's result moves slightly with its batchmates.
+    per tensor, over the whole batch, so a row's result moves slightly with its batchmates
+    (measured up to 6e-3 on outputs of size ~0.5 on a CPU without VNNI, 4e-3 with it).
     """
-    atol = {"int8": 5e-3, "fp16": 1e-5}[kind]
+    atol = {"int8": 1.5e-2, "fp16": 1e-5}[kind]
     _, src = models["lstm"]
     dst = tmp_path / f"len.{kind}.onnx"
     quantize(src, dst, kind)
