@@ -8,6 +8,7 @@ they were submitted; later ones for the same key wait for the next batch.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -18,7 +19,9 @@ from typing import Any
 
 from edgeseq.errors import StreamError
 
-__all__ = ["MicroBatcher", "Request"]
+__all__ = ["CallbackThread", "MicroBatcher", "Request"]
+
+_LOG = logging.getLogger("edgeseq.runtime")
 
 
 @dataclass
@@ -69,6 +72,14 @@ class MicroBatcher:
                 self._cond.notify()
         return req.future
 
+    @property
+    def busy(self) -> dict[Any, int]:
+        """Pending requests per key (read-only: ``key in busy`` is safe from any thread)."""
+        return self._counts
+
+    def owns_current_thread(self) -> bool:
+        return self._thread is threading.current_thread()
+
     def shutdown(self, wait: bool = True) -> None:
         """Stop taking requests; the worker finishes what is pending, then exits."""
         with self._cond:
@@ -117,3 +128,53 @@ class MicroBatcher:
                 del self._counts[r.key]
         self._pending = rest
         return batch
+
+
+class CallbackThread:
+    """Runs user callbacks in the order posted, on one daemon thread, off the batcher.
+
+    The thread starts on the first post and exits once it is shut down and idle; a post
+    after that starts it again, so nothing posted is ever dropped. A callback that raises
+    is logged (as :mod:`concurrent.futures` does) and the next one runs.
+    """
+
+    def __init__(self, name: str = "edgeseq-callbacks") -> None:
+        self.name = name
+        self._jobs: deque[tuple[Callable[..., Any], tuple]] = deque()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closing = False
+
+    def post(self, fn: Callable[..., Any], *args: Any) -> None:
+        with self._cond:
+            self._jobs.append((fn, args))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def owns_current_thread(self) -> bool:
+        return self._thread is threading.current_thread()
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Run what is posted, then let the thread exit."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+            thread = self._thread
+        if wait and thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._jobs and not self._closing:
+                    self._cond.wait()
+                if not self._jobs:
+                    self._thread = None  # a later post starts a new thread
+                    return
+                fn, args = self._jobs.popleft()
+            try:
+                fn(*args)
+            except Exception:
+                _LOG.exception("edgeseq: callback %r raised", fn)

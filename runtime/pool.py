@@ -2,36 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from edgeseq.contract import Contract
 from edgeseq.errors import InputError, SnapshotError, StreamError
-from edgeseq.runtime._batcher import MicroBatcher, Request
+from edgeseq.runtime._batcher import CallbackThread, MicroBatcher, Request
 from edgeseq.runtime._engine import Engine, Outputs
 from edgeseq.runtime._rows import RowStore
 from edgeseq.runtime._session import ModelSource
+from edgeseq.runtime._streams import Stream, StreamTable, exact_id
 from edgeseq.runtime.discover import StateSpec
 from edgeseq.runtime.snapshot import PoolSnapshot, Snapshot, check_snapshot
 
 __all__ = ["StreamPool"]
 
 _POOL = object()  # close() without an id closes the pool
-_REMEMBER = 4096  # closed/evicted ids kept for precise error messages
-
-
-@dataclass
-class _Stream:
-    row: int  # row of the pool's state store
-    frames_seen: int
-    last_used: float
+Evicted = list[tuple[int, Snapshot | None]]  # streams a sweep closed, for on_evict
+_LOG = logging.getLogger("edgeseq.runtime")
 
 
 class StreamPool:
@@ -52,8 +46,19 @@ class StreamPool:
     max_streams
         Open streams at most; state is preallocated for this many rows.
     idle_timeout
-        Seconds without a call after which a stream is closed (checked on open, step,
-        submit batches and :meth:`evict_idle`). None keeps streams until closed.
+        Seconds without a call after which a stream is closed. Expired streams are swept
+        at the start of every pool call (``open``, ``step``, ``submit`` batches, ``len``,
+        ``in``, ``ids``, :meth:`evict_idle`); a call that names an expired stream before a
+        sweep closed it counts as its use. A sweep costs O(expired streams), however many
+        are open. None keeps streams until closed.
+    on_evict
+        ``on_evict(stream_id, snapshot)`` is called once for every stream closed for
+        idleness, with its :class:`~edgeseq.runtime.Snapshot` (as :meth:`snapshot` gives
+        it), so a server can persist the stream instead of losing it (``open(snapshot)``
+        resumes it). It runs after the pool's lock is released, so it may call back into
+        the pool: in the thread whose call swept the stream, or, for sweeps by the
+        ``submit`` worker, on the pool's callback thread. Exceptions it raises are logged
+        (logger ``edgeseq.runtime``), never raised into the call that swept.
     max_batch, max_wait_ms
         ``submit`` runs a batch when this many streams are waiting, or when the oldest
         request has waited this long.
@@ -91,6 +96,7 @@ class StreamPool:
         constants: Mapping[str, Any] | None = None,
         context: int | None = None,
         resident: bool | None = None,
+        on_evict: Callable[[int, Snapshot], None] | None = None,
     ) -> None:
         for name, value in (("max_streams", max_streams), ("max_batch", max_batch)):
             if name == "max_batch" and value is None:
@@ -100,6 +106,10 @@ class StreamPool:
         if idle_timeout is not None and not idle_timeout > 0:
             raise InputError(
                 f"idle_timeout must be positive seconds or None, got {idle_timeout!r}."
+            )
+        if on_evict is not None and not callable(on_evict):
+            raise InputError(
+                f"on_evict must be a callable (stream_id, snapshot) or None, got {on_evict!r}."
             )
         self.engine = engine = Engine(
             model,
@@ -119,37 +129,33 @@ class StreamPool:
         self.contract = engine.contract
         self.max_streams = max_streams
         self.idle_timeout = idle_timeout
+        self.on_evict = on_evict
         self.max_batch = min(max_batch or max_streams, max_streams)
         self.max_wait_ms = max_wait_ms
         self._clock = clock
         self._rows = RowStore(engine, max_streams, resident)
-        self._streams: dict[int, _Stream] = {}
-        self._free = list(range(max_streams - 1, -1, -1))
-        self._next_id = 0
-        self._gone: OrderedDict[int, str] = OrderedDict()
+        self._table = StreamTable(max_streams, idle_timeout)
         self._lock = threading.RLock()
         self._batcher: MicroBatcher | None = None
+        self._callbacks = CallbackThread()
         self._closed = False
 
     # ------------------------------------------------------------------ streams
     def open(self, snapshot: Snapshot | bytes | None = None) -> int:
         """Open a stream at the initial state (or at ``snapshot``); return its id."""
-        with self._lock:
-            self._check_alive()
-            checked = check_snapshot(snapshot, self.engine) if snapshot is not None else None
-            self.evict_idle()
-            if not self._free:
-                raise StreamError(
-                    f"the pool is full: {self.max_streams} streams open (max_streams="
-                    f"{self.max_streams}), so no new stream can open. close() streams you are "
-                    "done with, set idle_timeout to evict idle ones, or use a larger max_streams."
-                )
-            sid, self._next_id = self._next_id, self._next_id + 1
-            stream = self._streams[sid] = _Stream(self._free.pop(), 0, self._clock())
-            self._rows.write(stream.row)
-            if checked is not None:
-                self._load(stream, checked)
-            return sid
+        gone: Evicted = []
+        try:
+            with self._lock:
+                self._check_alive()
+                checked = check_snapshot(snapshot, self.engine) if snapshot is not None else None
+                gone = self._sweep()
+                sid, stream = self._table.add(self._clock())
+                self._rows.write(stream.row)
+                if checked is not None:
+                    self._load(stream, checked)
+                return sid
+        finally:
+            self._notify(gone)
 
     def close(self, stream_id: Any = _POOL) -> None:
         """Close stream ``stream_id``; without an id, close the pool (see :meth:`shutdown`)."""
@@ -157,41 +163,50 @@ class StreamPool:
             self.shutdown()
             return
         with self._lock:
-            self._get(stream_id)
-            self._release(stream_id, "closed")
+            self._table.get(stream_id)
+            self._table.release(stream_id, "closed")
 
     def reset(self, stream_id: int) -> None:
         """Put one stream back at the initial state."""
         with self._lock:
-            stream = self._get(stream_id)
+            stream = self._table.get(stream_id)
             self._rows.write(stream.row)
-            stream.frames_seen, stream.last_used = 0, self._clock()
+            stream.frames_seen = 0
+            self._table.touch([stream_id], self._clock())
 
     def evict_idle(self) -> list[int]:
-        """Close streams idle for longer than ``idle_timeout``; return their ids."""
-        if self.idle_timeout is None:
-            return []
+        """Close streams idle for longer than ``idle_timeout`` (calling ``on_evict`` for
+        each); return their ids, oldest first."""
         with self._lock:
-            now = self._clock()
-            gone = [s for s, st in self._streams.items() if now - st.last_used > self.idle_timeout]
-            for sid in gone:
-                idle = now - self._streams[sid].last_used
-                self._release(
-                    sid, f"evicted after {idle:.3g} s idle (idle_timeout={self.idle_timeout} s)"
-                )
-            return gone
+            gone = self._sweep()
+        self._notify(gone)
+        return [sid for sid, _ in gone]
 
     @property
     def ids(self) -> list[int]:
-        """Ids of the open streams."""
+        """Ids of the open streams (expired ones are swept first), in order of opening."""
         with self._lock:
-            return list(self._streams)
+            gone = self._sweep()
+            ids = list(self._table.open)
+        self._notify(gone)
+        return ids
 
     def __len__(self) -> int:
-        return len(self._streams)
+        """Open streams (expired ones are swept first)."""
+        with self._lock:
+            gone = self._sweep()
+            n = len(self._table)
+        self._notify(gone)
+        return n
 
     def __contains__(self, stream_id: object) -> bool:
-        return stream_id in self._streams
+        """Whether ``stream_id`` is an open stream (an exact int id; expired ones are swept)."""
+        with self._lock:
+            gone = self._sweep()
+            sid = exact_id(stream_id)
+            found = sid is not None and sid in self._table.open
+        self._notify(gone)
+        return found
 
     # ------------------------------------------------------------------ stepping
     def step(self, frames: Mapping[int, Any]) -> dict[int, Outputs]:
@@ -206,11 +221,16 @@ class StreamPool:
                 f"step() expects a dict {{stream id: frames}}, got {type(frames).__name__}. "
                 "For one stream: pool.step({sid: frames})."
             )
-        with self._lock:
-            self._check_alive()
-            self.evict_idle()
-            prepared = [(self._get(sid), *self._check(sid, f)) for sid, f in frames.items()]
-            outs = self._run(prepared)
+        gone: Evicted = []
+        try:
+            with self._lock:
+                self._check_alive()
+                get = self._table.get
+                prepared = [(sid, get(sid), *self._check(sid, f)) for sid, f in frames.items()]
+                gone = self._sweep(keep=frames)  # the streams named here count as used
+                outs = self._run(prepared)
+        finally:
+            self._notify(gone)
         return dict(zip(frames, outs))
 
     def _check(self, sid: Any, frames: Any) -> tuple[np.ndarray, bool]:
@@ -222,13 +242,10 @@ class StreamPool:
         except InputError as exc:
             raise InputError(f"stream {sid!r}: {exc}") from None
 
-    def _run(self, prepared: list[tuple[_Stream, np.ndarray, bool]]) -> list[Outputs]:
+    def _run(self, prepared: list[tuple[int, Stream, np.ndarray, bool]]) -> list[Outputs]:
         """Run checked chunks in batched calls; commit every stream only if all succeeded."""
-        outs = self._rows.run([(st.row, chunk, single) for st, chunk, single in prepared])
-        now = self._clock()
-        for stream, chunk, _ in prepared:
-            stream.frames_seen += chunk.shape[0]
-            stream.last_used = now
+        outs = self._rows.run([(st.row, chunk, single) for _, st, chunk, single in prepared])
+        self._table.used([(sid, st, len(chunk)) for sid, st, chunk, _ in prepared], self._clock())
         return outs
 
     # ------------------------------------------------------------------ async front
@@ -239,8 +256,7 @@ class StreamPool:
         requests run in submission order; up to ``max_batch`` streams share a call.
         """
         self._check_alive()
-        if stream_id not in self._streams:
-            raise self._unknown(stream_id)
+        self._table.get(stream_id)
         checked = self._check(stream_id, frames)
         if self._batcher is None:
             with self._lock:
@@ -253,18 +269,20 @@ class StreamPool:
     def _run_requests(self, batch: list[Request]) -> None:
         live = [r for r in batch if r.future.set_running_or_notify_cancel()]
         done: list[tuple[Future, Any, bool]] = []
+        gone: Evicted = []
         with self._lock:
-            self.evict_idle()
+            pending = self._batcher.busy if self._batcher is not None else {}
+            gone = self._sweep(keep=_Either({r.key for r in batch}, pending))
             ready = []
             for r in live:
-                stream = self._streams.get(r.key)
+                stream = self._table.open.get(r.key)
                 if stream is None:
-                    done.append((r.future, self._unknown(r.key), False))
+                    done.append((r.future, self._table.unknown(r.key), False))
                 else:
                     ready.append((r, stream))
             if ready:
                 try:
-                    outs = self._run([(s, *r.payload) for r, s in ready])
+                    outs = self._run([(r.key, s, *r.payload) for r, s in ready])
                     done += [(r.future, o, True) for (r, _), o in zip(ready, outs)]
                 except Exception as exc:
                     done += [(r.future, exc, False) for r, _ in ready]
@@ -273,12 +291,14 @@ class StreamPool:
                 fut.set_result(value)
             else:
                 fut.set_exception(value)
+        self._notify(gone)
 
     def shutdown(self, wait: bool = True) -> None:
         """Finish pending submits and stop the worker; the pool takes no more calls."""
         self._closed = True
         if self._batcher is not None:
             self._batcher.shutdown(wait)
+        self._callbacks.shutdown(wait)
 
     def __enter__(self) -> StreamPool:
         return self
@@ -290,21 +310,22 @@ class StreamPool:
     def snapshot(self, stream_id: int) -> Snapshot:
         """One stream's state; restorable here, in another pool, or in a StreamingPredictor."""
         with self._lock:
-            st = self._get(stream_id)
-            states, ctx = self._rows.read(st.row)
-            return Snapshot(self.engine.hash, states, st.frames_seen, ctx)
+            return self._snapshot(self._table.get(stream_id))
 
     def restore(self, stream_id: int, snapshot: Snapshot | bytes) -> None:
         """Continue stream ``stream_id`` from ``snapshot``; refuse another model's."""
         with self._lock:
-            stream = self._get(stream_id)
+            stream = self._table.get(stream_id)
             self._load(stream, check_snapshot(snapshot, self.engine))
+            self._table.touch([stream_id], stream.last_used)
 
     def snapshot_all(self) -> PoolSnapshot:
         """Every open stream by id; ``.to_bytes()`` / ``.save(path)`` persist it."""
         with self._lock:
             return PoolSnapshot(
-                self.engine.hash, {s: self.snapshot(s) for s in self._streams}, self._next_id
+                self.engine.hash,
+                {s: self._snapshot(st) for s, st in self._table.open.items()},
+                self._table.next_id,
             )
 
     def restore_all(self, snapshot: PoolSnapshot | bytes) -> None:
@@ -326,43 +347,47 @@ class StreamPool:
                     f"the snapshot holds {len(checked)} streams; this pool has max_streams="
                     f"{self.max_streams}. Create the pool with max_streams >= {len(checked)}."
                 )
-            for sid in list(self._streams):
-                self._release(sid, "replaced by restore_all()")
+            table = self._table
+            for sid in list(table.open):
+                table.release(sid, "replaced by restore_all()")
             for sid, c in checked.items():
-                stream = self._streams[sid] = _Stream(self._free.pop(), 0, self._clock())
-                self._load(stream, c)
-                self._gone.pop(sid, None)
-            self._next_id = max(self._next_id, snapshot.next_id, *(s + 1 for s in checked))
+                self._load(table.add(self._clock(), sid)[1], c)
+            table.next_id = max(table.next_id, snapshot.next_id, *(s + 1 for s in checked))
 
     # ------------------------------------------------------------------ internals
-    def _load(self, stream: _Stream, checked: tuple) -> None:
+    def _snapshot(self, stream: Stream) -> Snapshot:
+        states, ctx = self._rows.read(stream.row)
+        return Snapshot(self.engine.hash, states, stream.frames_seen, ctx)
+
+    def _load(self, stream: Stream, checked: tuple) -> None:
         snap, states, ctx = checked
         self._rows.write(stream.row, states, ctx[0] if ctx is not None else None)
         stream.frames_seen, stream.last_used = snap.frames_seen, self._clock()
 
-    def _get(self, sid: Any) -> _Stream:
-        stream = self._streams.get(sid)
-        if stream is None:
-            raise self._unknown(sid)
-        return stream
+    def _sweep(self, keep: Container[int] = ()) -> Evicted:
+        """Close the streams idle past the timeout, except ``keep`` (lock held); return them
+        with their snapshots (when ``on_evict`` wants them) for :meth:`_notify`."""
+        expired = self._table.expired(self._clock(), keep)
+        gone: Evicted = []
+        for sid, idle in expired:
+            stream = self._table.open[sid]
+            snap = self._snapshot(stream) if self.on_evict is not None else None
+            why = f"evicted after {idle:.3g} s idle (idle_timeout={self.idle_timeout} s)"
+            self._table.release(sid, why)
+            gone.append((sid, snap))
+        return gone
 
-    def _unknown(self, sid: Any) -> StreamError:
-        if sid in self._gone:
-            return StreamError(
-                f"stream {sid!r} was {self._gone[sid]}; expected an open stream id. open() a "
-                "new stream (open(snapshot) resumes a saved one)."
-            )
-        some = list(self._streams)[:5]
-        return StreamError(
-            f"unknown stream id {sid!r}; expected an id returned by open() (open now: "
-            f"{len(self._streams)}, e.g. {some}). Nothing was run."
-        )
-
-    def _release(self, sid: int, why: str) -> None:
-        self._free.append(self._streams.pop(sid).row)
-        self._gone[sid] = why
-        if len(self._gone) > _REMEMBER:
-            self._gone.popitem(last=False)
+    def _notify(self, gone: Evicted) -> None:
+        """Hand evicted streams to ``on_evict``: never under the lock, never on the worker."""
+        hook = self.on_evict
+        if not gone or hook is None:
+            return
+        if self._batcher is not None and self._batcher.owns_current_thread():
+            for sid, snap in gone:
+                self._callbacks.post(hook, sid, snap)
+            return
+        for sid, snap in gone:
+            _call_logged(hook, sid, snap)
 
     def _check_alive(self) -> None:
         if self._closed:
@@ -372,6 +397,25 @@ class StreamPool:
 
     def __repr__(self) -> str:
         return (
-            f"StreamPool(streams={len(self._streams)}/{self.max_streams}, "
+            f"StreamPool(streams={len(self._table)}/{self.max_streams}, "
             f"max_batch={self.max_batch}, cell={self.contract.model.cell})"
         )
+
+
+class _Either:
+    """Membership in either of two containers, without building their union."""
+
+    __slots__ = ("a", "b")
+
+    def __init__(self, a: Container[Any], b: Container[Any]) -> None:
+        self.a, self.b = a, b
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.a or key in self.b
+
+
+def _call_logged(fn: Callable[..., Any], *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception:
+        _LOG.exception("edgeseq: on_evict hook %r raised", fn)
