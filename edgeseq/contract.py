@@ -129,13 +129,14 @@ class StatePair:
     """A recurrent state carried from one call to the next: fed as ``input``, read as ``output``.
 
     ``init`` is ``"zeros"`` or a flat list of numbers that fills ``shape`` with batch 1
-    (it is repeated along ``batch_axis`` for larger batches).
+    (it is repeated along ``batch_axis`` for larger batches). ``batch_axis`` is None for the
+    state of a model that runs one stream per call (no batch axis, e.g. ``(1, 1, hidden)``).
     """
 
     input: str
     output: str
     shape: list[Dim]
-    batch_axis: int = 1
+    batch_axis: int | None = 1
     dtype: str = "float32"
     init: str | list[float] = "zeros"
 
@@ -152,7 +153,7 @@ class StatePair:
             isinstance(init, list) and all(isinstance(v, (int, float)) for v in init)
         ):
             raise _fail(f"{path}.init", '"zeros" or a list of numbers', init)
-        axis = _check_axis(f"{path}.batch_axis", d.get("batch_axis", 1), len(shape))
+        axis = _check_axis(f"{path}.batch_axis", d.get("batch_axis", 1), len(shape), True)
         return cls(
             input=d["input"],
             output=d["output"],

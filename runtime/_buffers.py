@@ -66,7 +66,7 @@ class _Plan:
     def __init__(self, engine: Engine, slot: StateSlot, key: tuple[int, ...]) -> None:
         dev, batch, session = engine.device, slot.batch, engine.session
         t_in = key[0]
-        self.x = Buffer((batch, *key), engine.frames.dtype, dev)
+        self.x = Buffer(engine.layout.graph_shape((batch, *key)), engine.frames.dtype, dev)
         self.lengths = Buffer((batch,), np.int32, dev) if engine.lengths_name else None
         self.full = True  # lengths hold t_in for every row
         if self.lengths is not None:
@@ -165,7 +165,7 @@ class _Loose:
         if self.plain:  # session.run on numpy views of the state: measurably faster
             return self._run_cpu(engine, xs, valid, parity)
         b = self.bindings[parity]
-        frames = np.ascontiguousarray(xs)
+        frames = np.ascontiguousarray(engine.layout.to_graph(xs))
         b.bind_ortvalue_input(
             engine.frames.name, ort.OrtValue.ortvalue_from_numpy(frames, dev.memory, dev.index)
         )
@@ -185,7 +185,7 @@ class _Loose:
         """The same call through ``session.run``: on CPU the state buffers are numpy views,
         so nothing is converted on the way in; the new state is copied into the other set."""
         slot = self.slot
-        feed: dict[str, Any] = {**engine.constants, engine.frames.name: xs}
+        feed: dict[str, Any] = {**engine.constants, engine.frames.name: engine.layout.to_graph(xs)}
         if engine.lengths_name is not None:
             full = np.full(len(xs), xs.shape[1], np.int32)
             feed[engine.lengths_name] = valid if valid is not None else full
@@ -288,7 +288,7 @@ class StateSlot:
                     self._loose = _Loose(engine, self)
                 outs = self._loose.call(engine, xs, valid, self.cur)
             else:
-                plan.x.write(xs)
+                plan.x.write(engine.layout.to_graph(xs))
                 if plan.lengths is not None:
                     if valid is not None:
                         plan.lengths.write(valid)

@@ -23,7 +23,8 @@ from edgeseq.errors import ContractError, InputError
 from edgeseq.runtime._buffers import StateSlot, row_view
 from edgeseq.runtime._frames import FrameSpec
 from edgeseq.runtime._session import ModelSource, graph_io, open_session, parse_device
-from edgeseq.runtime.discover import StateSpec, resolve_contract
+from edgeseq.runtime._window import GraphLayout, WindowPlan, plan_windows
+from edgeseq.runtime.discover import StateSpec, check_cuts, resolve_contract, session_prober
 
 __all__ = ["DiscoveryWarning", "Engine", "initial_state"]
 
@@ -39,6 +40,8 @@ def initial_state(pair: StatePair, batch: int = 1) -> np.ndarray:
     shape = [batch if isinstance(d, str) else d for d in pair.shape]
     if pair.init == "zeros":
         return np.zeros(shape, dtype=pair.dtype)
+    if pair.batch_axis is None:
+        return np.asarray(pair.init, dtype=pair.dtype).reshape(shape)
     one = list(shape)
     one[pair.batch_axis] = 1
     row = np.asarray(pair.init, dtype=pair.dtype).reshape(one)
@@ -65,6 +68,7 @@ class Engine:
         state: StateSpec | None = None,
         constants: Mapping[str, Any] | None = None,
         context: int | None = None,
+        window: int | None = None,
     ) -> None:
         self.device = parse_device(device)
         self.session = open_session(model, self.device, threads)
@@ -83,11 +87,12 @@ class Engine:
             gout,
             contract=contract,
             state=state,
-            constants=list(given),
+            constants=given,
             source=source,
+            prober=session_prober(self.session, gin),
         )
         self.contract.check_graph(gin, gout)
-        if self.discovery is not None:
+        if self.discovery is not None and self.discovery.discovered:
             warnings.warn(
                 DiscoveryWarning(
                     f"{source} has no edgeseq contract; discovered by shape:\n"
@@ -98,6 +103,7 @@ class Engine:
             )
         c = self.contract
         self.frames = FrameSpec(c)
+        self.layout = GraphLayout(c.frames)
         self.lengths_name = c.lengths
         self.pairs: list[StatePair] = list(c.states)
         self.data_outputs: list[TensorSpec] = c.data_outputs()
@@ -113,7 +119,21 @@ class Engine:
         }
         self.context = self._check_context(context)
         self.chunk = c.model.chunk  # frames per call of a fixed-length graph, context included
+        self.windows: WindowPlan | None = plan_windows(c, self.frames, self.context, window)
+        if self.windows is not None:
+            self.context = self.windows.context
+            if self.windows.framed:  # the caller streams raw samples; frames are cut from them
+                self.frames = FrameSpec(c, trailing=())
+            else:
+                self.chunk = self.windows.size
+        elif self.discovery is not None and self.discovery.probe is not None:
+            check_cuts(self.discovery.probe, self.pairs, self.data_outputs, self.context)
         self.step_frames = (self.chunk - self.context) if self.chunk else None
+        if c.frames.time_axis is None and not (self.windows and self.windows.framed):
+            self.step_frames = 1  # the graph takes one frame per call
+        # outputs of graphs that take a fixed window or one frame per call: one per call
+        self.per_call = self.windows is not None or c.frames.time_axis is None
+        self.result_specs = [self._result_spec(o) for o in self.data_outputs]
         if self.step_frames is not None and self.step_frames < 1:
             raise InputError(
                 f"context={self.context} leaves no room for new frames in this graph's fixed "
@@ -143,6 +163,14 @@ class Engine:
         out = {}
         for name, value in given.items():
             g = graph[name]
+            got = np.asarray(value)
+            want = np.dtype(g.dtype)
+            if got.dtype.kind not in "biuf" or (want.kind in "biu" and got.dtype.kind == "f"):
+                raise InputError(
+                    f"constants[{name!r}]: expected {want.name} (the graph's type), got "
+                    f"{got.dtype.name} {got.tolist() if got.size < 5 else got.shape}. Pass e.g. "
+                    f"np.array(value, dtype=np.{want.name})."
+                )
             arr = np.array(value, dtype=g.dtype, order="C")  # 0-d stays 0-d
             ok = arr.ndim == len(g.shape) and all(
                 not isinstance(d, int) or d == s for d, s in zip(g.shape, arr.shape)
@@ -196,6 +224,8 @@ class Engine:
         the data outputs, batched, time axes trimmed to ``T``. If anything fails the slot
         is left exactly as it was.
         """
+        if self.windows is not None and self.windows.framed:
+            return self._run_framed(x, slot)
         total = x.shape[1]
         step = self.step_frames or total
         if lengths is not None and self.lengths_name is None and np.any(lengths != total):
@@ -239,6 +269,49 @@ class Engine:
         slot.context = ctx
         return self._assemble(pieces, lengths, step)
 
+    def _run_framed(self, x: np.ndarray, slot: StateSlot) -> list[np.ndarray]:
+        """Samples ``(batch, k * window)`` -> ``k`` overlapping frames, run in one call (one
+        call per frame if the graph has no time axis); outputs ``(…, k, …)``."""
+        plan = self.windows
+        assert plan is not None
+        xs = np.concatenate([slot.context, x], axis=1) if plan.context else x
+        frames = plan.frames(xs)  # (batch, k, context + window)
+        step = frames.shape[1] if self.contract.frames.time_axis is not None else 1
+        backup = slot.save() if frames.shape[1] > step else None
+        pieces = []
+        try:
+            for start in range(0, frames.shape[1], step):
+                piece = frames[:, start : start + step]
+                pieces.append((slot.call(piece, None), piece.shape[1], piece.shape[1]))
+        except BaseException:
+            if backup is not None:
+                slot.restore(backup)
+            raise
+        if plan.context:
+            slot.context = xs[:, xs.shape[1] - plan.context :].copy()
+        return self._assemble(pieces, None, step)
+
+    def _result_spec(self, spec: TensorSpec) -> TensorSpec:
+        """How an output comes back: one per call gains an axis of calls as its time axis."""
+        if not self.per_call or spec.time_axis is not None:
+            return spec
+        at = 0 if spec.batch_axis is None else spec.batch_axis + 1
+        shape = [*spec.shape[:at], "calls", *spec.shape[at:]]
+        return TensorSpec(spec.name, shape, spec.dtype, spec.batch_axis, at)
+
+    def empty(self) -> Outputs:
+        """What a windowed call that completes no window returns: zero windows per output."""
+        result = {}
+        for spec in self.result_specs:
+            shape = [
+                0 if i == spec.time_axis else (d if isinstance(d, int) else 0)
+                for i, d in enumerate(spec.shape)
+                if i != spec.batch_axis
+            ]
+            result[spec.name] = np.zeros(shape, spec.dtype)
+        first = self.result_specs[0].name
+        return result[first] if len(result) == 1 else result
+
     def runner(self, binding: ort.IOBinding) -> Callable[[], None]:
         """A zero-argument call running ``binding``: the per-frame hot path.
 
@@ -262,10 +335,14 @@ class Engine:
     def _assemble(
         self, pieces: list[tuple[list[np.ndarray], int, int]], lengths: np.ndarray | None, step: int
     ) -> list[np.ndarray]:
-        n_ctx = self.context
+        n_ctx = 0 if self.windows and self.windows.framed else self.context  # framed: inside
         result = []
         for i, spec in enumerate(self.data_outputs):
             t = spec.time_axis
+            if t is None and self.per_call:  # one output per call, stacked
+                at = self.result_specs[i].time_axis
+                result.append(np.stack([outs[i] for outs, _, _ in pieces], axis=at))
+                continue
             if t is None:  # the output of the call that held each row's last frame
                 out = pieces[-1][0][i]
                 if lengths is not None and len(pieces) > 1 and spec.batch_axis is not None:
@@ -297,7 +374,7 @@ class Engine:
     ) -> list[Outputs]:
         """Every row's outputs, as :meth:`extract` gives them; one row-major copy when all
         rows are single frames of a one-output model (the many-streams hot path)."""
-        spec = self.data_outputs[0]
+        spec = self.result_specs[0]
         if len(outs) == 1 and all(singles) and (spec.batch_axis, spec.time_axis) == (0, 1):
             ys = self.postprocess(outs[0][:, 0].copy())  # (batch, ...)
             return list(ys)  # row views of one fresh array: no row shares memory with another
@@ -309,7 +386,7 @@ class Engine:
         One array if the model has one data output, else a dict by output name.
         """
         result = {}
-        for spec, arr in zip(self.data_outputs, outs):
+        for spec, arr in zip(self.result_specs, outs):
             t = spec.time_axis
             if t is not None and not single and arr.shape[t] != frames:
                 arr = arr[_along(t, 0, frames)]

@@ -21,12 +21,15 @@ class FrameSpec:
     (``(batch, time)`` float) take a scalar or ``[T]`` samples.
     """
 
-    def __init__(self, contract: Contract) -> None:
+    def __init__(self, contract: Contract, trailing: tuple[int | str, ...] | None = None) -> None:
         spec = contract.frames
         self.name = spec.name
         self.dtype = np.dtype(spec.dtype)
         self.is_int = self.dtype.kind in "iu"
-        self.trailing: tuple[int | str, ...] = tuple(spec.shape[2:])  # per-frame shape
+        if trailing is None:  # per-frame shape: the axes that are neither batch nor time
+            lead = (spec.batch_axis, spec.time_axis)
+            trailing = tuple(d for i, d in enumerate(spec.shape) if i not in lead)
+        self.trailing: tuple[int | str, ...] = trailing
         # symbolic trailing axes (third-party models) take whatever size the first call has
         self.trailing_ints = tuple(d if isinstance(d, int) else 0 for d in self.trailing)
         self.fixed = all(isinstance(d, int) for d in self.trailing)

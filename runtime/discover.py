@@ -2,19 +2,23 @@
 
 A stateful model from elsewhere (a VAD, a keyword spotter) has no ``edgeseq.contract``
 metadata. Either name its state pairs, ``state={"h_in": "h_out"}``, or let
-:func:`discover` pair them by role and shape: an input that is not the frames input and
-an output of exactly the same shape and dtype, with a symbolic batch axis. Names only
-break ties. What was found is reported, and ``edgeseq inspect MODEL --write-contract
-OUT.onnx`` stores it so the guess is made once, by a person, not at every load.
+:func:`discover` pair them. Both first **probe** the model (:mod:`._probe`): a few calls
+with zero state at batch 1 and 2 show where its batch and time axes are, the shapes of
+outputs the graph leaves unsaid, and which outputs have exactly the shape and dtype of a
+non-frames input: those are the state candidates. Discovery pairs each input with its
+candidate, names only breaking ties between equal shapes; what was inferred and how sure
+it is goes into :class:`Discovery`. ``edgeseq inspect MODEL --write-contract OUT.onnx``
+stores the result, so the guess is made once, by a person, not at every load.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 import edgeseq
 from edgeseq.contract import (
@@ -26,6 +30,14 @@ from edgeseq.contract import (
     TensorSpec,
 )
 from edgeseq.errors import ContractError
+from edgeseq.runtime._declared import (
+    batch_axis,
+    compatible,
+    declared_frames,
+    declared_outputs,
+    name_score,
+)
+from edgeseq.runtime._probe import Probe, ProbeError, probe
 from edgeseq.runtime._session import ModelSource, graph_io, open_session
 
 __all__ = [
@@ -38,34 +50,43 @@ __all__ = [
 ]
 
 StateSpec = Mapping[str, "str | StatePair"]
-_STATE_WORDS = {"h", "c", "hx", "cx", "state", "states", "hidden", "cell", "memory", "carry"}
-_ROLE_WORDS = {"in", "out", "input", "output", "new", "next", "prev", "old", "updated", "n", "0"}
+Prober = Callable[[str, Mapping[str, np.ndarray]], Probe]
 
 
 @dataclass(frozen=True)
 class Discovery:
-    """What :func:`discover` found in a model without a contract, and why."""
+    """What edgeseq inferred about a model without a contract, and how sure it is.
+
+    ``discovered`` is False when the caller named every pair and the probe only filled
+    in shapes and axes the graph does not declare.
+    """
 
     contract: Contract
     reasons: dict[str, str] = field(default_factory=dict)  # state input -> why it was paired
     needs_values: list[str] = field(default_factory=list)  # inputs to pass as constants=
     notes: list[str] = field(default_factory=list)
+    layout: str = "read as (batch, time, ...) from the declared shape"
+    discovered: bool = True
+    probe: Probe | None = field(default=None, repr=False, compare=False)
 
     def report(self) -> str:
         c = self.contract
         f = c.frames
-        lines = [f"  frames    {f.name!r} {_fmt(f.shape)} {f.dtype}"]
+        lines = [f"  frames    {f.name!r} {_fmt(f.shape)} {f.dtype}: {self.layout}"]
         for s in c.states:
             why = self.reasons.get(s.input, "named by the caller")
+            axis = "no batch axis" if s.batch_axis is None else f"batch axis {s.batch_axis}"
             lines.append(
-                f"  state     {s.input!r} -> {s.output!r} {_fmt(s.shape)} batch axis "
-                f"{s.batch_axis}, starts at zeros ({why})"
+                f"  state     {s.input!r} -> {s.output!r} {_fmt(s.shape)} {s.dtype}, {axis}, "
+                f"starts at zeros ({why})"
             )
         for name in c.constants:
             need = f" (needs constants={{{name!r}: value}})" if name in self.needs_values else ""
             lines.append(f"  constant  {name!r}{need}")
         for o in c.data_outputs():
             lines.append(f"  output    {o.name!r} {_fmt(o.shape)} {o.dtype}")
+        if c.model.chunk:
+            lines.append(f"  chunk     {c.model.chunk} frames per call")
         return "\n".join(lines + [f"  note: {n}" for n in self.notes])
 
 
@@ -73,78 +94,114 @@ def _fmt(shape: Sequence[Any]) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
-def _shape(g: GraphIO) -> list[int | str]:
-    """Graph shape with unnamed unknown dims given a name (the contract needs one)."""
-    return [d if d is not None else f"{g.name}_dim{i}" for i, d in enumerate(g.shape)]
-
-
-def _batch_axis(shape: Sequence[int | str | None], batch: int | str | None) -> int | None:
-    """The axis carrying the batch: the frames' batch symbol, else the only symbolic axis."""
-    if isinstance(batch, str) and batch in shape:
-        return list(shape).index(batch)
-    symbolic = [i for i, d in enumerate(shape) if isinstance(d, str) or d is None]
-    if len(symbolic) == 1:
-        return symbolic[0]
-    if not symbolic and isinstance(batch, int):
-        fixed = [i for i, d in enumerate(shape) if d == batch]
-        return fixed[0] if len(fixed) == 1 else None
-    return None
-
-
-def _frames_spec(g: GraphIO) -> tuple[TensorSpec, int | None]:
-    """The frames input as a TensorSpec, and its fixed time length if it has one."""
-    if len(g.shape) < 2:
+def _frames_input(gin: Sequence[GraphIO], skip: set[str]) -> GraphIO:
+    rest = [g for g in gin if g.name not in skip]
+    if not rest:
         raise ContractError(
-            f"the frames input {g.name!r} has shape {g.shape}; expected (batch, time) raw "
-            "samples or (batch, time, features) frames. Name the inputs explicitly "
-            "(StreamingPredictor(model, contract=...)) if the model is laid out otherwise."
+            f"every graph input is named as state or constant ({[g.name for g in gin]}); "
+            "expected one input left for the frames. Check the state= and constants= names."
         )
-    fixed = g.shape[1] if isinstance(g.shape[1], int) else None
-    return TensorSpec(g.name, _shape(g), g.dtype, 0, 1), fixed
+    return rest[0]
 
 
-def _outputs(
-    gout: Sequence[GraphIO], frames: GraphIO, pairs: Sequence[StatePair]
-) -> list[TensorSpec]:
-    by_output = {p.output: p for p in pairs}
-    batch, time = frames.shape[0], frames.shape[1]
-    specs = []
-    for g in gout:
-        if g.name in by_output:
-            specs.append(TensorSpec(g.name, _shape(g), g.dtype, by_output[g.name].batch_axis, None))
-            continue
-        b_ax = _batch_axis(g.shape, batch) if isinstance(batch, str) else None
-        t_ax = g.shape.index(time) if isinstance(time, str) and time in g.shape else None
-        if b_ax is None and g.shape and g.shape[0] == batch:
-            b_ax = 0
-        specs.append(TensorSpec(g.name, _shape(g), g.dtype, b_ax, t_ax if t_ax != b_ax else None))
-    return specs
-
-
-def _pair(gin_by: Mapping[str, GraphIO], name: str, value: str | StatePair, batch) -> StatePair:
-    if isinstance(value, StatePair):
-        return value
-    if name not in gin_by:
-        raise ContractError(
-            f"state[{name!r}]: expected a graph input name, got {name!r}. The graph's inputs "
-            f"are {sorted(gin_by)}."
-        )
+# ---------------------------------------------------------------------- pairs
+def _declared_pair(gin_by: Mapping[str, GraphIO], name: str, value: str, batch) -> StatePair:
     g = gin_by[name]
-    if any(d is None for d in g.shape):
-        raise ContractError(
-            f"state[{name!r}]: the graph gives shape {g.shape} with an unknown axis, so the "
-            "initial state cannot be made. Pass a StatePair(input, output, shape, batch_axis) "
-            "as the value instead of the output name."
-        )
-    axis = _batch_axis(g.shape, batch)
-    extra = [d for i, d in enumerate(g.shape) if isinstance(d, str) and i != axis]
-    if axis is None or extra:
+    unknown = [i for i, d in enumerate(g.shape) if not isinstance(d, int)]
+    axis = batch_axis(g.shape, batch)
+    if axis is None or len(unknown) > 1:
         raise ContractError(
             f"state[{name!r}]: cannot tell the batch axis of shape {g.shape} (expected one "
-            "symbolic axis, or the frames' batch symbol). Pass a StatePair(input, output, "
-            "shape, batch_axis) as the value."
+            "symbolic or unknown axis) and the model could not be probed. Pass the "
+            "constants' values so it can be, or a StatePair(input, output, shape, batch_axis)."
         )
-    return StatePair(name, str(value), list(g.shape), axis, g.dtype, "zeros")
+    shape = ["batch" if i == axis else d for i, d in enumerate(g.shape)]
+    return StatePair(name, str(value), shape, axis, g.dtype, "zeros")
+
+
+def _probed_pair(name: str, value: str | StatePair, pr: Probe, gout_by) -> StatePair:
+    want, dtype, axis = pr.inputs[name]
+    if isinstance(value, StatePair):
+        concrete = [1 if isinstance(d, str) else d for d in value.shape]
+        probed = [1 if isinstance(d, str) else d for d in want]
+        if concrete != probed or value.dtype != dtype:
+            raise ContractError(
+                f"state[{name!r}]: the StatePair says {value.dtype} {value.shape}; the probe "
+                f"ran the model with {name!r} as {dtype} {want} (batch 1: {probed}). Expected "
+                "them to agree: fix the StatePair's shape, or pass the output name only."
+            )
+        return value
+    if value not in pr.matches.get(name, []):
+        shape, odtype = pr.outputs[value][:2]
+        ok = pr.matches.get(name) or "none"
+        raise ContractError(
+            f"state[{name!r}]: expected an output of the input's shape {want} and dtype "
+            f"{dtype}, got {value!r}, which the probe shows as {odtype} {shape}. Outputs that "
+            f"match: {ok}."
+        )
+    return StatePair(name, value, list(want), axis, dtype, "zeros")
+
+
+def _check_names(state: StateSpec, gin_by, gout_names: set[str]) -> None:
+    if not isinstance(state, Mapping):
+        raise ContractError(
+            f"state must map state input names to output names, e.g. {{'h_in': 'h_out'}}; "
+            f"got {type(state).__name__}."
+        )
+    for name, value in state.items():
+        if name not in gin_by:
+            raise ContractError(
+                f"state[{name!r}]: expected a graph input name, got {name!r}. The graph's "
+                f"inputs are {sorted(gin_by)}."
+            )
+        out = value.output if isinstance(value, StatePair) else value
+        if out not in gout_names:
+            raise ContractError(
+                f"state[{name!r}]: expected a graph output name, got {out!r}. The graph's "
+                f"outputs are {sorted(gout_names)}."
+            )
+
+
+def _build(
+    gin: Sequence[GraphIO],
+    gout: Sequence[GraphIO],
+    frames_g: GraphIO,
+    pairs: Sequence[StatePair],
+    constants: Sequence[str],
+    pr: Probe | None,
+    facts: ModelFacts | None,
+) -> Contract:
+    base = facts or ModelFacts(cell="unknown", topology="custom", mode="external")
+    if pr is None:
+        frames, fixed = declared_frames(frames_g)
+        outputs = declared_outputs(gout, frames_g, pairs)
+    else:
+        lay = pr.layout
+        frames = TensorSpec(
+            frames_g.name, pr.frames_shape, frames_g.dtype, lay.batch_axis, lay.time_axis
+        )
+        fixed = pr.fixed_size if lay.time_axis is not None else None
+        by_out = {p.output: p for p in pairs}
+        outputs = []
+        for g in gout:
+            p = by_out.get(g.name)
+            if p is not None:
+                outputs.append(TensorSpec(g.name, list(p.shape), p.dtype, p.batch_axis, None))
+            else:
+                shape, dtype, b_ax, t_ax = pr.outputs[g.name]
+                outputs.append(TensorSpec(g.name, shape, dtype, b_ax, t_ax))
+    if fixed is not None and base.chunk is None:
+        base = dataclasses.replace(base, chunk=fixed)
+    named = {frames_g.name, *(p.input for p in pairs), *constants}
+    extra_inputs = [g.name for g in gin if g.name not in named]
+    return Contract(
+        inputs=[frames],
+        outputs=outputs,
+        states=list(pairs),
+        constants=[*constants, *extra_inputs],
+        model=base,
+        producer={"edgeseq": edgeseq.__version__, "exporter": "external"},
+    )
 
 
 def named_contract(
@@ -153,123 +210,144 @@ def named_contract(
     state: StateSpec,
     constants: Sequence[str] = (),
     facts: ModelFacts | None = None,
+    probe: Probe | None = None,
 ) -> Contract:
-    """A contract from state pairs named by the caller: ``{"h_in": "h_out", ...}``."""
-    if not isinstance(state, Mapping):
-        raise ContractError(
-            f"state must map state input names to output names, e.g. {{'h_in': 'h_out'}}; "
-            f"got {type(state).__name__}."
-        )
+    """A contract from state pairs named by the caller: ``{"h_in": "h_out", ...}``.
+
+    With a ``probe`` the shapes, axes and layout come from running the model, and each
+    named output must have its input's shape and dtype; without one, from the declared
+    shapes.
+    """
     gin_by = {g.name: g for g in gin}
-    gout_names = {g.name for g in gout}
-    rest = [g for g in gin if g.name not in state and g.name not in constants]
-    if not rest:
-        raise ContractError(
-            f"every graph input is named as state or constant ({sorted(gin_by)}); expected "
-            "one input left for the frames. Check the state= and constants= names."
-        )
-    frames, fixed = _frames_spec(rest[0])
-    pairs = [_pair(gin_by, k, v, rest[0].shape[0]) for k, v in state.items()]
-    for p in pairs:
-        if p.output not in gout_names:
-            raise ContractError(
-                f"state[{p.input!r}]: expected a graph output name, got {p.output!r}. The "
-                f"graph's outputs are {sorted(gout_names)}."
-            )
-    extra_inputs = [g.name for g in rest[1:]]
-    base = facts or ModelFacts(cell="unknown", topology="custom", mode="external")
-    if fixed is not None:
-        base = dataclasses.replace(base, chunk=fixed)
-    return Contract(
-        inputs=[frames],
-        outputs=_outputs(gout, rest[0], pairs),
-        states=pairs,
-        constants=[*constants, *extra_inputs],
-        model=base,
-        producer={"edgeseq": edgeseq.__version__, "exporter": "external"},
-    )
+    gout_by = {g.name: g for g in gout}
+    _check_names(state, gin_by, set(gout_by))
+    frames_g = _frames_input(gin, {*state, *constants})
+    pairs = []
+    for name, value in state.items():
+        if probe is not None and name in probe.inputs:
+            pairs.append(_probed_pair(name, value, probe, gout_by))
+        elif isinstance(value, StatePair):
+            pairs.append(value)
+        else:
+            pairs.append(_declared_pair(gin_by, name, value, frames_g.shape[0]))
+    return _build(gin, gout, frames_g, pairs, list(constants), probe, facts)
 
 
-def _words(name: str) -> list[str]:
-    spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", name)
-    return [w for w in re.split(r"[^a-zA-Z0-9]+|(?<=[a-zA-Z])(?=[0-9])", spaced.lower()) if w]
+def _declared_candidates(rest: Sequence[GraphIO], gout, batch) -> tuple[list, dict[str, str]]:
+    scored, why_not = [], {}
+    for i, g in enumerate(rest):
+        axis = batch_axis(g.shape, batch)
+        unknown = [k for k, d in enumerate(g.shape) if not isinstance(d, int)]
+        if axis is None or len(unknown) > 1:
+            why_not[g.name] = "no single symbolic batch axis"
+            continue
+        why_not[g.name] = "no output of the same shape and dtype"
+        for j, o in enumerate(gout):
+            if o.dtype == g.dtype and compatible(g.shape, o.shape):
+                exact = list(o.shape) == list(g.shape)
+                scored.append((-(10 * exact + 5 + name_score(g.name, o.name)), i, j, g.name))
+    return scored, why_not
 
 
-def _name_score(a: str, b: str) -> int:
-    wa, wb = _words(a), _words(b)
-    score = (
-        2
-        if [w for w in wa if w not in _ROLE_WORDS] == [w for w in wb if w not in _ROLE_WORDS]
-        else 0
-    )
-    return score + int(bool(_STATE_WORDS & set(wa)) and bool(_STATE_WORDS & set(wb)))
+def _probed_candidates(rest: Sequence[GraphIO], gout, pr: Probe) -> tuple[list, dict[str, str]]:
+    scored, why_not = [], {}
+    index = {o.name: j for j, o in enumerate(gout)}
+    for i, g in enumerate(rest):
+        found = pr.matches.get(g.name, [])
+        shape, dtype, _ = pr.inputs[g.name]
+        why_not[g.name] = f"no output is {dtype} {_fmt(shape)}"
+        for o in found:
+            scored.append((-(10 + name_score(g.name, o)), i, index[o], g.name))
+    return scored, why_not
 
 
 def discover(
-    gin: Sequence[GraphIO], gout: Sequence[GraphIO], constants: Sequence[str] = ()
+    gin: Sequence[GraphIO],
+    gout: Sequence[GraphIO],
+    constants: Sequence[str] = (),
+    probe: Probe | None = None,
 ) -> Discovery:
-    """Pair state inputs with outputs by role and shape; see the module docstring.
+    """Pair state inputs with outputs by shape and dtype; see the module docstring.
 
     Raises :class:`ContractError` when no pair is evident.
     """
-    rest = [g for g in gin if g.name not in constants]
-    if not rest:
-        raise ContractError(f"every input is a constant ({list(constants)}); no frames input.")
-    batch = rest[0].shape[0] if rest[0].shape else None
-    scored: list[tuple[int, int, int, str]] = []
-    why_not: dict[str, str] = {}
-    for i, g in enumerate(rest[1:]):
-        axis = _batch_axis(g.shape, batch)
-        why_not[g.name] = "no output of the same shape"
-        if g.dtype not in ("float32", "float16", "float64"):
-            why_not[g.name] = f"{g.dtype}, state is float"
-            continue
-        extra = [
-            d for k, d in enumerate(g.shape) if (isinstance(d, str) or d is None) and k != axis
-        ]
-        if axis is None or extra:
-            why_not[g.name] = "no single symbolic batch axis"
-            continue
-        for j, o in enumerate(gout):
-            if o.dtype != g.dtype or len(o.shape) != len(g.shape):
-                continue
-            exact = list(o.shape) == list(g.shape)
-            same_ints = all(
-                (a == b) if isinstance(a, int) else not isinstance(b, int)
-                for a, b in zip(g.shape, o.shape)
-            )
-            if exact or same_ints:
-                score = (10 if exact else 5) + _name_score(g.name, o.name)
-                scored.append((-score, i, j, g.name))
+    frames_g = _frames_input(gin, set(constants))
+    rest = [g for g in gin if g.name not in constants and g.name != frames_g.name]
+    if probe is not None:
+        scored, why_not = _probed_candidates(rest, gout, probe)
+    else:
+        batch = frames_g.shape[0] if frames_g.shape else None
+        scored, why_not = _declared_candidates(rest, gout, batch)
+    by_input: dict[str, list[int]] = {}
+    for _, _, j, name in scored:
+        by_input.setdefault(name, []).append(j)
     used_in: set[str] = set()
     used_out: set[int] = set()
-    pairs: list[StatePair] = []
+    chosen: dict[str, str] = {}
     reasons: dict[str, str] = {}
-    for _score, _, j, name in sorted(scored):
+    notes: list[str] = []
+    for score, _, j, name in sorted(scored):
         if name in used_in or j in used_out:
             continue
-        g, o = next(x for x in gin if x.name == name), gout[j]
         used_in.add(name)
         used_out.add(j)
-        pairs.append(
-            StatePair(name, o.name, list(g.shape), _batch_axis(g.shape, batch) or 0, g.dtype)
-        )
-        why = "same shape" if list(o.shape) == list(g.shape) else "same fixed sizes"
-        names = " and alike names" if _name_score(name, o.name) >= 2 else ""
-        reasons[name] = f"{why}{names}, symbolic batch axis"
-    if not pairs:
+        chosen[name] = gout[j].name
+        others = [gout[k].name for k in by_input[name] if k != j]
+        how = "declared shapes"
+        if probe is not None:
+            at = "batch 1" if probe.batch_fixed or probe.layout.batch_axis is None else "batch 1, 2"
+            how = f"probed: same shape and dtype at {at}"
+        if not others:
+            reasons[name] = f"{how}, the only such output"
+        elif name_score(name, gout[j].name) > max(name_score(name, gout[k].name) for k in
+                                                   by_input[name] if k != j):
+            reasons[name] = f"{how}; also matches {others}, chosen by name"
+        else:
+            reasons[name] = f"{how}; also matches {others}, paired by position"
+            notes.append(
+                f"{name!r} -> {gout[j].name!r} was paired by position among outputs of equal "
+                "shape: check it, or name the pairs (state={...})"
+            )
+    if not chosen:
         raise ContractError(
             "discovery expected a state pair (an input other than the frames input with an "
-            "output of the same shape and a symbolic batch axis), got none in inputs "
+            "output of the same shape and dtype), got none in inputs "
             f"{[(g.name, g.shape) for g in gin]} and outputs "
             f"{[(g.name, g.shape) for g in gout]}. Name the pairs: StreamingPredictor(model, "
             "state={'h_in': 'h_out'}), or export the model with edgeseq."
         )
-    pairs.sort(key=lambda p: [g.name for g in gin].index(p.input))
-    contract = named_contract(gin, gout, {p.input: p for p in pairs}, constants)
+    order = [g.name for g in gin]
+    state = {n: chosen[n] for n in sorted(chosen, key=order.index)}
+    contract = named_contract(gin, gout, state, constants, probe=probe)
     needs = [c for c in contract.constants if c not in constants]
-    notes = [f"{n!r} is not state ({why_not.get(n, '?')}): fed as a constant" for n in needs]
-    return Discovery(contract, reasons, needs, notes)
+    notes = [f"{n!r} is not state ({why_not.get(n, '?')}): fed as a constant" for n in needs] + notes
+    layout = "read as (batch, time, ...) from the declared shape"
+    if probe is not None:
+        layout = f"{probe.layout.describe()}; {probe.layout.how}"
+        notes += probe.notes
+    return Discovery(contract, reasons, needs, notes, layout, True, probe)
+
+
+# ---------------------------------------------------------------------- resolution
+def _probe_values(gin: Sequence[GraphIO], constants: Mapping[str, Any] | Sequence[str]):
+    """Values to probe with: those given, zeros for constants named without one."""
+    by = {g.name: g for g in gin}
+    values, zeros = {}, []
+    for name in constants:
+        value = constants[name] if isinstance(constants, Mapping) else None
+        if name not in by:
+            raise ContractError(
+                f"constants[{name!r}]: expected one of the graph's inputs {list(by)}, got "
+                f"{name!r}. Check the input name."
+            )
+        g = by[name]
+        if value is None:
+            zeros.append(name)
+            shape = [d if isinstance(d, int) else 1 for d in g.shape]
+            values[name] = np.zeros(shape, np.dtype(g.dtype))
+        else:
+            values[name] = np.asarray(value, dtype=np.dtype(g.dtype))
+    return values, zeros
 
 
 def resolve_contract(
@@ -279,33 +357,57 @@ def resolve_contract(
     *,
     contract: Contract | None = None,
     state: StateSpec | None = None,
-    constants: Sequence[str] = (),
+    constants: Sequence[str] | Mapping[str, Any] = (),
     source: str = "model",
+    prober: Prober | None = None,
 ) -> tuple[Contract, Discovery | None]:
-    """The contract to run with: given, named pairs, the file's own, or discovered."""
+    """The contract to run with: given, the file's own, named pairs or discovered.
+
+    ``prober(frames_name, constant_values)`` runs the model (see :func:`._probe.probe`);
+    without it only declared shapes are read.
+    """
     if contract is not None:
         return contract, None
-    if state is not None:
-        return named_contract(gin, gout, state, constants), None
-    if METADATA_KEY in metadata:
+    if METADATA_KEY in metadata and state is None:
         return Contract.from_metadata(metadata, source=source), None
+    names = list(constants)
+    pr, notes = None, []
+    if prober is not None:
+        values, zeros = _probe_values(gin, constants)
+        frames_g = _frames_input(gin, {*(state or {}), *names})
+        try:
+            pr = prober(frames_g.name, values)
+            if zeros:
+                notes.append(f"probed with zeros for {zeros} (no value given)")
+        except ProbeError as exc:
+            notes.append(f"probe failed ({exc}); shapes read from the graph's declarations")
+    if state is not None:
+        c = named_contract(gin, gout, state, names, probe=pr)
+        layout = f"{pr.layout.describe()}; {pr.layout.how}" if pr else Discovery.layout
+        return c, Discovery(c, {}, [], notes + (pr.notes if pr else []), layout, False, pr)
     try:
-        return (found := discover(gin, gout, constants)).contract, found
+        found = discover(gin, gout, names, probe=pr)
     except ContractError as exc:
         raise ContractError(f"{source} has no {METADATA_KEY!r} metadata, and {exc}") from None
+    return found.contract, dataclasses.replace(found, notes=notes + found.notes)
+
+
+def session_prober(session: Any, gin: Sequence[GraphIO]) -> Prober:
+    """A :data:`Prober` running ``session``."""
+    return lambda frames, values: probe(session, gin, frames, values)
 
 
 def read_contract(
     model: ModelSource,
     *,
     state: StateSpec | None = None,
-    constants: Sequence[str] = (),
+    constants: Sequence[str] | Mapping[str, Any] = (),
     device: str = "cpu",
 ) -> tuple[Contract, Discovery | None]:
     """Load ``model`` and return the contract it would run with, and the discovery (if any).
 
-    Unlike constructing a predictor, this needs no constant values: it is what
-    ``edgeseq inspect`` shows.
+    Unlike constructing a predictor, this needs no constant values (the probe feeds zeros
+    for those not given): it is what ``edgeseq inspect`` shows.
     """
     session = open_session(model, device)
     gin, gout = graph_io(session)
@@ -317,6 +419,41 @@ def read_contract(
         state=state,
         constants=constants,
         source=source,
+        prober=session_prober(session, gin),
     )
     contract.check_graph(gin, gout)
     return contract, found
+
+
+def check_cuts(
+    pr: Probe, pairs: Sequence[StatePair], outputs: Sequence[TensorSpec], context: int
+) -> None:
+    """Refuse a raw-sample model whose results depend on how its input is cut.
+
+    A model whose outputs have no time axis sums up each call's samples; if one call of
+    ``2n`` samples ends in another state than two calls of ``n`` (with ``context`` samples
+    carried), it was trained on a fixed number per call, which only its author knows.
+    """
+    lay = pr.layout
+    if lay.time_axis is None or not pr.sizes or any(o.time_axis is not None for o in outputs):
+        return
+    if len(pr.frames_shape) - (lay.batch_axis is not None) > 1 or not pairs:
+        return  # frames with features: any count is a sequence of frames
+    n = max(pr.sizes[0] - context, 1)
+    names = [(p.input, p.output) for p in pairs]
+    try:
+        whole, _ = pr.run_state(names, [2 * n], context)
+        cut, _ = pr.run_state(names, [n, n], context)
+    except Exception:
+        return  # inconclusive: one of the sizes does not run
+    diff = max(float(np.max(np.abs(a - b))) if a.size else 0.0 for a, b in zip(whole, cut))
+    scale = max(float(np.max(np.abs(a))) if a.size else 0.0 for a in whole) or 1.0
+    if diff <= 1e-3 * scale:
+        return
+    ran = f"{pr.sizes[0]} to {pr.sizes[-1]}" if len(pr.sizes) > 1 else str(pr.sizes[0])
+    raise ContractError(
+        f"this model's state depends on how its samples are cut: {2 * n} samples in one call "
+        f"and two calls of {n} (context={context}) end {diff:.3g} apart, so it expects a "
+        f"fixed number of new samples per call; got no window. Pass window=N (and context=) "
+        f"as the model's documentation gives them (calls of {ran} samples run)."
+    )

@@ -11,6 +11,7 @@ from edgeseq.contract import Contract
 from edgeseq.errors import InputError
 from edgeseq.runtime._engine import Engine, Outputs, initial_state
 from edgeseq.runtime._session import ModelSource
+from edgeseq.runtime._window import Windower
 from edgeseq.runtime.discover import StateSpec
 from edgeseq.runtime.snapshot import Snapshot, check_snapshot
 
@@ -45,15 +46,25 @@ class StreamingPredictor:
     context
         Left context: the last ``context`` input frames of each call are prepended to the
         next call (zeros before the first), as streaming audio front-ends expect.
+    window
+        New samples the model takes per call (e.g. 512 for Silero VAD at 16 kHz). ``step``
+        then accepts any number of samples, runs every complete window (with its left
+        context) and keeps the rest for the next call; it returns one output per window
+        run, ``[k, ...]`` (``k`` may be 0). A model whose frames hold ``window + context``
+        samples each is fed frames cut from the samples (hop ``window``). Detected for
+        graphs with a fixed chunk and no lengths input; stored by ``--write-contract``.
+    buffer
+        With a window: False refuses calls that are not whole windows instead of keeping
+        the remainder.
 
     Examples
     --------
     >>> p = StreamingPredictor("model.onnx")
     >>> y = p.step(frame)        # frame [F] -> y [out]
     >>> ys = p.step(chunk)       # chunk [T, F] -> ys [T, out]
-    >>> vad = StreamingPredictor("vad.onnx", state={"state": "stateN"},
-    ...                          constants={"sr": np.array(16000)}, context=64)
-    >>> prob = vad.step(samples)  # samples [T] -> [1]
+    >>> vad = StreamingPredictor("silero_vad.onnx", constants={"sr": np.array(16000)},
+    ...                          context=64, window=512)
+    >>> probs = vad.step(samples)  # samples [n] -> [n // 512 (+1), 1]: one per window
     """
 
     def __init__(
@@ -66,6 +77,8 @@ class StreamingPredictor:
         state: StateSpec | None = None,
         constants: Mapping[str, Any] | None = None,
         context: int | None = None,
+        window: int | None = None,
+        buffer: bool = True,
     ) -> None:
         self.engine = engine = Engine(
             model,
@@ -75,6 +88,7 @@ class StreamingPredictor:
             state=state,
             constants=constants,
             context=context,
+            window=window,
         )
         self.contract = engine.contract
         self.session = engine.session
@@ -85,8 +99,13 @@ class StreamingPredictor:
         self._names = [o.name for o in engine.data_outputs]
         self._scaled = engine.out_std is not None or engine.out_mean is not None
         # per-frame hot path: preallocated single-frame buffers, nothing built per call
+        plan = engine.windows
+        self._windower = Windower(plan.window, engine.frames.dtype) if plan else None
+        self._buffer = buffer
         self._fast = (
             engine.device.memory == "cpu"
+            and engine.layout.standard
+            and plan is None
             and not engine.chunk
             and not engine.context
             and engine.frames.fixed
@@ -99,6 +118,8 @@ class StreamingPredictor:
     def reset(self) -> None:
         """Start a new sequence: every state back to the contract's initial value."""
         self._slot.reset()
+        if self._windower is not None:
+            self._windower.reset()
         self.frames_seen = 0
 
     @property
@@ -174,9 +195,34 @@ class StreamingPredictor:
                 if self._fast:
                     return self._step_one(arr)
         chunk, single = self._frames.check(frames)
+        if self._windower is not None:
+            return self._step_windows(chunk)
         outs = self.engine.run(chunk[None], None, self._slot)  # batch of one
         self.frames_seen += chunk.shape[0]
         return self.engine.extract(outs, 0, chunk.shape[0], single)
+
+    def _step_windows(self, samples: np.ndarray) -> Outputs:
+        """Run every window completed by ``samples`` (1-D); keep the rest for later."""
+        windower = self._windower
+        assert windower is not None
+        if not self._buffer and len(samples) % windower.window:
+            raise InputError(
+                f"{self._frames.name!r}: expected whole windows of {windower.window} samples "
+                f"(buffer=False), got {len(samples)}. Pass a multiple of {windower.window}, or "
+                "buffer=True to keep the remainder for the next call."
+            )
+        ready, rest, k = windower.take(samples)
+        outs = self.engine.run(ready[None], None, self._slot) if k else None
+        windower.commit(rest)
+        self.frames_seen += len(samples)
+        if outs is None:
+            return self.engine.empty()
+        return self.engine.extract(outs, 0, k, False)
+
+    @property
+    def pending(self) -> int:
+        """Samples waiting for their window to fill (0 without windows)."""
+        return 0 if self._windower is None else len(self._windower.pending)
 
     def _step_one(self, frame: np.ndarray) -> Outputs:
         """One checked frame through preallocated, pre-bound buffers."""

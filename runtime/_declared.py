@@ -1,0 +1,110 @@
+"""Contract pieces from what a graph declares, for when the model cannot be probed.
+
+The probe (:mod:`._probe`) learns shapes by running the model; without it (a constant's
+value is unknown, or no layout ran) these helpers read the declared shapes: the frames
+input is ``(batch, time, ...)``, a state's batch axis is its one symbolic (or unnamed) axis
+or the frames' batch symbol, and an output's dims may be auto-named differently from the
+input it matches (``["Add_dim_0", "batch", "Add_dim_2"]`` for ``[2, "batch", 128]``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from edgeseq.contract import GraphIO, StatePair, TensorSpec
+from edgeseq.errors import ContractError
+
+__all__ = [
+    "batch_axis",
+    "compatible",
+    "declared_frames",
+    "declared_outputs",
+    "declared_shape",
+    "name_score",
+]
+
+_STATE_WORDS = {"h", "c", "hx", "cx", "state", "states", "hidden", "cell", "memory", "carry"}
+_ROLE_WORDS = {"in", "out", "input", "output", "new", "next", "prev", "old", "updated", "n", "0"}
+
+
+def declared_shape(g: GraphIO) -> list[int | str]:
+    """Graph shape with unnamed unknown dims given a name (the contract needs one)."""
+    return [d if d is not None else f"{g.name}_dim{i}" for i, d in enumerate(g.shape)]
+
+
+def batch_axis(shape: Sequence[int | str | None], batch: int | str | None) -> int | None:
+    """The axis carrying the batch: the frames' batch symbol, else the only unknown axis."""
+    if isinstance(batch, str) and batch in shape:
+        return list(shape).index(batch)
+    symbolic = [i for i, d in enumerate(shape) if isinstance(d, str) or d is None]
+    if len(symbolic) == 1:
+        return symbolic[0]
+    if not symbolic and isinstance(batch, int):
+        fixed = [i for i, d in enumerate(shape) if d == batch]
+        return fixed[0] if len(fixed) == 1 else None
+    return None
+
+
+def compatible(a: Sequence[int | str | None], b: Sequence[int | str | None]) -> bool:
+    """Same rank, and every axis fixed to the same size or left unknown on either side."""
+    return len(a) == len(b) and all(
+        x == y or not isinstance(x, int) or not isinstance(y, int) for x, y in zip(a, b)
+    )
+
+
+def declared_frames(g: GraphIO) -> tuple[TensorSpec, int | None]:
+    """The frames input read as ``(batch, time, ...)``, and its fixed time length if any."""
+    if len(g.shape) < 2:
+        raise ContractError(
+            f"the frames input {g.name!r} has shape {g.shape}; without running the model "
+            "edgeseq reads it as (batch, time, ...). Pass the constants' values "
+            "(constants={name: value}) so the model can be probed, or a full contract."
+        )
+    fixed = g.shape[1] if isinstance(g.shape[1], int) else None
+    return TensorSpec(g.name, declared_shape(g), g.dtype, 0, 1), fixed
+
+
+def declared_outputs(
+    gout: Sequence[GraphIO], frames: GraphIO, pairs: Sequence[StatePair]
+) -> list[TensorSpec]:
+    """Output specs from declared shapes: batch on the frames' batch symbol or axis 0."""
+    by_output = {p.output: p for p in pairs}
+    batch, time = frames.shape[0], frames.shape[1]
+    specs = []
+    for g in gout:
+        if g.name in by_output:
+            p = by_output[g.name]
+            specs.append(TensorSpec(g.name, list(p.shape), g.dtype, p.batch_axis, None))
+            continue
+        b_ax = batch_axis(g.shape, batch) if isinstance(batch, str) else None
+        t_ax = g.shape.index(time) if isinstance(time, str) and time in g.shape else None
+        if b_ax is None and g.shape and g.shape[0] == batch:
+            b_ax = 0
+        shape = declared_shape(g)
+        specs.append(TensorSpec(g.name, shape, g.dtype, b_ax, t_ax if t_ax != b_ax else None))
+    return specs
+
+
+def _words(name: str) -> list[str]:
+    spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", name)
+    return [w for w in re.split(r"[^a-zA-Z0-9]+|(?<=[a-zA-Z])(?=[0-9])", spaced.lower()) if w]
+
+
+def _stem(name: str) -> str:
+    """``name`` without separators and without a trailing role word (``h_out`` -> ``h``)."""
+    flat = re.sub(r"[^a-z0-9]", "", name.lower())
+    for role in sorted(_ROLE_WORDS, key=len, reverse=True):
+        if flat.endswith(role) and len(flat) > len(role):
+            return flat[: -len(role)]
+    return flat
+
+
+def name_score(a: str, b: str) -> int:
+    """How alike a state input's and an output's names are: 2 for the same stem (``h`` and
+    ``hn``, ``state`` and ``stateN``), +1 if both use a state word. Only breaks ties
+    between pairs of equal shape."""
+    wa, wb = _words(a), _words(b)
+    stem = [w for w in wa if w not in _ROLE_WORDS] == [w for w in wb if w not in _ROLE_WORDS]
+    stem = stem or _stem(a) == _stem(b)
+    return 2 * stem + int(bool(_STATE_WORDS & set(wa)) and bool(_STATE_WORDS & set(wb)))
