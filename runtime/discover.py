@@ -455,5 +455,6 @@ def check_cuts(
         f"this model's state depends on how its samples are cut: {2 * n} samples in one call "
         f"and two calls of {n} (context={context}) end {diff:.3g} apart, so it expects a "
         f"fixed number of new samples per call; got no window. Pass window=N (and context=) "
-        f"as the model's documentation gives them (calls of {ran} samples run)."
+        f"as the model's documentation gives them, or the context= that makes cuts exact "
+        f"(calls of {ran} samples ran)."
     )

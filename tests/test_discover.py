@@ -54,17 +54,18 @@ def test_named_pairs_with_left_context_stream_exactly(model: str) -> None:
     np.testing.assert_allclose(_stream(p, SAMPLES), ref_prob, rtol=0, atol=1e-6)
 
 
-def test_without_context_the_chunk_seams_differ() -> None:
-    """The control: the conv needs 4 samples of history, so context is what makes it exact."""
+def test_without_context_the_cut_dependence_is_refused() -> None:
+    """The control: the conv needs 4 samples of history, so without context the state
+    depends on how the samples are cut; the probe shows it and the predictor refuses."""
     path = zoo.get("vad")
-    p = StreamingPredictor(path, **NAMED)
-    with pytest.raises(InputError):
-        p.step(SAMPLES[:3])  # shorter than the conv kernel, with no context to help
-    p.reset()
-    p.step(SAMPLES[:10])
-    p.step(SAMPLES[10:20])  # 8 conv frames fewer than the whole signal gives
+    with pytest.raises(ContractError, match=r"depends on how its samples are cut.*window=N"):
+        StreamingPredictor(path, **NAMED)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    state = np.zeros((2, 1, 16), np.float32)
+    for a, b in ((0, 10), (10, 20)):  # what running it anyway would give
+        _, state = sess.run(None, {"input": SAMPLES[None, a:b], "state": state, **SR})
     ref = _reference(path, SAMPLES[:20], VAD_CONTEXT)[1]
-    assert not np.allclose(p.state["state"], ref, atol=1e-3)
+    assert not np.allclose(state, ref, atol=1e-3)
 
 
 @pytest.mark.parametrize("model", ["vad", "vad_plain"])
@@ -73,7 +74,8 @@ def test_discovery_finds_the_state_and_matches_named_pairs(model: str) -> None:
     with pytest.warns(DiscoveryWarning, match="'state' -> 'stateN'"):
         found = StreamingPredictor(path, constants=SR, context=VAD_CONTEXT)
     named = StreamingPredictor(path, context=VAD_CONTEXT, **NAMED)
-    assert found.discovery is not None and named.discovery is None
+    assert found.discovery is not None and found.discovery.discovered
+    assert named.discovery is not None and not named.discovery.discovered  # probed shapes only
     (pair,) = found.contract.states
     assert (pair.input, pair.output, pair.batch_axis, pair.shape) == (
         "state",
@@ -91,7 +93,7 @@ def test_discovery_report_and_missing_constant() -> None:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     report = discover(*graph_io(session)).report()
     assert "frames    'input' [batch, time] float32" in report
-    assert "needs constants={'sr': value}" in report and "int64, state is float" in report
+    assert "needs constants={'sr': value}" in report and "'sr' is not state" in report
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DiscoveryWarning)
         with pytest.raises(InputError, match=r"constants=\{'sr': value\}"):

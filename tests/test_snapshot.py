@@ -186,7 +186,7 @@ def test_left_context_travels_with_the_snapshot() -> None:
     b = StreamingPredictor(path, context=VAD_CONTEXT, **kw)
     b.restore(snap)
     np.testing.assert_array_equal(a.step(samples[23:]), b.step(samples[23:]))
-    no_ctx = StreamingPredictor(path, **kw)
+    no_ctx = StreamingPredictor(path, contract=a.contract, constants=kw["constants"])
     with pytest.raises(SnapshotError, match="context"):
         no_ctx.restore(snap)
 
