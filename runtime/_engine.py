@@ -81,13 +81,14 @@ class Engine:
                 f"constants[{unknown[0]!r}]: expected one of the graph's inputs "
                 f"{[g.name for g in gin]}, got {unknown[0]!r}. Check the input name."
             )
+        values = _constant_values(given, gin)  # checked before the probe feeds them
         self.contract, self.discovery = resolve_contract(
             self.session.get_modelmeta().custom_metadata_map,
             gin,
             gout,
             contract=contract,
             state=state,
-            constants=given,
+            constants=values,
             source=source,
             prober=session_prober(self.session, gin),
         )
@@ -112,7 +113,7 @@ class Engine:
                 "contract field 'outputs': expected at least one output that is not state, "
                 f"got only state outputs {c.state_outputs}. Declare the model's data output."
             )
-        self.constants = self._check_constants(given, gin)
+        self.constants = self._check_constants(values, gin)
         self.constant_values = {
             k: ort.OrtValue.ortvalue_from_numpy(v, self.device.memory, self.device.index)
             for k, v in self.constants.items()
@@ -160,28 +161,7 @@ class Engine:
                 f"the model needs a value for {want} on every call; expected constants="
                 f"{{{', '.join(repr(n) for n in missing)}: value}}, got none."
             )
-        out = {}
-        for name, value in given.items():
-            g = graph[name]
-            got = np.asarray(value)
-            want = np.dtype(g.dtype)
-            if got.dtype.kind not in "biuf" or (want.kind in "biu" and got.dtype.kind == "f"):
-                raise InputError(
-                    f"constants[{name!r}]: expected {want.name} (the graph's type), got "
-                    f"{got.dtype.name} {got.tolist() if got.size < 5 else got.shape}. Pass e.g. "
-                    f"np.array(value, dtype=np.{want.name})."
-                )
-            arr = np.array(value, dtype=g.dtype, order="C")  # 0-d stays 0-d
-            ok = arr.ndim == len(g.shape) and all(
-                not isinstance(d, int) or d == s for d, s in zip(g.shape, arr.shape)
-            )
-            if not ok:
-                raise InputError(
-                    f"constants[{name!r}]: expected shape {g.shape}, got {list(arr.shape)}. "
-                    f"Pass e.g. np.array(value, dtype=np.{g.dtype}).reshape({g.shape})."
-                )
-            out[name] = arr
-        return out
+        return given
 
     def _check_context(self, context: int | None) -> int:
         if context is None:
@@ -394,6 +374,36 @@ class Engine:
         first = self.data_outputs[0].name
         result[first] = self.postprocess(result[first])
         return result[first] if len(result) == 1 else result
+
+
+def _constant_values(given: Mapping[str, Any], gin: Sequence[GraphIO]) -> dict[str, np.ndarray]:
+    """``constants=`` as arrays of the graph's dtype and shape; refuse a wrong one."""
+    graph = {g.name: g for g in gin}
+    out = {}
+    for name, value in given.items():
+        g = graph[name]
+        try:
+            got = np.asarray(value)
+        except Exception:
+            got = np.asarray(None)
+        want = np.dtype(g.dtype)
+        if got.dtype.kind not in "biuf" or (want.kind in "biu" and got.dtype.kind == "f"):
+            shown = got.tolist() if got.size < 5 else got.shape
+            raise InputError(
+                f"constants[{name!r}]: expected {want.name} (the graph's type), got "
+                f"{got.dtype.name} {shown}. Pass e.g. np.array(value, dtype=np.{want.name})."
+            )
+        arr = np.array(value, dtype=g.dtype, order="C")  # 0-d stays 0-d
+        ok = arr.ndim == len(g.shape) and all(
+            not isinstance(d, int) or d == s for d, s in zip(g.shape, arr.shape)
+        )
+        if not ok:
+            raise InputError(
+                f"constants[{name!r}]: expected shape {g.shape}, got {list(arr.shape)}. "
+                f"Pass e.g. np.array(value, dtype=np.{g.dtype}).reshape({g.shape})."
+            )
+        out[name] = arr
+    return out
 
 
 def _last_frames(xs: np.ndarray, valid: int | np.ndarray, n: int) -> np.ndarray:

@@ -352,9 +352,7 @@ def _describe(r: _Runner, layout: Layout, n1: int | None, batch_fixed: bool) -> 
             found.append(name)
         matches[s.name] = found
     if layout.time_axis is not None and sizes and len(sizes) < len(tried):
-        notes.append(
-            f"frame counts that ran: {_ranges(sizes)} of those tried ({_ranges(tried)})"
-        )
+        notes.append(f"frame counts that ran: {_ranges(sizes)} of those tried ({_ranges(tried)})")
     return Probe(
         layout=layout,
         frames_shape=frames_shape,

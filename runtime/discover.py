@@ -299,8 +299,9 @@ def discover(
             how = f"probed: same shape and dtype at {at}"
         if not others:
             reasons[name] = f"{how}, the only such output"
-        elif name_score(name, gout[j].name) > max(name_score(name, gout[k].name) for k in
-                                                   by_input[name] if k != j):
+        elif name_score(name, gout[j].name) > max(
+            name_score(name, gout[k].name) for k in by_input[name] if k != j
+        ):
             reasons[name] = f"{how}; also matches {others}, chosen by name"
         else:
             reasons[name] = f"{how}; also matches {others}, paired by position"
@@ -320,7 +321,9 @@ def discover(
     state = {n: chosen[n] for n in sorted(chosen, key=order.index)}
     contract = named_contract(gin, gout, state, constants, probe=probe)
     needs = [c for c in contract.constants if c not in constants]
-    notes = [f"{n!r} is not state ({why_not.get(n, '?')}): fed as a constant" for n in needs] + notes
+    notes = [
+        f"{n!r} is not state ({why_not.get(n, '?')}): fed as a constant" for n in needs
+    ] + notes
     layout = "read as (batch, time, ...) from the declared shape"
     if probe is not None:
         layout = f"{probe.layout.describe()}; {probe.layout.how}"
