@@ -175,10 +175,7 @@ class _Runner:
 
     def feed(self, rows: Sequence[np.ndarray], states: Mapping[str, np.ndarray] | None = None):
         b_ax = self.layout.batch_axis
-        if b_ax is None:
-            x = rows[0]
-        else:
-            x = np.stack(rows, axis=b_ax)
+        x = rows[0] if b_ax is None else np.stack(rows, axis=b_ax)
         feed: dict[str, np.ndarray] = {self.frames.name: x, **self.constants}
         for g in self.others:
             if states is not None and g.name in states:

@@ -1,4 +1,4 @@
-"""Fixed windows and graph layouts: the two ways a model's frames differ from ``(batch, time, ...)``.
+"""Fixed windows and graph layouts: where a model's frames differ from ``(batch, time, ...)``.
 
 **Windows.** Many streaming models take an exact number of new samples per call (Silero
 VAD: 512 at 16 kHz, with 64 samples of left context). A :class:`Windower` keeps one
@@ -149,7 +149,7 @@ def plan_windows(
             f"window={window} needs raw samples: frames of shape [T] or of one fixed size "
             f"[{window} + context]; this model's frames are {frames.describe()}."
         )
-    if context and context + window != size or window > size:
+    if (context and context + window != size) or window > size:
         raise InputError(
             f"window={window} with context={context} makes frames of {window + context} "
             f"samples; the model's frames hold {size}. Expected window + context = {size}, "

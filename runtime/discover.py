@@ -286,7 +286,7 @@ def discover(
     chosen: dict[str, str] = {}
     reasons: dict[str, str] = {}
     notes: list[str] = []
-    for score, _, j, name in sorted(scored):
+    for _score, _, j, name in sorted(scored):
         if name in used_in or j in used_out:
             continue
         used_in.add(name)
