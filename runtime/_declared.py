@@ -5,21 +5,28 @@ value is unknown, or no layout ran) these helpers read the declared shapes: the 
 input is ``(batch, time, ...)``, a state's batch axis is its one symbolic (or unnamed) axis
 or the frames' batch symbol, and an output's dims may be auto-named differently from the
 input it matches (``["Add_dim_0", "batch", "Add_dim_2"]`` for ``[2, "batch", 128]``).
+It also checks ``constants=`` values against the declared input types and shapes.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
 
 from edgeseq.contract import GraphIO, StatePair, TensorSpec
-from edgeseq.errors import ContractError
+from edgeseq.errors import ContractError, InputError
 
 __all__ = [
     "batch_axis",
     "compatible",
+    "constant_values",
+    "declared_candidates",
     "declared_frames",
     "declared_outputs",
+    "declared_pair",
     "declared_shape",
     "name_score",
 ]
@@ -86,6 +93,39 @@ def declared_outputs(
     return specs
 
 
+def declared_pair(gin_by: Mapping[str, GraphIO], name: str, value: str, batch) -> StatePair:
+    """A named pair whose shape comes from the declared graph: one unknown axis is the batch."""
+    g = gin_by[name]
+    unknown = [i for i, d in enumerate(g.shape) if not isinstance(d, int)]
+    axis = batch_axis(g.shape, batch)
+    if axis is None or len(unknown) > 1:
+        raise ContractError(
+            f"state[{name!r}]: cannot tell the batch axis of shape {g.shape} (expected one "
+            "symbolic or unknown axis) and the model could not be probed. Pass the "
+            "constants' values so it can be, or a StatePair(input, output, shape, batch_axis)."
+        )
+    shape = ["batch" if i == axis else d for i, d in enumerate(g.shape)]
+    return StatePair(name, str(value), shape, axis, g.dtype, "zeros")
+
+
+def declared_candidates(rest: Sequence[GraphIO], gout, batch) -> tuple[list, dict[str, str]]:
+    """Scored ``(-score, input index, output index, input name)`` pairs of compatible
+    declared shapes, and why each input without one is not state."""
+    scored, why_not = [], {}
+    for i, g in enumerate(rest):
+        axis = batch_axis(g.shape, batch)
+        unknown = [k for k, d in enumerate(g.shape) if not isinstance(d, int)]
+        if axis is None or len(unknown) > 1:
+            why_not[g.name] = "no single symbolic batch axis"
+            continue
+        why_not[g.name] = "no output of the same shape and dtype"
+        for j, o in enumerate(gout):
+            if o.dtype == g.dtype and compatible(g.shape, o.shape):
+                exact = list(o.shape) == list(g.shape)
+                scored.append((-(10 * exact + 5 + name_score(g.name, o.name)), i, j, g.name))
+    return scored, why_not
+
+
 def _words(name: str) -> list[str]:
     spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", name)
     return [w for w in re.split(r"[^a-zA-Z0-9]+|(?<=[a-zA-Z])(?=[0-9])", spaced.lower()) if w]
@@ -108,3 +148,33 @@ def name_score(a: str, b: str) -> int:
     stem = [w for w in wa if w not in _ROLE_WORDS] == [w for w in wb if w not in _ROLE_WORDS]
     stem = stem or _stem(a) == _stem(b)
     return 2 * stem + int(bool(_STATE_WORDS & set(wa)) and bool(_STATE_WORDS & set(wb)))
+
+
+def constant_values(given: Mapping[str, Any], gin: Sequence[GraphIO]) -> dict[str, np.ndarray]:
+    """``constants=`` as arrays of the graph's dtype and shape; refuse a wrong one."""
+    graph = {g.name: g for g in gin}
+    out = {}
+    for name, value in given.items():
+        g = graph[name]
+        try:
+            got = np.asarray(value)
+        except Exception:
+            got = np.asarray(None)
+        want = np.dtype(g.dtype)
+        if got.dtype.kind not in "biuf" or (want.kind in "biu" and got.dtype.kind == "f"):
+            shown = got.tolist() if got.size < 5 else got.shape
+            raise InputError(
+                f"constants[{name!r}]: expected {want.name} (the graph's type), got "
+                f"{got.dtype.name} {shown}. Pass e.g. np.array(value, dtype=np.{want.name})."
+            )
+        arr = np.array(value, dtype=g.dtype, order="C")  # 0-d stays 0-d
+        ok = arr.ndim == len(g.shape) and all(
+            not isinstance(d, int) or d == s for d, s in zip(g.shape, arr.shape)
+        )
+        if not ok:
+            raise InputError(
+                f"constants[{name!r}]: expected shape {g.shape}, got {list(arr.shape)}. "
+                f"Pass e.g. np.array(value, dtype=np.{g.dtype}).reshape({g.shape})."
+            )
+        out[name] = arr
+    return out

@@ -21,10 +21,11 @@ import onnxruntime as ort
 from edgeseq.contract import Contract, GraphIO, StatePair, TensorSpec
 from edgeseq.errors import ContractError, InputError
 from edgeseq.runtime._buffers import StateSlot, row_view
+from edgeseq.runtime._declared import constant_values
 from edgeseq.runtime._frames import FrameSpec
 from edgeseq.runtime._session import ModelSource, graph_io, open_session, parse_device
-from edgeseq.runtime._window import GraphLayout, WindowPlan, plan_windows
-from edgeseq.runtime.discover import StateSpec, check_cuts, resolve_contract, session_prober
+from edgeseq.runtime._window import GraphLayout, WindowPlan, check_cuts, plan_windows
+from edgeseq.runtime.discover import StateSpec, resolve_contract, session_prober
 
 __all__ = ["DiscoveryWarning", "Engine", "initial_state"]
 
@@ -81,7 +82,7 @@ class Engine:
                 f"constants[{unknown[0]!r}]: expected one of the graph's inputs "
                 f"{[g.name for g in gin]}, got {unknown[0]!r}. Check the input name."
             )
-        values = _constant_values(given, gin)  # checked before the probe feeds them
+        values = constant_values(given, gin)  # checked before the probe feeds them
         self.contract, self.discovery = resolve_contract(
             self.session.get_modelmeta().custom_metadata_map,
             gin,
@@ -374,36 +375,6 @@ class Engine:
         first = self.data_outputs[0].name
         result[first] = self.postprocess(result[first])
         return result[first] if len(result) == 1 else result
-
-
-def _constant_values(given: Mapping[str, Any], gin: Sequence[GraphIO]) -> dict[str, np.ndarray]:
-    """``constants=`` as arrays of the graph's dtype and shape; refuse a wrong one."""
-    graph = {g.name: g for g in gin}
-    out = {}
-    for name, value in given.items():
-        g = graph[name]
-        try:
-            got = np.asarray(value)
-        except Exception:
-            got = np.asarray(None)
-        want = np.dtype(g.dtype)
-        if got.dtype.kind not in "biuf" or (want.kind in "biu" and got.dtype.kind == "f"):
-            shown = got.tolist() if got.size < 5 else got.shape
-            raise InputError(
-                f"constants[{name!r}]: expected {want.name} (the graph's type), got "
-                f"{got.dtype.name} {shown}. Pass e.g. np.array(value, dtype=np.{want.name})."
-            )
-        arr = np.array(value, dtype=g.dtype, order="C")  # 0-d stays 0-d
-        ok = arr.ndim == len(g.shape) and all(
-            not isinstance(d, int) or d == s for d, s in zip(g.shape, arr.shape)
-        )
-        if not ok:
-            raise InputError(
-                f"constants[{name!r}]: expected shape {g.shape}, got {list(arr.shape)}. "
-                f"Pass e.g. np.array(value, dtype=np.{g.dtype}).reshape({g.shape})."
-            )
-        out[name] = arr
-    return out
 
 
 def _last_frames(xs: np.ndarray, valid: int | np.ndarray, n: int) -> np.ndarray:

@@ -25,11 +25,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeseq.contract import Contract, TensorSpec
-from edgeseq.errors import InputError
+from edgeseq.contract import Contract, StatePair, TensorSpec
+from edgeseq.errors import ContractError, InputError
 from edgeseq.runtime._frames import FrameSpec
+from edgeseq.runtime._probe import Probe
 
-__all__ = ["GraphLayout", "WindowPlan", "Windower", "plan_windows"]
+__all__ = ["GraphLayout", "WindowPlan", "Windower", "check_cuts", "plan_windows"]
 
 
 @dataclass(frozen=True)
@@ -156,3 +157,38 @@ def plan_windows(
             f"e.g. window={size - context if context < size else size}."
         )
     return WindowPlan(window, size - window, True)
+
+
+def check_cuts(
+    pr: Probe, pairs: Sequence[StatePair], outputs: Sequence[TensorSpec], context: int
+) -> None:
+    """Refuse a raw-sample model whose results depend on how its input is cut.
+
+    A model whose outputs have no time axis sums up each call's samples; if one call of
+    ``2n`` samples ends in another state than two calls of ``n`` (with ``context`` samples
+    carried), it was trained on a fixed number per call, which only its author knows.
+    """
+    lay = pr.layout
+    if lay.time_axis is None or not pr.sizes or any(o.time_axis is not None for o in outputs):
+        return
+    if len(pr.frames_shape) - (lay.batch_axis is not None) > 1 or not pairs:
+        return  # frames with features: any count is a sequence of frames
+    n = max(pr.sizes[0] - context, 1)
+    names = [(p.input, p.output) for p in pairs]
+    try:
+        whole, _ = pr.run_state(names, [2 * n], context)
+        cut, _ = pr.run_state(names, [n, n], context)
+    except Exception:
+        return  # inconclusive: one of the sizes does not run
+    diff = max(float(np.max(np.abs(a - b))) if a.size else 0.0 for a, b in zip(whole, cut))
+    scale = max(float(np.max(np.abs(a))) if a.size else 0.0 for a in whole) or 1.0
+    if diff <= 1e-3 * scale:
+        return
+    ran = f"{pr.sizes[0]} to {pr.sizes[-1]}" if len(pr.sizes) > 1 else str(pr.sizes[0])
+    raise ContractError(
+        f"this model's state depends on how its samples are cut: {2 * n} samples in one call "
+        f"and two calls of {n} (context={context}) end {diff:.3g} apart, so it expects a "
+        f"fixed number of new samples per call; got no window. Pass window=N (and context=) "
+        f"as the model's documentation gives them, or the context= that makes cuts exact "
+        f"(calls of {ran} samples ran)."
+    )

@@ -31,10 +31,10 @@ from edgeseq.contract import (
 )
 from edgeseq.errors import ContractError
 from edgeseq.runtime._declared import (
-    batch_axis,
-    compatible,
+    declared_candidates,
     declared_frames,
     declared_outputs,
+    declared_pair,
     name_score,
 )
 from edgeseq.runtime._probe import Probe, ProbeError, probe
@@ -105,20 +105,6 @@ def _frames_input(gin: Sequence[GraphIO], skip: set[str]) -> GraphIO:
 
 
 # ---------------------------------------------------------------------- pairs
-def _declared_pair(gin_by: Mapping[str, GraphIO], name: str, value: str, batch) -> StatePair:
-    g = gin_by[name]
-    unknown = [i for i, d in enumerate(g.shape) if not isinstance(d, int)]
-    axis = batch_axis(g.shape, batch)
-    if axis is None or len(unknown) > 1:
-        raise ContractError(
-            f"state[{name!r}]: cannot tell the batch axis of shape {g.shape} (expected one "
-            "symbolic or unknown axis) and the model could not be probed. Pass the "
-            "constants' values so it can be, or a StatePair(input, output, shape, batch_axis)."
-        )
-    shape = ["batch" if i == axis else d for i, d in enumerate(g.shape)]
-    return StatePair(name, str(value), shape, axis, g.dtype, "zeros")
-
-
 def _probed_pair(name: str, value: str | StatePair, pr: Probe, gout_by) -> StatePair:
     want, dtype, axis = pr.inputs[name]
     if isinstance(value, StatePair):
@@ -229,24 +215,8 @@ def named_contract(
         elif isinstance(value, StatePair):
             pairs.append(value)
         else:
-            pairs.append(_declared_pair(gin_by, name, value, frames_g.shape[0]))
+            pairs.append(declared_pair(gin_by, name, value, frames_g.shape[0]))
     return _build(gin, gout, frames_g, pairs, list(constants), probe, facts)
-
-
-def _declared_candidates(rest: Sequence[GraphIO], gout, batch) -> tuple[list, dict[str, str]]:
-    scored, why_not = [], {}
-    for i, g in enumerate(rest):
-        axis = batch_axis(g.shape, batch)
-        unknown = [k for k, d in enumerate(g.shape) if not isinstance(d, int)]
-        if axis is None or len(unknown) > 1:
-            why_not[g.name] = "no single symbolic batch axis"
-            continue
-        why_not[g.name] = "no output of the same shape and dtype"
-        for j, o in enumerate(gout):
-            if o.dtype == g.dtype and compatible(g.shape, o.shape):
-                exact = list(o.shape) == list(g.shape)
-                scored.append((-(10 * exact + 5 + name_score(g.name, o.name)), i, j, g.name))
-    return scored, why_not
 
 
 def _probed_candidates(rest: Sequence[GraphIO], gout, pr: Probe) -> tuple[list, dict[str, str]]:
@@ -277,7 +247,7 @@ def discover(
         scored, why_not = _probed_candidates(rest, gout, probe)
     else:
         batch = frames_g.shape[0] if frames_g.shape else None
-        scored, why_not = _declared_candidates(rest, gout, batch)
+        scored, why_not = declared_candidates(rest, gout, batch)
     by_input: dict[str, list[int]] = {}
     for _, _, j, name in scored:
         by_input.setdefault(name, []).append(j)
@@ -426,38 +396,3 @@ def read_contract(
     )
     contract.check_graph(gin, gout)
     return contract, found
-
-
-def check_cuts(
-    pr: Probe, pairs: Sequence[StatePair], outputs: Sequence[TensorSpec], context: int
-) -> None:
-    """Refuse a raw-sample model whose results depend on how its input is cut.
-
-    A model whose outputs have no time axis sums up each call's samples; if one call of
-    ``2n`` samples ends in another state than two calls of ``n`` (with ``context`` samples
-    carried), it was trained on a fixed number per call, which only its author knows.
-    """
-    lay = pr.layout
-    if lay.time_axis is None or not pr.sizes or any(o.time_axis is not None for o in outputs):
-        return
-    if len(pr.frames_shape) - (lay.batch_axis is not None) > 1 or not pairs:
-        return  # frames with features: any count is a sequence of frames
-    n = max(pr.sizes[0] - context, 1)
-    names = [(p.input, p.output) for p in pairs]
-    try:
-        whole, _ = pr.run_state(names, [2 * n], context)
-        cut, _ = pr.run_state(names, [n, n], context)
-    except Exception:
-        return  # inconclusive: one of the sizes does not run
-    diff = max(float(np.max(np.abs(a - b))) if a.size else 0.0 for a, b in zip(whole, cut))
-    scale = max(float(np.max(np.abs(a))) if a.size else 0.0 for a in whole) or 1.0
-    if diff <= 1e-3 * scale:
-        return
-    ran = f"{pr.sizes[0]} to {pr.sizes[-1]}" if len(pr.sizes) > 1 else str(pr.sizes[0])
-    raise ContractError(
-        f"this model's state depends on how its samples are cut: {2 * n} samples in one call "
-        f"and two calls of {n} (context={context}) end {diff:.3g} apart, so it expects a "
-        f"fixed number of new samples per call; got no window. Pass window=N (and context=) "
-        f"as the model's documentation gives them, or the context= that makes cuts exact "
-        f"(calls of {ran} samples ran)."
-    )

@@ -18,6 +18,7 @@ from edgeseq.runtime._engine import Engine, Outputs
 from edgeseq.runtime._rows import RowStore
 from edgeseq.runtime._session import ModelSource
 from edgeseq.runtime._streams import Stream, StreamTable, exact_id
+from edgeseq.runtime._window import Windower
 from edgeseq.runtime.discover import StateSpec
 from edgeseq.runtime.snapshot import PoolSnapshot, Snapshot, check_snapshot
 
@@ -41,8 +42,9 @@ class StreamPool:
 
     Parameters
     ----------
-    model, device, threads, contract, state, constants, context
-        As for :class:`~edgeseq.runtime.StreamingPredictor`.
+    model, device, threads, contract, state, constants, context, window
+        As for :class:`~edgeseq.runtime.StreamingPredictor`; with a window each stream keeps
+        its own remainder, and streams that complete windows run in one batched call.
     max_streams
         Open streams at most; state is preallocated for this many rows.
     idle_timeout
@@ -95,6 +97,7 @@ class StreamPool:
         state: StateSpec | None = None,
         constants: Mapping[str, Any] | None = None,
         context: int | None = None,
+        window: int | None = None,
         resident: bool | None = None,
         on_evict: Callable[[int, Snapshot], None] | None = None,
     ) -> None:
@@ -119,13 +122,24 @@ class StreamPool:
             state=state,
             constants=constants,
             context=context,
+            window=window,
         )
-        if not isinstance(engine.contract.frames.shape[0], str):
+        spec = engine.contract.frames
+        if spec.batch_axis is None:
             raise InputError(
-                f"the model's frames input has a fixed batch of {engine.contract.frames.shape[0]}"
+                f"the model's frames input {spec.name!r} {spec.shape} has no batch axis (it "
+                "takes one stream per call), so StreamPool cannot batch streams into one call. "
+                "Use one StreamingPredictor per stream."
+            )
+        if not isinstance(spec.shape[spec.batch_axis], str):
+            raise InputError(
+                f"the model's frames input has a fixed batch of {spec.shape[spec.batch_axis]}"
                 "; StreamPool needs a symbolic batch axis. Use one StreamingPredictor per "
                 "stream, or re-export with a dynamic batch."
             )
+        plan = engine.windows  # per row: samples waiting for a window
+        self._windows = [Windower(plan.window, engine.frames.dtype) for _ in range(max_streams)]
+        self._windowed = plan is not None
         self.contract = engine.contract
         self.max_streams = max_streams
         self.idle_timeout = idle_timeout
@@ -151,6 +165,7 @@ class StreamPool:
                 gone = self._sweep()
                 sid, stream = self._table.add(self._clock())
                 self._rows.write(stream.row)
+                self._windows[stream.row].reset()
                 if checked is not None:
                     self._load(stream, checked)
                 return sid
@@ -171,6 +186,7 @@ class StreamPool:
         with self._lock:
             stream = self._table.get(stream_id)
             self._rows.write(stream.row)
+            self._windows[stream.row].reset()
             stream.frames_seen = 0
             self._table.touch([stream_id], self._clock())
 
@@ -244,9 +260,21 @@ class StreamPool:
 
     def _run(self, prepared: list[tuple[int, Stream, np.ndarray, bool]]) -> list[Outputs]:
         """Run checked chunks in batched calls; commit every stream only if all succeeded."""
+        if self._windowed:
+            return self._run_windows(prepared)
         outs = self._rows.run([(st.row, chunk, single) for _, st, chunk, single in prepared])
         self._table.used([(sid, st, len(chunk)) for sid, st, chunk, _ in prepared], self._clock())
         return outs
+
+    def _run_windows(self, prepared: list[tuple[int, Stream, np.ndarray, bool]]) -> list[Outputs]:
+        """Each stream's complete windows, batched; the remainders wait for the next call."""
+        taken = [self._windows[st.row].take(chunk) for _, st, chunk, _ in prepared]
+        ready = [(st.row, r, False) for (_, st, _, _), (r, _, k) in zip(prepared, taken) if k]
+        outs = iter(self._rows.run(ready) if ready else [])
+        for (_, st, _, _), (_, rest, _) in zip(prepared, taken):
+            self._windows[st.row].commit(rest)
+        self._table.used([(sid, st, len(chunk)) for sid, st, chunk, _ in prepared], self._clock())
+        return [next(outs) if k else self.engine.empty() for _, _, k in taken]
 
     # ------------------------------------------------------------------ async front
     def submit(self, stream_id: int, frames: Any) -> Future:
@@ -357,12 +385,16 @@ class StreamPool:
     # ------------------------------------------------------------------ internals
     def _snapshot(self, stream: Stream) -> Snapshot:
         states, ctx = self._rows.read(stream.row)
-        return Snapshot(self.engine.hash, states, stream.frames_seen, ctx)
+        pend = self._windows[stream.row].pending.copy() if self._windowed else None
+        return Snapshot(self.engine.hash, states, stream.frames_seen, ctx, pending=pend)
 
     def _load(self, stream: Stream, checked: tuple) -> None:
         snap, states, ctx = checked
         self._rows.write(stream.row, states, ctx[0] if ctx is not None else None)
         stream.frames_seen, stream.last_used = snap.frames_seen, self._clock()
+        windower = self._windows[stream.row]
+        pend = snap.pending if snap.pending is not None else windower.pending[:0]
+        windower.commit(np.array(pend, dtype=windower.pending.dtype))
 
     def _sweep(self, keep: Container[int] = ()) -> Evicted:
         """Close the streams idle past the timeout, except ``keep`` (lock held); return them

@@ -164,11 +164,13 @@ class StreamingPredictor:
         ``snapshot().to_bytes()`` / ``.save(path)`` persist it; see :mod:`.snapshot`.
         """
         ctx = self._slot.context
+        pending = None if self._windower is None else self._windower.pending.copy()
         return Snapshot(
             self.engine.hash,
             self.state,
             self.frames_seen,
             None if ctx is None else ctx.copy(),
+            pending=pending,
         )
 
     def restore(self, snapshot: Snapshot | bytes) -> None:
@@ -176,6 +178,9 @@ class StreamingPredictor:
         snap, states, ctx = check_snapshot(snapshot, self.engine)
         self._slot.load(states)
         self._slot.context = ctx
+        if self._windower is not None:
+            pend = snap.pending if snap.pending is not None else self._windower.pending[:0]
+            self._windower.commit(np.array(pend, dtype=self._windower.pending.dtype))
         self.frames_seen = snap.frames_seen
 
     # ------------------------------------------------------------------ stepping

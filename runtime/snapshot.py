@@ -7,6 +7,7 @@ The format is an ``.npz`` archive (never pickle) holding a JSON header and plain
                 "states": [state input names], "context": bool, "meta"}]}
     s{i}_{k}    stream i's state k, batch 1, e.g. (layers, 1, hidden)
     c{i}        stream i's left-context frames, (1, N, ...)
+    p{i}        stream i's samples waiting for a window (windowed models), (n,)
 
 Zip CRCs catch corrupt bytes; the contract hash ties a snapshot to its model. Files are
 written atomically (temp file in the same folder, fsync, rename, fsync the folder), so a
@@ -57,6 +58,7 @@ class Snapshot:
     frames_seen: int = 0
     context: np.ndarray | None = None  # (1, N, ...) left-context frames
     meta: dict[str, Any] = field(default_factory=dict)
+    pending: np.ndarray | None = None  # (n,) samples not yet in a window
 
     def to_bytes(self) -> bytes:
         """Self-describing bytes (npz + JSON header); :meth:`from_bytes` reads them back."""
@@ -116,12 +118,15 @@ def _pack(kind: str, chash: str, items: list[tuple[int | None, Snapshot]], next_
             arrays[f"s{i}_{k}"] = np.ascontiguousarray(arr)
         if snap.context is not None:
             arrays[f"c{i}"] = np.ascontiguousarray(snap.context)
+        if snap.pending is not None:
+            arrays[f"p{i}"] = np.ascontiguousarray(snap.pending)
         streams.append(
             {
                 "id": sid,
                 "frames_seen": int(snap.frames_seen),
                 "states": list(snap.states),
                 "context": snap.context is not None,
+                "pending": snap.pending is not None,
                 "meta": snap.meta,
             }
         )
@@ -174,7 +179,10 @@ def _unpack(data: Any, want: str) -> tuple[str, str, list[tuple[Any, Snapshot]],
             for i, rec in enumerate(header["streams"]):
                 states = {n: z[f"s{i}_{k}"] for k, n in enumerate(rec["states"])}
                 ctx = z[f"c{i}"] if rec["context"] else None
-                snap = Snapshot(chash, states, int(rec["frames_seen"]), ctx, dict(rec["meta"]))
+                pend = z[f"p{i}"] if rec.get("pending") else None
+                snap = Snapshot(
+                    chash, states, int(rec["frames_seen"]), ctx, dict(rec["meta"]), pend
+                )
                 streams.append((rec["id"], snap))
     except SnapshotError:
         raise
@@ -266,4 +274,17 @@ def check_snapshot(
             "context= setting as when it was taken."
         )
     context = None if ctx is None else np.array(ctx, dtype=ref.dtype)  # type: ignore[union-attr]
+    plan, pend = engine.windows, snapshot.pending
+    if plan is not None and pend is not None:
+        if np.ndim(pend) != 1 or len(pend) >= plan.window or not np.isfinite(pend).all():
+            raise SnapshotError(
+                f"snapshot holds {np.shape(pend)} pending samples; expected fewer than one "
+                f"window ({plan.window}) of finite samples. No state was changed."
+            )
+    elif (plan is None) != (pend is None) and not (pend is not None and len(pend) == 0):
+        raise SnapshotError(
+            f"snapshot {'has' if pend is not None else 'has no'} pending window samples; this "
+            f"predictor {'buffers windows' if plan else 'takes no window'}. Expected the same "
+            "window= setting as when it was taken. No state was changed."
+        )
     return snapshot, states, context
