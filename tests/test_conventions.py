@@ -7,6 +7,7 @@ chunks must match one plain onnxruntime call over the whole sequence from zero s
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -173,7 +174,7 @@ def _reference(path: Path, name: str, x: np.ndarray, shapes: dict, outs: list[st
 
 
 def _stream(p: StreamingPredictor, x: np.ndarray) -> np.ndarray:
-    ys = [p.step(x[a:b]) for a, b in zip(CUTS, CUTS[1:])]
+    ys = [p.step(x[a:b]) for a, b in itertools.pairwise(CUTS)]
     return np.concatenate([y if isinstance(y, np.ndarray) else y[next(iter(y))] for y in ys])
 
 
@@ -215,10 +216,10 @@ def test_pool_batches_conventions_and_refuses_no_batch_axis(built) -> None:
     x = _frames("time_major")
     pool = StreamPool(path, max_streams=2, state=pairs)
     a, b = pool.open(), pool.open()
-    ya = [pool.step({a: x[s:e], b: 2 * x[s:e]})[a] for s, e in zip(CUTS, CUTS[1:])]
+    ya = [pool.step({a: x[s:e], b: 2 * x[s:e]})[a] for s, e in itertools.pairwise(CUTS)]
     ref = _reference(path, "time_major", x, shapes, outs)
     np.testing.assert_allclose(np.concatenate(ya), ref, rtol=0, atol=1e-5)
-    with pytest.raises(InputError, match="no batch axis.*one StreamingPredictor per stream"):
+    with pytest.raises(InputError, match=r"no batch axis.*one StreamingPredictor per stream"):
         StreamPool(built["no_batch_axis"][0], state=built["no_batch_axis"][1])
 
 
