@@ -137,9 +137,12 @@ class StreamPool:
                 "; StreamPool needs a symbolic batch axis. Use one StreamingPredictor per "
                 "stream, or re-export with a dynamic batch."
             )
-        plan = engine.windows  # per row: samples waiting for a window
-        self._windows = [Windower(plan.window, engine.frames.dtype) for _ in range(max_streams)]
+        plan = engine.windows  # per row: samples waiting for a window (none without a window)
         self._windowed = plan is not None
+        size = plan.window if plan is not None else 1
+        self._windows = [
+            Windower(size, engine.frames.dtype) for _ in range(max_streams if plan else 0)
+        ]
         self.contract = engine.contract
         self.max_streams = max_streams
         self.idle_timeout = idle_timeout
@@ -165,7 +168,8 @@ class StreamPool:
                 gone = self._sweep()
                 sid, stream = self._table.add(self._clock())
                 self._rows.write(stream.row)
-                self._windows[stream.row].reset()
+                if self._windowed:
+                    self._windows[stream.row].reset()
                 if checked is not None:
                     self._load(stream, checked)
                 return sid
@@ -186,7 +190,8 @@ class StreamPool:
         with self._lock:
             stream = self._table.get(stream_id)
             self._rows.write(stream.row)
-            self._windows[stream.row].reset()
+            if self._windowed:
+                self._windows[stream.row].reset()
             stream.frames_seen = 0
             self._table.touch([stream_id], self._clock())
 
@@ -392,9 +397,10 @@ class StreamPool:
         snap, states, ctx = checked
         self._rows.write(stream.row, states, ctx[0] if ctx is not None else None)
         stream.frames_seen, stream.last_used = snap.frames_seen, self._clock()
-        windower = self._windows[stream.row]
-        pend = snap.pending if snap.pending is not None else windower.pending[:0]
-        windower.commit(np.array(pend, dtype=windower.pending.dtype))
+        if self._windowed:
+            windower = self._windows[stream.row]
+            pend = snap.pending if snap.pending is not None else windower.pending[:0]
+            windower.commit(np.array(pend, dtype=windower.pending.dtype))
 
     def _sweep(self, keep: Container[int] = ()) -> Evicted:
         """Close the streams idle past the timeout, except ``keep`` (lock held); return them
