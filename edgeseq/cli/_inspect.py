@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from edgeseq.contract import Contract
     from edgeseq.runtime import Discovery
 
-__all__ = ["command", "describe_model", "write_contract"]
+__all__ = ["command", "constants_option", "describe_model", "with_windows", "write_contract"]
 
 
 def describe_model(
@@ -32,7 +32,7 @@ def describe_model(
         lines += [
             "",
             "no edgeseq contract in this file; discovered by shape (store it with "
-            "--write-contract OUT.onnx, or name pairs with --state IN=OUT):",
+            "--write-contract OUT.onnx, or name pairs with --state IN:OUT):",
             found.report(),
             "",
         ]
@@ -46,6 +46,7 @@ def describe_model(
         ("stateful", m.stateful),
         ("chunk", m.chunk or "any"),
         ("left context", m.extra.get("context")),
+        ("window", m.extra.get("window")),
         ("exporter", c.producer.get("exporter", "?")),
         ("contract", f"v{c.version} {c.hash()}"),
     ]
@@ -108,18 +109,70 @@ def write_contract(model: str, out: str, contract: Contract) -> Path:
     return atomic_write(out, proto.SerializeToString())
 
 
-def _pairs(values: tuple[str, ...]) -> dict[str, str] | None:
+def _pairs(values: tuple[str, ...]) -> dict | None:
+    """``--state IN:OUT[:SHAPE]`` (also ``IN=OUT``) -> ``{IN: OUT or StatePair}``.
+
+    SHAPE is comma-separated sizes with ``batch`` for the batch axis, e.g. ``2,batch,128``.
+    """
+    from edgeseq.contract import StatePair
+
     if not values:
         return None
-    pairs = {}
+    pairs: dict = {}
     for v in values:
-        name_in, sep, name_out = v.partition("=")
-        if not sep or not name_in or not name_out:
+        parts = v.split(":") if ":" in v else v.split("=")
+        if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
             raise click.BadParameter(
-                f"expected IN=OUT (e.g. h0=hn), got {v!r}", param_hint="--state"
+                f"expected IN:OUT or IN:OUT:SHAPE (e.g. state:stateN:2,batch,128), got {v!r}",
+                param_hint="--state",
             )
-        pairs[name_in] = name_out
+        if len(parts) == 2:
+            pairs[parts[0]] = parts[1]
+            continue
+        dims = [d.strip() for d in parts[2].split(",")]
+        if not all(d.isdigit() or d == "batch" for d in dims) or dims.count("batch") > 1:
+            raise click.BadParameter(
+                f"SHAPE of {v!r}: expected comma-separated sizes with at most one 'batch', "
+                f"got {parts[2]!r}",
+                param_hint="--state",
+            )
+        shape = [int(d) if d.isdigit() else d for d in dims]
+        axis = shape.index("batch") if "batch" in shape else None
+        pairs[parts[0]] = StatePair(parts[0], parts[1], shape, axis)
     return pairs
+
+
+def constants_option(values: tuple[str, ...]) -> dict:
+    """``--constant NAME=VALUE`` (VALUE a number or comma-separated numbers) or ``NAME``."""
+    import numpy as np
+
+    out: dict = {}
+    for v in values:
+        name, sep, text = v.partition("=")
+        if not name:
+            raise click.BadParameter(f"expected NAME=VALUE, got {v!r}", param_hint="--constant")
+        if not sep:
+            out[name] = None
+            continue
+        try:
+            nums = [float(t) if any(c in t for c in ".eE") else int(t) for t in text.split(",")]
+        except ValueError:
+            raise click.BadParameter(
+                f"expected NAME=VALUE with a number (e.g. sr=16000), got {v!r}",
+                param_hint="--constant",
+            ) from None
+        out[name] = np.array(nums[0] if len(nums) == 1 else nums)
+    return out
+
+
+def with_windows(contract: Contract, context: int | None, window: int | None) -> Contract:
+    """``contract`` with ``context``/``window`` stored in its model facts."""
+    extra = dict(contract.model.extra)
+    if context is not None:
+        extra["context"] = context
+    if window is not None:
+        extra["window"] = window
+    return dataclasses.replace(contract, model=dataclasses.replace(contract.model, extra=extra))
 
 
 @click.command("inspect")
@@ -131,11 +184,22 @@ def _pairs(values: tuple[str, ...]) -> dict[str, str] | None:
     type=click.Path(dir_okay=False),
     help="Write a copy of MODEL with the shown (e.g. discovered) contract stored in it.",
 )
-@click.option("--state", "states", multiple=True, help="Name a state pair IN=OUT (repeatable).")
 @click.option(
-    "--constant", "constants", multiple=True, help="Declare an input fed unchanged every call."
+    "--state",
+    "states",
+    multiple=True,
+    help="Name a state pair IN:OUT, or IN:OUT:SHAPE (e.g. state:stateN:2,batch,128). Repeatable.",
+)
+@click.option(
+    "--constant",
+    "constants",
+    multiple=True,
+    help="An input fed unchanged every call, NAME=VALUE (e.g. sr=16000) or NAME. Repeatable.",
 )
 @click.option("--context", type=click.IntRange(min=0), help="Store N frames of left context.")
+@click.option(
+    "--window", type=click.IntRange(min=1), help="Store N new samples per call (fixed windows)."
+)
 def command(
     model: str,
     as_json: bool,
@@ -143,6 +207,7 @@ def command(
     states: tuple[str, ...],
     constants: tuple[str, ...],
     context: int | None,
+    window: int | None,
 ) -> None:
     """Show MODEL's contract: inputs, outputs and state pairs, model facts, op types, size.
 
@@ -156,17 +221,16 @@ def command(
     Examples:
       edgeseq inspect model.onnx
       edgeseq inspect model.onnx --json | jq .states
-      edgeseq inspect silero_vad.onnx --constant sr --context 64 --write-contract vad.onnx
-      edgeseq inspect other.onnx --state h0=hn --state c0=cn --write-contract ok.onnx
+      edgeseq inspect silero_vad.onnx --constant sr=16000 --context 64 --window 512 \\
+          --write-contract vad.onnx
+      edgeseq inspect other.onnx --state h0:hn --state c0:cn --write-contract ok.onnx
     """
     from edgeseq.runtime.discover import read_contract
 
-    contract, found = read_contract(model, state=_pairs(states), constants=list(constants))
-    if context is not None:
-        extra = {**contract.model.extra, "context": context}
-        contract = dataclasses.replace(
-            contract, model=dataclasses.replace(contract.model, extra=extra)
-        )
+    contract, found = read_contract(
+        model, state=_pairs(states), constants=constants_option(constants)
+    )
+    contract = with_windows(contract, context, window)
     if as_json:
         click.echo(json.dumps(contract.to_dict(), indent=2))
     else:
