@@ -47,6 +47,7 @@ def describe_model(
         ("chunk", m.chunk or "any"),
         ("left context", m.extra.get("context")),
         ("window", m.extra.get("window")),
+        ("sample rate", m.extra.get("rate")),
         ("exporter", c.producer.get("exporter", "?")),
         ("contract", f"v{c.version} {c.hash()}"),
     ]
@@ -165,9 +166,13 @@ def constants_option(values: tuple[str, ...]) -> dict:
     return out
 
 
-def with_windows(contract: Contract, context: int | None, window: int | None) -> Contract:
-    """``contract`` with ``context``/``window`` stored in its model facts."""
+def with_windows(
+    contract: Contract, context: int | None, window: int | None, rate: int | None = None
+) -> Contract:
+    """``contract`` with ``context``/``window``/sample ``rate`` stored in its model facts."""
     extra = dict(contract.model.extra)
+    if rate is not None:
+        extra["rate"] = rate
     if context is not None:
         extra["context"] = context
     if window is not None:
@@ -200,6 +205,9 @@ def with_windows(contract: Contract, context: int | None, window: int | None) ->
 @click.option(
     "--window", type=click.IntRange(min=1), help="Store N new samples per call (fixed windows)."
 )
+@click.option(
+    "--rate", type=click.IntRange(min=1), help="Store the sample rate audio is resampled to."
+)
 def command(
     model: str,
     as_json: bool,
@@ -208,6 +216,7 @@ def command(
     constants: tuple[str, ...],
     context: int | None,
     window: int | None,
+    rate: int | None,
 ) -> None:
     """Show MODEL's contract: inputs, outputs and state pairs, model facts, op types, size.
 
@@ -230,7 +239,7 @@ def command(
     contract, found = read_contract(
         model, state=_pairs(states), constants=constants_option(constants)
     )
-    contract = with_windows(contract, context, window)
+    contract = with_windows(contract, context, window, rate)
     if as_json:
         click.echo(json.dumps(contract.to_dict(), indent=2))
     else:

@@ -69,10 +69,9 @@ def stream_lines(
     "-i",
     "--input",
     "source",
-    type=click.File("r"),
     default="-",
     show_default=True,
-    help="CSV file of frames, one per line ('-' reads stdin).",
+    help="CSV file of frames, one per line, or a WAV file ('-' reads stdin).",
 )
 @click.option("-d", "--delimiter", default=",", show_default=True, help="Field separator.")
 @click.option(
@@ -85,22 +84,76 @@ def stream_lines(
 )
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, or a provider name.")
 @click.option("--threads", type=int, default=1, show_default=True, help="onnxruntime threads.")
+@click.option("--state", "states", multiple=True, help="State pair IN:OUT[:SHAPE], as for inspect.")
+@click.option(
+    "--constant", "constants", multiple=True, help="Constant input NAME=VALUE, e.g. sr=16000."
+)
+@click.option("--context", type=click.IntRange(min=0), help="Frames of left context per call.")
+@click.option("--window", type=click.IntRange(min=1), help="New samples per call (buffered).")
+@click.option(
+    "--pcm",
+    type=click.Choice(["s16le", "f32le"]),
+    help="Read raw little-endian PCM samples from stdin (with --rate) instead of CSV lines.",
+)
+@click.option("--rate", type=click.IntRange(min=1), help="Sample rate of --pcm input, in Hz.")
 def command(
-    model: str, source: TextIO, delimiter: str, fmt: str, device: str, threads: int
+    model: str,
+    source: str,
+    delimiter: str,
+    fmt: str,
+    device: str,
+    threads: int,
+    states: tuple[str, ...],
+    constants: tuple[str, ...],
+    context: int | None,
+    window: int | None,
+    pcm: str | None,
+    rate: int | None,
 ) -> None:
-    """Stream frames through MODEL, printing one output line per frame as it arrives.
+    """Stream frames through MODEL, printing one output line per frame (or per window).
 
     Each input line is one frame: its feature values separated by the delimiter (a
     header line and lines starting with # are skipped). The model's state is carried
-    from line to line, so this works at the end of a live pipe.
+    from line to line, so this works at the end of a live pipe. Audio goes in as a WAV
+    file (-i speech.wav; resampled only if the contract records another rate) or as raw
+    PCM on stdin (--pcm s16le --rate 16000); a model that takes fixed windows prints one
+    line per window.
 
     \b
     Examples:
       edgeseq stream model.onnx -i held_out.csv
       tail -f /var/log/imu.csv | edgeseq stream model.onnx --format json
+      edgeseq stream silero_vad.onnx -i speech.wav --constant sr=16000 --context 64 --window 512
+      arecord -f S16_LE -r 16000 -c 1 -t raw | edgeseq stream vad.edgeseq.onnx \\
+          --constant sr=16000 --pcm s16le --rate 16000
     """
+    from edgeseq.cli._audio import is_wav, pcm_blocks, stdin_binary, stream_audio, wav_samples
+    from edgeseq.cli._inspect import _pairs, constants_option
     from edgeseq.runtime import StreamingPredictor
 
-    predictor = StreamingPredictor(model, device=device, threads=threads)
-    n = stream_lines(predictor, source, sys.stdout, delimiter=delimiter, fmt=fmt)
+    values = constants_option(constants)
+    missing = [k for k, v in values.items() if v is None]
+    if missing:
+        raise click.BadParameter(f"{missing[0]} needs a value: NAME=VALUE", param_hint="--constant")
+    if (pcm is None) != (rate is None):
+        raise click.BadParameter("--pcm and --rate go together", param_hint="--pcm/--rate")
+    predictor = StreamingPredictor(
+        model, device=device, threads=threads, state=_pairs(states),
+        constants=values or None, context=context, window=window,
+    )  # fmt: skip
+    if pcm is not None:
+        if source != "-":
+            raise click.BadParameter("--pcm reads stdin; drop -i", param_hint="--pcm")
+        n = stream_audio(predictor, pcm_blocks(stdin_binary(), pcm), rate, sys.stdout, fmt)
+        click.echo(f"# {n} outputs streamed", err=True)
+        return
+    if is_wav(source):
+        target = predictor.contract.model.extra.get("rate")
+        samples, sr = wav_samples(source, target)
+        blocks = (samples[i : i + 4096] for i in range(0, len(samples), 4096))
+        n = stream_audio(predictor, blocks, sr, sys.stdout, fmt)
+        click.echo(f"# {n} outputs streamed from {len(samples) / sr:.2f} s of audio", err=True)
+        return
+    with click.open_file(source, "r") as text:
+        n = stream_lines(predictor, text, sys.stdout, delimiter=delimiter, fmt=fmt)
     click.echo(f"# {n} frames streamed", err=True)
