@@ -1,0 +1,383 @@
+/**
+ * StreamingPredictor: one stream through an edgeseq model, state kept between calls.
+ * The JavaScript side of `runtime/predictor.py`, on onnxruntime's own JavaScript packages
+ * (`onnxruntime-node` in Node, `onnxruntime-web` in a browser), passed in as `{ort}`.
+ */
+
+import { ContractError, InputError, ModelLoadError, SnapshotError } from "./errors.js";
+import { Contract, METADATA_KEY } from "./contract.js";
+import { FrameSpec } from "./frames.js";
+import { generate, encodePrompt, decodeIds } from "./generate.js";
+import { loadSidecar, readMetadata, readSource } from "./model-file.js";
+import { Snapshot, checkSnapshot } from "./snapshot.js";
+import { ARRAY_OF, batchOne, concatAxis, dropAxis, size, sliceAxis } from "./tensor.js";
+import { contractOption, constantTensors } from "./options.js";
+
+const describeSource = (model, bytes) =>
+  typeof model === "string" ? model : model instanceof URL ? model.href : `model bytes (${bytes.length} bytes)`;
+
+async function resolveContract(model, bytes, given, what) {
+  if (given !== undefined && given !== null) return await contractOption(given);
+  const meta = readMetadata(bytes, what);
+  if (meta && METADATA_KEY in meta) return Contract.fromJSON(meta[METADATA_KEY]);
+  const sidecar = await loadSidecar(model);
+  if (sidecar !== null) return Contract.fromJSON(sidecar);
+  const where = meta === null ? "is an ORT-format file (its metadata is not readable here) and" : "has";
+  throw new ContractError(
+    `${what} ${where} no '${METADATA_KEY}' metadata, so edgeseq does not know which inputs ` +
+      "carry state. Export it with edgeseq (`edgeseq export --ort` also writes " +
+      "MODEL.contract.json beside it), pass {contract: <contract.json text, object or URL>}, or " +
+      "store a discovered one with `edgeseq inspect MODEL --write-contract OUT.onnx`.",
+  );
+}
+
+/**
+ * Stream frames of one sequence through an ONNX model, carrying state between calls.
+ *
+ * ```js
+ * import * as ort from "onnxruntime-node";            // or "onnxruntime-web"
+ * const p = await StreamingPredictor.create("model.onnx", { ort });
+ * const y = await p.step(Float32Array.of(0.1, 0.2, 0.3)); // one frame [F] -> Tensor [out]
+ * const ys = await p.step(chunk);                         // T·F values -> Tensor [T, out]
+ * ```
+ *
+ * Calls are queued: one stream's steps run in order even when not awaited. On any error
+ * the state is left exactly as it was.
+ */
+export class StreamingPredictor {
+  /**
+   * Load a model and read its contract.
+   *
+   * @param model bytes (Uint8Array/ArrayBuffer), a URL, or (Node) a file path
+   * @param options.ort onnxruntime's module (required): `onnxruntime-node` or `onnxruntime-web`
+   * @param options.contract use this contract instead of the file's: a Contract, its JSON
+   *   text, a plain object, or the URL/path of a `MODEL.contract.json`
+   * @param options.constants `{input name: value}` fed unchanged on every call
+   * @param options.context left context: the last N frames of each call are prepended to
+   *   the next (default: the contract's `model.extra.context`, else 0)
+   * @param options.sessionOptions passed to `ort.InferenceSession.create`
+   */
+  static async create(model, options = {}) {
+    const { ort, contract, constants, context, sessionOptions } = options;
+    if (!ort || typeof ort.InferenceSession?.create !== "function" || typeof ort.Tensor !== "function") {
+      throw new InputError(
+        "StreamingPredictor.create(model, {ort}): expected onnxruntime's module as `ort`, got " +
+          `${ort === undefined ? "nothing" : typeof ort}. Pass e.g. {ort: await import("onnxruntime-node")}.`,
+      );
+    }
+    const bytes = await readSource(model, "model");
+    const what = describeSource(model, bytes);
+    const c = await resolveContract(model, bytes, contract, what);
+    let session;
+    try {
+      session = await ort.InferenceSession.create(bytes, sessionOptions ?? {});
+    } catch (exc) {
+      const first = String(exc?.message ?? exc).split("\n")[0].slice(0, 300);
+      throw new ModelLoadError(
+        `onnxruntime could not load ${what}: expected a complete ONNX (or ORT) model, but ` +
+          `parsing failed (${first}). The file may be truncated or not a model: re-export it.`,
+      );
+    }
+    const io = (names, meta) =>
+      meta && meta.length ? meta.map((m) => ({ name: m.name, type: m.type, shape: m.shape })) : names.map((name) => ({ name }));
+    const gin = io(session.inputNames, session.inputMetadata);
+    c.checkGraph(gin, io(session.outputNames, session.outputMetadata));
+    let hash = null;
+    try {
+      hash = await c.hash();
+    } catch {
+      // no WebCrypto (a browser page on plain http that is not localhost): snapshots say so
+    }
+    return new StreamingPredictor(ort, session, c, { constants: constantTensors(ort, c, gin, constants), context, hash });
+  }
+
+  /** @internal use {@link StreamingPredictor.create} */
+  constructor(ort, session, contract, { constants, context, hash }) {
+    this.ort = ort;
+    this.session = session;
+    this.contract = contract;
+    this.frameSpec = new FrameSpec(contract);
+    this.pairs = contract.states;
+    this.dataOutputs = contract.dataOutputs();
+    if (!this.dataOutputs.length) {
+      throw new ContractError(
+        "contract field 'outputs': expected at least one output that is not state, got only " +
+          `state outputs ${JSON.stringify(contract.stateOutputs)}. Declare the model's data output.`,
+      );
+    }
+    this.constants = constants;
+    this.contextFrames = this._checkContext(context ?? contract.model.extra?.context ?? 0);
+    this.chunk = contract.model.chunk; // frames per call of a fixed-length graph, context included
+    this.stepFrames = this.chunk ? this.chunk - this.contextFrames : null;
+    if (this.stepFrames !== null && this.stepFrames < 1) {
+      throw new InputError(
+        `context=${this.contextFrames} leaves no room for new frames in this graph's fixed ` +
+          `${this.chunk} frames per call; expected context < ${this.chunk}.`,
+      );
+    }
+    const prep = contract.preprocessing;
+    this.outStd = prep.out_std ? Float32Array.from(prep.out_std) : null;
+    this.outMean = prep.out_mean ? Float32Array.from(prep.out_mean) : null;
+    this._hash = hash;
+    this._tail = Promise.resolve();
+    this._generation = 0;
+    this.reset();
+  }
+
+  _checkContext(n) {
+    if (!Number.isInteger(n) || n < 0) throw new InputError(`context must be a non-negative int of frames, got ${n}.`);
+    return n;
+  }
+
+  // ------------------------------------------------------------------ state
+  /** Start a new sequence: every state back to the contract's initial value. */
+  reset() {
+    this._states = this.pairs.map((p) => {
+      const dims = batchOne(p.shape);
+      const Arr = ARRAY_OF[p.dtype];
+      const data = p.init === "zeros" ? new Arr(size(dims)) : Arr.from(p.init);
+      return new this.ort.Tensor(p.dtype, data, dims);
+    });
+    const F = this.frameSpec.size ?? 0;
+    this._context = this.contextFrames ? new this.frameSpec.Array(this.contextFrames * F) : null;
+    this.framesSeen = 0;
+    this._generation++;
+  }
+
+  /** A copy of the current state, by state input name, each an ort.Tensor with batch 1. */
+  get state() {
+    return Object.fromEntries(
+      this.pairs.map((p, k) => [p.input, new this.ort.Tensor(p.dtype, this._states[k].data.slice(), [...this._states[k].dims])]),
+    );
+  }
+
+  /**
+   * Replace the state (e.g. with an encoder's final state); every pair must be given as
+   * `{data, dims}` (an ort.Tensor will do) of the contract's batch-1 shape. Nothing
+   * changes if any is wrong.
+   */
+  setState(states) {
+    const names = this.pairs.map((p) => p.input);
+    const given = states && typeof states === "object" ? Object.keys(states) : null;
+    if (!given || given.length !== names.length || !names.every((n) => given.includes(n))) {
+      throw new InputError(
+        `setState needs exactly the states ${JSON.stringify([...names].sort())}; got ` +
+          `${given ? JSON.stringify([...given].sort()) : typeof states}. Pass an object like predictor.state.`,
+      );
+    }
+    const next = this.pairs.map((p) => {
+      const want = batchOne(p.shape);
+      const { data, dims } = states[p.input] ?? {};
+      const ok = ArrayBuffer.isView(data) && /Float/.test(data.constructor.name) && Array.isArray(dims) &&
+        dims.length === want.length && dims.every((d, k) => d === want[k]) && data.length === size(want);
+      if (!ok) {
+        throw new InputError(
+          `state '${p.input}': expected a float array of shape [${want.join(", ")}], got ` +
+            `${data?.constructor?.name ?? typeof data} [${Array.isArray(dims) ? dims.join(", ") : "?"}]. ` +
+            "Pass batch-1 state as predictor.state has it.",
+        );
+      }
+      if (!data.every(Number.isFinite)) {
+        throw new InputError(`state '${p.input}' contains NaN or Inf; expected finite values. Nothing was changed.`);
+      }
+      return new this.ort.Tensor(p.dtype, ARRAY_OF[p.dtype].from(data), want);
+    });
+    this._states = next;
+    this._generation++;
+  }
+
+  /** Copy the stream's state; `restore()` rewinds to it, `toBytes()` persists it. */
+  snapshot() {
+    if (this._hash === null) {
+      throw new SnapshotError(
+        "snapshots need WebCrypto's SHA-256 to tie them to the model, and this page has none: " +
+          "serve it over https or from localhost.",
+      );
+    }
+    const states = Object.fromEntries(
+      this.pairs.map((p, k) => [p.input, { dtype: p.dtype, dims: [...this._states[k].dims], data: this._states[k].data.slice() }]),
+    );
+    const ctx = this._context === null ? null : { dtype: this.frameSpec.dtype, dims: this._contextDims(), data: this._context.slice() };
+    return new Snapshot(this._hash, states, this.framesSeen, ctx);
+  }
+
+  /** Continue from `snapshot` (a Snapshot or its bytes, from JavaScript or Python). */
+  restore(snapshot) {
+    const snap = snapshot instanceof Snapshot ? snapshot : Snapshot.fromBytes(snapshot);
+    const want = this.pairs.map((p) => ({ name: p.input, dims: batchOne(p.shape), dtype: p.dtype }));
+    const [states, ctx] = checkSnapshot(snap, this._hash, want, this._context === null ? null : this._contextDims());
+    this._states = this.pairs.map((p, k) => new this.ort.Tensor(p.dtype, states[k].data, states[k].dims));
+    this._context = ctx === null ? null : ctx.data;
+    this.framesSeen = snap.framesSeen;
+    this._generation++;
+  }
+
+  _contextDims() {
+    return [1, this.contextFrames, ...this.frameSpec.trailing];
+  }
+
+  // ------------------------------------------------------------------ stepping
+  /**
+   * Feed one frame or a chunk; resolve to this call's outputs: an ort.Tensor without the
+   * batch axis (`[out]` for one frame, `[T, out]` for a chunk), or an object of them by
+   * output name for a model with several outputs. Rejects with `InputError` (state
+   * unchanged) on frames of the wrong length, type or values.
+   */
+  step(frames) {
+    let checked;
+    try {
+      checked = this.frameSpec.check(frames);
+    } catch (exc) {
+      return Promise.reject(exc);
+    }
+    const run = this._tail.then(() => this._run(checked));
+    this._tail = run.catch(() => {});
+    return run;
+  }
+
+  async _run({ data, count, single }) {
+    const gen = this._generation;
+    const F = this.frameSpec.size;
+    const N = this.contextFrames;
+    const step = this.stepFrames ?? count;
+    const lengthsName = this.contract.lengths;
+    if (this.chunk && count % step && lengthsName === null) {
+      throw new InputError(
+        `this graph takes exactly ${step} new frames per call and cannot mask padding; got ` +
+          `${count}. Pass a multiple of ${step} frames.`,
+      );
+    }
+    if (this.chunk && !this.contract.model.stateful && count > step) {
+      throw new InputError(
+        `this offline graph takes one whole sequence of at most ${step} frames per call; got ` +
+          `${count}. Re-export with --chunk >= ${count}, or use mode 'native'.`,
+      );
+    }
+    let states = this._states;
+    let ctx = this._context;
+    const pieces = [];
+    for (let start = 0; start < count; start += step) {
+      const n = Math.min(step, count - start);
+      let xs = data.subarray(start * F, (start + n) * F);
+      if (N) {
+        const joined = new xs.constructor((N + n) * F);
+        joined.set(ctx);
+        joined.set(xs, N * F);
+        ctx = joined.slice(n * F, (n + N) * F);
+        xs = joined;
+      }
+      const valid = n + N;
+      let tIn = valid;
+      if (this.chunk && tIn < this.chunk) {
+        const padded = new xs.constructor(this.chunk * F);
+        padded.set(xs);
+        xs = padded;
+        tIn = this.chunk;
+      }
+      const feeds = { ...this.constants };
+      feeds[this.frameSpec.name] = new this.ort.Tensor(this.frameSpec.dtype, xs, [1, tIn, ...this.frameSpec.trailing]);
+      if (lengthsName !== null) feeds[lengthsName] = new this.ort.Tensor("int32", Int32Array.of(valid), [1]);
+      this.pairs.forEach((p, k) => {
+        feeds[p.input] = states[k];
+      });
+      let out;
+      try {
+        out = await this.session.run(feeds);
+      } catch (exc) {
+        const first = String(exc?.message ?? exc).split("\n")[0].slice(0, 300);
+        throw new InputError(
+          `onnxruntime refused the call (${first}); expected inputs that match the model's ` +
+            "contract. The state is unchanged. Check the frames and constants, or re-export.",
+        );
+      }
+      states = this.pairs.map((p) => out[p.output]);
+      pieces.push({ outs: this.dataOutputs.map((o) => out[o.name]), n, tIn });
+    }
+    if (gen !== this._generation) {
+      throw new InputError(
+        "the stream was reset or restored while this step() ran; its outputs were discarded and " +
+          "the new state kept. Await step() before calling reset(), restore() or setState().",
+      );
+    }
+    this._states = states;
+    this._context = ctx;
+    this.framesSeen += count;
+    return this._assemble(pieces, single);
+  }
+
+  _assemble(pieces, single) {
+    const N = this.contextFrames;
+    const result = {};
+    this.dataOutputs.forEach((spec, i) => {
+      const t = spec.time_axis;
+      let arr;
+      if (t === null) {
+        const last = pieces[pieces.length - 1].outs[i];
+        arr = { data: last.data, dims: [...last.dims] };
+      } else {
+        const parts = pieces.map(({ outs, n, tIn }) => {
+          const a = { data: outs[i].data, dims: [...outs[i].dims] };
+          return a.dims[t] === tIn && (N || tIn !== n) ? sliceAxis(a, t, N, N + n) : a;
+        });
+        arr = concatAxis(parts, t);
+      }
+      if (single && t !== null) arr = dropAxis(arr, t);
+      if (spec.batch_axis !== null) arr = dropAxis(arr, spec.batch_axis - (single && t !== null && t < spec.batch_axis ? 1 : 0));
+      let data = arr.data.slice();
+      if (i === 0 && !(data instanceof BigInt64Array)) data = this._postprocess(data, arr.dims);
+      result[spec.name] = new this.ort.Tensor(spec.dtype, data, arr.dims);
+    });
+    const names = Object.keys(result);
+    return names.length === 1 ? result[names[0]] : result;
+  }
+
+  _postprocess(y, dims) {
+    if (!this.outStd && !this.outMean) return y;
+    const last = dims.at(-1) ?? 1;
+    for (let k = 0; k < y.length; k++) {
+      const f = k % last;
+      let v = y[k];
+      if (this.outStd) v = Math.fround(v * this.outStd[this.outStd.length === 1 ? 0 : f]);
+      if (this.outMean) v = Math.fround(v + this.outMean[this.outMean.length === 1 ? 0 : f]);
+      y[k] = v;
+    }
+    return y;
+  }
+
+  // ------------------------------------------------------------------ text
+  /** Token ids of `text` with the contract's vocabulary (longest match; `<unk>` otherwise). */
+  encode(text) {
+    return encodePrompt(text, this._vocab());
+  }
+
+  /** Text of token ids (stops at `<eos>`). */
+  decode(ids) {
+    return decodeIds(ids, this._vocab());
+  }
+
+  _vocab() {
+    const vocab = this.contract.preprocessing.vocab;
+    if (!vocab) throw new InputError("this model's contract has no vocabulary; expected a token model exported by edgeseq.");
+    return vocab;
+  }
+
+  /**
+   * Yield text pieces sampled from a token model, one per generated token (an async
+   * iterator): `for await (const piece of p.generate("The ", {maxTokens: 80, seed: 1}))`.
+   * Options: maxTokens (100), temperature (1; 0 is greedy), topK, topP, seed, stop,
+   * reset (true). The same seed gives the same text as Python's `generate`.
+   */
+  generate(prompt = "", options = {}) {
+    return generate(this, prompt, options);
+  }
+
+  /** Release onnxruntime's session. */
+  async close() {
+    await this.session.release?.();
+  }
+
+  toString() {
+    const m = this.contract.model;
+    return `StreamingPredictor(cell=${m.cell}, mode=${m.mode}, topology=${m.topology}, states=${this.pairs.length})`;
+  }
+}
