@@ -42,7 +42,8 @@ def _stream(path: Path, x: np.ndarray, chunk: int, **kw: Any) -> tuple[list, lis
 
     p = StreamingPredictor(path, **kw)
     ys = [np.asarray(p.step(x[i : i + chunk])) for i in range(0, len(x), chunk)]
-    return [_flat(y) for y in ys], [list(y.shape) for y in ys], {k: _flat(v) for k, v in p.state.items()}
+    state = {k: _flat(v) for k, v in p.state.items()}
+    return [_flat(y) for y in ys], [list(y.shape) for y in ys], state
 
 
 def _parity_case(name: str, path: Path, x: np.ndarray, **kw: Any) -> dict[str, Any]:
@@ -50,7 +51,7 @@ def _parity_case(name: str, path: Path, x: np.ndarray, **kw: Any) -> dict[str, A
 
     outs, dims, state = {}, {}, {}
     for c in CHUNKINGS:
-        outs[str(c)], dims[str(c)], state = _stream(path, x, c, **kw)
+        outs[str(c)], dims[str(c)], state[str(c)] = _stream(path, x, c, **kw)
     p = StreamingPredictor(path, **kw)
     p.step(x[:SNAP_AT])
     snap = path.with_name(f"{name}.snap")
@@ -90,7 +91,9 @@ def _scaled(path: Path) -> None:
     from edgeseq.train.models import SeqConfig, SeqModel
 
     torch.manual_seed(11)
-    prep = Preprocessing(mean=[1.0, 2.0, 3.0], std=[2.0, 0.5, 4.0], out_mean=[5.0, -1.0], out_std=[3.0, 0.25])
+    prep = Preprocessing(
+        mean=[1.0, 2.0, 3.0], std=[2.0, 0.5, 4.0], out_mean=[5.0, -1.0], out_std=[3.0, 0.25]
+    )
     model = SeqModel(SeqConfig(cell="lstm", input_size=3, hidden_size=8, output_size=2))
     export_model(model, path, preprocessing=prep)
 
@@ -107,7 +110,8 @@ def _classifier(path: Path) -> None:
         cell="gru", input_size=3, hidden_size=8, output_size=3, topology="many_to_one",
         task="classify", extra={"labels": ["walk", "run", "sit"]},
     )  # fmt: skip
-    export_model(SeqModel(cfg), path, preprocessing=Preprocessing(mean=[0.5, 0.0, 1.0], std=[2.0, 1.0, 3.0]))
+    prep = Preprocessing(mean=[0.5, 0.0, 1.0], std=[2.0, 1.0, 3.0])
+    export_model(SeqModel(cfg), path, preprocessing=prep)
 
 
 def _vad(path: Path, tmp: Path) -> None:
@@ -221,6 +225,15 @@ def write(out: Path) -> dict[str, Any]:
                 name = f"{cell}-{mode}"
                 _seq_model(cell, mode, out / f"{name}.onnx", seed=k)
                 manifest["parity"].append(_parity_case(name, out / f"{name}.onnx", x))
+        from edgeseq.exporters import quantize
+
+        for src, kind in (("lstm-native", "int8"), ("gru-native", "fp16")):
+            name = f"{src}-{kind}"
+            quantize(out / f"{src}.onnx", out / f"{name}.onnx", kind, latency_frames=5)
+            manifest["parity"].append({**_parity_case(name, out / f"{name}.onnx", x), "kind": kind})
+        # the frames as a CSV, for pages that stream a file (exact: repr of float32 values)
+        rows = (",".join(repr(float(v)) for v in r) for r in x)
+        (out / "frames-all.csv").write_text("\n".join(rows) + "\n")
         _scaled(out / "scaled.onnx")
         _classifier(out / "classifier.onnx")
         manifest["parity"] += [

@@ -34,7 +34,7 @@ for (const c of manifest.parity) {
         const single = frameRank > 0 && got[k].length === c.frame_shape[0];
         assert.deepEqual(y.dims, single ? dims[k].slice(1) : dims[k], `${c.name} call ${k} dims`);
       }
-      for (const [name, values] of Object.entries(c.state)) {
+      for (const [name, values] of Object.entries(c.state[String(chunk)])) {
         assertClose(p.state[name].data, values, `${c.name} final state ${name}`);
       }
       assert.equal(p.framesSeen, c.frames.length / (c.frame_shape[0] ?? 1));
