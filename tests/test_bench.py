@@ -7,6 +7,7 @@ its JSON and markdown, and keeps hand-written notes.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,21 @@ def test_json_has_machine_info_and_every_section(quick_run: tuple[dict, str, Pat
     assert runtime["wall_s"] > 0 and runtime["onnx_imported"] in (True, False)
     assert cell["footprint"]["torch"]["wall_s"] > 0
     assert cell["export"]["native"]["median_s"] > 0
+
+
+def test_javascript_runtimes_beside_python(quick_run: tuple[dict, str, Path]) -> None:
+    """Section 7 times runtime-js in Node.js and Chromium; a missing browser is reported
+    with the reason (and only off CI, where .ci/run installs it)."""
+    results, printed, _ = quick_run
+    js = results["cells"]["lstm"]["js"]
+    for runtime in ("python", "node", "browser"):
+        rec = js[runtime]
+        if runtime == "browser" and "predictor" not in rec and not os.environ.get("CI"):
+            assert "chromium" in rec["reason"].lower(), rec
+            continue
+        for name in ("predictor", "session_run"):
+            assert set(rec[name]) >= STAT_KEYS and rec[name]["median"] > 0, (runtime, rec)
+    assert "## 7. JavaScript" in printed and "Node.js (onnxruntime-node" in printed
 
 
 def test_every_target_is_evaluated(quick_run: tuple[dict, str, Path]) -> None:

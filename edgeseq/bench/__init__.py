@@ -1,7 +1,7 @@
 """The benchmark suite: edgeseq's streaming speed beside the alternatives, in one run.
 
 On a reference model per cell (40 inputs, 128 hidden, 2 layers, linear head) with a
-fixed thread count, six sections are measured in one process on one machine:
+fixed thread count, seven sections are measured in one process on one machine:
 
 1. per-frame latency: ``StreamingPredictor`` vs a hand-written ``session.run`` loop vs
    PyTorch eager vs the floor (one call of an Identity model);
@@ -9,7 +9,9 @@ fixed thread count, six sections are measured in one process on one machine:
 3. frames per call (chunk sizes);
 4. export modes and precisions: latency, file size, output drift;
 5. footprint: wall time and peak RSS of fresh processes (runtime vs PyTorch);
-6. export time per mode.
+6. export time per mode;
+7. the JavaScript runtime (``runtime-js/``): per-frame latency in Node.js and headless
+   Chromium beside Python's (``_js``).
 
 Needs the ``torch`` extra (the suite exports its own models). ``edgeseq bench`` and
 ``python benchmarks/run.py`` are thin shells over :func:`run_bench` and :func:`render`.
@@ -57,7 +59,7 @@ __all__ = [
     "write_markdown",
 ]
 
-SECTIONS = ("latency", "streams", "chunks", "modes", "profile", "footprint", "export")
+SECTIONS = ("latency", "streams", "chunks", "modes", "profile", "footprint", "export", "js")
 CELLS = ("lstm", "gru", "rnn")
 Progress = Callable[[str], None]
 
@@ -118,6 +120,7 @@ def _run_cell(
 ) -> dict[str, Any]:
     from edgeseq.bench import _sections as sec
     from edgeseq.bench._footprint import footprint
+    from edgeseq.bench._js import js_latency
     from edgeseq.bench._models import prepare
     from edgeseq.bench._profile import profile_pool, profile_step
 
@@ -148,6 +151,8 @@ def _run_cell(
         config.footprint_runs,
     )
     out["export"] = sec.export_times(prep)
+    say("js", "per-frame latency in Node.js and headless Chromium (runtime-js/)")
+    out["js"] = js_latency(native, t, spec.input_size, b)
     return out
 
 

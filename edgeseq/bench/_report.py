@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from edgeseq.bench._js import js_tables
 from edgeseq.bench._targets import NA, TARGETS, Cell
 from edgeseq.table import format_table
 
@@ -299,6 +300,7 @@ def render(results: dict[str, Any], notes: str = "") -> str:
     head += [_targets_table(results), ""]
     body = [*_section_tables(results), "", *_footprint_tables(results), ""]
     body += _profile_tables(results)
+    body += ["", *js_tables(results)]
     machine = ["", "## Machine", "", "```json", _json(results["machine"]), "```", ""]
     return "\n".join([*head, *body, *machine, NOTES_MARKER, notes.strip("\n"), ""])
 
