@@ -98,6 +98,13 @@ def test_the_tree_has_the_expected_layers() -> None:
         assert doc and len(doc.split()) > 20, f"{pkg} needs a docstring saying what it is for"
 
 
+def test_runtime_js_holds_no_python() -> None:
+    """``runtime-js/`` is the JavaScript side of ``runtime/``: no layer here, so no Python."""
+    js = ROOT / "runtime-js"
+    assert (js / "package.json").is_file() and (js / "src" / "index.js").is_file()
+    assert not [p for p in js.rglob("*.py") if "node_modules" not in p.parts]
+
+
 @pytest.mark.parametrize("module,path", MODULES, ids=[m for m, _ in MODULES])
 def test_imports_run_one_way(module: str, path: Path) -> None:
     layer = _layer(module)

@@ -188,7 +188,8 @@ const lastRow = (y) => {
 
 function randomSeed() {
   const w = new Uint32Array(2);
-  globalThis.crypto.getRandomValues(w);
+  if (globalThis.crypto?.getRandomValues) globalThis.crypto.getRandomValues(w);
+  else w.forEach((_, k) => (w[k] = Math.floor(Math.random() * 2 ** 32)));
   return (BigInt(w[0]) << 32n) | BigInt(w[1]);
 }
 

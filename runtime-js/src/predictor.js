@@ -119,6 +119,8 @@ export class StreamingPredictor {
     this.outStd = prep.out_std ? Float32Array.from(prep.out_std) : null;
     this.outMean = prep.out_mean ? Float32Array.from(prep.out_mean) : null;
     this._hash = hash;
+    this._feeds = { ...constants };
+    this._lengthsCache = new Map(); // valid-frame count -> its (1,) int32 tensor
     this._tail = Promise.resolve();
     this._generation = 0;
     this.reset();
@@ -274,12 +276,10 @@ export class StreamingPredictor {
         xs = padded;
         tIn = this.chunk;
       }
-      const feeds = { ...this.constants };
+      const feeds = this._feeds; // one object, refilled per call: calls never overlap (queued)
       feeds[this.frameSpec.name] = new this.ort.Tensor(this.frameSpec.dtype, xs, [1, tIn, ...this.frameSpec.trailing]);
-      if (lengthsName !== null) feeds[lengthsName] = new this.ort.Tensor("int32", Int32Array.of(valid), [1]);
-      this.pairs.forEach((p, k) => {
-        feeds[p.input] = states[k];
-      });
+      if (lengthsName !== null) feeds[lengthsName] = this._lengths(valid);
+      for (let k = 0; k < this.pairs.length; k++) feeds[this.pairs[k].input] = states[k];
       let out;
       try {
         out = await this.session.run(feeds);
@@ -305,6 +305,15 @@ export class StreamingPredictor {
     return this._assemble(pieces, single);
   }
 
+  _lengths(valid) {
+    let t = this._lengthsCache.get(valid);
+    if (!t) {
+      t = new this.ort.Tensor("int32", Int32Array.of(valid), [1]);
+      if (this._lengthsCache.size < 64) this._lengthsCache.set(valid, t);
+    }
+    return t;
+  }
+
   _assemble(pieces, single) {
     const N = this.contextFrames;
     const result = {};
@@ -323,7 +332,8 @@ export class StreamingPredictor {
       }
       if (single && t !== null) arr = dropAxis(arr, t);
       if (spec.batch_axis !== null) arr = dropAxis(arr, spec.batch_axis - (single && t !== null && t < spec.batch_axis ? 1 : 0));
-      let data = arr.data.slice();
+      // onnxruntime's output buffers are fresh per call: a view of one needs no copy
+      let data = arr.data;
       if (i === 0 && !(data instanceof BigInt64Array)) data = this._postprocess(data, arr.dims);
       result[spec.name] = new this.ort.Tensor(spec.dtype, data, arr.dims);
     });

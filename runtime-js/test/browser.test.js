@@ -61,6 +61,10 @@ for (const name of ["lstm-native", "gru-unrolled"]) {
     outs.forEach((y, k) => assertClose(y, c.outputs["1"][k], `${name} frame ${k} in Chromium`));
     const shown = await page.textContent("#count");
     assert.equal(shown, String(outs.length));
+    await page.click("#snap"); // the stream's snapshot, offered as a download
+    assert.match(await page.textContent("#snap-link"), new RegExp(`frame ${outs.length}\\)`));
+    await page.click("#restore");
+    assert.equal(await page.evaluate(() => window.edgeseq.error), null);
     await page.screenshot({ path: join(ARTIFACTS, `stream-${name}.png`), fullPage: true });
     await page.close();
   });
