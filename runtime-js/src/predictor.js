@@ -10,7 +10,8 @@ import { FrameSpec } from "./frames.js";
 import { generate, encodePrompt, decodeIds } from "./generate.js";
 import { loadSidecar, readMetadata, readSource } from "./model-file.js";
 import { Snapshot, checkSnapshot } from "./snapshot.js";
-import { ARRAY_OF, batchOne, concatAxis, dropAxis, size, sliceAxis } from "./tensor.js";
+import { Outputs } from "./outputs.js";
+import { ARRAY_OF, batchOne, size } from "./tensor.js";
 import { contractOption, constantTensors } from "./options.js";
 
 const describeSource = (model, bytes) =>
@@ -115,9 +116,7 @@ export class StreamingPredictor {
           `${this.chunk} frames per call; expected context < ${this.chunk}.`,
       );
     }
-    const prep = contract.preprocessing;
-    this.outStd = prep.out_std ? Float32Array.from(prep.out_std) : null;
-    this.outMean = prep.out_mean ? Float32Array.from(prep.out_mean) : null;
+    this._outputs = new Outputs(ort, this.dataOutputs, contract.preprocessing, this.contextFrames);
     this._hash = hash;
     this._feeds = { ...constants };
     this._lengthsCache = new Map(); // valid-frame count -> its (1,) int32 tensor
@@ -190,12 +189,7 @@ export class StreamingPredictor {
 
   /** Copy the stream's state; `restore()` rewinds to it, `toBytes()` persists it. */
   snapshot() {
-    if (this._hash === null) {
-      throw new SnapshotError(
-        "snapshots need WebCrypto's SHA-256 to tie them to the model, and this page has none: " +
-          "serve it over https or from localhost.",
-      );
-    }
+    this._needHash();
     const states = Object.fromEntries(
       this.pairs.map((p, k) => [p.input, { dtype: p.dtype, dims: [...this._states[k].dims], data: this._states[k].data.slice() }]),
     );
@@ -205,6 +199,7 @@ export class StreamingPredictor {
 
   /** Continue from `snapshot` (a Snapshot or its bytes, from JavaScript or Python). */
   restore(snapshot) {
+    this._needHash();
     const snap = snapshot instanceof Snapshot ? snapshot : Snapshot.fromBytes(snapshot);
     const want = this.pairs.map((p) => ({ name: p.input, dims: batchOne(p.shape), dtype: p.dtype }));
     const [states, ctx] = checkSnapshot(snap, this._hash, want, this._context === null ? null : this._contextDims());
@@ -212,6 +207,15 @@ export class StreamingPredictor {
     this._context = ctx === null ? null : ctx.data;
     this.framesSeen = snap.framesSeen;
     this._generation++;
+  }
+
+  _needHash() {
+    if (this._hash === null) {
+      throw new SnapshotError(
+        "snapshots need WebCrypto's SHA-256 to tie them to the model, and this page has none: " +
+          "serve it over https or from localhost.",
+      );
+    }
   }
 
   _contextDims() {
@@ -302,7 +306,7 @@ export class StreamingPredictor {
     this._states = states;
     this._context = ctx;
     this.framesSeen += count;
-    return this._assemble(pieces, single);
+    return this._outputs.assemble(pieces, single);
   }
 
   _lengths(valid) {
@@ -312,46 +316,6 @@ export class StreamingPredictor {
       if (this._lengthsCache.size < 64) this._lengthsCache.set(valid, t);
     }
     return t;
-  }
-
-  _assemble(pieces, single) {
-    const N = this.contextFrames;
-    const result = {};
-    this.dataOutputs.forEach((spec, i) => {
-      const t = spec.time_axis;
-      let arr;
-      if (t === null) {
-        const last = pieces[pieces.length - 1].outs[i];
-        arr = { data: last.data, dims: [...last.dims] };
-      } else {
-        const parts = pieces.map(({ outs, n, tIn }) => {
-          const a = { data: outs[i].data, dims: [...outs[i].dims] };
-          return a.dims[t] === tIn && (N || tIn !== n) ? sliceAxis(a, t, N, N + n) : a;
-        });
-        arr = concatAxis(parts, t);
-      }
-      if (single && t !== null) arr = dropAxis(arr, t);
-      if (spec.batch_axis !== null) arr = dropAxis(arr, spec.batch_axis - (single && t !== null && t < spec.batch_axis ? 1 : 0));
-      // onnxruntime's output buffers are fresh per call: a view of one needs no copy
-      let data = arr.data;
-      if (i === 0 && !(data instanceof BigInt64Array)) data = this._postprocess(data, arr.dims);
-      result[spec.name] = new this.ort.Tensor(spec.dtype, data, arr.dims);
-    });
-    const names = Object.keys(result);
-    return names.length === 1 ? result[names[0]] : result;
-  }
-
-  _postprocess(y, dims) {
-    if (!this.outStd && !this.outMean) return y;
-    const last = dims.at(-1) ?? 1;
-    for (let k = 0; k < y.length; k++) {
-      const f = k % last;
-      let v = y[k];
-      if (this.outStd) v = Math.fround(v * this.outStd[this.outStd.length === 1 ? 0 : f]);
-      if (this.outMean) v = Math.fround(v + this.outMean[this.outMean.length === 1 ? 0 : f]);
-      y[k] = v;
-    }
-    return y;
   }
 
   // ------------------------------------------------------------------ text

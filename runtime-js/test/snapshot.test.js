@@ -102,3 +102,12 @@ test("a snapshot whose states do not fit the model is refused", async () => {
   nan.states[name].data[0] = NaN;
   await refusedKeepsState(p, nan, /NaN or Inf/);
 });
+
+test("without WebCrypto (a page on plain http) snapshots say why instead of writing bytes", async () => {
+  const c = cases.find((x) => x.name === "gru-native");
+  const p = await open(c);
+  const bytes = readFileSync(fixture(c.snapshot.file));
+  p._hash = null; // what create() leaves when crypto.subtle is missing
+  assert.throws(() => p.snapshot(), (e) => e instanceof SnapshotError && /need WebCrypto's SHA-256.*https or from localhost/.test(e.message));
+  assert.throws(() => p.restore(bytes), /need WebCrypto/);
+});
