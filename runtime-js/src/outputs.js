@@ -27,6 +27,14 @@ export class Outputs {
    * Returns one ort.Tensor, or an object of them by name for several outputs.
    */
   assemble(pieces, single) {
+    if (this._plain(pieces)) {
+      // the per-frame hot path: one call, one (batch, time, ...) output, nothing to trim
+      const [spec] = this.specs;
+      const out = pieces[0].outs[0];
+      const dims = out.dims.slice(single ? 2 : 1);
+      const data = out.data instanceof BigInt64Array ? out.data : this.postprocess(out.data, dims);
+      return new this.ort.Tensor(spec.dtype, data, dims);
+    }
     const N = this.contextFrames;
     const result = {};
     this.specs.forEach((spec, i) => {
@@ -52,6 +60,13 @@ export class Outputs {
     });
     const names = Object.keys(result);
     return names.length === 1 ? result[names[0]] : result;
+  }
+
+  _plain(pieces) {
+    if (pieces.length !== 1 || this.contextFrames || this.specs.length !== 1) return false;
+    const { batch_axis: b, time_axis: t } = this.specs[0];
+    const { outs, n, tIn } = pieces[0];
+    return b === 0 && t === 1 && tIn === n && outs[0].dims[0] === 1 && outs[0].dims[1] === n;
   }
 
   /** `y * out_std + out_mean` in float32 (as numpy does), over the last axis, in place. */
