@@ -102,7 +102,8 @@ function statePair(d, path) {
     input: d.input,
     output: d.output,
     shape,
-    batch_axis: checkAxis(`${path}.batch_axis`, get(d, "batch_axis", new PyNumber(1, true, "1")), shape.length, false),
+    // null: a model that runs one stream per call (no batch axis)
+    batch_axis: checkAxis(`${path}.batch_axis`, get(d, "batch_axis", new PyNumber(1, true, "1")), shape.length, true),
     dtype: checkDtype(`${path}.dtype`, get(d, "dtype", "float32")),
     init,
   };

@@ -36,7 +36,17 @@ export class FrameSpec {
       );
     }
     this.isInt = /int/.test(spec.dtype);
-    this.trailing = spec.shape.slice(2);
+    const [b, t] = [spec.batch_axis, spec.time_axis];
+    // batch 1 lies anywhere in memory; the per-frame axes must follow the time axis
+    if (t === null || spec.shape.some((_, k) => k < t && k !== b)) {
+      throw new ContractError(
+        `the frames input '${spec.name}' has shape ${JSON.stringify(spec.shape)} with batch axis ${b} ` +
+          `and time axis ${t}; this JavaScript runtime feeds frames as (batch, time, ...) or ` +
+          "(time, batch, ...), time before the per-frame axes. Stream this model from Python.",
+      );
+    }
+    this.layout = { rank: spec.shape.length, batch: b, time: t };
+    this.trailing = spec.shape.filter((_, k) => k !== b && k !== t); // per-frame shape
     this.fixed = this.trailing.every((d) => typeof d === "number");
     this.size = this.fixed ? this.trailing.reduce((a, b) => a * b, 1) : null;
     const prep = contract.preprocessing;
@@ -52,6 +62,15 @@ export class FrameSpec {
         );
       }
     }
+  }
+
+  /** The frames tensor's dims for `tIn` frames of one stream, in the graph's axis order. */
+  dims(tIn) {
+    const { rank, batch, time } = this.layout;
+    const dims = [];
+    let f = 0;
+    for (let k = 0; k < rank; k++) dims.push(k === batch ? 1 : k === time ? tIn : this.trailing[f++]);
+    return dims;
   }
 
   describe() {

@@ -107,6 +107,14 @@ export class StreamingPredictor {
       );
     }
     this.constants = constants;
+    const window = contract.model.extra?.window;
+    if (window !== undefined && window !== null) {
+      throw new ContractError(
+        `this model streams fixed windows of ${window} samples (contract field 'model.extra.window'); ` +
+          "the JavaScript runtime does not cut windows yet. Stream it from Python (window=), or " +
+          "feed whole windows to a contract without 'window'.",
+      );
+    }
     this.contextFrames = this._checkContext(context ?? contract.model.extra?.context ?? 0);
     this.chunk = contract.model.chunk; // frames per call of a fixed-length graph, context included
     this.stepFrames = this.chunk ? this.chunk - this.contextFrames : null;
@@ -281,7 +289,7 @@ export class StreamingPredictor {
         tIn = this.chunk;
       }
       const feeds = this._feeds; // one object, refilled per call: calls never overlap (queued)
-      feeds[this.frameSpec.name] = new this.ort.Tensor(this.frameSpec.dtype, xs, [1, tIn, ...this.frameSpec.trailing]);
+      feeds[this.frameSpec.name] = new this.ort.Tensor(this.frameSpec.dtype, xs, this.frameSpec.dims(tIn));
       if (lengthsName !== null) feeds[lengthsName] = this._lengths(valid);
       for (let k = 0; k < this.pairs.length; k++) feeds[this.pairs[k].input] = states[k];
       let out;

@@ -9,6 +9,7 @@
  *                 "frames_seen", "states": [state input names], "context": bool, "meta"}]}
  *     s0_{k}.npy  state k (contract order), batch 1, e.g. (layers, 1, hidden)
  *     c0.npy      left-context frames (1, N, ...), when the stream keeps any
+ *     p0.npy      samples waiting for a window (Python's window=; refused here)
  *
  * Zip CRCs catch corrupt bytes; the contract hash ties a snapshot to its model.
  * Pool snapshots (`kind: "pool"`, Python's StreamPool) are refused with a clear message.
@@ -51,7 +52,7 @@ export class Snapshot {
       kind: "stream",
       next_id: null,
       streams: [
-        { context: this.context !== null, frames_seen: this.framesSeen, id: null, meta: this.meta, states: names },
+        { context: this.context !== null, frames_seen: this.framesSeen, id: null, meta: this.meta, pending: false, states: names },
       ],
       version: FORMAT_VERSION,
     };
@@ -111,6 +112,12 @@ export class Snapshot {
         throw new Error(`a stream snapshot holds ${header.streams?.length} streams`);
       }
       const rec = header.streams[0];
+      if (rec.pending && arrays.has("p0.npy") && decodeNpy(arrays.get("p0.npy")).dims[0] > 0) {
+        throw new SnapshotError(
+          "snapshot has pending window samples; this JavaScript predictor takes no window. " +
+            "Restore it in Python with the same window= setting as when it was taken.",
+        );
+      }
       const states = {};
       rec.states.forEach((name, k) => {
         const arr = arrays.get(`s0_${k}.npy`);
@@ -125,6 +132,7 @@ export class Snapshot {
       }
       return new Snapshot(String(header.contract_hash), states, Number(rec.frames_seen), context, rec.meta ?? {});
     } catch (exc) {
+      if (exc instanceof SnapshotError) throw exc;
       throw new SnapshotError(`snapshot bytes are corrupt or not an edgeseq snapshot (${exc.message}); ${CORRUPT}`);
     }
   }

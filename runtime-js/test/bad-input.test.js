@@ -112,6 +112,11 @@ test("a contract that disagrees with the graph names the field", async () => {
     [(c) => (c.preprocessing.std = [1, 0, 1]), /'preprocessing.std': expected non-zero scales/],
     [(c) => (c.model.colour = "red"), /unexpected keyword argument 'colour'/],
     [(c) => delete c.inputs, /'inputs': expected a non-empty list of tensors/],
+    [(c) => (c.states[0].batch_axis = 5), /'states\[0\].batch_axis': expected an axis index in \[0, 3\) or null, got 5/],
+    // what Python streams but this runtime does not: refused, never silently wrong
+    [(c) => (c.model.extra.window = 4), /fixed windows of 4 samples .*'model.extra.window'.*does not cut windows/],
+    [(c) => (c.inputs[0].time_axis = null), /frames input 'x' .*time axis null.*Stream this model from Python/],
+    [(c) => Object.assign(c.inputs[0], { time_axis: 2, batch_axis: 0 }), /frames input 'x' .*time axis 2/],
   ];
   for (const [f, pattern] of cases) {
     await assert.rejects(StreamingPredictor.create(fixture(lstm.model), { ort, contract: edit(f) }), (e) => e instanceof ContractError && pattern.test(e.message), String(pattern));

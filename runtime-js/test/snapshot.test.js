@@ -9,6 +9,7 @@ import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 
 import { Snapshot, SnapshotError, StreamingPredictor } from "../src/index.js";
+import { decodeNpy, encodeNpy, readZip, writeZip } from "../src/npz.js";
 import { REPO, assertClose, fixture, fixtures, python } from "./helpers.js";
 
 const manifest = fixtures();
@@ -110,4 +111,17 @@ test("without WebCrypto (a page on plain http) snapshots say why instead of writ
   p._hash = null; // what create() leaves when crypto.subtle is missing
   assert.throws(() => p.snapshot(), (e) => e instanceof SnapshotError && /need WebCrypto's SHA-256.*https or from localhost/.test(e.message));
   assert.throws(() => p.restore(bytes), /need WebCrypto/);
+});
+
+test("a snapshot holding samples of an unfinished window (Python's window=) is refused", async () => {
+  const c = cases.find((x) => x.name === "vad");
+  const p = await open(c);
+  const entries = [...readZip(readFileSync(fixture(c.snapshot.file))).entries()];
+  assert.equal(entries[0][0], "header.npy");
+  const header = JSON.parse(new TextDecoder().decode(decodeNpy(entries[0][1]).data));
+  header.streams[0].pending = true;
+  const text = new TextEncoder().encode(JSON.stringify(header));
+  entries[0] = ["header.npy", encodeNpy({ dtype: "uint8", dims: [text.length], data: text })];
+  entries.push(["p0.npy", encodeNpy({ dtype: "float32", dims: [3], data: Float32Array.of(1, 2, 3) })]);
+  await refusedKeepsState(p, writeZip(entries), /pending window samples; this JavaScript predictor takes no window/);
 });
