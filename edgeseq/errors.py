@@ -13,7 +13,9 @@ __all__ = [
     "ExportError",
     "InputError",
     "ModelLoadError",
+    "ProtocolError",
     "ProviderError",
+    "RemoteError",
     "SnapshotError",
     "StreamError",
     "VerificationError",
@@ -57,3 +59,15 @@ class ExportError(EdgeseqError, RuntimeError):
 
 class VerificationError(EdgeseqError, AssertionError):
     """ONNX outputs differ from PyTorch beyond tolerance, or shapes mismatch."""
+
+
+class ProtocolError(EdgeseqError, ValueError):
+    """A message breaks the ``edgeseq serve`` wire protocol (see docs/protocol.md)."""
+
+    def __init__(self, message: str, reason: str = "bad_json") -> None:
+        super().__init__(message)
+        self.reason = reason  # a key of edgeseq.client.protocol.ERROR_REASONS
+
+
+class RemoteError(EdgeseqError, RuntimeError):
+    """An ``edgeseq serve`` server refused a request, or the connection to it was lost."""

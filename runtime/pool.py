@@ -72,6 +72,10 @@ class StreamPool:
         GPU state never crosses to the host between calls. None (default): on for non-CPU
         devices when the model allows it (an edgeseq export with a ``lengths`` input and no
         left context), off on CPU, where gathering the stepped rows is cheaper.
+    on_batch
+        Called after every batched run (``step`` or a ``submit`` batch) with the number of
+        streams and of frames it ran, e.g. for a server's batch-size metrics. It runs on
+        the calling thread and must be quick.
 
     Examples
     --------
@@ -100,6 +104,7 @@ class StreamPool:
         window: int | None = None,
         resident: bool | None = None,
         on_evict: Callable[[int, Snapshot], None] | None = None,
+        on_batch: Callable[[int, int], None] | None = None,
     ) -> None:
         for name, value in (("max_streams", max_streams), ("max_batch", max_batch)):
             if name == "max_batch" and value is None:
@@ -156,6 +161,7 @@ class StreamPool:
         self._batcher: MicroBatcher | None = None
         self._callbacks = CallbackThread()
         self._closed = False
+        self._on_batch = on_batch
 
     # ------------------------------------------------------------------ streams
     def open(self, snapshot: Snapshot | bytes | None = None) -> int:
@@ -269,6 +275,8 @@ class StreamPool:
             return self._run_windows(prepared)
         outs = self._rows.run([(st.row, chunk, single) for _, st, chunk, single in prepared])
         self._table.used([(sid, st, len(chunk)) for sid, st, chunk, _ in prepared], self._clock())
+        if self._on_batch is not None:
+            self._on_batch(len(prepared), sum(len(chunk) for _, _, chunk, _ in prepared))
         return outs
 
     def _run_windows(self, prepared: list[tuple[int, Stream, np.ndarray, bool]]) -> list[Outputs]:
