@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.edgeseq-installed
 PYTEST_ARGS ?=
-LINT   := $(wildcard edgeseq exporters runtime tests examples benchmarks scripts)
+LINT   := $(wildcard edgeseq exporters runtime serve tests examples benchmarks scripts)
 # Wheels whose stateful ONNX models tests/test_catalogue.py streams (read, never installed)
 WHEELS := .cache/wheels
 WHEEL_PINS := silero-vad==6.2.3 faster-whisper==1.0.3 faster-whisper==1.1.1 \
@@ -25,7 +25,7 @@ JS_STAMP := $(JS)/node_modules/.edgeseq-installed
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[torch,dev,examples]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[torch,dev,examples,serve]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -57,7 +57,7 @@ test: $(STAMP) $(WHEELS)/.fetched $(JS_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT)
-	$(BIN)/ruff format --check edgeseq exporters runtime
+	$(BIN)/ruff format --check edgeseq exporters runtime serve
 
 bench: $(STAMP) $(JS_STAMP)
 	$(BIN)/edgeseq bench --out BENCHMARKS.md

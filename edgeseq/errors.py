@@ -71,3 +71,8 @@ class ProtocolError(EdgeseqError, ValueError):
 
 class RemoteError(EdgeseqError, RuntimeError):
     """An ``edgeseq serve`` server refused a request, or the connection to it was lost."""
+
+    def __init__(self, message: str, status: int | None = None, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP status of a refused handshake, if any
+        self.reason = reason  # the server's error reason (protocol.ERROR_REASONS), if any

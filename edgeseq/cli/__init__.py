@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "quantize": "_quantize",
     "inspect": "_inspect",
     "stream": "_stream",
+    "serve": "_serve",
     "generate": "_generate",
     "demo": "_demo",
     "bench": "_bench",

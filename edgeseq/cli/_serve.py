@@ -1,0 +1,135 @@
+"""edgeseq serve: put a model on the network; many devices stream through one shared pool."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+__all__ = ["command"]
+
+
+@click.command("serve")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Interface to bind (0.0.0.0: every one)."
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    help="TCP port (0: any free port; the URL printed says which).",
+)
+@click.option(
+    "--max-streams",
+    type=click.IntRange(1),
+    default=256,
+    show_default=True,
+    help="Streams held at once; more connections get HTTP 503.",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Require 'Authorization: Bearer <token>'; one accepted token per line.",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Save every stream here on shutdown, idle eviction and periodically; a restart with the same folder lets clients resume exactly.",
+)
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=300.0,
+    show_default=True,
+    help="Seconds without frames before a stream leaves the pool (saved to --state-dir).",
+)
+@click.option(
+    "--max-frames-per-message",
+    type=click.IntRange(1),
+    default=1024,
+    show_default=True,
+    help="Frames one message may carry.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="onnxruntime intra-op threads.",
+)
+@click.option(
+    "--save-interval",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Seconds between saves of changed streams (bounds what a crash can lose; 0: off).",
+)
+@click.option(
+    "--max-inflight",
+    type=click.IntRange(1),
+    default=16,
+    show_default=True,
+    help="Messages one connection may pipeline; also replies kept for re-delivery.",
+)
+@click.option(
+    "--max-wait-ms",
+    type=click.FloatRange(min=0),
+    default=2.0,
+    show_default=True,
+    help="How long a frame may wait for other streams to share its batch.",
+)
+@click.option(
+    "--device", default="cpu", show_default=True, help="cpu, cuda, or an onnxruntime provider name."
+)
+def command(
+    model: str,
+    host: str,
+    port: int,
+    max_streams: int,
+    token_file: Path | None,
+    state_dir: Path | None,
+    idle_timeout: float,
+    max_frames_per_message: int,
+    threads: int,
+    save_interval: float,
+    max_inflight: int,
+    max_wait_ms: float,
+    device: str,
+) -> None:
+    """Serve MODEL over WebSocket: one connection is one stream, all share one batched pool.
+
+    Prints the URL it listens on, then one line per connection event. Clients send binary
+    frames (T × F little-endian values) and get JSON outputs; the protocol is in
+    docs/protocol.md. The same port answers GET /healthz, /v1/model (the contract),
+    /metrics (Prometheus) and / (a page: drop a CSV of frames, watch the outputs plot).
+    SIGTERM or Ctrl-C finishes in-flight work, saves every stream to --state-dir and exits
+    0; clients resume exactly after a restart with the same folder.
+
+    \b
+    Examples:
+      edgeseq serve model.onnx --state-dir state/
+      edgeseq serve model.onnx --host 0.0.0.0 --token-file tokens.txt --max-streams 1024
+      edgeseq stream --url ws://127.0.0.1:8765 -i frames.csv     # a client
+    """
+    from edgeseq.serve import ServeOptions, Server, load_tokens
+
+    options = ServeOptions(
+        host=host,
+        port=port,
+        max_streams=max_streams,
+        tokens=load_tokens(token_file) if token_file is not None else (),
+        state_dir=state_dir,
+        idle_timeout=idle_timeout,
+        max_frames_per_message=max_frames_per_message,
+        threads=threads,
+        max_inflight=max_inflight,
+        save_interval=save_interval,
+        max_wait_ms=max_wait_ms,
+        device=device,
+    )
+    sys.exit(Server(model, options).run())

@@ -1,0 +1,370 @@
+"""StreamClient: one stream on an ``edgeseq serve`` server, stepped like a local predictor.
+
+Synchronous (``websockets.sync``): ``step`` sends one message and waits for its reply. The
+client counts ``seq`` (state-changing messages acknowledged) and keeps every message the
+server has not yet saved durably, so a resume is exact: replies the server applied but
+the client never got are re-delivered, and after the server came back from an older save
+the client replays what it holds since (and says so with a :class:`ResumeWarning`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import urllib.request
+import warnings
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import numpy as np
+
+from edgeseq.client import protocol as P
+from edgeseq.contract import Contract
+from edgeseq.errors import ProtocolError, RemoteError
+
+__all__ = ["ResumeInfo", "ResumeWarning", "StreamClient"]
+
+Op = tuple  # ("frames", bytes, single) | ("reset",) | ("restore", b64) | ("snapshot",)
+
+
+class ResumeWarning(UserWarning):
+    """A stream resumed from a save older than the client's last reply; held messages were replayed."""
+
+
+@dataclass(frozen=True)
+class ResumeInfo:
+    """What a resume found: where the server's state was, and what the client did."""
+
+    kind: str  # "live" (server kept it in memory) or "saved" (from its state folder)
+    server_seq: int  # state-changing messages the server had applied
+    client_seq: int  # messages this client had replies for
+    replayed: int  # messages re-sent from the client's hold (server came back from a save)
+    redelivered: int  # replies the server re-sent (applied, but not received)
+    reason: str | None = None  # why the server saved it: shutdown, idle, periodic, opened
+    saved_at: float | None = None
+
+
+class _Lost(Exception):
+    """The connection ended without the reply (dropped, or the server is shutting down)."""
+
+
+def _import_websockets() -> Any:
+    try:
+        from websockets.sync import client
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(
+            "StreamClient needs the websockets package: pip install 'edgeseq[client]'",
+            name="websockets",
+        ) from None
+    return client
+
+
+class StreamClient:
+    """Stream frames to an ``edgeseq serve`` server: ``step``, ``reset``, ``snapshot``, resume.
+
+    Parameters
+    ----------
+    url
+        ``ws://HOST:PORT/v1/stream`` (a bare ``ws://HOST:PORT`` gets the path added).
+    token
+        Bearer token, when the server has ``--token-file``.
+    stream, resume_token
+        Resume this stream (from an earlier client's :attr:`stream_id` and
+        :attr:`resume_token`) instead of opening a new one.
+    timeout
+        Seconds to wait for one reply.
+    resume_within
+        On a dropped connection or a server shutdown, keep trying to resume for this
+        many seconds (0: raise :class:`~edgeseq.errors.RemoteError` at once).
+
+    Examples
+    --------
+    >>> with StreamClient("ws://127.0.0.1:8765/v1/stream") as c:
+    ...     y = c.step(frame)             # [F] -> [out], like StreamingPredictor.step
+    ...     ys = c.step(chunk)            # [T, F] -> [T, out]
+    ...     saved = c.snapshot()          # Snapshot bytes (edgeseq.runtime.Snapshot.from_bytes)
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        stream: str | None = None,
+        resume_token: str | None = None,
+        timeout: float = 30.0,
+        resume_within: float = 30.0,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("ws", "wss"):
+            raise RemoteError(f"expected a ws:// or wss:// URL, got {url!r}")
+        self.url = urlunsplit((parts.scheme, parts.netloc, parts.path or P.STREAM_PATH, "", ""))
+        self.token = token
+        self.timeout = timeout
+        self.resume_within = resume_within
+        self._ws: Any = None
+        self._held: deque[tuple[int, Op]] = deque()  # sent after the server's last save
+        self._contract: Contract | None = None
+        self.seq = 0  # state-changing messages acknowledged
+        self.saved: int | None = None
+        self.resumes: list[ResumeInfo] = []
+        if stream is None:
+            self.ready = self._connect({})
+            self.stream_id, self.resume_token = self.ready.stream, self.ready.resume_token
+        else:
+            if not resume_token:
+                raise RemoteError("resuming a stream needs its resume_token")
+            self.stream_id, self.resume_token = stream, resume_token
+            self.seq = -1  # unknown: take the server's
+            self.resume()
+
+    # ------------------------------------------------------------------ calls
+    def step(self, frames: Any) -> np.ndarray | dict[str, np.ndarray]:
+        """Step the stream; ``[F]`` → ``[out]``, ``[T, F]`` → ``[T, out]``; dict by name if
+        the model has several outputs (time-less outputs: one row)."""
+        data, _ = P.encode_frames(frames, self.ready.dtype, self.ready.features)
+        single = np.ndim(frames) == len(self.ready.frame_shape)
+        reply = self._call(("frames", data))
+        assert isinstance(reply, P.Outputs)
+        out = {}
+        for spec in self.ready.output_specs:
+            rows = np.asarray(reply.outputs[spec.name], dtype=spec.dtype)
+            out[spec.name] = rows[0] if single or not spec.time else rows
+        return next(iter(out.values())) if len(out) == 1 else out
+
+    def reset(self) -> None:
+        """Back to the model's initial state."""
+        self._call(("reset",))
+
+    def snapshot(self) -> bytes:
+        """The stream's state as :meth:`edgeseq.runtime.Snapshot.to_bytes` bytes."""
+        reply = self._call(("snapshot",))
+        assert isinstance(reply, P.SnapshotMsg)
+        return P.b64decode(reply.data)
+
+    def restore(self, data: bytes) -> None:
+        """Continue from snapshot bytes (from :meth:`snapshot` or a local predictor)."""
+        self._call(("restore", P.b64encode(bytes(data))))
+
+    def close(self) -> int | None:
+        """End the stream (the server forgets it); the total frames it stepped."""
+        if self._ws is None:
+            return None
+        try:
+            self._ws.send(P.encode(P.End()))
+            while True:
+                msg = self._recv()
+                if isinstance(msg, P.End):
+                    return msg.frames
+        except (_Lost, RemoteError):
+            return None
+        finally:
+            self._drop()
+
+    def __enter__(self) -> StreamClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def contract(self) -> Contract:
+        """The model's contract, from ``GET /v1/model`` (fetched once)."""
+        if self._contract is None:
+            parts = urlsplit(self.url)
+            scheme = "https" if parts.scheme == "wss" else "http"
+            req = urllib.request.Request(urlunsplit((scheme, parts.netloc, P.MODEL_PATH, "", "")))
+            if self.token:
+                req.add_header("Authorization", f"Bearer {self.token}")
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                    self._contract = Contract.from_json(resp.read().decode())
+            except OSError as exc:
+                raise RemoteError(
+                    f"cannot read the model's contract from {req.full_url} ({exc})"
+                ) from None
+        return self._contract
+
+    # ------------------------------------------------------------------ exactness
+    def _call(self, op: Op) -> P.Message:
+        for _ in range(100):
+            try:
+                if self._ws is None:
+                    raise _Lost("not connected")
+                reply = self._exchange(op)
+            except _Lost as lost:
+                if self.resume_within <= 0:
+                    raise RemoteError(
+                        f"the connection to {self.url} was lost ({lost}); call resume() to "
+                        "continue the stream exactly"
+                    ) from None
+                redelivered = self._resume_retrying(op)
+                if redelivered is not None:
+                    return redelivered
+                continue
+            return reply
+        raise RemoteError("the stream kept losing its connection; giving up")  # pragma: no cover
+
+    def _exchange(self, op: Op) -> P.Message:
+        self._send(op)
+        reply = self._recv()
+        if isinstance(reply, P.Error):
+            raise RemoteError(
+                f"the server refused the message: {reply.message}", reason=reply.reason
+            )
+        if op[0] != "snapshot":
+            self._acknowledge(op, reply)
+        return reply
+
+    def _acknowledge(self, op: Op, reply: Any) -> None:
+        self.seq = reply.seq if getattr(reply, "seq", None) is not None else self.seq + 1
+        self.saved = getattr(reply, "saved", None)
+        if self.saved is not None:
+            self._held.append((self.seq, op))
+            while self._held and self._held[0][0] <= self.saved:
+                self._held.popleft()
+
+    def _resume_retrying(self, pending: Op) -> P.Message | None:
+        deadline = time.monotonic() + self.resume_within
+        while True:
+            try:
+                return self.resume(pending)
+            except _Lost:
+                if time.monotonic() > deadline:
+                    raise RemoteError(f"lost the connection to {self.url} while resuming") from None
+            except RemoteError as exc:
+                if exc.status not in (None, 503) or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.1)
+
+    def resume(self, pending: Op | None = None) -> Any:
+        """Reconnect to this stream and bring it exactly to where this client is.
+
+        Returns the reply of ``pending`` if the server had applied it (internal use);
+        :attr:`resumes` records what each resume did.
+        """
+        self._drop()
+        query = {"resume": self.stream_id}
+        if self.seq >= 0:
+            query["acked"] = str(self.seq)
+        ready = self._connect(query)
+        k, a = ready.seq, self.seq
+        redelivered = [self._recv() for _ in range(ready.redeliver)]
+        result = None
+        replayed = 0
+        if a < 0:
+            self.seq, a = k, k
+        if k > a:  # applied, reply lost in transit: the server re-sent it
+            if k - a != len(redelivered) or pending is None or pending[0] == "snapshot":
+                raise RemoteError(
+                    f"stream {self.stream_id}: the server applied {k - a} message(s) whose replies "
+                    f"this client never got and it re-sent {len(redelivered)}; the outputs between "
+                    f"seq {a} and {k} are lost (the state is intact at seq {k})."
+                )
+            result = redelivered[-1]
+            self._acknowledge(pending, result)
+        elif k < a:  # the server came back from an older save: replay what this client holds
+            need = [op for s, op in self._held if s > k]
+            if len(need) != a - k:
+                raise RemoteError(
+                    f"stream {self.stream_id}: the server resumed from its {ready.reason} save at "
+                    f"seq {k}, but this client holds only {len(need)} of the {a - k} messages "
+                    "sent since; those frames are lost. Start a new stream or restore a snapshot."
+                )
+            self.seq = k
+            for op in need:
+                self._exchange(op)
+                replayed += 1
+            warnings.warn(
+                ResumeWarning(
+                    f"stream {self.stream_id}: the server lost its last {a - k} message(s) (it "
+                    f"resumed from its {ready.reason} save at seq {k}, "
+                    f"{time.ctime(ready.saved_at) if ready.saved_at else '?'}); replayed them "
+                    "from this client's hold, so the stream continues exactly."
+                ),
+                stacklevel=2,
+            )
+        self.resumes.append(
+            ResumeInfo(
+                ready.resumed or "live",
+                k,
+                a,
+                replayed,
+                len(redelivered),
+                ready.reason,
+                ready.saved_at,
+            )
+        )
+        return result
+
+    # ------------------------------------------------------------------ transport
+    def _connect(self, query: dict[str, str]) -> P.Ready:
+        client = _import_websockets()
+        from websockets.exceptions import InvalidStatus
+
+        headers = {}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        if "resume" in query:
+            headers[P.RESUME_HEADER] = self.resume_token
+        url = self.url + ("?" + urlencode(query) if query else "")
+        try:
+            self._ws = client.connect(
+                url,
+                additional_headers=headers,
+                open_timeout=self.timeout,
+                max_size=None,
+                compression=None,
+            )
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            body = exc.response.body.decode("utf-8", "replace").strip() if exc.response.body else ""
+            raise RemoteError(f"{self.url}: HTTP {status}: {body}", status=status) from None
+        except OSError as exc:
+            raise RemoteError(f"cannot connect to {self.url} ({exc})") from None
+        ready = self._recv()
+        if not isinstance(ready, P.Ready):
+            raise RemoteError(f"expected a 'ready' message first, got {ready.type!r}")
+        self.ready = ready
+        return ready
+
+    def _send(self, op: Op) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        kind = op[0]
+        try:
+            if kind == "frames":
+                self._ws.send(op[1])
+            elif kind == "restore":
+                self._ws.send(P.encode(P.Restore(op[1])))
+            else:
+                self._ws.send(json.dumps({"type": kind}))
+        except ConnectionClosed as exc:
+            raise _Lost(str(exc)) from None
+
+    def _recv(self) -> P.Message:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            text = self._ws.recv(timeout=self.timeout)
+        except ConnectionClosed as exc:
+            raise _Lost(str(exc)) from None
+        except TimeoutError:
+            raise RemoteError(f"no reply from {self.url} within {self.timeout} s") from None
+        try:
+            msg = P.decode(text, "server")
+        except ProtocolError as exc:
+            raise RemoteError(f"the server sent a message this client cannot read: {exc}") from None
+        if isinstance(msg, P.End) and msg.reason == "shutdown":
+            self.saved = msg.saved
+            raise _Lost("the server is shutting down")
+        return msg
+
+    def _drop(self) -> None:
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                self._ws.close()
+            self._ws = None

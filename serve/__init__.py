@@ -1,0 +1,25 @@
+"""edgeseq.serve: stream over the network — many devices, one model, nothing lost on restart.
+
+``edgeseq serve MODEL.onnx`` (or :class:`Server`) puts a :class:`~edgeseq.runtime.StreamPool`
+behind a WebSocket endpoint: one connection is one stream, frames from all connections
+are micro-batched into shared onnxruntime calls, and every stream can be resumed — after
+a dropped connection, an idle eviction, or a restart with the same ``--state-dir``. The
+same port answers ``/healthz``, ``/v1/model`` (the contract), ``/metrics`` (Prometheus)
+and ``/`` (a page that plots a dropped CSV's outputs as they stream).
+
+This package sits on top of the runtime: it imports the core, :mod:`edgeseq.runtime` and
+the wire protocol in :mod:`edgeseq.client.protocol` (shared with the client), plus the
+``serve`` extra (``websockets``, ``prometheus_client``); nothing below imports it.
+Modules: ``_options`` (limits), ``_server`` (transport, HTTP, handshake, shutdown),
+``_connection`` (one stream's reader and writer), ``_registry`` (stream ids, resume
+secrets, eviction), ``_store`` (the state folder), ``_frames`` (wire ↔ model),
+``_metrics``; ``page.html`` is the browser page. The protocol is documented in
+docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+from edgeseq.serve._options import ServeOptions, load_tokens
+from edgeseq.serve._server import Server
+
+__all__ = ["ServeOptions", "Server", "load_tokens"]
