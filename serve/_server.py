@@ -375,6 +375,7 @@ def _changed(rec: StreamRecord) -> bool:
 
 
 def _typed(resp: Response, content_type: str) -> Response:
+    del resp.headers["Content-Type"]  # a multi-dict: replace, don't add a second one
     resp.headers["Content-Type"] = content_type
     return resp
 

@@ -10,6 +10,7 @@ the client replays what it holds since (and says so with a :class:`ResumeWarning
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import time
 import urllib.request
@@ -311,9 +312,12 @@ class StreamClient:
         if "resume" in query:
             headers[P.RESUME_HEADER] = self.resume_token
         url = self.url + ("?" + urlencode(query) if query else "")
+        # websockets >= 17 asks for the direct (non context-manager) form to be explicit
+        legacy = {"legacy": True} if "legacy" in inspect.signature(client.connect).parameters else {}
         try:
             self._ws = client.connect(
                 url,
+                **legacy,
                 additional_headers=headers,
                 open_timeout=self.timeout,
                 max_size=None,
