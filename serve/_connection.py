@@ -223,7 +223,7 @@ class Connection:
         rec, reg, pool = self.rec, self.server.registry, self.server.pool
         if isinstance(msg, P.SnapshotMsg):
             snap = await asyncio.to_thread(reg.snapshot_of, rec)
-            await self._send(P.encode(P.SnapshotMsg(P.b64encode(snap.to_bytes()), rec.seq)))
+            await self._send(P.encode(P.SnapshotMsg(P.b64encode(snap.to_bytes()), rec.seq, rec.saved)))
             return
         if isinstance(msg, P.Reset):
             pool_id = await asyncio.to_thread(reg.ensure_open, rec)

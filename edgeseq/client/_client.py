@@ -216,15 +216,16 @@ class StreamClient:
             raise RemoteError(
                 f"the server refused the message: {reply.message}", reason=reply.reason
             )
-        if op[0] != "snapshot":
-            self._acknowledge(op, reply)
+        self._acknowledge(op, reply)
         return reply
 
     def _acknowledge(self, op: Op, reply: Any) -> None:
-        self.seq = reply.seq if getattr(reply, "seq", None) is not None else self.seq + 1
         self.saved = getattr(reply, "saved", None)
+        if op[0] != "snapshot":  # a state-changing message: keep it until a save covers it
+            self.seq = reply.seq if getattr(reply, "seq", None) is not None else self.seq + 1
+            if self.saved is not None:
+                self._held.append((self.seq, op))
         if self.saved is not None:
-            self._held.append((self.seq, op))
             while self._held and self._held[0][0] <= self.saved:
                 self._held.popleft()
 

@@ -198,6 +198,7 @@ class SnapshotMsg(Message):
     type: ClassVar[str] = "snapshot"
     data: str | None = None
     seq: int | None = None
+    saved: int | None = None
 
 
 @dataclass(frozen=True)
