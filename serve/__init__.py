@@ -19,7 +19,8 @@ docs/protocol.md.
 
 from __future__ import annotations
 
-from edgeseq.serve._options import ServeOptions, load_tokens
+from edgeseq.client import load_tokens
+from edgeseq.serve._options import ServeOptions
 from edgeseq.serve._server import Server
 
 __all__ = ["ServeOptions", "Server", "load_tokens"]

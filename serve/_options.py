@@ -8,7 +8,7 @@ from pathlib import Path
 
 from edgeseq.errors import InputError
 
-__all__ = ["ServeOptions", "load_tokens"]
+__all__ = ["ServeOptions"]
 
 
 @dataclass(frozen=True)
@@ -98,25 +98,3 @@ class ServeOptions:
         for t in self.tokens:  # compare with every token: the time says nothing about which
             good |= hmac.compare_digest(t.encode(), given.encode())
         return good
-
-
-def load_tokens(path: str | Path) -> tuple[str, ...]:
-    """Tokens from a file: one per line; blank lines and lines starting with # are skipped."""
-    try:
-        text = Path(path).read_text("utf-8")
-    except OSError as exc:
-        raise InputError(
-            f"cannot read the token file {str(path)!r} ({exc.strerror or exc}); expected a "
-            "text file with one token per line."
-        ) from None
-    tokens = tuple(
-        line.strip()
-        for line in text.splitlines()
-        if line.strip() and not line.lstrip().startswith("#")
-    )
-    if not tokens:
-        raise InputError(
-            f"the token file {str(path)!r} holds no token; expected one token per line "
-            "(e.g. from `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)."
-        )
-    return tokens

@@ -1,7 +1,8 @@
 """The folders show the architecture, and imports run one way.
 
 Layers, bottom to top: the torch-free core (the modules at the top of ``edgeseq/``), then
-``edgeseq.runtime`` and ``edgeseq.train``, then ``edgeseq.exporters``, then the tools that
+``edgeseq.runtime``, ``edgeseq.client`` and ``edgeseq.train``, then ``edgeseq.exporters`` and
+``edgeseq.serve`` (on the runtime and the client's protocol), then the tools that
 sit on everything (``edgeseq.bench``, ``edgeseq.cli``). Every import is checked, including
 the lazy ones inside functions, so a device never meets the training side or torch.
 """
@@ -18,6 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # package -> source folder (the pyproject package-dir mapping)
 FOLDERS = {
     "edgeseq.runtime": ROOT / "runtime",
+    "edgeseq.client": ROOT / "edgeseq" / "client",
+    "edgeseq.serve": ROOT / "serve",
     "edgeseq.exporters": ROOT / "exporters",
     "edgeseq.train": ROOT / "edgeseq" / "train",
     "edgeseq.bench": ROOT / "edgeseq" / "bench",
@@ -30,20 +33,33 @@ HEAVY = {"torch", "onnx", "onnxscript", "matplotlib", "pandas", "sklearn", "skti
 ALLOWED = {
     "core": {"core"},
     "edgeseq.runtime": {"core"},
+    # the client speaks the wire protocol and needs nothing of the server or the runtime
+    "edgeseq.client": {"core"},
+    # the server sits on the runtime and shares the protocol with the client
+    "edgeseq.serve": {"core", "edgeseq.runtime", "edgeseq.client"},
     "edgeseq.train": {"core"},
     "edgeseq.exporters": {"core", "edgeseq.runtime", "edgeseq.train"},
-    "edgeseq.bench": {"core", "edgeseq.runtime", "edgeseq.train", "edgeseq.exporters"},
+    "edgeseq.bench": {
+        "core",
+        "edgeseq.runtime",
+        "edgeseq.train",
+        "edgeseq.exporters",
+        "edgeseq.client",
+        "edgeseq.serve",
+    },
     "edgeseq.cli": {
         "core",
         "edgeseq.runtime",
         "edgeseq.train",
         "edgeseq.exporters",
         "edgeseq.bench",
+        "edgeseq.client",
+        "edgeseq.serve",
     },
 }
 # an end-to-end job that sits on top like the CLI, though it lives beside the training code
 ON_TOP = {"edgeseq.train.demo": ALLOWED["edgeseq.bench"]}
-NO_HEAVY = {"core", "edgeseq.runtime"}
+NO_HEAVY = {"core", "edgeseq.runtime", "edgeseq.client", "edgeseq.serve"}
 
 
 def _layer(module: str) -> str | None:
@@ -119,3 +135,19 @@ def test_imports_run_one_way(module: str, path: Path) -> None:
             assert target in allowed, f"{module} ({layer}) imports {name} ({target})"
         elif layer in NO_HEAVY:
             assert top not in HEAVY, f"{module} ({layer}) imports {name}: a device lacks it"
+
+
+def test_the_client_drags_in_neither_the_server_nor_onnxruntime() -> None:
+    """A machine that only streams to a gateway imports edgeseq.client and nothing heavier."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from edgeseq.client import StreamClient, protocol; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'onnxruntime', 'torch', 'onnx', 'prometheus_client'} "
+        "or m.startswith(('edgeseq.serve', 'edgeseq.runtime'))); print(bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout

@@ -201,3 +201,22 @@ def test_token_model_streams_int64_ids() -> None:
         assert info.value.reason == "bad_frames"
         np.testing.assert_array_equal(client.step(ids[:3]), local.step(ids[:3]))
         assert client.contract.preprocessing.vocab == local.contract.preprocessing.vocab
+
+
+def test_stream_command_prints_the_same_lines_remotely(lstm_server: ServerProcess, tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from edgeseq.cli import main
+
+    rng = np.random.default_rng(12)
+    csv = tmp_path / "frames.csv"
+    rows = ["a,b,c"] + [",".join(f"{v:.5f}" for v in rng.standard_normal(3)) for _ in range(25)]
+    csv.write_text("\n".join(rows) + "\n")
+    local = CliRunner().invoke(main, ["stream", str(zoo.get("lstm")), "-i", str(csv)])
+    remote = CliRunner().invoke(main, ["stream", "--url", lstm_server.url, "-i", str(csv)])
+    assert local.exit_code == 0 and remote.exit_code == 0, remote.output
+    lines = [ln for ln in local.output.splitlines() if not ln.startswith("#")]
+    assert len(lines) == 25
+    assert [ln for ln in remote.output.splitlines() if not ln.startswith("#")] == lines
+    both = CliRunner().invoke(main, ["stream", str(zoo.get("lstm")), "--url", lstm_server.url])
+    assert both.exit_code != 0 and "either MODEL" in both.output

@@ -64,7 +64,18 @@ def stream_lines(
 
 
 @click.command("stream")
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=click.Path(dir_okay=False), required=False)
+@click.option(
+    "--url",
+    default=None,
+    help="Stream CSV frames through an `edgeseq serve` server (ws://HOST:PORT), not a local MODEL.",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="With --url: a file whose first token is sent as 'Authorization: Bearer'.",
+)
 @click.option(
     "-i",
     "--input",
@@ -97,7 +108,9 @@ def stream_lines(
 )
 @click.option("--rate", type=click.IntRange(min=1), help="Sample rate of --pcm input, in Hz.")
 def command(
-    model: str,
+    model: str | None,
+    url: str | None,
+    token_file: str | None,
     source: str,
     delimiter: str,
     fmt: str,
@@ -126,7 +139,13 @@ def command(
       edgeseq stream silero_vad.onnx -i speech.wav --constant sr=16000 --context 64 --window 512
       arecord -f S16_LE -r 16000 -c 1 -t raw | edgeseq stream vad.edgeseq.onnx \\
           --constant sr=16000 --pcm s16le --rate 16000
+      edgeseq stream --url ws://gateway:8765 -i held_out.csv     # the same lines, remotely
     """
+    if (model is None) == (url is None):
+        raise click.UsageError("give either MODEL (stream locally) or --url (stream to a server)")
+    if url is not None:
+        _remote(url, token_file, source, delimiter, fmt)
+        return
     from edgeseq.cli._audio import is_wav, pcm_blocks, stdin_binary, stream_audio, wav_samples
     from edgeseq.cli._inspect import _pairs, constants_option
     from edgeseq.runtime import StreamingPredictor
@@ -157,3 +176,13 @@ def command(
     with click.open_file(source, "r") as text:
         n = stream_lines(predictor, text, sys.stdout, delimiter=delimiter, fmt=fmt)
     click.echo(f"# {n} frames streamed", err=True)
+
+
+def _remote(url: str, token_file: str | None, source: str, delimiter: str, fmt: str) -> None:
+    """CSV lines through an `edgeseq serve` stream: the same lines as local streaming."""
+    from edgeseq.client import StreamClient, load_tokens
+
+    token = load_tokens(token_file)[0] if token_file else None
+    with click.open_file(source, "r") as text, StreamClient(url, token) as client:
+        n = stream_lines(client, text, sys.stdout, delimiter=delimiter, fmt=fmt)
+    click.echo(f"# {n} frames streamed through {url}", err=True)

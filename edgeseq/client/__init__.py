@@ -16,6 +16,6 @@ arrows run one way: core → client → serve.
 
 from __future__ import annotations
 
-from edgeseq.client._client import ResumeInfo, ResumeWarning, StreamClient
+from edgeseq.client._client import ResumeInfo, ResumeWarning, StreamClient, load_tokens
 
-__all__ = ["ResumeInfo", "ResumeWarning", "StreamClient"]
+__all__ = ["ResumeInfo", "ResumeWarning", "StreamClient", "load_tokens"]

@@ -17,6 +17,7 @@ import urllib.request
 import warnings
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -24,9 +25,9 @@ import numpy as np
 
 from edgeseq.client import protocol as P
 from edgeseq.contract import Contract
-from edgeseq.errors import ProtocolError, RemoteError
+from edgeseq.errors import InputError, ProtocolError, RemoteError
 
-__all__ = ["ResumeInfo", "ResumeWarning", "StreamClient"]
+__all__ = ["ResumeInfo", "ResumeWarning", "StreamClient", "load_tokens"]
 
 Op = tuple  # ("frames", bytes, single) | ("reset",) | ("restore", b64) | ("snapshot",)
 
@@ -373,3 +374,25 @@ class StreamClient:
             with contextlib.suppress(Exception):
                 self._ws.close()
             self._ws = None
+
+
+def load_tokens(path: str | Path) -> tuple[str, ...]:
+    """Tokens from a file: one per line; blank lines and lines starting with # are skipped."""
+    try:
+        text = Path(path).read_text("utf-8")
+    except OSError as exc:
+        raise InputError(
+            f"cannot read the token file {str(path)!r} ({exc.strerror or exc}); expected a "
+            "text file with one token per line."
+        ) from None
+    tokens = tuple(
+        line.strip()
+        for line in text.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    )
+    if not tokens:
+        raise InputError(
+            f"the token file {str(path)!r} holds no token; expected one token per line "
+            "(e.g. from `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)."
+        )
+    return tokens
