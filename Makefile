@@ -28,7 +28,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[torch,dev,examples,serve]'
 	@touch $(STAMP)
 
-install: $(STAMP)
+# the page test's browser driver (playwright-core, pointed at Debian's chromium; no download)
+BROWSER_JS := tests/browser/node_modules/.edgeseq-installed
+$(BROWSER_JS): tests/browser/package.json tests/browser/package-lock.json
+	@if command -v npm >/dev/null; then \
+	  cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.edgeseq-installed; \
+	else echo "npm not found: tests/test_serve_page.py will skip"; fi
+
+install: $(STAMP) $(BROWSER_JS)
 
 $(JS_STAMP): $(JS)/package.json $(JS)/package-lock.json
 	cd $(JS) && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error
@@ -50,7 +57,7 @@ $(WHEELS)/.fetched: Makefile
 	done
 	@touch $@
 
-test: $(STAMP) $(WHEELS)/.fetched $(JS_STAMP)
+test: $(STAMP) $(WHEELS)/.fetched $(JS_STAMP) $(BROWSER_JS)
 	$(BIN)/ruff check $(LINT)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 	cd $(JS) && EDGESEQ_PYTHON=$(abspath $(BIN)/python) npm test

@@ -227,6 +227,8 @@ class Server:
         path, query = url.path, parse_qs(url.query)
         if path == P.HEALTH_PATH:
             return conn.respond(200, "ok\n")
+        if path == "/favicon.ico":
+            return conn.respond(204, "")
         if path in ("/", "/index.html"):
             return _typed(conn.respond(200, self.page), "text/html; charset=utf-8")
         if path not in (P.STREAM_PATH, P.MODEL_PATH, P.METRICS_PATH):
