@@ -51,8 +51,20 @@ def _cells(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str,
     callback=_cells,
     help="Which reference models to run, comma-separated.",
 )
+@click.option(
+    "--serve",
+    is_flag=True,
+    help="Instead: `edgeseq serve` under load from client processes (1/32/256 connections × "
+    "1/10 frames per message, and a fixed 1,000 frames/s from 64), beside the in-process "
+    "pool. With --out, only its section of the file is replaced.",
+)
 def command(
-    threads: int, quick: bool, out: Path | None, json_path: Path | None, cells: tuple[str, ...]
+    threads: int,
+    quick: bool,
+    out: Path | None,
+    json_path: Path | None,
+    cells: tuple[str, ...],
+    serve: bool,
 ) -> None:
     """Benchmark streaming on the reference models (40 inputs, 128 hidden, 2 layers, linear
     head; one per cell): per-frame latency against a hand-written onnxruntime loop, PyTorch
@@ -64,7 +76,11 @@ def command(
     Example:
       edgeseq bench --out BENCHMARKS.md --json bench.json
       edgeseq bench --quick --cells lstm
+      edgeseq bench --serve --out BENCHMARKS.md      # the network server (about 1 minute)
     """
+    if serve:
+        _serve(threads, quick, out, json_path)
+        return
     from edgeseq.bench import BenchConfig, render, run_bench, write_markdown
 
     config = (
@@ -78,3 +94,18 @@ def command(
     if out is not None:
         write_markdown(results, out)
     click.echo(render(results))
+
+
+def _serve(threads: int, quick: bool, out: Path | None, json_path: Path | None) -> None:
+    from edgeseq.bench._serve import ServeBenchConfig, render_serve, run_serve_bench, write_serve
+
+    config = (
+        ServeBenchConfig.quick_setting(threads=threads) if quick else ServeBenchConfig(threads=threads)
+    )
+    results = run_serve_bench(config, progress=lambda line: click.echo(line, err=True))
+    markdown = render_serve(results)
+    if json_path is not None:
+        json_path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    if out is not None:
+        write_serve(markdown, out)
+    click.echo(markdown)
