@@ -57,7 +57,8 @@ class Connection:
         self.ws = ws
         self.rec = rec
         self.binary = binary
-        self.peer = "%s:%s" % (ws.remote_address or ("?", "?"))[:2]
+        host, port = (ws.remote_address or ("?", "?"))[:2]
+        self.peer = f"{host}:{port}"
         self.queue: asyncio.Queue[_Item] = asyncio.Queue()
         self.slots = asyncio.Semaphore(server.options.max_inflight)
         self.gate = asyncio.Event()  # cleared while a barrier is pending
@@ -223,7 +224,9 @@ class Connection:
         rec, reg, pool = self.rec, self.server.registry, self.server.pool
         if isinstance(msg, P.SnapshotMsg):
             snap = await asyncio.to_thread(reg.snapshot_of, rec)
-            await self._send(P.encode(P.SnapshotMsg(P.b64encode(snap.to_bytes()), rec.seq, rec.saved)))
+            await self._send(
+                P.encode(P.SnapshotMsg(P.b64encode(snap.to_bytes()), rec.seq, rec.saved))
+            )
             return
         if isinstance(msg, P.Reset):
             pool_id = await asyncio.to_thread(reg.ensure_open, rec)

@@ -153,9 +153,8 @@ class Registry:
             self.save(rec, snap, "idle", forget=True)
         elif keep and rec.owner is None:
             self._forget_if_parked(rec, snap)
-        self.log(
-            f"idle  stream={rec.id[:8]} evicted, {'saved' if self.store else 'dropped' if not keep else 'kept'}"
-        )
+        fate = "saved" if self.store else "kept" if keep else "dropped"
+        self.log(f"idle  stream={rec.id[:8]} evicted, {fate}")
 
     # ------------------------------------------------------------------ saving
     def save(self, rec: StreamRecord, snap: Snapshot, reason: str, forget: bool = False) -> Future:

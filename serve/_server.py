@@ -175,13 +175,13 @@ class Server:
             await asyncio.sleep(tick)
             if o.idle_timeout is not None:
                 await asyncio.to_thread(self.pool.evict_idle)
-            if self.registry.store is not None and o.save_interval:
-                if time.monotonic() - last_save >= o.save_interval:
-                    last_save = time.monotonic()
-                    await self._save_detached("periodic")
-                    for rec in self.registry.held():
-                        if rec.owner is not None and _changed(rec):
-                            rec.owner.request_save("periodic")
+            due = o.save_interval and time.monotonic() - last_save >= o.save_interval
+            if self.registry.store is not None and due:
+                last_save = time.monotonic()
+                await self._save_detached("periodic")
+                for rec in self.registry.held():
+                    if rec.owner is not None and _changed(rec):
+                        rec.owner.request_save("periodic")
 
     async def _save_detached(self, reason: str) -> int:
         """Save changed streams no connection serves (their state cannot move meanwhile)."""
@@ -326,11 +326,10 @@ class Server:
             ready = self._ready(
                 rec, ws.request.headers[P.RESUME_HEADER], kind, restored, len(first)
             )
-            info = f"resumed ({kind}) at seq {rec.seq}" + (
-                f", saved {restored.reason} at {time.strftime('%H:%M:%S', time.localtime(restored.saved_at))}"
-                if restored
-                else ""
-            )
+            info = f"resumed ({kind}) at seq {rec.seq}"
+            if restored:
+                when = time.strftime("%H:%M:%S", time.localtime(restored.saved_at))
+                info += f", saved {restored.reason} at {when}"
         conn = Connection(self, ws, rec, binary)
         self.registry.attach(rec, conn)
         self.connections.add(conn)
@@ -340,9 +339,8 @@ class Server:
             await conn.run([P.encode(ready), *first])
         finally:
             self.connections.discard(conn)
-            self.log(
-                f"close  stream={rec.id[:8]} peer={conn.peer} {conn.outcome} (seq {rec.seq}, {rec.frames} frames)"
-            )
+            done = f"{conn.outcome} (seq {rec.seq}, {rec.frames} frames)"
+            self.log(f"close  stream={rec.id[:8]} peer={conn.peer} {done}")
 
     def _ready(
         self,

@@ -7,6 +7,7 @@ server behind. Torch is not imported here.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -99,10 +100,8 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.terminate(30)
-            except subprocess.TimeoutExpired:
-                pass
         self.kill()
 
 

@@ -18,7 +18,9 @@ from edgeseq.cli import main
 def test_bench_serve_quick_runs_and_writes_its_section(tmp_path: Path) -> None:
     out, js = tmp_path / "BENCH.md", tmp_path / "serve.json"
     out.write_text(f"# other figures\n\n{BEGIN}\nold\n{END}\n\nnotes kept\n")
-    result = CliRunner().invoke(main, ["bench", "--serve", "--quick", "--out", str(out), "--json", str(js)])
+    result = CliRunner().invoke(
+        main, ["bench", "--serve", "--quick", "--out", str(out), "--json", str(js)]
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(js.read_text())
     assert [(s["connections"], s["frames_per_message"]) for s in data["settings"]] == [

@@ -81,7 +81,7 @@ def test_tokens_401(guarded: ServerProcess) -> None:
 def test_resume_403_404_and_capacity_503(guarded: ServerProcess) -> None:
     a = StreamClient(guarded.url, TOKEN, resume_within=0)
     b = StreamClient(guarded.url, TOKEN, resume_within=0)
-    with pytest.raises(RemoteError, match="HTTP 503.*capacity") as info:
+    with pytest.raises(RemoteError, match=r"HTTP 503.*capacity") as info:
         StreamClient(guarded.url, TOKEN)
     assert info.value.status == 503
     with pytest.raises(RemoteError, match="HTTP 403") as info:
@@ -94,7 +94,7 @@ def test_resume_403_404_and_capacity_503(guarded: ServerProcess) -> None:
         StreamClient(guarded.url, None, stream=a.stream_id, resume_token=a.resume_token)
     a.step(np.ones(3, np.float32))
     assert a.close() == 1
-    with pytest.raises(RemoteError, match="HTTP 404.*ended"):
+    with pytest.raises(RemoteError, match=r"HTTP 404.*ended"):
         StreamClient(guarded.url, TOKEN, stream=a.stream_id, resume_token=a.resume_token)
     with StreamClient(guarded.url, TOKEN) as c:  # a slot is free again
         assert c.ready.seq == 0

@@ -81,9 +81,7 @@ def _histogram(text: str, name: str) -> dict[str, float]:
 
     for family in text_string_to_metric_families(text):
         if family.name == name:
-            return {
-                s.labels["le"]: s.value for s in family.samples if s.name.endswith("_bucket")
-            }
+            return {s.labels["le"]: s.value for s in family.samples if s.name.endswith("_bucket")}
     raise AssertionError(f"{name} not in /metrics")
 
 
@@ -153,7 +151,9 @@ def test_every_bad_message_is_refused_and_the_stream_survives(tmp_path) -> None:
             x = rng.standard_normal((2, 3)).astype(np.float32)
             ws.send(x.tobytes())
             reply = json.loads(ws.recv(timeout=10))
-            np.testing.assert_array_equal(np.asarray(reply["outputs"]["y"], np.float32), local.step(x))
+            np.testing.assert_array_equal(
+                np.asarray(reply["outputs"]["y"], np.float32), local.step(x)
+            )
             ws.send(message)
             err = json.loads(ws.recv(timeout=10))
             assert err["type"] == "error" and err["reason"] == reason, (reason, err)
@@ -161,7 +161,9 @@ def test_every_bad_message_is_refused_and_the_stream_survives(tmp_path) -> None:
         x = rng.standard_normal(3).astype(np.float32)
         ws.send(x.tobytes())  # the state is exactly what the good messages made it
         reply = json.loads(ws.recv(timeout=10))
-        np.testing.assert_array_equal(np.asarray(reply["outputs"]["y"][0], np.float32), local.step(x))
+        np.testing.assert_array_equal(
+            np.asarray(reply["outputs"]["y"][0], np.float32), local.step(x)
+        )
         ws.send("Done")  # sherpa-onnx's end marker
         end = json.loads(ws.recv(timeout=10))
         assert end == {"type": "end", "frames": local.frames_seen, "seq": len(bad) + 1}
@@ -196,14 +198,16 @@ def test_token_model_streams_int64_ids() -> None:
         assert client.ready.frame_shape == []
         np.testing.assert_array_equal(client.step(ids[0]), local.step(ids[0]))
         np.testing.assert_array_equal(client.step(ids[1:]), local.step(ids[1:]))
-        with pytest.raises(RemoteError, match="vocabulary|token ids") as info:
+        with pytest.raises(RemoteError, match=r"vocabulary|token ids") as info:
             client.step(np.array([10_000]))
         assert info.value.reason == "bad_frames"
         np.testing.assert_array_equal(client.step(ids[:3]), local.step(ids[:3]))
         assert client.contract.preprocessing.vocab == local.contract.preprocessing.vocab
 
 
-def test_stream_command_prints_the_same_lines_remotely(lstm_server: ServerProcess, tmp_path) -> None:
+def test_stream_command_prints_the_same_lines_remotely(
+    lstm_server: ServerProcess, tmp_path
+) -> None:
     from click.testing import CliRunner
 
     from edgeseq.cli import main

@@ -10,6 +10,7 @@ Needs the ``torch`` extra (it exports its reference model) and the ``serve`` ext
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import re
@@ -117,7 +118,9 @@ class _Server:
                 self.proc.wait(10)
 
 
-def _drive(url: str, config: ServeBenchConfig, conns: int, fpm: int, interval: float | None) -> dict:
+def _drive(
+    url: str, config: ServeBenchConfig, conns: int, fpm: int, interval: float | None
+) -> dict:
     """Run ``conns`` connections spread over the client processes; merge their timings."""
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
@@ -130,10 +133,9 @@ def _drive(url: str, config: ServeBenchConfig, conns: int, fpm: int, interval: f
         workers.append(ctx.Process(target=run_load, args=(load, results, barrier), daemon=True))
     for w in workers:
         w.start()
-    try:
-        barrier.wait(300)  # every client process has opened its connections
-    except threading.BrokenBarrierError:
-        pass  # a client failed: its error is on the queue
+    # every client process has opened its connections (if one failed, its error is queued)
+    with contextlib.suppress(threading.BrokenBarrierError):
+        barrier.wait(300)
     timeout = config.warmup + config.seconds + 120
     merged: list[int] = []
     frames = 0
@@ -196,7 +198,8 @@ def run_serve_bench(
                     rec["pool_fps"] = _pool_fps(model, config, conns, fpm)
                     settings.append(rec)
             rate = config.rate_connections / config.rate_fps  # seconds between one's messages
-            say(f"serve: {config.rate_fps:g} frames/s offered by {config.rate_connections} connections")
+            offered = f"{config.rate_fps:g} frames/s offered by {config.rate_connections}"
+            say(f"serve: {offered} connections")
             out["rate"] = _drive(server.url, config, config.rate_connections, 1, rate)
             out["rate"]["offered_fps"] = config.rate_fps
         finally:
@@ -216,12 +219,20 @@ def _targets(out: dict[str, Any]) -> list[dict[str, Any]]:
             rec = out.get("rate")
         else:
             rec = next(
-                (s for s in out["settings"] if (s["connections"], s["frames_per_message"]) == setting),
+                (
+                    s
+                    for s in out["settings"]
+                    if (s["connections"], s["frames_per_message"]) == setting
+                ),
                 None,
             )
         value = rec.get(measure) if rec and not out["config"]["quick"] else None
         op, limit = bound.split()
-        met = None if value is None else (value >= float(limit) if op == ">=" else value <= float(limit))
+        met = (
+            None
+            if value is None
+            else (value >= float(limit) if op == ">=" else value <= float(limit))
+        )
         rows.append({"target": what, "bound": f"{measure} {bound}", "value": value, "met": met})
     return rows
 
@@ -243,7 +254,11 @@ def render_serve(results: dict[str, Any]) -> str:
         f"{c['seconds']:g} s after {c['warmup']:g} s warm-up. Latency: message sent → reply "
         "received, at the client. *Pool* is the in-process `StreamPool.step` of the same "
         "streams, no network: the ceiling the server approaches."
-        + (" **Quick setting: these figures check that the benchmark runs; they measure nothing.**" if c["quick"] else ""),
+        + (
+            " **Quick setting: these figures check that the benchmark runs; they measure nothing.**"
+            if c["quick"]
+            else ""
+        ),
         "",
         "| connections | frames/message | frames/s | p50 ms | p99 ms | pool frames/s |",
         "|---:|---:|---:|---:|---:|---:|",

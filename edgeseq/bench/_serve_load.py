@@ -33,7 +33,9 @@ class Load:
     seed: int = 0
 
 
-async def _connection(load: Load, index: int, ws: Any, t_start: float, t_end: float, out: list[int]) -> int:
+async def _connection(
+    load: Load, index: int, ws: Any, t_start: float, t_end: float, out: list[int]
+) -> int:
     rng = np.random.default_rng(load.seed * 100_003 + index)
     payloads = [
         rng.standard_normal((load.frames_per_message, load.features)).astype("<f4").tobytes()

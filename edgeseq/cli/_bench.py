@@ -100,7 +100,9 @@ def _serve(threads: int, quick: bool, out: Path | None, json_path: Path | None) 
     from edgeseq.bench._serve import ServeBenchConfig, render_serve, run_serve_bench, write_serve
 
     config = (
-        ServeBenchConfig.quick_setting(threads=threads) if quick else ServeBenchConfig(threads=threads)
+        ServeBenchConfig.quick_setting(threads=threads)
+        if quick
+        else ServeBenchConfig(threads=threads)
     )
     results = run_serve_bench(config, progress=lambda line: click.echo(line, err=True))
     markdown = render_serve(results)

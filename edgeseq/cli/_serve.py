@@ -39,7 +39,8 @@ __all__ = ["command"]
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Save every stream here on shutdown, idle eviction and periodically; a restart with the same folder lets clients resume exactly.",
+    help="Save every stream here on shutdown, idle eviction and periodically; a restart with "
+    "the same folder lets clients resume exactly.",
 )
 @click.option(
     "--idle-timeout",

@@ -33,7 +33,7 @@ Op = tuple  # ("frames", bytes, single) | ("reset",) | ("restore", b64) | ("snap
 
 
 class ResumeWarning(UserWarning):
-    """A stream resumed from a save older than the client's last reply; held messages were replayed."""
+    """A stream resumed from a save older than the client's last reply: held messages replayed."""
 
 
 @dataclass(frozen=True)
@@ -315,7 +315,9 @@ class StreamClient:
             headers[P.RESUME_HEADER] = self.resume_token
         url = self.url + ("?" + urlencode(query) if query else "")
         # websockets >= 17 asks for the direct (non context-manager) form to be explicit
-        legacy = {"legacy": True} if "legacy" in inspect.signature(client.connect).parameters else {}
+        legacy = (
+            {"legacy": True} if "legacy" in inspect.signature(client.connect).parameters else {}
+        )
         try:
             self._ws = client.connect(
                 url,
