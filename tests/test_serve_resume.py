@@ -167,10 +167,11 @@ def test_idle_streams_are_saved_through_the_pool_hook(tmp_path: Path) -> None:
         dropped._drop()  # the connection goes away without an end
         server.wait_log(f"idle  stream={dropped.stream_id[:8]} evicted, saved")
         server.wait_log(f"idle  stream={attached.stream_id[:8]} evicted, saved")
-        deadline = time.monotonic() + 10
-        while not (state / f"{dropped.stream_id}.snap").exists() and time.monotonic() < deadline:
+        deadline = time.monotonic() + 10  # the save is written by the server's writer thread
+        meta: dict = {}
+        while meta.get("reason") != "idle" and time.monotonic() < deadline:
             time.sleep(0.05)
-        meta = Snapshot.load(state / f"{dropped.stream_id}.snap").meta
+            meta = Snapshot.load(state / f"{dropped.stream_id}.snap").meta
         assert meta["reason"] == "idle" and meta["seq"] == 6
         # the attached client goes on as if nothing happened; the dropped one resumes
         for x, r in zip(xs[6:], ref[6:]):
