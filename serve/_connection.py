@@ -36,6 +36,7 @@ __all__ = ["Connection"]
 
 CLOSE_SHUTDOWN = 1012  # service restart
 CLOSE_TAKEN_OVER = 4000  # the stream was resumed on another connection
+STOP_GRACE = 10.0  # seconds a stopping connection may take to flush its replies
 
 
 @dataclass(eq=False)
@@ -88,7 +89,12 @@ class Connection:
         if self._reader is not None and not self._reader.done():
             self._reader.cancel()
         self.queue.put_nowait(_Item(kind))
-        await self.finished.wait()
+        try:  # a client that reads no replies must not hold the others' shutdown
+            await asyncio.wait_for(asyncio.shield(self.finished.wait()), STOP_GRACE)
+        except asyncio.TimeoutError:
+            self.sending = False
+            self.ws.transport.abort()  # its pending send fails; the writer finishes the rest
+            await self.finished.wait()
 
     def request_save(self, reason: str) -> None:
         """Queue a save barrier (periodic saves)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -110,6 +111,12 @@ class Registry:
 
         Blocking (the pool's lock): call it from a worker thread, not the event loop.
         """
+        for _ in range(2000):  # the pool runs on_evict after releasing its lock: wait for it
+            with self.lock:
+                pool_id = rec.pool_id
+            if pool_id is None or pool_id in self.pool:
+                break
+            time.sleep(0.0005)
         with self.lock:
             if rec.pool_id is not None:
                 return rec.pool_id

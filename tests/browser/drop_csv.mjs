@@ -51,8 +51,10 @@ try {
   await page.dispatchEvent("#drop", "dragover", { dataTransfer: dt });
   await page.dispatchEvent("#drop", "drop", { dataTransfer: dt });
   await page.waitForFunction(() => window.edgeseqPlot.done || window.edgeseqPlot.error, null, { timeout });
-  // the live counters poll every second: wait until they have seen the frames
-  await page.waitForFunction(() => Number(document.getElementById("c-frames").textContent) > 0, null, { timeout });
+  // the live counters poll every second: wait until they have counted every frame
+  await page.waitForFunction(
+    () => Number(document.getElementById("c-frames").textContent) >= window.edgeseqPlot.frames,
+    null, { timeout });
   await page.screenshot({ path: args.out, fullPage: true });
   const shown = await page.evaluate(() => ({
     frames: window.edgeseqPlot.frames,
