@@ -13,7 +13,8 @@ the wire protocol in :mod:`edgeseq.client.protocol` (shared with the client), pl
 Modules: ``_options`` (limits), ``_server`` (transport, HTTP, handshake, shutdown),
 ``_connection`` (one stream's reader and writer), ``_registry`` (stream ids, resume
 secrets, eviction), ``_store`` (the state folder), ``_frames`` (wire ↔ model),
-``_metrics``; ``page.html`` is the browser page. The protocol is documented in
+``_metrics``, ``_completions`` (pool results to the event loop); ``page.html`` is the
+browser page. The protocol is documented in
 docs/protocol.md.
 """
 

@@ -204,14 +204,14 @@ class Connection:
         rec, pool = self.rec, self.server.pool
         x, single, t = item.payload
         try:
-            out = await asyncio.wrap_future(item.future)  # type: ignore[arg-type]
+            out = await self.server.completions.watch(item.future)  # type: ignore[arg-type]
         except StreamError:
             if rec.pool_id == item.pool_id and item.pool_id in pool:
                 raise
             # evicted before this batch ran: reopen from its snapshot, run it again, in order
             self.reopening = True
             await asyncio.to_thread(self.server.registry.ensure_open, rec)
-            out = await asyncio.wrap_future(pool.submit(rec.pool_id, x))  # type: ignore[arg-type]
+            out = await self.server.completions.watch(pool.submit(rec.pool_id, x))  # type: ignore[arg-type]
         rec.seq += 1
         rec.frames += t
         rows = self.server.wire.rows(out, single)
@@ -220,7 +220,7 @@ class Connection:
             payload: str | bytes = np.ascontiguousarray(first, "<f4").tobytes()
         else:
             body = {name: r.tolist() for name, r in rows.items()}
-            payload = P.encode(P.Outputs(t, body, rec.seq, rec.saved))
+            payload = P.outputs_text(t, body, rec.seq, rec.saved)
         self.server.registry.remember(rec, rec.seq, payload)
         await self._send(payload)
         self.server.metrics.messages.inc()

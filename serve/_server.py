@@ -22,6 +22,7 @@ from edgeseq.client import protocol as P
 from edgeseq.errors import EdgeseqError, SnapshotError, StreamError
 from edgeseq.runtime import StreamPool
 from edgeseq.runtime._session import ModelSource
+from edgeseq.serve._completions import Completions
 from edgeseq.serve._connection import Connection
 from edgeseq.serve._frames import WireFormat
 from edgeseq.serve._metrics import CONTENT_TYPE, Metrics
@@ -105,6 +106,7 @@ class Server:
     async def start(self) -> None:
         o = self.options
         self._stopped = asyncio.Event()
+        self.completions = Completions(asyncio.get_running_loop())
         self._ws_server = await serve(
             self._handle,
             o.host,

@@ -103,3 +103,9 @@ def test_pool_on_batch_reports_streams_and_frames() -> None:
     pool.submit(a, np.zeros((2, 3), np.float32)).result(10)
     pool.shutdown()
     assert seen == [(2, 5), (1, 2)]
+
+
+def test_the_hot_path_encoder_equals_the_table() -> None:
+    body = {"y": [[0.1, 2.5]]}
+    for saved in (None, 3):
+        assert P.outputs_text(1, body, 4, saved) == P.encode(P.Outputs(1, body, 4, saved))

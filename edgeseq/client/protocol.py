@@ -54,6 +54,7 @@ __all__ = [
     "decode_frames",
     "encode",
     "encode_frames",
+    "outputs_text",
     "token_subprotocol",
 ]
 
@@ -244,6 +245,15 @@ MESSAGES: dict[str, type[Message]] = {
 def encode(msg: Message) -> str:
     """One message as JSON text."""
     return json.dumps(msg.to_dict(), separators=(",", ":"))
+
+
+def outputs_text(frames: int, outputs: dict[str, list], seq: int, saved: int | None) -> str:
+    """``encode(Outputs(frames, outputs, seq, saved))``, without building the dataclass: the
+    server's per-message hot path."""
+    d: dict[str, Any] = {"type": "outputs", "frames": frames, "outputs": outputs, "seq": seq}
+    if saved is not None:
+        d["saved"] = saved
+    return json.dumps(d, separators=(",", ":"))
 
 
 def decode(text: str | bytes, sender: str) -> Message:
