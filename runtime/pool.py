@@ -287,6 +287,8 @@ class StreamPool:
         for (_, st, _, _), (_, rest, _) in zip(prepared, taken):
             self._windows[st.row].commit(rest)
         self._table.used([(sid, st, len(chunk)) for sid, st, chunk, _ in prepared], self._clock())
+        if self._on_batch is not None and ready:
+            self._on_batch(len(ready), sum(len(chunk) for _, chunk, _ in ready))
         return [next(outs) if k else self.engine.empty() for _, _, k in taken]
 
     # ------------------------------------------------------------------ async front

@@ -28,6 +28,12 @@ class WireFormat:
                 "wire protocol needs a fixed number of values per frame. Store a contract with "
                 "fixed sizes (`edgeseq inspect MODEL --write-contract OUT.onnx`)."
             )
+        if getattr(engine, "windows", None) is not None:
+            raise InputError(
+                "this model takes its samples in buffered windows (one output per window, "
+                "not per frame); edgeseq serve answers one row per frame and does not serve "
+                "windowed models yet. Stream it locally: edgeseq stream MODEL --window N."
+            )
         self.trailing: tuple[int, ...] = spec.trailing_ints
         self.features = math.prod(self.trailing) if self.trailing else 1
         self.dtype = "int64" if spec.is_int else "float32"
