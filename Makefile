@@ -7,6 +7,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.edgeseq-installed
+TRITON := .cache/triton/install.json
 PYTEST_ARGS ?=
 LINT   := $(wildcard edgeseq exporters runtime serve tests examples benchmarks scripts)
 # Wheels whose stateful ONNX models tests/test_catalogue.py streams (read, never installed)
@@ -19,23 +20,23 @@ WHEEL_PINS := silero-vad==6.2.3 faster-whisper==1.0.3 faster-whisper==1.1.1 \
 # the CPU binaries ship in the package itself.
 JS      := runtime-js
 JS_STAMP := $(JS)/node_modules/.edgeseq-installed
+BROWSER_JS := tests/browser/node_modules/.edgeseq-installed
 
-.PHONY: demo test install lint bench examples plots arm64-check clean js-install js-test
+.PHONY: demo test install lint bench examples plots arm64-check triton clean js-install js-test
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[torch,dev,examples,serve]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[torch,dev,examples,serve,triton]'
 	@touch $(STAMP)
 
+install: $(STAMP) $(TRITON) $(BROWSER_JS)
+
 # the page test's browser driver (playwright-core, pointed at Debian's chromium; no download)
-BROWSER_JS := tests/browser/node_modules/.edgeseq-installed
 $(BROWSER_JS): tests/browser/package.json tests/browser/package-lock.json
 	@if command -v npm >/dev/null; then \
 	  cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.edgeseq-installed; \
 	else echo "npm not found: tests/test_serve_page.py will skip"; fi
-
-install: $(STAMP) $(BROWSER_JS)
 
 $(JS_STAMP): $(JS)/package.json $(JS)/package-lock.json
 	cd $(JS) && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error
@@ -47,6 +48,12 @@ js-install: $(JS_STAMP)
 js-test: $(STAMP) $(JS_STAMP)
 	cd $(JS) && EDGESEQ_PYTHON=$(abspath $(BIN)/python) npm test
 
+# a real tritonserver (from the nvidia-pytriton wheel) and its python-backend stub's env
+$(TRITON): $(STAMP) scripts/triton-setup
+	$(BIN)/python scripts/triton-setup
+	@touch $(TRITON)
+triton: $(TRITON)
+
 demo: $(STAMP)
 	$(BIN)/edgeseq demo
 
@@ -57,7 +64,7 @@ $(WHEELS)/.fetched: Makefile
 	done
 	@touch $@
 
-test: $(STAMP) $(WHEELS)/.fetched $(JS_STAMP) $(BROWSER_JS)
+test: $(STAMP) $(WHEELS)/.fetched $(TRITON) $(JS_STAMP) $(BROWSER_JS)
 	$(BIN)/ruff check $(LINT)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 	cd $(JS) && EDGESEQ_PYTHON=$(abspath $(BIN)/python) npm test

@@ -16,6 +16,7 @@ __all__ = [
     "ProtocolError",
     "ProviderError",
     "RemoteError",
+    "RepositoryError",
     "SnapshotError",
     "StreamError",
     "VerificationError",
@@ -76,3 +77,7 @@ class RemoteError(EdgeseqError, RuntimeError):
         super().__init__(message)
         self.status = status  # the HTTP status of a refused handshake, if any
         self.reason = reason  # the server's error reason (protocol.ERROR_REASONS), if any
+
+
+class RepositoryError(EdgeseqError, ValueError):
+    """A model repository (Triton's) is malformed or disagrees with the model it serves."""
