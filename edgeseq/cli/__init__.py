@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "generate": "_generate",
     "demo": "_demo",
     "bench": "_bench",
+    "triton": "_triton",
 }
 
 

@@ -130,9 +130,19 @@ class _Checker:
     def want_dims(self, shape: list) -> list[int]:
         return _dims(shape[1:] if self.batched else shape)
 
-    def tensor(self, where: str, name: str, dtype_enum: int, dims: list, table: dict, kind: str):
+    def tensor(
+        self,
+        where: str,
+        name: str,
+        dtype_enum: int,
+        dims: list,
+        table: dict,
+        kind: str,
+        name_field: str = "name",
+    ) -> None:
+        """One config tensor against the graph's: present, same dtype, same dims."""
         if name not in table:
-            self.fail(f"{where}.name", f"a graph {kind} ({sorted(table)})", repr(name))
+            self.fail(f"{where}.{name_field}", f"a graph {kind} ({sorted(table)})", repr(name))
             return
         dtype, shape = table[name]
         shape = [d if isinstance(d, int) else "?" for d in shape]
@@ -173,13 +183,15 @@ def check_model(folder: Path) -> ModelCheck:
             c.fail("model file", f"{latest / 'model.py'}", "nothing there")
         if any(k.startswith("edgeseq.") for k in ours):
             _check_edgeseq_python(c, latest / "model.onnx", ours)
-    stateful = cfg.HasField("sequence_batching")
-    check.summary = f"max_batch {cfg.max_batch_size}, " + (
-        f"sequence batching ({cfg.sequence_batching.WhichOneof('strategy_choice') or 'direct'}),"
-        f" {len(cfg.sequence_batching.state)} implicit states"
-        if stateful
-        else "stateless"
-    )
+    seq = cfg.sequence_batching
+    if cfg.HasField("sequence_batching"):
+        kept = f"{len(seq.state)} implicit states" if seq.state else "state kept by the model"
+        strategy = seq.WhichOneof("strategy_choice") or "direct"
+        check.summary = f"max_batch {cfg.max_batch_size}, sequence batching ({strategy}), {kept}"
+    else:
+        check.summary = f"max_batch {cfg.max_batch_size}, stateless"
+    if not c.problems and seq.state and backend in ("onnxruntime", "onnxruntime_onnx"):
+        _check_start_resets(c, folder)
     check.problems = c.problems
     return check
 
@@ -225,7 +237,7 @@ def _check_onnx(c: _Checker, path: Path) -> None:
             if nm in seen:
                 c.fail(f"{where}.{attr}", "a name used by one state only", repr(nm))
             seen.add(nm)
-            c.tensor(f"{where}.{attr}", nm, st.data_type, list(st.dims), table, kind)
+            c.tensor(where, nm, st.data_type, list(st.dims), table, kind, attr)
         if st.input_name in fed:
             c.fail(f"{where}.input_name", "a name not also listed in input", repr(st.input_name))
         fed.add(st.input_name)
@@ -311,6 +323,45 @@ def _check_edgeseq_python(c: _Checker, path: Path, params: dict) -> None:
     if seq.state:
         c.fail("sequence_batching.state", "no implicit state (the python backend ignores it; "
                "model.py keeps the state)", f"{len(seq.state)} states")  # fmt: skip
+
+
+def _check_start_resets(c: _Checker, folder: Path) -> None:
+    """Drive two sequences as Triton would, once from zero state and once from garbage:
+    a graph that honours START gives the same outputs (Triton may feed either)."""
+    import numpy as np
+
+    from edgeseq.exporters.triton.emulate import _NP, Request, SequenceBatcher
+
+    rng = np.random.default_rng(0)
+    requests = []
+    for _ in range(2):
+        step = {}
+        for i in c.cfg.input:
+            dims = [2 if d < 0 else int(d) for d in i.dims]
+            dtype = _NP.get(_dtype_name(i.data_type), np.float32)
+            kind = np.dtype(dtype).kind
+            arr = rng.normal(size=(2, *dims)) if kind == "f" else np.zeros((2, *dims))
+            step[i.name] = arr.astype(dtype)
+        requests.append(step)
+    results = []
+    for start_state in ("zeros", "garbage"):
+        try:
+            sb = SequenceBatcher(folder, start_state=start_state)
+            outs = []
+            for t, step in enumerate(requests):
+                batch = [Request(s + 1, {n: a[s : s + 1] for n, a in step.items()}, start=t == 0)
+                         for s in range(2)]  # fmt: skip
+                outs += [o for r in sb.infer(batch) for o in r.values()]
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            c.fail("model", "the graph to run as Triton drives it (two sequences, START)", first)
+            return
+        results.append(outs)
+    worst = max(float(np.max(np.abs(a.astype(np.float64) - b))) for a, b in zip(*results))
+    if not worst <= 1e-6:
+        c.fail("sequence_batching.control_input", "START to reset the state: outputs after "
+               "START must not depend on the state Triton feeds on the first request",
+               f"a difference of {worst:.3g} between zero and garbage start states")  # fmt: skip
 
 
 def check_repository(root: str | Path, models: list[str] | None = None) -> list[ModelCheck]:
