@@ -191,7 +191,9 @@ def check_model(folder: Path) -> ModelCheck:
     else:
         check.summary = f"max_batch {cfg.max_batch_size}, stateless"
     if not c.problems and seq.state and backend in ("onnxruntime", "onnxruntime_onnx"):
-        _check_start_resets(c, folder)
+        _check_start_resets(
+            c, folder, _graph(latest / (cfg.default_model_filename or "model.onnx"))[2]
+        )
     check.problems = c.problems
     return check
 
@@ -325,10 +327,19 @@ def _check_edgeseq_python(c: _Checker, path: Path, params: dict) -> None:
                "model.py keeps the state)", f"{len(seq.state)} states")  # fmt: skip
 
 
-def _check_start_resets(c: _Checker, folder: Path) -> None:
+def _check_start_resets(c: _Checker, folder: Path, meta: dict) -> None:
     """Drive two sequences as Triton would, once from zero state and once from garbage:
     a graph that honours START gives the same outputs (Triton may feed either)."""
+    import json
+
     import numpy as np
+
+    from edgeseq.contract import METADATA_KEY
+
+    frames = 16  # enough for front-ends with a receptive field; at most a chunk's worth
+    if METADATA_KEY in meta:
+        extra = json.loads(meta[METADATA_KEY]).get("model", {}).get("extra", {})
+        frames = min(frames, extra.get("triton", {}).get("max_frames_per_request") or frames)
 
     from edgeseq.exporters.triton.emulate import _NP, Request, SequenceBatcher
 
@@ -337,7 +348,7 @@ def _check_start_resets(c: _Checker, folder: Path) -> None:
     for _ in range(2):
         step = {}
         for i in c.cfg.input:
-            dims = [2 if d < 0 else int(d) for d in i.dims]
+            dims = [frames if d < 0 else int(d) for d in i.dims]
             dtype = _NP.get(_dtype_name(i.data_type), np.float32)
             kind = np.dtype(dtype).kind
             arr = rng.normal(size=(2, *dims)) if kind == "f" else np.zeros((2, *dims))

@@ -55,7 +55,20 @@ def _load(path: Path) -> tuple[onnx.ModelProto, Contract]:
         proto = onnx.load(str(path))
     except Exception as exc:
         raise ModelLoadError(f"{path} is not a readable ONNX file ({exc}); re-export it.") from None
-    contract, _ = read_contract(str(path))  # a third-party model: discovered (with a warning)
+    contract, found = read_contract(str(path))
+    if found is not None:  # a third-party model: say what was guessed
+        import warnings
+
+        from edgeseq.runtime import DiscoveryWarning
+
+        warnings.warn(
+            DiscoveryWarning(
+                f"{path} has no edgeseq contract; serving the state pairs discovered by shape:"
+                f"\n{found.report()}\nStore them once with `edgeseq inspect MODEL "
+                "--write-contract OUT.onnx` to make this choice explicit."
+            ),
+            stacklevel=3,
+        )
     return proto, contract
 
 
