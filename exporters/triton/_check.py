@@ -68,7 +68,7 @@ def load_config(path: Path) -> Any:
         return text_format.Parse(text, model_config_pb2.ModelConfig())
     except text_format.ParseError as exc:
         raise RepositoryError(
-            f"{path}:{exc}; expected Triton's ModelConfig text format (model_config.proto). "
+            f"{path}:{str(exc).rstrip('.')}; expected Triton's ModelConfig text format (model_config.proto). "
             "Fix the field, or regenerate with edgeseq triton."
         ) from None
 
