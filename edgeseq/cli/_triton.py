@@ -72,6 +72,13 @@ def _constants(pairs: tuple[str, ...]) -> dict:
     help="Sequences in flight per model instance (oldest); others wait in a backlog.",
 )
 @click.option(
+    "--max-queue-delay-us",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="How long Triton may hold a request to batch it with other sequences' requests.",
+)
+@click.option(
     "--constant",
     "constants",
     multiple=True,
@@ -93,6 +100,7 @@ def command(
     strategy: str,
     max_idle_us: int,
     max_sequences: int,
+    max_queue_delay_us: int,
     constants: tuple[str, ...],
     check: str | None,
 ) -> None:
@@ -134,6 +142,7 @@ def command(
         strategy=strategy,  # type: ignore[arg-type]
         max_idle_us=max_idle_us,
         max_sequences=max_sequences,
+        queue_delay_us=max_queue_delay_us,
     )
     repo = to_triton(
         model,
