@@ -298,3 +298,7 @@ def write_serve(markdown: str, path: str | os.PathLike[str]) -> Path:
         new = old + ("\n" if old and not old.endswith("\n\n") else "") + block
     path.write_text(new, encoding="utf-8")
     return path
+
+
+# what `edgeseq bench --serve` runs: config class, run, render, write
+SECTION = (ServeBenchConfig, run_serve_bench, render_serve, write_serve)

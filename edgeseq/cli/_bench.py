@@ -58,6 +58,13 @@ def _cells(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str,
     "1/10 frames per message, and a fixed 1,000 frames/s from 64), beside the in-process "
     "pool. With --out, only its section of the file is replaced.",
 )
+@click.option(
+    "--triton",
+    is_flag=True,
+    help="Instead: Triton's python backend (the real tritonserver, scripts/triton-setup) "
+    "beside edgeseq serve and an in-process pool, 1 and 32 sequences × 1 frame per request. "
+    "With --out, only its section of the file is replaced.",
+)
 def command(
     threads: int,
     quick: bool,
@@ -65,6 +72,7 @@ def command(
     json_path: Path | None,
     cells: tuple[str, ...],
     serve: bool,
+    triton: bool,
 ) -> None:
     """Benchmark streaming on the reference models (40 inputs, 128 hidden, 2 layers, linear
     head; one per cell): per-frame latency against a hand-written onnxruntime loop, PyTorch
@@ -77,9 +85,10 @@ def command(
       edgeseq bench --out BENCHMARKS.md --json bench.json
       edgeseq bench --quick --cells lstm
       edgeseq bench --serve --out BENCHMARKS.md      # the network server (about 1 minute)
+      edgeseq bench --triton --out BENCHMARKS.md     # Triton vs edgeseq serving (~2 minutes)
     """
-    if serve:
-        _serve(threads, quick, out, json_path)
+    if serve or triton:
+        _section("serve" if serve else "triton", threads, quick, out, json_path)
         return
     from edgeseq.bench import BenchConfig, render, run_bench, write_markdown
 
@@ -96,18 +105,20 @@ def command(
     click.echo(render(results))
 
 
-def _serve(threads: int, quick: bool, out: Path | None, json_path: Path | None) -> None:
-    from edgeseq.bench._serve import ServeBenchConfig, render_serve, run_serve_bench, write_serve
+def _section(
+    name: str, threads: int, quick: bool, out: Path | None, json_path: Path | None
+) -> None:
+    """A section measured on its own (``--serve``, ``--triton``): its module has a config
+    class, ``run``, ``render`` and ``write`` (which replaces only its part of ``--out``)."""
+    import importlib
 
-    config = (
-        ServeBenchConfig.quick_setting(threads=threads)
-        if quick
-        else ServeBenchConfig(threads=threads)
-    )
-    results = run_serve_bench(config, progress=lambda line: click.echo(line, err=True))
-    markdown = render_serve(results)
+    mod = importlib.import_module(f"edgeseq.bench._{name}")
+    config_cls, run, render_md, write = mod.SECTION
+    config = config_cls.quick_setting(threads=threads) if quick else config_cls(threads=threads)
+    results = run(config, progress=lambda line: click.echo(line, err=True))
+    markdown = render_md(results)
     if json_path is not None:
         json_path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     if out is not None:
-        write_serve(markdown, out)
+        write(markdown, out)
     click.echo(markdown)

@@ -68,8 +68,8 @@ def load_config(path: Path) -> Any:
         return text_format.Parse(text, model_config_pb2.ModelConfig())
     except text_format.ParseError as exc:
         raise RepositoryError(
-            f"{path}:{str(exc).rstrip('.')}; expected Triton's ModelConfig text format (model_config.proto). "
-            "Fix the field, or regenerate with edgeseq triton."
+            f"{path}:{str(exc).rstrip('.')}; expected Triton's ModelConfig text format "
+            "(model_config.proto). Fix the field, or regenerate with edgeseq triton."
         ) from None
 
 

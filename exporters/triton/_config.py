@@ -48,6 +48,8 @@ class TritonOptions:
     ``direct`` gives each sequence a batch slot. ``max_sequences`` sequences are in flight
     per model instance (the rest wait in Triton's backlog); a sequence idle for
     ``max_idle_us`` microseconds is dropped by Triton (and its state released).
+    ``queue_delay_us`` lets Triton hold a request that long to batch it with others;
+    ``threads`` sets onnxruntime's intra-op threads in a python-backend ``model.py``.
     """
 
     max_batch: int = 32
@@ -55,6 +57,7 @@ class TritonOptions:
     max_idle_us: int = 60_000_000
     max_sequences: int = 256
     queue_delay_us: int = 0
+    threads: int | None = None
 
 
 class Enum(str):
@@ -203,6 +206,8 @@ def config_text(
             "max_streams": str(2 * opts.max_sequences),
             "idle_timeout_s": repr(opts.max_idle_us / 1e6),
         }
+        if opts.threads:
+            params["threads"] = str(opts.threads)
         fields.append(("parameters", [_param(k, v) for k, v in params.items()]))
     return _header(name, c, backend, opts, stateful) + render(fields)
 

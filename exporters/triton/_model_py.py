@@ -43,15 +43,19 @@ class TritonPythonModel:
         self.outputs = [o["name"] for o in config["output"]]
         self.inputs = [i["name"] for i in config["input"]]
         self.stateful = params.get("stateful", "1") == "1"
+        threads = int(params["threads"]) if params.get("threads") else None
         if not self.stateful:
             import onnxruntime as ort
 
-            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads or 0
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
             return
         self.pool = StreamPool(
             str(path),
             max_streams=int(params["max_streams"]),
             idle_timeout=float(params["idle_timeout_s"]),
+            threads=threads,
         )
         c = self.pool.contract
         self.frames = c.frames

@@ -180,6 +180,8 @@ def _check_options(opts: TritonOptions, backend: str) -> None:
             raise ExportError(f"{key} must be a positive int, got {value!r}")
     if opts.strategy not in ("oldest", "direct"):
         raise ExportError(f"strategy must be 'oldest' or 'direct', got {opts.strategy!r}")
+    if opts.threads is not None and (not isinstance(opts.threads, int) or opts.threads < 1):
+        raise ExportError(f"threads must be a positive int or None, got {opts.threads!r}")
     if opts.queue_delay_us < 0:
         raise ExportError(f"queue_delay_us must be >= 0, got {opts.queue_delay_us!r}")
 
