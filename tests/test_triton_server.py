@@ -44,6 +44,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     to_triton(zoo.get("gru"), repo, name="gru_direct", **py,
               options=TritonOptions(max_batch=4, strategy="direct"))  # fmt: skip
     to_triton(zoo.get("scaled"), repo, name="scaled", **py)
+    to_triton(zoo.get("rnn"), repo, name="short_idle", **py,
+              options=TritonOptions(max_idle_us=300_000))  # fmt: skip
     to_triton(model("lstm", "one_to_many"), repo, name="cond", **py)
     srv = TritonServer(repo, install)
     try:
@@ -156,6 +158,28 @@ def test_tritons_own_errors(server, protocol: str) -> None:
     _infer(mod, client, "lstm", {"x": x}, sequence_id=sid, sequence_start=True, sequence_end=True)
     with pytest.raises(InferenceServerException, match="must specify the START flag"):
         _infer(mod, client, "lstm", {"x": x}, sequence_id=sid)  # it ended: state released
+
+
+def test_an_idle_sequence_is_dropped_and_can_start_again(server) -> None:
+    """Triton forgets a sequence idle past max_idle_us (the model is not told); the next
+    request needs START again, and then starts from the initial state."""
+    import time
+
+    from _models import zoo
+    from tritonclient.utils import InferenceServerException
+
+    mod, client = _client("grpc", server)
+    rng = np.random.default_rng(11)
+    x = _frames(rng, 3)
+    _infer(mod, client, "short_idle", {"x": x[0]}, sequence_id=8000, sequence_start=True)
+    time.sleep(2.0)  # > 300 ms idle limit, with room for Triton's periodic check
+    with pytest.raises(InferenceServerException, match="START"):
+        _infer(mod, client, "short_idle", {"x": x[1]}, sequence_id=8000)
+    ref = Reference(zoo.get("rnn"))
+    for k in (1, 2):
+        y = _infer(mod, client, "short_idle", {"x": x[k]}, sequence_id=8000,
+                   sequence_start=k == 1, sequence_end=k == 2)  # fmt: skip
+        np.testing.assert_allclose(y, ref.step(x[k]), atol=ATOL)
 
 
 def test_bad_frames_fail_alone_and_change_nothing(server) -> None:

@@ -201,10 +201,11 @@ def config_text(
         fields.append(("instance_group", [[("kind", Enum("KIND_CPU")), ("count", 1)]]))
         params = {
             "stateful": "1" if stateful else "0",
-            # Triton drops a sequence idle for max_idle_us without telling the model: the
-            # pool evicts it after the same time, and holds room for that overlap
+            # Triton drops a sequence idle for max_idle_us without telling the model; the
+            # pool evicts it later (never before Triton: a request Triton still accepts
+            # must find its stream), with room for the dropped-but-not-evicted overlap
             "max_streams": str(2 * opts.max_sequences),
-            "idle_timeout_s": repr(opts.max_idle_us / 1e6),
+            "idle_timeout_s": repr(2 * opts.max_idle_us / 1e6),
         }
         if opts.threads:
             params["threads"] = str(opts.threads)
