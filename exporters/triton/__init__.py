@@ -20,12 +20,19 @@ from __future__ import annotations
 from edgeseq.exporters.triton._check import ModelCheck, check_model, check_repository, load_config
 from edgeseq.exporters.triton._config import TritonOptions
 from edgeseq.exporters.triton._variant import init_input_name, init_variant, triton_variant
+from edgeseq.exporters.triton.emulate import Request, SequenceBatcher
 from edgeseq.exporters.triton.repository import TritonRepository, to_triton
+from edgeseq.exporters.triton.server import LocalTriton, TritonServer, TritonUnavailable
 
 __all__ = [
+    "LocalTriton",
     "ModelCheck",
+    "Request",
+    "SequenceBatcher",
     "TritonOptions",
     "TritonRepository",
+    "TritonServer",
+    "TritonUnavailable",
     "check_model",
     "check_repository",
     "init_input_name",

@@ -153,6 +153,7 @@ class TritonServer:
             "--allow-gpu-metrics=false",
             "--exit-on-error=true",
             "--strict-readiness=true",
+            "--exit-timeout-secs=10",
             f"--log-verbose={self.log_verbose}",
         ]
         self.process = subprocess.Popen(
