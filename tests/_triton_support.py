@@ -25,7 +25,9 @@ __all__ = [
     "init_source",
     "model",
     "seeds_from_init",
+    "third_party_model",
     "user_init_model",
+    "vad_with_context",
 ]
 
 VOCAB = 7
@@ -99,6 +101,61 @@ def user_init_model() -> Path:
             warnings.simplefilter("ignore")
             export(Net("lstm", layers=2, init=True).eval(), path, example=torch.randn(2, 5, 3),
                    backend="dynamo")  # fmt: skip
+        _CACHE[key] = path
+    return _CACHE[key]
+
+
+def third_party_model() -> Path:
+    """A stateful model exported with plain torch.onnx (no contract): a GRU whose state is
+    ``h`` -> ``h_out`` and an int64 ``scale`` input the caller must give on every call."""
+    key = ("third_party",)
+    if key not in _CACHE:
+        import torch
+        from torch import nn
+
+        class Scaled(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.gru = nn.GRU(3, 8, batch_first=True)
+                self.head = nn.Linear(8, 2)
+
+            def forward(self, x, h, scale):  # (B, T, 3), (1, B, 8), () int64
+                y, h = self.gru(x, h)
+                return self.head(y) * scale.to(torch.float32), h
+
+        torch.manual_seed(7)
+        path = _dir() / "third_party.onnx"
+        args = (torch.randn(2, 5, 3), torch.zeros(1, 2, 8), torch.tensor(3))
+        dyn = {"x": {0: "b", 1: "t"}, "h": {1: "b"}, "y": {0: "b", 1: "t"}, "h_out": {1: "b"}}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(Scaled().eval(), args, str(path), input_names=["x", "h", "scale"],
+                              output_names=["y", "h_out"], dynamic_axes=dyn, dynamo=False,
+                              opset_version=17)  # fmt: skip
+        _CACHE[key] = path
+    return _CACHE[key]
+
+
+def vad_with_context(vad: Path, context: int) -> Path:
+    """The zoo's VAD-like model with its pairs and left context stored in its contract (what
+    ``edgeseq inspect --write-contract`` does), so every server streams it the same way."""
+    key = ("vad_context", str(vad), context)
+    if key not in _CACHE:
+        import dataclasses
+
+        import onnx
+
+        from edgeseq.contract import METADATA_KEY
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the pairs are discovered, then stored
+            p = StreamingPredictor(vad, constants={"sr": np.array(16000)}, context=context)
+        facts = dataclasses.replace(p.contract.model, extra={"context": context})
+        contract = dataclasses.replace(p.contract, model=facts)
+        proto = onnx.load(str(vad))
+        onnx.helper.set_model_props(proto, {METADATA_KEY: contract.to_json()})
+        path = _dir() / "vad_context.onnx"
+        onnx.save(proto, str(path))
         _CACHE[key] = path
     return _CACHE[key]
 

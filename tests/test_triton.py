@@ -18,7 +18,9 @@ from _triton_support import (
     init_source,
     model,
     seeds_from_init,
+    third_party_model,
     user_init_model,
+    vad_with_context,
 )
 
 from edgeseq.errors import ExportError, InputError
@@ -142,27 +144,38 @@ def test_preprocessing_chunks_and_initial_state_survive(kind: str, strategy: str
 
 
 def test_third_party_model_with_constants(tmp_path: Path) -> None:
-    """A VAD-like model edgeseq did not export: pairs discovered, the sample rate baked in."""
-    from _models import zoo
-
+    """A model edgeseq did not export: pairs discovered (and said so), a constant baked in."""
     from edgeseq.runtime import DiscoveryWarning, StreamingPredictor
 
-    path = zoo.get("vad")
-    sr = np.array(16000, np.int64)
+    path = third_party_model()
+    scale = np.array(3, np.int64)
     with pytest.warns(DiscoveryWarning):
-        to_triton(path, tmp_path, name="vad", constants={"sr": sr})
-        ref = StreamingPredictor(path, constants={"sr": sr})
-        with pytest.raises(ExportError, match="constants"):
-            to_triton(path, tmp_path, name="vad2")
-    sb = SequenceBatcher(tmp_path / "vad", start_state="garbage")
+        to_triton(path, tmp_path, name="tp", constants={"scale": scale})
+        with pytest.raises(ExportError, match="scale"):
+            to_triton(path, tmp_path, name="tp2")
+    with pytest.warns(DiscoveryWarning):
+        ref = StreamingPredictor(path, constants={"scale": scale})
+    sb = SequenceBatcher(tmp_path / "tp", start_state="garbage")
     rng = np.random.default_rng(0)
     for t in range(3):
-        x = rng.normal(size=(1, 40)).astype(np.float32)
-        other = rng.normal(size=(1, 40)).astype(np.float32)
-        a, _ = sb.infer(
-            [Request(1, {"input": x}, start=t == 0), Request(2, {"input": other}, t == 0)]
-        )
-        np.testing.assert_allclose(a["output"][0], ref.step(x[0]), atol=ATOL)
+        x, other = rng.normal(size=(2, 1, 4, 3)).astype(np.float32)
+        a, _ = sb.infer([Request(1, {"x": x}, start=t == 0), Request(2, {"x": other}, t == 0)])
+        np.testing.assert_allclose(a["y"], ref.step(x[0])[None], atol=ATOL)
+
+
+def test_models_the_runtime_refuses_are_refused(tmp_path: Path) -> None:
+    """Serve only what the runtime streams correctly: a VAD whose state depends on how its
+    samples are cut needs its left context, which the onnxruntime graph cannot carry."""
+    from _models import VAD_CONTEXT, zoo
+
+    sr = {"sr": np.array(16000, np.int64)}
+    with pytest.warns(UserWarning), pytest.raises(ExportError, match="cut"):
+        to_triton(zoo.get("vad"), tmp_path, name="vad", constants=sr)
+    with_context = vad_with_context(zoo.get("vad"), VAD_CONTEXT)
+    with pytest.raises(ExportError, match="--backend python"):
+        to_triton(with_context, tmp_path, name="vad", constants=sr)
+    repo = to_triton(with_context, tmp_path, name="vad", constants=sr, backend="python")
+    assert repo.contracts["vad"].model.extra["context"] == VAD_CONTEXT
 
 
 def test_unrolled_refuses_more_frames_than_its_chunk(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _triton_support import Reference, init_source, model, seeds_from_init
+from _triton_support import Reference, init_source, model, seeds_from_init, vad_with_context
 
 from edgeseq.exporters.triton import TritonOptions, to_triton
 from edgeseq.exporters.triton.server import LocalTriton, TritonServer, TritonUnavailable
@@ -31,7 +31,7 @@ def _unavailable(reason: str) -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
-    from _models import zoo
+    from _models import VAD_CONTEXT, zoo
 
     try:
         install = LocalTriton.find()
@@ -47,6 +47,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     to_triton(zoo.get("rnn"), repo, name="short_idle", **py,
               options=TritonOptions(max_idle_us=300_000))  # fmt: skip
     to_triton(model("lstm", "one_to_many"), repo, name="cond", **py)
+    vad = vad_with_context(zoo.get("vad"), VAD_CONTEXT)  # left context carried by the pool
+    to_triton(vad, repo, name="vad", **py, constants={"sr": np.array(16000, np.int64)})
     srv = TritonServer(repo, install)
     try:
         srv.start()
@@ -180,6 +182,25 @@ def test_an_idle_sequence_is_dropped_and_can_start_again(server) -> None:
         y = _infer(mod, client, "short_idle", {"x": x[k]}, sequence_id=8000,
                    sequence_start=k == 1, sequence_end=k == 2)  # fmt: skip
         np.testing.assert_allclose(y, ref.step(x[k]), atol=ATOL)
+
+
+def test_third_party_vad_with_left_context(server) -> None:
+    """A model edgeseq did not export, with a constant baked in and left context carried
+    between requests by model.py's pool: equal to the runtime, however the samples are cut."""
+    from _models import VAD_CONTEXT, zoo
+
+    from edgeseq.runtime import StreamingPredictor
+
+    mod, client = _client("http", server)
+    vad = vad_with_context(zoo.get("vad"), VAD_CONTEXT)
+    ref = StreamingPredictor(vad, constants={"sr": np.array(16000)})
+    rng = np.random.default_rng(5)
+    for k, n in enumerate([40, 13, 64, 9]):
+        x = rng.normal(size=(1, n)).astype(np.float32)
+        t = mod.InferInput("input", [1, n], "FP32")
+        t.set_data_from_numpy(x)
+        y = client.infer("vad", [t], sequence_id=9000, sequence_start=k == 0).as_numpy("output")
+        np.testing.assert_allclose(y, ref.step(x[0])[None], atol=ATOL)
 
 
 def test_bad_frames_fail_alone_and_change_nothing(server) -> None:

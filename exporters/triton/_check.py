@@ -299,16 +299,16 @@ def _check_edgeseq_python(c: _Checker, path: Path, params: dict) -> None:
     if not stateful:
         _check_onnx(c, path)  # a stateless model.py runs the graph as configured
         return
-    from edgeseq.exporters.triton._config import free_time
+    from edgeseq.exporters.triton._config import per_request
 
-    frames = free_time(contract.frames)
+    frames = per_request(contract.frames)
     if not cfg.input or cfg.input[0].name != frames.name:
         c.fail("input[0].name", f"the frames input {frames.name!r}",
                repr(cfg.input[0].name) if cfg.input else "none")  # fmt: skip
     else:
         c.tensor("input[0]", frames.name, cfg.input[0].data_type, list(cfg.input[0].dims),
                  {frames.name: (frames.dtype, frames.shape)}, "input")  # fmt: skip
-    outs = {o.name: (o.dtype, free_time(o).shape) for o in contract.data_outputs()}
+    outs = {o.name: (o.dtype, per_request(o).shape) for o in contract.data_outputs()}
     for i, t in enumerate(cfg.output):
         c.tensor(f"output[{i}]", t.name, t.data_type, list(t.dims), outs, "output")
     if not cfg.HasField("sequence_batching"):

@@ -20,7 +20,7 @@ __all__ = [
     "Enum",
     "TritonOptions",
     "config_text",
-    "free_time",
+    "per_request",
     "render",
     "triton_dims",
 ]
@@ -107,13 +107,21 @@ def triton_dims(shape: Sequence[int | str], batched: bool = True) -> list[int]:
     return [d if isinstance(d, int) else -1 for d in dims]
 
 
-def free_time(spec: TensorSpec) -> TensorSpec:
-    """``spec`` taking any number of frames: a StreamPool pads and splits for the graph."""
-    if spec.time_axis is None:
-        return spec
-    shape = list(spec.shape)
-    shape[spec.time_axis] = "time"
-    return dataclasses.replace(spec, shape=shape)
+def per_request(spec: TensorSpec) -> TensorSpec:
+    """``spec`` as a python-backend request carries it: batch first, any number of frames.
+
+    A StreamPool takes one stream's frames ``[T, ...]`` whatever the graph's layout
+    (time-major, a fixed chunk) and returns ``[T, ...]`` (or one value per call): the
+    request adds a batch dim of 1 in front.
+    """
+    dims = [
+        "time" if i == spec.time_axis else d
+        for i, d in enumerate(spec.shape)
+        if i != spec.batch_axis
+    ]
+    t, b = spec.time_axis, spec.batch_axis
+    time = None if t is None else 1 + t - (1 if b is not None and b < t else 0)
+    return dataclasses.replace(spec, shape=["batch", *dims], batch_axis=0, time_axis=time)
 
 
 def _tensor(spec: TensorSpec, optional: bool = False) -> list[tuple[str, Any]]:
@@ -179,7 +187,7 @@ def config_text(
         inputs = [_tensor(i) for i in c.inputs if i.name not in hidden]
         controls = {n: kind for n, (kind, _) in CONTROLS.items() if n in given}
     else:
-        inputs = [_tensor(free_time(c.frames))]
+        inputs = [_tensor(per_request(c.frames))]
         for s in c.states if seeded else []:
             bf = [s.shape[s.batch_axis], *(d for i, d in enumerate(s.shape) if i != s.batch_axis)]
             inputs.append(_tensor(TensorSpec(init_input_name(s.input), bf, s.dtype), True))
@@ -191,7 +199,7 @@ def config_text(
         ("backend", backend),
         ("max_batch_size", opts.max_batch),
         ("input", inputs),
-        ("output", [_tensor(o if implicit else free_time(o)) for o in c.data_outputs()]),
+        ("output", [_tensor(o if implicit else per_request(o)) for o in c.data_outputs()]),
     ]
     if stateful:
         fields.append(("sequence_batching", _sequence_batching(c, opts, controls, implicit)))

@@ -158,7 +158,8 @@ class TritonPythonModel:
         tensors = []
         for name in self.outputs:
             spec = self.specs[name]
-            shape = [1] + [d if isinstance(d, int) else 1 for d in spec.shape[1:]]
+            rest = [d for i, d in enumerate(spec.shape) if i != spec.batch_axis]
+            shape = [1] + [d if isinstance(d, int) else 1 for d in rest]
             tensors.append(pb_utils.Tensor(name, np.zeros(shape, spec.dtype)))
         return pb_utils.InferenceResponse(output_tensors=tensors)
 

@@ -46,7 +46,9 @@ class TritonRepository:
         return sorted(p for d in self.models.values() for p in d.rglob("*") if p.is_file())
 
 
-def _load(path: Path) -> tuple[onnx.ModelProto, Contract]:
+def _load(
+    path: Path, constants: Mapping[str, Any] | None = None
+) -> tuple[onnx.ModelProto, Contract]:
     from edgeseq.runtime.discover import read_contract
 
     if not path.is_file():
@@ -55,7 +57,7 @@ def _load(path: Path) -> tuple[onnx.ModelProto, Contract]:
         proto = onnx.load(str(path))
     except Exception as exc:
         raise ModelLoadError(f"{path} is not a readable ONNX file ({exc}); re-export it.") from None
-    contract, found = read_contract(str(path))
+    contract, found = read_contract(str(path), constants=dict(constants or {}))
     if found is not None:  # a third-party model: say what was guessed
         import warnings
 
@@ -70,6 +72,49 @@ def _load(path: Path) -> tuple[onnx.ModelProto, Contract]:
             stacklevel=3,
         )
     return proto, contract
+
+
+def _runtime_check(
+    src: Path, c: Contract, constants: Mapping[str, Any] | None, backend: str
+) -> None:
+    """Serve only what edgeseq's runtime streams correctly: the same refusals (a model whose
+    state depends on how its samples are cut, a missing window...) with the same words."""
+    import warnings
+
+    from edgeseq.errors import EdgeseqError
+    from edgeseq.runtime import StreamingPredictor, StreamPool
+
+    given = dict(constants or {})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a discovered contract was reported by _load
+        try:  # the file as a user would stream it: discovery, probing and cut checks included
+            engine = StreamingPredictor(src, constants=given).engine
+            if backend == "python" and c.model.stateful and c.states:
+                StreamPool(src, max_streams=1, constants=given).shutdown()
+        except EdgeseqError as exc:
+            raise ExportError(
+                f"{src}: edgeseq's runtime cannot stream this model as given, so a Triton "
+                f"model of it would not either: {exc}"
+            ) from None
+    if engine.windows is not None:
+        raise ExportError(
+            f"{src} takes fixed windows of {engine.windows.window} samples; Triton "
+            "repositories do not serve windowed models yet (a request's output count would "
+            "vary). Stream it with StreamingPredictor/StreamPool(window=...)."
+        )
+    f = c.frames
+    if f.batch_axis is None or f.time_axis is None:
+        raise ExportError(
+            f"{src}: frames {f.name!r} {f.shape} have no "
+            f"{'batch' if f.batch_axis is None else 'time'} axis; Triton batches requests "
+            "of many sequences along a batch axis, each holding frames in time. Re-export "
+            "with (batch, time, ...) frames."
+        )
+    if backend == "onnxruntime" and any(s.batch_axis is None for s in c.states):
+        raise ExportError(
+            f"{src}: a state has no batch axis, so Triton cannot batch sequences' states; "
+            "re-export with a batch axis."
+        )
 
 
 def _name(path: Path, name: str | None) -> str:
@@ -143,13 +188,15 @@ def to_triton(
     opts = options or TritonOptions()
     _check_options(opts, backend)
     src = Path(model)
-    proto, c = _load(src)
+    proto, c = _load(src, constants)
     name = _name(src, name)
     root = Path(repository)
     models: dict[str, list[tuple[str, bytes | onnx.ModelProto | Contract]]] = {}
     contracts: dict[str, Contract] = {}
     conditioned = c.model.topology in _CONDITIONED and "init_model" in c.model.extra
     stateful = c.model.stateful and bool(c.states)
+    baked, bc = _baked(proto, c, constants)
+    _runtime_check(src, c, constants, backend)
     if conditioned:
         init_path = src.with_name(c.model.extra["init_model"])
         init_proto, init_c = _load(init_path)
@@ -162,7 +209,6 @@ def to_triton(
         )
         _add(models, contracts, name, variant, vc, backend, opts, conditioned)
     else:
-        baked, bc = _baked(proto, c, constants)
         _add(models, contracts, name, baked, bc, backend, opts, conditioned)
     written = {}
     for model_name, files in models.items():
