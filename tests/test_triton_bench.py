@@ -40,6 +40,10 @@ def test_triton_bench_runs_and_replaces_only_its_section(tmp_path: Path) -> None
     assert setting["requests"] > 0 and setting["fps"] > 0
     assert setting["p99_ms"] >= setting["p50_ms"] > 0 and setting["avg_batch"] >= 1
     assert results["contenders"]["StreamPool.submit in process"]["settings"]["2"]["fps"] > 0
+    served = results["contenders"]["edgeseq serve (WebSocket)"]
+    assert served["available"], served  # the dev install has the serve extra
+    assert served["settings"]["2"]["requests"] > 0
+    assert served["settings"]["2"]["p99_ms"] >= served["settings"]["2"]["p50_ms"] > 0
     markdown = render_triton(results)
     assert "QUICK SMOKE RUN" in markdown and "edgeseq serve" in markdown
     doc = tmp_path / "BENCHMARKS.md"

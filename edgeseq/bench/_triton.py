@@ -7,8 +7,8 @@ Client processes on this machine drive 1 and 32 sequences, 1 frame per request, 
 loop over gRPC; frames/s, p50 and p99 (request sent -> reply received, at the client) and
 Triton's average batch are recorded. The same load goes through:
 
-- ``edgeseq serve`` when this build has it (``edgeseq.serve``), else it is reported as
-  not available with the reason;
+- ``edgeseq serve`` (a subprocess, clients through ``edgeseq.client.StreamClient``), when
+  the ``serve`` extra is installed, else it is reported as not available with the reason;
 - an in-process ``StreamPool.submit`` (no network, no server): the floor.
 
 Figures depend on the machine and its load: the section records the machine and whether
@@ -115,16 +115,27 @@ def _pool(config: TritonBenchConfig, path: Path, progress: Progress) -> dict:
     return results
 
 
-def _serve() -> dict:
-    if importlib.util.find_spec("edgeseq.serve") is None:
-        return {
-            "available": False,
-            "reason": "this build has no `edgeseq serve` (edgeseq.serve); rerun once it lands",
-        }
-    return {
-        "available": False,
-        "reason": "edgeseq serve is installed, but this benchmark has no client for it yet",
-    }
+def _serve(config: TritonBenchConfig, path: Path, folder: Path, progress: Progress) -> dict:
+    """The same load through ``edgeseq serve`` (a subprocess) and its Python client."""
+    if importlib.util.find_spec("edgeseq.serve") is None or (
+        importlib.util.find_spec("websockets") is None
+    ):
+        return {"available": False, "reason": "needs the serve extra: pip install 'edgeseq[serve]'"}
+    from edgeseq.bench._serve import ServeBenchConfig, _Server
+
+    most = max(config.sequences)
+    spec = ServeBenchConfig(connections=(most,), rate_connections=most, threads=config.threads)
+    server = _Server(path, spec, folder / "serve.log")
+    results: dict[str, Any] = {"available": True, "settings": {}}
+    try:
+        for n in config.sequences:
+            progress(f"edgeseq serve: {n} sequences × {config.frames} frame(s)")
+            load = Load("serve", server.url, "", n, config.frames, config.input_size,
+                        config.seconds, config.warmup)  # fmt: skip
+            results["settings"][str(n)] = run_load(load, config.client_processes)
+    finally:
+        server.stop()
+    return results
 
 
 def run_triton_bench(config: TritonBenchConfig, progress: Progress = lambda _: None) -> dict:
@@ -139,7 +150,7 @@ def run_triton_bench(config: TritonBenchConfig, progress: Progress = lambda _: N
             path = _model(config, folder)
         contenders = {
             "Triton python backend (gRPC)": _triton(config, path, folder, progress),
-            "edgeseq serve": _serve(),
+            "edgeseq serve (WebSocket)": _serve(config, path, folder, progress),
             "StreamPool.submit in process": _pool(config, path, progress),
         }
     return {"config": asdict(config), "machine": machine_info(config.threads),

@@ -3,8 +3,9 @@
 Each sequence is one thread that sends a request (``frames`` frames), waits for the reply,
 and sends the next, from a common start until a common deadline (wall clock, so client
 processes agree). Only requests sent after the warm-up and answered before the deadline
-count. Targets: ``triton`` (gRPC, tritonclient) and ``pool`` (an in-process StreamPool's
-``submit``, the floor without a network).
+count. Targets: ``triton`` (gRPC, tritonclient), ``serve`` (an ``edgeseq serve`` server
+through :class:`~edgeseq.client.StreamClient`, one WebSocket per sequence) and ``pool`` (an
+in-process StreamPool's ``submit``, the floor without a network).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ __all__ = ["Load", "run_load"]
 class Load:
     """One measured setting."""
 
-    target: str  # "triton" or "pool"
-    address: str  # gRPC host:port, or the model path for "pool"
+    target: str  # "triton", "serve" or "pool"
+    address: str  # gRPC host:port, the ws:// URL for "serve", or the model path for "pool"
     model: str  # Triton model name
     sequences: int
     frames: int
@@ -50,6 +51,14 @@ def _sequence(load: Load, sid: int, start: float, stop: float, pool: Any, out: l
         def send(first: bool, last: bool) -> None:
             client.infer(load.model, [tensor], sequence_id=sid, sequence_start=first,
                          sequence_end=last, client_timeout=60)  # fmt: skip
+    elif load.target == "serve":
+        from edgeseq.client import StreamClient
+
+        remote = StreamClient(load.address)
+        frames = x[0, 0] if load.frames == 1 else x[0]
+
+        def send(first: bool, last: bool) -> None:
+            remote.step(frames)
     else:
         stream = pool.open()
         frames = x[0, 0] if load.frames == 1 else x[0]  # one frame takes the fast path
@@ -67,6 +76,8 @@ def _sequence(load: Load, sid: int, start: float, stop: float, pool: Any, out: l
         k += 1
         if last:
             break
+    if load.target == "serve":
+        remote.close()
     out.append(lat)
 
 
