@@ -21,6 +21,7 @@ from torch import nn
 
 from edgeseq.contract import Preprocessing
 from edgeseq.errors import ExportError, ModelLoadError
+from edgeseq.exporters._onnx import read_contract
 
 __all__ = ["Source", "example_from_shape", "export_source", "load_source", "preprocessing_from"]
 
@@ -157,6 +158,7 @@ def export_source(
     backend: str = "torchscript",
     offline: bool = False,
     example: torch.Tensor | None = None,
+    lengths: bool | None = None,
 ) -> dict[str, Any]:
     """Export a loaded source; return ``{file path: contract}`` for every file written."""
     from edgeseq.exporters.export import export
@@ -176,6 +178,7 @@ def export_source(
             backend=backend,  # type: ignore[arg-type]
             preprocessing=preprocessing_from(source.extra),
             source_preprocessing=preprocessing_from(source.extra, "source_preprocessing"),
+            lengths=lengths,
         )
     if example is None:
         raise ExportError(
@@ -190,5 +193,11 @@ def export_source(
         chunk=chunk,
         backend=backend,  # type: ignore[arg-type]
         offline=offline,
+        lengths=lengths,
     )
-    return {str(path): contract}
+    written = {str(path): contract}
+    ref = contract.model.extra.get("step_model")
+    if isinstance(ref, dict):  # the one-step graph beside a fixed-chunk one
+        step = Path(path).with_name(ref["file"])
+        written[str(step)] = read_contract(step)
+    return written

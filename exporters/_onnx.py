@@ -25,6 +25,7 @@ __all__ = [
     "graph_io",
     "keep_idle_state",
     "op_histogram",
+    "read_contract",
     "torch_to_onnx",
     "wire_lengths",
 ]
@@ -244,6 +245,12 @@ def attach_contract(proto: onnx.ModelProto, contract: Contract) -> Contract:
         proto, {**{p.key: p.value for p in proto.metadata_props}, METADATA_KEY: contract.to_json()}
     )
     return contract
+
+
+def read_contract(path: str | Path) -> Contract:
+    """The contract stored in an ONNX file's metadata (read with onnx, weights not loaded)."""
+    proto = onnx.load(str(path), load_external_data=False)
+    return Contract.from_metadata({p.key: p.value for p in proto.metadata_props}, str(path))
 
 
 def weights_digest(proto: onnx.ModelProto) -> str:

@@ -77,6 +77,7 @@ class VerifyReport:
 
     model: str
     mode: str = ""
+    runtime: str = "onnxruntime"  # where the ONNX side ran
     diffs: list[TensorDiff] = field(default_factory=list)
     op_problems: list[str] = field(default_factory=list)  # op types that do not fit the mode
     errors: list[str] = field(default_factory=list)  # runs that failed outright
@@ -140,7 +141,8 @@ class VerifyReport:
         head = ["tensor", "kind", "shape", "dtype", "max abs", "max rel", "ok", "case"]
         cases = len({d.case for d in self.diffs})
         lines = [
-            f"{self.model} (mode {self.mode or '?'}): {len(self.diffs)} comparisons over "
+            f"{self.model} (mode {self.mode or '?'}, runtime {self.runtime}): "
+            f"{len(self.diffs)} comparisons over "
             f"{cases} cases, tolerance atol={atol:g}" + (f", rtol={rtol:g}" if rtol else ""),
             format_table(head, rows),
         ]

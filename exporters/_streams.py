@@ -2,8 +2,9 @@
 
 - :func:`predictor_stream`: one stream through :class:`~edgeseq.runtime.StreamingPredictor`
   in calls of ``k`` frames (the user's path: state kept by the predictor).
-- :func:`batched_stream`: several rows of different lengths in one onnxruntime session,
-  state fed and read explicitly, ``lengths`` telling each row's valid frames, fixed-chunk
+- :func:`batched_stream`: several rows of different lengths in one call of any runtime
+  (an onnxruntime session or a :class:`~edgeseq.exporters._runtimes.Runner`), state fed
+  and read explicitly, ``lengths`` telling each row's valid frames, fixed-chunk
   graphs padded (an independent re-implementation of the predictor's loop).
 
 Both return ``(outputs by name, final states by state input name)`` with the batch axis.
@@ -20,7 +21,7 @@ from edgeseq.contract import Contract, Preprocessing
 from edgeseq.runtime import StreamingPredictor, initial_state
 
 if TYPE_CHECKING:
-    from onnxruntime import InferenceSession
+    from edgeseq.exporters._runtimes import Runner
 
 __all__ = ["batched_stream", "model_space", "predictor_stream", "spans"]
 
@@ -69,14 +70,15 @@ def predictor_stream(
 
 
 def batched_stream(
-    session: InferenceSession,
+    session: Runner,
     contract: Contract,
     x: np.ndarray,
     lengths: np.ndarray,
     k: int | None,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Feed rows of ``x`` ``(B, T, ...)`` (row ``r`` valid for ``lengths[r]`` frames) in calls
-    of ``k`` frames through an onnxruntime ``session``; return outputs and final states."""
+    of ``k`` frames through ``session`` (anything with ``run(names, feed)``); return outputs
+    and final states."""
     batch = x.shape[0]
     state = {p.input: initial_state(p, batch) for p in contract.states}
     outs = contract.data_outputs()

@@ -34,7 +34,15 @@ from edgeseq.exporters._onnx import (
 from edgeseq.exporters._validate import check_args, fit_example, initial_values, refuse_layers
 from edgeseq.exporters.modes import get_mode
 
-__all__ = ["check_ops", "export", "state_input_name", "state_output_name"]
+__all__ = [
+    "check_ops",
+    "export",
+    "sibling_path",
+    "state_input_name",
+    "state_output_name",
+]
+
+_GROW_T = 2  # frames the axis probe adds
 
 
 def state_input_name(path: str, name: str) -> str:
@@ -47,11 +55,16 @@ def state_output_name(path: str, name: str) -> str:
 
 
 def _probe_axes(run, x: torch.Tensor) -> list[tuple[int | None, int | None, list[Any], str]]:
-    """For each output: (batch axis, time axis, symbolic shape, dtype), found by changing B, T."""
+    """For each output: (batch axis, time axis, symbolic shape, dtype), found by changing B, T.
+
+    The probe adds one row and :data:`_GROW_T` frames (whatever the example's length: a
+    one-frame example must grow by as much as a long one), so an axis is the time axis
+    exactly when it grows by that much.
+    """
     b, t = x.shape[0], x.shape[1]
     ref = run(x)
     bigger_b = run(torch.cat([x, x[:1]], dim=0))
-    bigger_t = run(torch.cat([x, x[:, :2]], dim=1))
+    bigger_t = run(torch.cat([x, x[:, -1:].repeat_interleave(_GROW_T, dim=1)], dim=1))
     result = []
     for r, rb, rt in zip(ref, bigger_b, bigger_t):
         shape: list[Any] = list(r.shape)
@@ -59,7 +72,7 @@ def _probe_axes(run, x: torch.Tensor) -> list[tuple[int | None, int | None, list
         for ax in range(r.dim()):
             if rb.shape[ax] == r.shape[ax] + 1 and r.shape[ax] == b and batch_axis is None:
                 batch_axis, shape[ax] = ax, "batch"
-            elif rt.shape[ax] == r.shape[ax] + 2 and r.shape[ax] == t and time_axis is None:
+            elif rt.shape[ax] == r.shape[ax] + _GROW_T and r.shape[ax] == t and time_axis is None:
                 time_axis, shape[ax] = ax, "time"
         result.append((batch_axis, time_axis, shape, str(r.dtype).replace("torch.", "")))
     return result
@@ -78,6 +91,7 @@ def export(
     preprocessing: Preprocessing | None = None,
     output_names: list[str] | None = None,
     offline: bool = False,
+    lengths: bool | None = None,
 ) -> Contract:
     """Export ``model`` as a streaming ONNX model at ``path`` and return its contract.
 
@@ -98,13 +112,27 @@ def export(
         :data:`edgeseq.exporters.MODES`.
     chunk
         Frames per graph call for fixed-chunk modes (default: the mode's, 16 for
-        ``unrolled``). Any number of frames still streams: the predictor pads and masks.
+        ``unrolled``). Any number of frames still streams. A stateful fixed-chunk graph of
+        more than one frame also gets a one-step graph beside it (``MODEL.step.onnx``,
+        named in the contract), which the runtime uses for calls shorter than the chunk,
+        so frame-by-frame streaming costs one frame, not a whole chunk.
     backend
         ``torchscript`` (default; native ops for all three cells) or ``dynamo``.
     offline
         Carry no state: every call is a whole sequence from the initial state. For models
         that cannot stream (bidirectional layers, attention or pooling over time), and
         for one-to-one models whose frames are independent.
+    lengths
+        Give the graph a ``lengths`` input ``(batch,)`` int32 of valid frames per row, so
+        rows of different frame counts share one call (a
+        :class:`~edgeseq.runtime.StreamPool` stepping ragged chunks in one call, the
+        device-resident pool) and fixed chunks can be padded. None (default): the mode's
+        choice (:attr:`ModeSpec.default_lengths`). ``native`` leaves it out: wired to the
+        recurrent nodes' ``sequence_lens`` it runs correctly on onnxruntime only (tract
+        refuses a fed ``sequence_lens``; OpenVINO's and the ONNX reference's final state
+        ignore it), and without it a pool makes one call per distinct frame count.
+        ``unrolled`` keeps it: there it is a frame mask in basic ops every runtime runs.
+        See ``docs/porting.md``.
 
     Raises
     ------
@@ -115,11 +143,15 @@ def export(
     spec, chunk = check_args(mode, chunk, backend)
     if not isinstance(model, nn.Module):
         raise ExportError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if lengths is None:
+        lengths = spec.default_lengths
+    if not isinstance(lengths, bool):
+        raise ExportError(f"lengths must be True, False or None (the mode's), got {lengths!r}")
     model = as_streamable(model)
     x = fit_example(example, chunk)
     layers = find_recurrent_layers(model)
     refuse_layers(layers, spec, backend, offline)
-    takes_lengths = spec.takes_lengths
+    takes_lengths = spec.takes_lengths and lengths and not offline
     adapter = StreamAdapter(
         model, spec.runner, takes_lengths=takes_lengths, carry_state=not offline
     )
@@ -141,8 +173,8 @@ def export(
     def run_states(
         inp: torch.Tensor, states: list[torch.Tensor]
     ) -> tuple[tuple[torch.Tensor, ...], list[torch.Tensor]]:
-        lengths = [torch.full((inp.shape[0],), inp.shape[1], dtype=torch.int32)]
-        out = adapter(inp, *(lengths if takes_lengths else []), *states)
+        valid = [torch.full((inp.shape[0],), inp.shape[1], dtype=torch.int32)]
+        out = adapter(inp, *(valid if takes_lengths else []), *states)
         n = adapter.n_outputs or 0
         return out[:n], list(out[n:])
 
@@ -160,16 +192,63 @@ def export(
     if not offline:
         check_streamable(adapter, run_states, x, init_states, out_names)
 
+    graph = _Graph(
+        adapter=adapter,
+        mode=mode,
+        backend=backend,
+        takes_lengths=takes_lengths,
+        wire_lengths=spec.wire_native_lengths and lengths and not offline,
+        states=[(k, s, i) for k, s, i in zip(keys, init_states, inits)],
+        outputs=list(zip(out_names, probed)),
+        facts=_facts(facts, layers, x, mode, chunk, offline, backend),
+        preprocessing=preprocessing or Preprocessing(),
+    )
+    extra: dict[str, Any] = {}
+    if chunk and chunk > 1 and not offline:  # calls shorter than the chunk run this instead
+        step_path = sibling_path(path, "step")
+        step = _write(
+            graph, x[:, :1], 1, step_path, {"role": "step", "chunk_model": Path(path).name}
+        )
+        extra["step_model"] = {
+            "file": step_path.name,
+            "weights_sha256": step.producer["weights_sha256"],
+        }
+    return _write(graph, x, chunk, Path(path), extra)
+
+
+def sibling_path(path: str | Path, role: str) -> Path:
+    """A graph written beside ``path``: ``x.onnx`` -> ``x.<role>.onnx``."""
+    p = Path(path)
+    return p.with_name(f"{p.stem}.{role}{p.suffix or '.onnx'}")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Graph:
+    """What every graph of one export shares: the chunk graph and its one-step sibling."""
+
+    adapter: StreamAdapter
+    mode: str
+    backend: Backend
+    takes_lengths: bool  # the adapter masks frames through a lengths input
+    wire_lengths: bool  # lengths wired into native sequence_lens after export
+    states: list[tuple[tuple[str, str], torch.Tensor, Any]]  # (path, name), example, init
+    outputs: list[tuple[str, tuple[int | None, int | None, list[Any], str]]]  # name, probed
+    facts: ModelFacts
+    preprocessing: Preprocessing
+
+
+def _write(g: _Graph, x: torch.Tensor, chunk: int | None, path: Path, extra: dict) -> Contract:
+    """Trace ``x`` (``chunk`` frames, or any number), check the graph, save it with its contract."""
     frames_shape: list[Any] = ["batch", chunk or "time", *x.shape[2:]]
     dyn: dict[str, dict[int, str]] = {"x": {0: "batch"} if chunk else {0: "batch", 1: "time"}}
     in_names = ["x"]
     args: list[torch.Tensor] = [x]
-    if takes_lengths:
+    if g.takes_lengths:
         in_names.append("lengths")
         args.append(torch.full((x.shape[0],), x.shape[1], dtype=torch.int32))
         dyn["lengths"] = {0: "batch"}
     state_pairs: list[StatePair] = []
-    for (lpath, sname), s, init in zip(keys, init_states, inits):
+    for (lpath, sname), s, init in g.states:
         i_name, o_name = state_input_name(lpath, sname), state_output_name(lpath, sname)
         shape = [*s.shape]
         shape[1] = "batch"
@@ -178,28 +257,30 @@ def export(
         args.append(s)
         dyn[i_name] = dyn[o_name] = {1: "batch"}
     outputs = []
-    for name, (b_ax, t_ax, shape, dtype) in zip(out_names, probed):
+    for name, (b_ax, t_ax, shape, dtype) in g.outputs:
+        shape = list(shape)
         if chunk and t_ax is not None:
             shape[t_ax] = chunk
         outputs.append(TensorSpec(name, shape, dtype, b_ax, t_ax))
         dyn[name] = {ax: sym for ax, sym in enumerate(shape) if isinstance(sym, str)}
-    all_out_names = out_names + [p.output for p in state_pairs]
+    all_out_names = [o.name for o in outputs] + [p.output for p in state_pairs]
 
-    proto = torch_to_onnx(adapter, tuple(args), in_names, all_out_names, dyn, backend)
-    lengths_name = "lengths" if takes_lengths else None
-    if spec.wire_native_lengths and not offline and wire_lengths(proto, "lengths"):
+    proto = torch_to_onnx(g.adapter, tuple(args), in_names, all_out_names, dyn, g.backend)
+    lengths_name = "lengths" if g.takes_lengths else None
+    if g.wire_lengths and wire_lengths(proto, "lengths"):
         lengths_name = "lengths"
         keep_idle_state(proto, "lengths", [(p.input, p.output) for p in state_pairs])
-    check_ops(proto, mode, raise_error=True)
+    check_ops(proto, g.mode, raise_error=True)
 
+    facts = dataclasses.replace(g.facts, chunk=chunk, extra={**g.facts.extra, **extra})
     contract = Contract(
         inputs=[TensorSpec("x", frames_shape, str(x.dtype).replace("torch.", ""), 0, 1)],
         outputs=outputs + [TensorSpec(p.output, p.shape, "float32", 1, None) for p in state_pairs],
         states=state_pairs,
         lengths=lengths_name,
-        model=_facts(facts, layers, x, mode, chunk, offline, backend),
-        preprocessing=preprocessing or Preprocessing(),
-        producer=_producer(backend),
+        model=facts,
+        preprocessing=g.preprocessing,
+        producer=_producer(g.backend),
     )
     contract = attach_contract(proto, contract)  # as stored: with the weights' digest
     save_checked(proto, path)

@@ -36,6 +36,10 @@ class ModeSpec:
     description: str = ""
     fixed_chunk: bool = False  # the graph's time axis is a fixed number of frames
     default_chunk: int | None = None  # frames per call when the caller gives no chunk
+    # export(lengths=None) gives a lengths input iff this is set: native graphs leave it out
+    # (tract refuses a fed sequence_lens, OpenVINO's final state ignores it), unrolled
+    # graphs keep it (a mask in basic ops that every runtime runs; it pads fixed chunks)
+    default_lengths: bool = True
 
 
 MODES: dict[str, ModeSpec] = {}
@@ -85,6 +89,7 @@ register_mode(
         required_ops=frozenset({"LSTM", "GRU", "RNN", "DynamicQuantizeLSTM"}),
         forbidden_ops=frozenset({"Loop", "Scan"}),
         description="ONNX LSTM/GRU/RNN ops; any number of frames per call",
+        default_lengths=False,
     )
 )
 

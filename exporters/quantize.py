@@ -28,9 +28,11 @@ from typing import Literal
 import numpy as np
 import onnx
 
+from edgeseq.contract import Contract
 from edgeseq.errors import ExportError
-from edgeseq.exporters._onnx import attach_contract, op_histogram, save_checked
+from edgeseq.exporters._onnx import attach_contract, op_histogram, read_contract, save_checked
 from edgeseq.exporters._quant_report import QuantReport, measure
+from edgeseq.exporters.export import sibling_path
 
 __all__ = ["QUANT_KINDS", "QuantReport", "quantize"]
 
@@ -83,19 +85,11 @@ def quantize(
             f"{src} is already quantized ({contract.model.extra['quantization']['kind']}); "
             "quantize the fp32 model instead."
         )
-    proto = onnx.load(str(src))
-    if kind == "int8":
-        out, info = _int8(proto)
-    else:
-        out, info = _fp16(proto)
-    info["source"] = src.name
-    extra = {**contract.model.extra, "quantization": info}
-    init = extra.get("init_model")
-    if init and (dst.parent / _quantized_name(init, kind)).exists():
-        extra["init_model"] = _quantized_name(init, kind)  # a quantized encoder sits beside it
-    facts = dataclasses.replace(contract.model, extra=extra)
-    attach_contract(out, dataclasses.replace(contract, model=facts))
-    save_checked(out, dst)
+    overrides: dict = {}
+    if isinstance(contract.model.extra.get("step_model"), dict):  # beside an unrolled graph
+        overrides["step_model"] = _quantize_step(src, dst, contract, kind)
+    info = _write_quantized(src, dst, contract, kind, overrides)
+    _smoke_load(dst)
     _smoke_load(dst)
     report = measure(src, dst, kind, held_out, targets, latency_frames)
     if info.get("kept_fp32") and kind == "int8":
@@ -109,6 +103,38 @@ def quantize(
             "fp32 behind casts, so latency does not improve there"
         )
     return report
+
+
+def _write_quantized(
+    src: Path, dst: Path, contract: Contract, kind: str, overrides: dict | None = None
+) -> dict:
+    """Quantize one graph file and save it with ``contract``, the quantization record and
+    ``overrides`` of ``model.extra`` (a None value removes the key)."""
+    proto = onnx.load(str(src))
+    out, info = _int8(proto) if kind == "int8" else _fp16(proto)
+    info["source"] = src.name
+    extra = {**contract.model.extra, "quantization": info, **(overrides or {})}
+    extra = {k: v for k, v in extra.items() if v is not None}
+    init = extra.get("init_model")
+    if init and (dst.parent / _quantized_name(init, kind)).exists():
+        extra["init_model"] = _quantized_name(init, kind)  # a quantized encoder sits beside it
+    facts = dataclasses.replace(contract.model, extra=extra)
+    attach_contract(out, dataclasses.replace(contract, model=facts))
+    save_checked(out, dst)
+    return info
+
+
+def _quantize_step(src: Path, dst: Path, contract: Contract, kind: str) -> dict | None:
+    """Quantize the one-step graph beside ``src`` the same way, beside ``dst``; return the
+    contract's new ``step_model`` record (None when ``src`` has no step graph beside it:
+    the quantized model then pads short calls rather than mix in fp32 weights)."""
+    step_src = src.with_name(str(contract.model.extra["step_model"].get("file", "")))
+    if not step_src.is_file():
+        return None
+    step_dst = sibling_path(dst, "step")
+    _write_quantized(step_src, step_dst, read_contract(step_src), kind)
+    digest = read_contract(step_dst).producer["weights_sha256"]
+    return {"file": step_dst.name, "weights_sha256": digest}
 
 
 def _quantized_name(name: str, kind: str) -> str:

@@ -20,6 +20,7 @@ from edgeseq.contract import Contract, ModelFacts, Preprocessing, TensorSpec
 from edgeseq.exporters._onnx import (
     Backend,
     attach_contract,
+    read_contract,
     save_checked,
     torch_to_onnx,
 )
@@ -88,13 +89,15 @@ def export_model(
     backend: Backend = "torchscript",
     preprocessing: Preprocessing | None = None,
     source_preprocessing: Preprocessing | None = None,
+    lengths: bool | None = None,
 ) -> dict[str, Contract]:
     """Export a trained edgeseq model; return ``{file path: contract}`` for every file written.
 
     ``preprocessing`` goes into the (decoder's) contract: feature mean/std, output scaling,
     or the vocabulary of token models. ``source_preprocessing`` is the encoder's, for
-    :class:`~edgeseq.train.models.Seq2Seq`. ``mode``, ``chunk`` and ``backend`` are as in
-    :func:`~edgeseq.exporters.export`.
+    :class:`~edgeseq.train.models.Seq2Seq`. ``mode``, ``chunk``, ``backend`` and ``lengths``
+    are as in :func:`~edgeseq.exporters.export`. A fixed-chunk graph's one-step graph is
+    among the files returned.
     """
     path = Path(path)
     model = model.eval()
@@ -114,7 +117,9 @@ def export_model(
             written[str(file)] = export(
                 _Frames(part), file, example=_example(part), mode=mode, chunk=chunk,
                 backend=backend, preprocessing=prep, facts=_facts(part, "seq2seq", **extra),
+                lengths=lengths,
             )  # fmt: skip
+            _add_step(written, file)
         return written
     topology = model.config.topology
     if topology == "one_to_many":
@@ -128,9 +133,11 @@ def export_model(
             backend=backend,
             preprocessing=preprocessing,
             facts=_facts(model, topology, role="decoder", init_model=init_path.name),
+            lengths=lengths,
         )
         written[str(init_path)] = _export_bridge(model, init_path, decoder, backend)
         written[str(path)] = decoder
+        _add_step(written, path)
         return written
     written[str(path)] = export(
         _Frames(model),
@@ -142,8 +149,18 @@ def export_model(
         preprocessing=preprocessing,
         facts=_facts(model, topology),
         offline=topology == "one_to_one",  # frames are independent: nothing to carry
+        lengths=lengths,
     )
+    _add_step(written, path)
     return written
+
+
+def _add_step(written: dict[str, Contract], path: Path) -> None:
+    """Add the one-step graph :func:`export` wrote beside ``path`` (if any) to ``written``."""
+    ref = written[str(path)].model.extra.get("step_model")
+    if isinstance(ref, dict):
+        step = path.with_name(ref["file"])
+        written[str(step)] = read_contract(step)
 
 
 def graphs_to_verify(

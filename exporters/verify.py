@@ -21,14 +21,15 @@ import torch
 from torch import nn
 
 from edgeseq.contract import Contract
-from edgeseq.errors import ExportError
+from edgeseq.errors import ExportError, ModelLoadError
 from edgeseq.exporters._adapter import StreamAdapter, as_streamable, eager
+from edgeseq.exporters._onnx import read_contract
 from edgeseq.exporters._report import TensorDiff, VerifyReport, diff
+from edgeseq.exporters._runtimes import RUNTIMES, Runner, open_runtime
 from edgeseq.exporters._streams import batched_stream, model_space, predictor_stream
 from edgeseq.exporters.export import check_ops, state_input_name
 from edgeseq.exporters.modes import MODES
 from edgeseq.runtime import StreamingPredictor
-from edgeseq.runtime._session import open_session
 
 __all__ = ["TensorDiff", "VerifyReport", "verify"]
 
@@ -45,6 +46,7 @@ def verify(
     batches: Sequence[int] = (1, 3),
     vocab_size: int | None = None,
     seed: int = 0,
+    runtime: str = "onnxruntime",
 ) -> VerifyReport:
     """Compare ``reference`` (PyTorch, whole sequence) with the model at ``model_path``.
 
@@ -65,6 +67,12 @@ def verify(
     vocab_size
         Token-id range for token models (default: the contract's vocabulary or the
         reference's first nn.Embedding).
+    runtime
+        Where the ONNX side runs: ``onnxruntime`` (batch 1 through
+        :class:`~edgeseq.runtime.StreamingPredictor`), or ``openvino``, ``tract`` or
+        ``reference`` (``onnx.reference``), each driven through its own API with the state
+        fed back explicitly (see :data:`edgeseq.exporters.RUNTIMES`). A runtime that
+        refuses the model or a call is a failed check with the reason, not a crash.
 
     Returns
     -------
@@ -75,18 +83,34 @@ def verify(
     from edgeseq.train.models import Seq2Seq, SeqModel
 
     path = Path(model_path)
+    if runtime not in RUNTIMES:
+        raise ExportError(f"runtime must be one of {list(RUNTIMES)}, got {runtime!r}")
     if isinstance(reference, (SeqModel, Seq2Seq)):
-        report = VerifyReport(model=str(path))
-        for sub_path, module in seq.graphs_to_verify(reference, path):
-            if module is None:  # the one-to-many bridge: condition -> state
-                report.merge(_verify_bridge(reference, sub_path, seed), prefix=sub_path.name)
-                continue
-            sub = _verify_graph(module, sub_path, time, chunkings, batches, vocab_size, seed)
-            report.merge(sub, prefix=sub_path.name if sub_path != path else "")
-        return report
-    if not isinstance(reference, nn.Module):
+        graphs = seq.graphs_to_verify(reference, path)
+    elif isinstance(reference, nn.Module):
+        graphs = [(path, as_streamable(reference))]
+    else:
         raise ExportError(f"reference must be a torch.nn.Module, got {type(reference).__name__}")
-    return _verify_graph(as_streamable(reference), path, time, chunkings, batches, vocab_size, seed)
+    report = VerifyReport(model=str(path), runtime=runtime)
+    for sub_path, module in [*graphs, *_step_graphs(graphs)]:
+        if module is None:  # the one-to-many bridge: condition -> state
+            report.merge(_verify_bridge(reference, sub_path, seed, runtime), prefix=sub_path.name)
+            continue
+        sub = _verify_graph(module, sub_path, time, chunkings, batches, vocab_size, seed, runtime)
+        report.merge(sub, prefix=sub_path.name if sub_path != path else "")
+    return report
+
+
+def _step_graphs(graphs: list[tuple[Path, nn.Module | None]]) -> list[tuple[Path, nn.Module]]:
+    """The one-step graph beside each fixed-chunk graph, checked on its own too."""
+    found = []
+    for sub_path, module in graphs:
+        if module is None or sub_path.suffix == ".ort":
+            continue
+        ref = read_contract(sub_path).model.extra.get("step_model")
+        if isinstance(ref, dict) and sub_path.with_name(ref["file"]).is_file():
+            found.append((sub_path.with_name(ref["file"]), module))
+    return found
 
 
 def _read_contract(path: Path) -> Contract:
@@ -146,10 +170,11 @@ def _verify_graph(
     batches: Sequence[int],
     vocab: int | None,
     seed: int,
+    runtime: str = "onnxruntime",
 ) -> VerifyReport:
     contract = _read_contract(path)
     facts = contract.model
-    report = VerifyReport(model=str(path), mode=facts.mode)
+    report = VerifyReport(model=str(path), mode=facts.mode, runtime=runtime)
     if path.suffix == ".ort":
         report.notes.append("op types not checked: .ort files are read by onnxruntime only")
     elif facts.mode in MODES:
@@ -164,8 +189,17 @@ def _verify_graph(
     outs = contract.data_outputs()
     out_names = [o.name for o in outs]
     timeless = any(o.time_axis is None for o in outs)
-    pred = StreamingPredictor(path, contract=model_space(contract))
-    session = open_session(path)
+    if runtime == "onnxruntime":
+        pred: StreamingPredictor | None = StreamingPredictor(path, contract=model_space(contract))
+        session: Runner = open_runtime(runtime, path)
+    else:  # the device's own loop: state fed and read back through the runtime's API
+        pred = None
+        try:
+            session = open_runtime(runtime, path)
+        except ModelLoadError as exc:  # a refusal is a failed check, with its reason
+            report.errors.append(str(exc))
+            return report
+        report.notes.append(f"{runtime}: every batch size streamed through its own API")
     for b in batches:
         x = _inputs(contract, module, b, total, vocab, seed + b)
         lengths = np.full((b,), total, dtype=np.int32)
@@ -178,7 +212,7 @@ def _verify_graph(
             )
             label += f", {f'chunks of {k}' if k else 'whole'} ({total} frames)"
             try:
-                if b == 1:
+                if b == 1 and pred is not None:
                     got, got_states = predictor_stream(pred, x, k)
                 else:
                     got, got_states = batched_stream(session, contract, x, lengths, k)
@@ -213,11 +247,11 @@ def _row(arr: np.ndarray, b_ax: int | None, t_ax: int | None, r: int, n: int) ->
     return arr
 
 
-def _verify_bridge(model: Any, path: Path, seed: int) -> VerifyReport:
+def _verify_bridge(model: Any, path: Path, seed: int, runtime: str) -> VerifyReport:
     """The one-to-many init model: condition ``(batch, C)`` -> initial state, vs PyTorch."""
     contract = _read_contract(path)
-    report = VerifyReport(model=str(path), mode=contract.model.mode)
-    session = open_session(path)
+    report = VerifyReport(model=str(path), mode=contract.model.mode, runtime=runtime)
+    session = open_runtime(runtime, path)
     spec = contract.inputs[0]
     rng = np.random.default_rng(seed)
     names = [o.name for o in contract.outputs]

@@ -64,8 +64,9 @@ class _Plan:
     __slots__ = ("bindings", "dynamic", "full", "lengths", "outputs", "runs", "single", "x")
 
     def __init__(self, engine: Engine, slot: StateSlot, key: tuple[int, ...]) -> None:
-        dev, batch, session = engine.device, slot.batch, engine.session
         t_in = key[0]
+        engine = engine.graph_for(t_in)  # single frames may run through a one-step graph
+        dev, batch, session = engine.device, slot.batch, engine.session
         self.x = Buffer(engine.layout.graph_shape((batch, *key)), engine.frames.dtype, dev)
         self.lengths = Buffer((batch,), np.int32, dev) if engine.lengths_name else None
         self.full = True  # lengths hold t_in for every row
@@ -216,7 +217,7 @@ class StateSlot:
         self.context: np.ndarray | None = None  # (batch, N, ...) frames carried to the next call
         self._plans: dict[tuple[int, ...], _Plan] = {}
         self._uses: dict[tuple[int, ...], int] = {}  # calls per frames shape
-        self._loose: _Loose | None = None
+        self._loose: dict[int, _Loose] = {}  # by id of the graph's engine (main or one-step)
         self.reset()
 
     # ------------------------------------------------------------------ state in and out
@@ -280,13 +281,14 @@ class StateSlot:
     def call(self, xs: np.ndarray, valid: np.ndarray | None) -> list[np.ndarray]:
         """One onnxruntime call on frames ``xs`` ``(batch, t_in, ...)``; returns host copies
         of the data outputs. Flips ``cur`` only when the call succeeded."""
-        engine = self.engine
+        engine = self.engine.graph_for(xs.shape[1])
         plan = self.plan(xs.shape[1:])
         try:
             if plan is None:
-                if self._loose is None:
-                    self._loose = _Loose(engine, self)
-                outs = self._loose.call(engine, xs, valid, self.cur)
+                loose = self._loose.get(id(engine))
+                if loose is None:
+                    loose = self._loose[id(engine)] = _Loose(engine, self)
+                outs = loose.call(engine, xs, valid, self.cur)
             else:
                 plan.x.write(engine.layout.to_graph(xs))
                 if plan.lengths is not None:

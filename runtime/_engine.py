@@ -24,6 +24,7 @@ from edgeseq.runtime._buffers import StateSlot, row_view
 from edgeseq.runtime._declared import constant_values
 from edgeseq.runtime._frames import FrameSpec
 from edgeseq.runtime._session import ModelSource, graph_io, open_session, parse_device
+from edgeseq.runtime._steps import load_step_graph, plan_calls
 from edgeseq.runtime._window import GraphLayout, WindowPlan, check_cuts, plan_windows
 from edgeseq.runtime.discover import StateSpec, resolve_contract, session_prober
 
@@ -141,6 +142,10 @@ class Engine:
                 f"context={self.context} leaves no room for new frames in this graph's fixed "
                 f"{self.chunk} frames per call; expected context < {self.chunk}."
             )
+        # calls shorter than a fixed chunk run through the one-step graph beside it, if any
+        self.step: Engine | None = load_step_graph(
+            self, model, lambda path: Engine(path, device, threads, constants=given)
+        )
         prep = c.preprocessing
         self.out_std = np.asarray(prep.out_std, np.float32) if prep.out_std is not None else None
         self.out_mean = np.asarray(prep.out_mean, np.float32) if prep.out_mean is not None else None
@@ -208,47 +213,45 @@ class Engine:
         if self.windows is not None and self.windows.framed:
             return self._run_framed(x, slot)
         total = x.shape[1]
-        step = self.step_frames or total
         if lengths is not None and self.lengths_name is None and np.any(lengths != total):
             raise InputError(
                 "this model has no lengths input, so every row of a batched call must have "
                 f"the same number of frames; got {sorted(set(lengths.tolist()))}."
             )
-        if self.chunk and total % step and self.lengths_name is None:
-            raise InputError(
-                f"this graph takes exactly {step} new frames per call and cannot mask padding; "
-                f"got {total}. Pass a multiple of {step} frames."
-            )
-        if self.chunk and not self.contract.model.stateful and total > step:
-            # an offline graph sees one whole sequence per call: splitting it would lose
-            # the context between pieces (e.g. a bidirectional layer's backward pass)
-            raise InputError(
-                f"this offline graph takes one whole sequence of at most {step} frames per "
-                f"call; got {total}. Re-export with --chunk >= {total}, or use mode 'native'."
-            )
-        backup = slot.save() if total > step else None
+        calls = plan_calls(
+            total,
+            self.step_frames,
+            self.step is not None,
+            self.lengths_name is not None,
+            offline=bool(self.chunk) and not self.contract.model.stateful,
+        )
+        backup = slot.save() if len(calls) > 1 else None
         n_ctx, ctx = self.context, slot.context
-        pieces: list[tuple[list[np.ndarray], int, int]] = []
+        pieces: list[tuple[list[np.ndarray], int, int, int]] = []
         try:
-            for start in range(0, total, step):
-                xs = x[:, start : start + step]
-                n = xs.shape[1]
+            for start, n, one_step in calls:
+                xs = x[:, start : start + n]
                 valid = None if lengths is None else np.clip(lengths - start, 0, n).astype(np.int32)
                 if n_ctx:
                     xs = np.concatenate([ctx, xs], axis=1)  # (batch, N + n, ...)
                     ctx = _last_frames(xs, n if valid is None else valid, n_ctx)
                     valid = None if valid is None else valid + n_ctx
-                if self.chunk and xs.shape[1] < self.chunk:  # pad the tail of a fixed graph
+                if self.chunk and not one_step and xs.shape[1] < self.chunk:  # pad the tail
                     pad = np.zeros((xs.shape[0], self.chunk - xs.shape[1], *xs.shape[2:]), xs.dtype)
                     valid = np.full(len(xs), xs.shape[1], np.int32) if valid is None else valid
                     xs = np.concatenate([xs, pad], axis=1)
-                pieces.append((slot.call(xs, valid), n, xs.shape[1]))
+                pieces.append((slot.call(xs, valid), start, n, xs.shape[1]))
         except BaseException:
             if backup is not None:
                 slot.restore(backup)
             raise
         slot.context = ctx
-        return self._assemble(pieces, lengths, step)
+        return self._assemble(pieces, lengths)
+
+    def graph_for(self, frames: int) -> Engine:
+        """The engine whose graph runs calls of ``frames`` frames: the one-step graph for
+        single frames when one is loaded beside a fixed chunk, else this one."""
+        return self.step if frames == 1 and self.step is not None else self
 
     def _run_framed(self, x: np.ndarray, slot: StateSlot) -> list[np.ndarray]:
         """Samples ``(batch, k * window)`` -> ``k`` overlapping frames, run in one call (one
@@ -263,14 +266,14 @@ class Engine:
         try:
             for start in range(0, frames.shape[1], step):
                 piece = frames[:, start : start + step]
-                pieces.append((slot.call(piece, None), piece.shape[1], piece.shape[1]))
+                pieces.append((slot.call(piece, None), start, piece.shape[1], piece.shape[1]))
         except BaseException:
             if backup is not None:
                 slot.restore(backup)
             raise
         if plan.context:
             slot.context = xs[:, xs.shape[1] - plan.context :].copy()
-        return self._assemble(pieces, None, step)
+        return self._assemble(pieces, None)
 
     def _result_spec(self, spec: TensorSpec) -> TensorSpec:
         """How an output comes back: one per call gains an axis of calls as its time axis."""
@@ -314,8 +317,9 @@ class Engine:
         )
 
     def _assemble(
-        self, pieces: list[tuple[list[np.ndarray], int, int]], lengths: np.ndarray | None, step: int
+        self, pieces: list[tuple[list[np.ndarray], int, int, int]], lengths: np.ndarray | None
     ) -> list[np.ndarray]:
+        """Join the calls' outputs ``(outputs, first frame, frames, frames fed)`` along time."""
         n_ctx = 0 if self.windows and self.windows.framed else self.context  # framed: inside
         result = []
         for i, spec in enumerate(self.data_outputs):
@@ -329,12 +333,13 @@ class Engine:
                 if lengths is not None and len(pieces) > 1 and spec.batch_axis is not None:
                     out = out.copy()
                     rows = np.moveaxis(out, spec.batch_axis, 0)
-                    for r, last in enumerate((lengths - 1) // step):
+                    starts = np.array([p[1] for p in pieces])
+                    for r, last in enumerate(np.searchsorted(starts, lengths - 1, "right") - 1):
                         rows[r] = np.moveaxis(pieces[last][0][i], spec.batch_axis, 0)[r]
                 result.append(out)
                 continue
             parts = []
-            for outs, n, t_in in pieces:
+            for outs, _, n, t_in in pieces:
                 a = outs[i]
                 if a.shape[t] == t_in and (n_ctx or t_in != n):  # drop context and padding
                     a = a[_along(t, n_ctx, n_ctx + n)]

@@ -106,7 +106,7 @@ class StreamingPredictor:
             engine.device.memory == "cpu"
             and engine.layout.standard
             and plan is None
-            and not engine.chunk
+            and engine.graph_for(1).chunk in (None, 1)  # any frames, or a one-step graph
             and not engine.context
             and engine.frames.fixed
             and not engine.frames.is_int

@@ -63,7 +63,7 @@ def test_loosely_bound_calls_as_on_a_gpu(monkeypatch: pytest.MonkeyPatch) -> Non
     p = StreamingPredictor(path)
     for got, want in zip([p.step(x) for x in chunks], _plain_reference(path, chunks)):
         np.testing.assert_array_equal(got, want)
-    assert p._slot._loose is not None and p._slot._loose.bindings
+    assert p._slot._loose and all(loose.bindings for loose in p._slot._loose.values())
 
 
 def test_state_ping_pongs_between_two_device_buffers() -> None:
@@ -121,13 +121,13 @@ def test_per_frame_step_beats_a_hand_written_session_run_loop() -> None:
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     c = p.contract
     xs = np.random.default_rng(4).standard_normal((300, 3)).astype(np.float32)
-    lengths = np.ones(1, np.int32)
+    lengths = {c.lengths: np.ones(1, np.int32)} if c.lengths else {}
 
     def hand() -> None:
         state = [initial_state(s) for s in c.states]
         for x in xs:
             _, *state = sess.run(
-                None, {"x": x[None, None], "lengths": lengths, **dict(zip(c.state_inputs, state))}
+                None, {"x": x[None, None], **lengths, **dict(zip(c.state_inputs, state))}
             )
 
     def pred() -> None:

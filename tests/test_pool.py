@@ -212,7 +212,8 @@ def test_resident_table_equals_separate_predictors(cell: str, mode: str, tmp_pat
     torch.manual_seed(0)
     model = SeqModel(SeqConfig(cell=cell, input_size=3, hidden_size=8, layers=2, output_size=2))
     path = tmp_path / "m.onnx"
-    export_model(model, path, mode=mode, chunk=4 if mode == "unrolled" else None)
+    # resident rows need a lengths input (zero frames for the rows not stepped)
+    export_model(model, path, mode=mode, chunk=4 if mode == "unrolled" else None, lengths=True)
     pool = StreamPool(path, max_streams=6, resident=True)
     assert pool._rows.resident and not StreamPool(path, max_streams=2)._rows.resident  # CPU
     rng = np.random.default_rng(1)

@@ -22,7 +22,7 @@ TOL = {"int8": 0.05, "fp16": 5e-3}  # max abs vs fp32 on outputs of size ~0.5
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    """fp32 files: LSTM native (DynamicQuantizeLSTM), GRU native, LSTM unrolled."""
+    """fp32 files: LSTM native (DynamicQuantizeLSTM) with lengths, GRU native, LSTM unrolled."""
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("q")
     made = {}
@@ -32,7 +32,8 @@ def models(tmp_path_factory):
         ("unrolled", Net("lstm", layers=2), "unrolled"),
     ]:
         path = root / f"{name}.onnx"
-        export(model, path, example=X, mode=mode, chunk=4 if mode == "unrolled" else None)
+        chunk = 4 if mode == "unrolled" else None
+        export(model, path, example=X, mode=mode, chunk=chunk, lengths=name == "lstm" or None)
         made[name] = (model.eval(), path)
     return made
 

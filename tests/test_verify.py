@@ -25,7 +25,7 @@ def lstm_file(tmp_path_factory):
     torch.manual_seed(0)
     model = UserNet().eval()
     path = tmp_path_factory.mktemp("v") / "user.onnx"
-    export(model, path, example=X)
+    export(model, path, example=X, lengths=True)  # rows of different lengths in one call
     return model, path
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import click
 
-__all__ = ["command"]
+__all__ = ["RUNTIME_NAMES", "check", "command"]
+
+# the names of edgeseq.exporters.RUNTIMES, here so `--help` needs no torch or onnx
+RUNTIME_NAMES = ("onnxruntime", "openvino", "tract", "reference")
 
 
 @click.command("verify")
@@ -20,6 +23,16 @@ __all__ = ["command"]
 @click.option("--time", "time_", type=click.IntRange(1), help="Frames per test sequence.")
 @click.option("--vocab-size", type=click.IntRange(1), help="Token range for token models.")
 @click.option("--per-case", is_flag=True, help="One table row per case, not the worst per tensor.")
+@click.option(
+    "--runtime",
+    "runtimes",
+    multiple=True,
+    type=click.Choice(RUNTIME_NAMES),
+    default=("onnxruntime",),
+    show_default=True,
+    help="Run the ONNX side on this runtime, through its own API (repeat for several). "
+    "openvino and tract need `pip install 'edgeseq[runtimes]'`.",
+)
 def command(
     reference: str,
     model: str,
@@ -29,6 +42,7 @@ def command(
     time_: int | None,
     vocab_size: int | None,
     per_case: bool,
+    runtimes: tuple[str, ...],
 ) -> None:
     """Check MODEL against REFERENCE: a checkpoint, or a package.module:function factory.
 
@@ -38,17 +52,46 @@ def command(
     the graph's op types against its export mode. Exits 1 when anything fails.
 
     \b
+    With --runtime openvino|tract|reference the same table is computed on that runtime
+    (OpenVINO in f32; reference is onnx.reference, the spec's own semantics); a runtime
+    that cannot run the file (e.g. tract with a lengths input) fails with the reason.
+
+    \b
     Examples:
       edgeseq verify model.pt model.onnx
       edgeseq verify mypkg.nets:build model.onnx --weights w.pt --atol 1e-4
       edgeseq verify model.pt model.int8.onnx --atol 0.05
+      edgeseq verify model.pt model.onnx --runtime openvino --runtime tract
     """
     from edgeseq.exporters._load import load_source
-    from edgeseq.exporters.verify import verify
 
     source = load_source(reference, weights)
-    report = verify(source.model, model, time=time_, vocab_size=vocab_size)
-    click.echo(report.table(atol=atol, rtol=rtol, per_case=per_case))
-    if not report.ok(atol=atol, rtol=rtol):
+    check(source.model, model, runtimes, atol, rtol, per_case, time=time_, vocab_size=vocab_size)
+
+
+def check(
+    module: object,
+    model: str,
+    runtimes: tuple[str, ...],
+    atol: float,
+    rtol: float | None = None,
+    per_case: bool = False,
+    **kwargs: object,
+) -> None:
+    """Verify ``model`` on each runtime, print one table each; raise if any failed."""
+    from edgeseq.exporters._runtimes import require_runtime
+    from edgeseq.exporters.verify import verify
+
+    for runtime in runtimes:  # a missing runtime: one line saying what to install, up front
+        require_runtime(runtime)
+    failed = []
+    for i, runtime in enumerate(dict.fromkeys(runtimes)):
+        report = verify(module, model, runtime=runtime, **kwargs)  # type: ignore[arg-type]
+        click.echo(("\n" if i else "") + report.table(atol=atol, rtol=rtol, per_case=per_case))
         fails = report.failures(atol=atol, rtol=rtol)
-        raise click.ClickException(f"verification failed ({len(fails)} checks): {fails[0]}")
+        if fails:
+            failed.append(
+                f"{runtime}: {fails[0]}" + (f" (+{len(fails) - 1} more)" if len(fails) > 1 else "")
+            )
+    if failed:
+        raise click.ClickException("verification failed on " + "; ".join(failed))
