@@ -33,11 +33,12 @@ __all__ = [
     "Preprocessing",
     "StatePair",
     "TensorSpec",
+    "json_schema",
     "onnx_type_to_dtype",
 ]
 
 METADATA_KEY = "edgeseq.contract"
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 1  # change edgeseq/contract.schema.json with it (and with any new field)
 
 Dim = int | str  # a fixed size, or a symbolic axis name such as "batch"
 Cell = Literal["rnn", "lstm", "gru", "mixed", "unknown"]
@@ -55,6 +56,14 @@ _ORT_TYPES = {
     "tensor(uint8)": "uint8",
     "tensor(int8)": "int8",
 }
+
+
+def json_schema() -> dict[str, Any]:
+    """The contract's JSON Schema (``edgeseq/contract.schema.json``, shipped with the
+    package), for reading or validating contracts from any language."""
+    from importlib.resources import files
+
+    return json.loads(files("edgeseq").joinpath("contract.schema.json").read_text("utf-8"))
 
 
 def onnx_type_to_dtype(ort_type: str) -> str:

@@ -47,6 +47,7 @@ def test_wheel_layout(wheel: Path) -> None:
         "edgeseq/exporters/export.py",
         "edgeseq/exporters/triton/_model_py.py",  # written as a repository's model.py
         "edgeseq/contract.py",
+        "edgeseq/contract.schema.json",
         "edgeseq/cli/__init__.py",
         "edgeseq/train/datasets/ibm_close.csv",
     ):
