@@ -154,6 +154,10 @@ def command(
         raise ExportError("--example-shape is for --factory models; a checkpoint knows its input")
     if runtimes != ("onnxruntime",) and not do_verify:
         raise click.UsageError("--runtime chooses where --verify runs; add --verify")
+    from edgeseq.exporters._runtimes import require_runtime
+
+    for runtime in runtimes:  # missing: say which extra to install before exporting
+        require_runtime(runtime)
     written = export_source(
         source,
         out,

@@ -64,7 +64,10 @@ def command(
       edgeseq verify model.pt model.onnx --runtime openvino --runtime tract
     """
     from edgeseq.exporters._load import load_source
+    from edgeseq.exporters._runtimes import require_runtime
 
+    for runtime in runtimes:  # a missing runtime: one line saying what to install, up front
+        require_runtime(runtime)
     source = load_source(reference, weights)
     check(source.model, model, runtimes, atol, rtol, per_case, time=time_, vocab_size=vocab_size)
 
@@ -79,11 +82,8 @@ def check(
     **kwargs: object,
 ) -> None:
     """Verify ``model`` on each runtime, print one table each; raise if any failed."""
-    from edgeseq.exporters._runtimes import require_runtime
     from edgeseq.exporters.verify import verify
 
-    for runtime in runtimes:  # a missing runtime: one line saying what to install, up front
-        require_runtime(runtime)
     failed = []
     for i, runtime in enumerate(dict.fromkeys(runtimes)):
         report = verify(module, model, runtime=runtime, **kwargs)  # type: ignore[arg-type]
