@@ -36,8 +36,9 @@ class RowStore:
         self.resident = can_be_resident(engine) if resident is None else resident
         if self.resident and not can_be_resident(engine, strict=True):
             raise InputError(
-                "resident=True needs an edgeseq-exported model with a lengths input and no "
-                "left context (zero-frame rows must keep their state); use resident=False."
+                "resident=True needs an edgeseq-exported model with a lengths input "
+                "(export(..., lengths=True), CLI --lengths) and no left context (zero-frame "
+                "rows must keep their state); use resident=False."
             )
         self._init = engine.initial(1)
         self._slots: dict[int, StateSlot] = {}
