@@ -7,6 +7,7 @@ registered, no quantizer, no ORT-format converter) is recorded with the reason i
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,9 @@ __all__ = ["VARIANTS", "Prepared", "RefSpec", "identity_model", "prepare"]
 # variant -> what it is; "fp32" in the report means the native variant
 VARIANTS: dict[str, str] = {
     "native": "fp32, ONNX LSTM/GRU/RNN ops",
-    "unrolled": "fp32, basic ops per frame",
+    "native_lengths": "native with a lengths input wired to sequence_lens (onnxruntime only)",
+    "unrolled": "fp32, basic ops per frame; single frames through its one-step graph",
+    "unrolled_padded": "the unrolled file without its step graph: every call pads to the chunk",
     "int8": "dynamic int8 weights (from native)",
     "fp16": "float16 weights (from native)",
     "ort": "native in ORT format",
@@ -143,13 +146,29 @@ def prepare(spec: RefSpec, workdir: Path, repeats: int, progress: Progress) -> P
         checkpoint=save_checkpoint(workdir / f"{spec.cell}.pt", model),
         identity=identity_model(workdir / "identity.onnx", spec.input_size),
     )
-    for mode in ("native", "unrolled"):
+    for variant, mode, lengths in (
+        ("native", "native", None),
+        ("native_lengths", "native", True),
+        ("unrolled", "unrolled", None),
+    ):
         if mode not in MODES:
-            prep.missing[mode] = f"export mode {mode!r} is not registered in this build"
+            prep.missing[variant] = f"export mode {mode!r} is not registered in this build"
             continue
-        path = workdir / f"{spec.cell}.{mode}.onnx"
-        progress(f"export {mode} ({repeats + 1}×)")
-        _attempt(prep, mode, path, lambda p=path, m=mode: export_model(model, p, mode=m), repeats)
+        path = workdir / f"{spec.cell}.{variant}.onnx"
+        progress(f"export {variant} ({repeats + 1}×)")
+
+        def run(p: Path = path, m: str = mode, n: bool | None = lengths) -> object:
+            return export_model(model, p, mode=m, lengths=n)
+
+        _attempt(prep, variant, path, run, repeats)
+    unrolled = prep.files.get("unrolled")
+    if unrolled is None:
+        prep.missing["unrolled_padded"] = "no unrolled export in this build"
+    else:  # the same file alone in a folder: the runtime finds no step graph and pads
+        padded = workdir / "padded" / unrolled.name
+        padded.parent.mkdir(exist_ok=True)
+        shutil.copy(unrolled, padded)
+        prep.files["unrolled_padded"] = padded
     native = prep.files.get("native")
     quantize = _quantizer()
     for kind in ("int8", "fp16"):

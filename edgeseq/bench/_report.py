@@ -100,7 +100,7 @@ def _section_tables(results: dict[str, Any]) -> list[str]:
                 [
                     c,
                     v,
-                    _timed(rec) + (f", pads to {rec['graph_chunk']}" if rec["graph_chunk"] else ""),
+                    _timed(rec) + _fixed_chunk(rec),
                     f"{rec['median'] / native['median']:.2f}×",
                     f"{rec['chunk_fps']:,.0f}",
                     f"{rec['size_bytes'] / 1e3:,.0f} kB",
@@ -113,6 +113,15 @@ def _section_tables(results: dict[str, Any]) -> list[str]:
     headers += ["× native", "max |Δy| vs native"]
     out.append(format_table(headers, rows, markdown=True))
     return out
+
+
+def _fixed_chunk(rec: dict[str, Any]) -> str:
+    """How a fixed-chunk graph ran one frame: its one-step graph, or padded to the chunk."""
+    if not rec.get("graph_chunk") or rec["graph_chunk"] == 1:
+        return ""
+    if rec.get("step_graph"):
+        return f", one-step graph (chunk {rec['graph_chunk']})"
+    return f", pads to {rec['graph_chunk']}"
 
 
 _LATENCY = ("predictor", "session_run", "torch_eager", "torch_eager_no_onednn", "identity")
@@ -166,7 +175,7 @@ def _footprint_tables(results: dict[str, Any]) -> list[str]:
         "## 6. Export time per variant (s, median after a warm-up; quantize times its report too)",
         "",
     ]
-    variants = ["native", "unrolled", "int8", "fp16", "ort"]
+    variants = ["native", "native_lengths", "unrolled", "int8", "fp16", "ort"]
     rows = []
     for c, d in cells.items():
         rows.append(

@@ -220,9 +220,11 @@ def modes(prep: Prepared, threads: int, budget: Budget, chunk: int = 32) -> dict
     block = rng.standard_normal((chunk, prep.spec.input_size)).astype(np.float32)  # [T, F]
     calls: dict[str, Callable[[], object]] = {}
     fixed: dict[str, int | None] = {}
+    stepped: dict[str, bool] = {}
     for variant, path in prep.files.items():
         pred = StreamingPredictor(path, threads=threads)
         fixed[variant] = pred.contract.model.chunk
+        stepped[variant] = pred.engine.graph_for(1) is not pred.engine  # a one-step graph
         calls[variant] = lambda p=pred: p.step(frame)
         calls[f"{variant}@{chunk}"] = lambda p=pred: p.step(block)
     stats = interleave(calls, budget)
@@ -234,6 +236,7 @@ def modes(prep: Prepared, threads: int, budget: Budget, chunk: int = 32) -> dict
             "chunk": chunk,
             "chunk_fps": _timing(stats[f"{variant}@{chunk}"], chunk)["fps"],
             "graph_chunk": fixed[variant],  # frames per call of a fixed-chunk graph
+            "step_graph": stepped[variant],  # single frames run through a one-step graph
             "size_bytes": path.stat().st_size,
             "max_abs_diff_vs_native": _max_abs_diff(native, path, prep.spec.input_size, threads),
         }

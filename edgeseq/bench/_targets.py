@@ -1,4 +1,4 @@
-"""The targets of issue 6, each a figure computed from one cell's results and a limit."""
+"""The benchmark targets (issues 6 and 14), each a figure from one cell's results and a limit."""
 
 from __future__ import annotations
 
@@ -106,6 +106,14 @@ TARGETS: tuple[Target, ...] = (
         "min",
         "×",
         lambda c: _ratio(_fps(c["chunks"], "32"), _fps(c["chunks"], "1")),
+    ),
+    Target(
+        "unrolled_per_frame",
+        "unrolled per frame (one-step graph) / native per frame",
+        1.5,
+        "max",
+        "×",
+        lambda c: _ratio(_med(c["modes"], "unrolled"), _med(c["modes"], "native")),
     ),
     Target(
         "int8_size",
