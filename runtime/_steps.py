@@ -39,6 +39,8 @@ def load_step_graph(engine: Engine, model: object, open_engine: Callable[[Path],
     if not isinstance(ref, dict) or not isinstance(model, (str, os.PathLike)):
         return None
     path = Path(model).with_name(str(ref.get("file", "")))
+    if Path(model).suffix == ".ort" and path.with_suffix(".ort").is_file():
+        path = path.with_suffix(".ort")  # `export --ort` converts the step graph too
     if not ref.get("file") or not path.is_file() or engine.context or engine.windows:
         return None  # left context and windows cut frames for one fixed graph
     step = open_engine(path)

@@ -235,3 +235,20 @@ def test_native_without_lengths_in_predictor_and_pool(cell: str, tmp_path: Path)
             np.testing.assert_allclose(out[i], solo[i].step(f), atol=1e-6, rtol=0)
     with pytest.raises(InputError, match="lengths input"):
         StreamPool(path, max_streams=2, resident=True)
+
+
+def test_ort_format_files_pair_with_their_ort_step_graph(unrolled, tmp_path: Path) -> None:
+    """`export --ort` converts both graphs; a minimal build reads .ort only, so the .ort
+    model pairs with the .ort step graph beside it."""
+    from edgeseq.exporters import to_ort
+
+    model, path = unrolled["lengths"]
+    main_ort = to_ort(path, tmp_path).ort
+    step_ort = to_ort(path.with_name("u.step.onnx"), tmp_path).ort
+    pred = StreamingPredictor(main_ort)
+    assert pred.engine.step is not None
+    assert pred.engine.step.session._model_path == str(step_ort)
+    x = _frames(5)
+    np.testing.assert_allclose(
+        np.stack([pred.step(f) for f in x]), torch_whole(model, x), atol=1e-5, rtol=0
+    )

@@ -45,6 +45,7 @@ def describe_model(
         ("export mode", m.mode),
         ("stateful", m.stateful),
         ("chunk", m.chunk or "any"),
+        ("one-step graph", (m.extra.get("step_model") or {}).get("file")),
         ("left context", m.extra.get("context")),
         ("window", m.extra.get("window")),
         ("sample rate", m.extra.get("rate")),
