@@ -151,7 +151,7 @@ def export(
     x = fit_example(example, chunk)
     layers = find_recurrent_layers(model)
     refuse_layers(layers, spec, backend, offline)
-    takes_lengths = spec.takes_lengths and lengths and not offline
+    takes_lengths = spec.takes_lengths and lengths  # offline fixed chunks still pad
     adapter = StreamAdapter(
         model, spec.runner, takes_lengths=takes_lengths, carry_state=not offline
     )

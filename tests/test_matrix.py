@@ -29,10 +29,12 @@ class Case:
     offline: bool = False
     backend: str = "torchscript"
     refused: str | None = None  # a fragment the ExportError must contain
+    lengths: bool | None = None  # None: the mode's default
 
     @property
     def id(self) -> str:
         extra = "-dynamo" if self.backend == "dynamo" else ""
+        extra += "-lengths" if self.lengths else ""
         return f"{self.mode}{extra}-{self.cell}-{self.config}"
 
 
@@ -75,6 +77,9 @@ def _cases() -> list[Case]:
                 refused="proj_size" if mode == "native" else None,
             )
         )
+    for cell in CELLS:  # native graphs with lengths wired to sequence_lens (opt-in)
+        for name in ("layers2", "seq_first", "user_init"):
+            cases.append(Case(name, cell, "native", CONFIGS[name], lengths=True))
     cases.append(Case("layers2", "lstm", "native", {"layers": 2}, backend="dynamo"))
     cases.append(Case("user_init", "gru", "native", {"init": True}, backend="dynamo"))
     return cases
@@ -94,6 +99,7 @@ def test_matrix(case: Case, tmp_path) -> None:
         chunk=CHUNK if MODES[case.mode].fixed_chunk else None,
         backend=case.backend,
         offline=case.offline,
+        lengths=case.lengths,
     )
     if case.refused:
         with pytest.raises(ExportError, match=case.refused):
@@ -101,6 +107,9 @@ def test_matrix(case: Case, tmp_path) -> None:
         return
     contract = export(model, path, **kwargs)
     assert contract.model.cell == case.cell and contract.model.mode == case.mode
+    spec = MODES[case.mode]  # offline native graphs have no sequence_lens to wire
+    default = spec.default_lengths and (spec.takes_lengths or not case.offline)
+    assert (contract.lengths is not None) is (default if case.lengths is None else case.lengths)
     assert contract.model.stateful is not case.offline
     if case.offline and kwargs["chunk"]:  # one whole sequence per call: at most a chunk
         assert contract.model.extra["max_frames_per_call"] == CHUNK
@@ -110,9 +119,12 @@ def test_matrix(case: Case, tmp_path) -> None:
     assert report.ok(atol=1e-5), report.table(per_case=True)
     assert not report.op_problems
     if not case.offline:
-        cases = {d.case for d in report.diffs}
+        cases = {d.case for d in report.diffs if ".step.onnx: " not in d.name}
         assert len(cases) == 8, cases  # chunkings {1, 3, 7, whole} x batches {1, 3}
         assert {d.kind for d in report.diffs} == {"output", "state"}
+        # a fixed-chunk graph's one-step graph is verified too
+        steps = {d.case for d in report.diffs if d.name.startswith("m.step.onnx: ")}
+        assert bool(steps) is bool(kwargs["chunk"] and kwargs["chunk"] > 1)
 
 
 def test_bidirectional_refused_for_streaming_names_the_layer(tmp_path) -> None:
