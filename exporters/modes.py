@@ -1,9 +1,11 @@
 """Export modes as small declarative records in one explicit registry.
 
 A mode says how each recurrent layer is computed inside the exported graph (its
-runner), whether the graph takes a ``lengths`` input, whether its time axis is a fixed
-chunk, and which op types its graph must and must not contain (checked after every
-export and by ``edgeseq verify``).
+runner), whether the graph takes a ``lengths`` input (and whether it does by default),
+whether its time axis is a fixed chunk, and which op types its graph must and must not
+contain (checked after every export and by ``edgeseq verify``). Native graphs leave
+``lengths`` out unless asked (wired to ``sequence_lens`` it runs right on onnxruntime
+only); unrolled graphs keep it (a mask in basic ops) and get a one-step graph beside them.
 
 ========  =====================================  ===============  ======================
 mode      recurrent layers become                frames per call  graph must not contain
