@@ -78,7 +78,7 @@ def test_plan_calls_refusals() -> None:
     with pytest.raises(InputError, match="exactly 8 new frames per call"):
         plan_calls(13, 8, False, False)
     with pytest.raises(InputError, match="offline graph"):
-        plan_calls(9, 8, True, True, stateful=False)
+        plan_calls(9, 8, True, True, offline=True)
 
 
 @pytest.mark.parametrize("name", ["lengths", "no-lengths"])
