@@ -326,7 +326,7 @@ class Engine:
             t = spec.time_axis
             if t is None and self.per_call:  # one output per call, stacked
                 at = self.result_specs[i].time_axis
-                result.append(np.stack([outs[i] for outs, _, _ in pieces], axis=at))
+                result.append(np.stack([outs[i] for outs, *_ in pieces], axis=at))
                 continue
             if t is None:  # the output of the call that held each row's last frame
                 out = pieces[-1][0][i]
