@@ -51,7 +51,9 @@ RUNTIMES: dict[str, RuntimeSpec] = {
     s.name: s
     for s in (
         RuntimeSpec("onnxruntime", "onnxruntime", "", "onnxruntime's CPU session"),
-        RuntimeSpec("openvino", "openvino", "runtimes", "OpenVINO's CPU plugin, f32"),
+        RuntimeSpec(
+            "openvino", "openvino", "runtimes", "OpenVINO's CPU plugin, f32 forced: not bf16"
+        ),
         RuntimeSpec("tract", "tract", "runtimes", "Sonos' tract (Rust), via its Python API"),
         RuntimeSpec("reference", "onnx", "torch", "onnx.reference.ReferenceEvaluator"),
     )

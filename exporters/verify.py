@@ -199,7 +199,8 @@ def _verify_graph(
         except ModelLoadError as exc:  # a refusal is a failed check, with its reason
             report.errors.append(str(exc))
             return report
-        report.notes.append(f"{runtime}: every batch size streamed through its own API")
+        what = RUNTIMES[runtime].description
+        report.notes.append(f"{runtime} ({what}): every batch size through its own API")
     for b in batches:
         x = _inputs(contract, module, b, total, vocab, seed + b)
         lengths = np.full((b,), total, dtype=np.int32)
