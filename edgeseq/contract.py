@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from edgeseq._contract_rules import check_producer, check_rules
 from edgeseq.errors import ContractError
 
 __all__ = [
@@ -246,7 +247,7 @@ class Contract:
     def from_json(cls, text: str) -> Contract:
         try:
             data = json.loads(text)
-        except (TypeError, json.JSONDecodeError) as exc:
+        except (TypeError, json.JSONDecodeError, RecursionError) as exc:  # 1e5 deep nesting
             raise ContractError(
                 f"the model's {METADATA_KEY!r} metadata is not valid JSON ({exc}). "
                 "The file was edited or truncated: re-export it."
@@ -299,7 +300,8 @@ class Contract:
         constants = data.get("constants", [])
         if not isinstance(constants, list) or not all(isinstance(c, str) for c in constants):
             raise _fail("constants", "a list of input names", constants)
-        return cls(
+        check_producer(data.get("producer", {}))
+        contract = cls(
             inputs=[TensorSpec.from_dict(d, f"inputs[{i}]") for i, d in enumerate(data["inputs"])],
             outputs=[
                 TensorSpec.from_dict(d, f"outputs[{i}]") for i, d in enumerate(data["outputs"])
@@ -312,6 +314,8 @@ class Contract:
             producer=dict(data.get("producer", {})),
             version=version,
         )
+        check_rules(contract)
+        return contract
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, str], source: str = "model") -> Contract:
@@ -349,6 +353,7 @@ class Contract:
         self, graph_inputs: Iterable[GraphIO], graph_outputs: Iterable[GraphIO]
     ) -> None:
         """Refuse a contract that disagrees with the graph, naming the field that is wrong."""
+        check_rules(self)  # a contract given as an object was never parsed
         gin = {g.name: g for g in graph_inputs}
         gout = {g.name: g for g in graph_outputs}
 

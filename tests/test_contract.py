@@ -72,6 +72,18 @@ def test_matching_graph_passes() -> None:
         (lambda d: d["preprocessing"].update(std=[1.0, 0.0, 1.0, 1.0]), "preprocessing.std"),
         (lambda d: d.update(lengths=5), "lengths"),
         (lambda d: d["model"].update(colour="red"), "model"),
+        (lambda d: d["model"].update(extra="abc"), "model.extra"),
+        (lambda d: d["model"].update(chunk="abc"), "model.chunk"),
+        (lambda d: d["model"].update(stateful="no"), "model.stateful"),
+        (lambda d: d["states"][0].update(init=[0.0] * 15), "states[0].init"),
+        (lambda d: d["states"][0].update(init=[float("nan")] * 16), "states[0].init"),
+        (lambda d: d["states"][0].update(batch_axis=0), "states[0].batch_axis"),
+        (lambda d: d["outputs"][0].update(batch_axis=2), "outputs[0].batch_axis"),
+        (lambda d: d["inputs"][0].update(time_axis=0), "inputs[0].time_axis"),
+        (lambda d: d.update(producer=["edgeseq"]), "producer"),
+        (lambda d: d["preprocessing"].update(mean=[0.0] * 3), "preprocessing.mean"),
+        (lambda d: d["preprocessing"].update(std=[1e-40] * 4), "preprocessing.std"),
+        (lambda d: d["preprocessing"].update(out_std=[float("inf")]), "preprocessing.out_std"),
     ],
 )
 def test_malformed_contract_names_the_field(mutate, field: str) -> None:
@@ -84,6 +96,8 @@ def test_malformed_contract_names_the_field(mutate, field: str) -> None:
 def test_not_json_and_missing_metadata() -> None:
     with pytest.raises(ContractError, match="not valid JSON"):
         Contract.from_json("{broken")
+    with pytest.raises(ContractError, match="not valid JSON"):  # not a RecursionError
+        Contract.from_json("[" * 100_000 + "]" * 100_000)
     with pytest.raises(ContractError, match=METADATA_KEY):
         Contract.from_metadata({}, source="m.onnx")
 

@@ -190,6 +190,27 @@ CONTRACT_EDITS = {
         "states[0].batch_axis",
     ),
     "inputs missing": (_edit_json(lambda d: d.update(inputs=[])), "'inputs'"),
+    # issue 10 §4: these used to escape as RecursionError/AttributeError/TypeError/ValueError
+    "nested 1e5 deep": (lambda s: "[" * 100_000 + "]" * 100_000, "not valid JSON"),
+    "extra a string": (_edit_json(lambda d: d["model"].update(extra="abc")), "model.extra"),
+    "chunk not a number": (_edit_json(lambda d: d["model"].update(chunk="abc")), "model.chunk"),
+    "init wrong length": (
+        _edit_json(lambda d: d["states"][0].update(init=[0.0, 1.0])),
+        "states[0].init",
+    ),
+    "producer a list": (_edit_json(lambda d: d.update(producer=["a"])), "'producer'"),
+    "lying state batch_axis": (
+        _edit_json(lambda d: d["states"][0].update(batch_axis=0)),
+        "states[0].batch_axis",
+    ),
+    "lying output batch_axis": (
+        _edit_json(lambda d: d["outputs"][0].update(batch_axis=2)),
+        "outputs[0].batch_axis",
+    ),
+    "mean wrong length": (
+        _edit_json(lambda d: d["preprocessing"].update(mean=[1.0, 2.0])),
+        "preprocessing.mean",
+    ),
 }
 
 
