@@ -9,24 +9,29 @@ The format is an ``.npz`` archive (never pickle) holding a JSON header and plain
     c{i}        stream i's left-context frames, (1, N, ...)
     p{i}        stream i's samples waiting for a window (windowed models), (n,)
 
-Zip CRCs catch corrupt bytes; the contract hash ties a snapshot to its model. Files are
-written atomically (temp file in the same folder, fsync, rename, fsync the folder), so a
-crash mid-write leaves the previous snapshot in place.
+Zip CRCs catch corrupt bytes; the contract hash ties a snapshot to its model. Reading
+checks before it unpacks: the declared sizes (``save()`` stores arrays uncompressed, so an
+archive declaring over 4x its bytes, a compression bomb, is refused), every header
+field's type, and, when restoring into a model, each array's declared shape and dtype
+against the model's. Files are written atomically (:func:`edgeseq.atomic.atomic_write`),
+so a crash mid-write leaves the previous snapshot in place, and the next save to the same
+path removes the crashed write's temp file.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgeseq.atomic import atomic_write
 from edgeseq.errors import SnapshotError
+from edgeseq.runtime._snapread import FORMAT, FORMAT_VERSION, Layout, read_archive, same_model
 
 if TYPE_CHECKING:
     from edgeseq.runtime._engine import Engine
@@ -38,15 +43,8 @@ __all__ = [
     "Snapshot",
     "atomic_write",
     "check_snapshot",
+    "pool_snapshot_for",
 ]
-
-FORMAT = "edgeseq.snapshot"
-FORMAT_VERSION = 1
-_CORRUPT = (
-    "expected bytes written by Snapshot.to_bytes()/PoolSnapshot.to_bytes() or a file written "
-    "by save(). Use an intact copy (files written by save() are replaced atomically), or "
-    "start the stream afresh with reset()."
-)
 
 
 @dataclass
@@ -94,7 +92,7 @@ class PoolSnapshot:
     @classmethod
     def from_bytes(cls, data: bytes) -> PoolSnapshot:
         _, chash, streams, next_id = _unpack(data, "pool")
-        return cls(chash, {int(sid): snap for sid, snap in streams}, int(next_id or 0))
+        return cls(chash, dict(streams), next_id)
 
     def save(self, path: str | os.PathLike) -> Path:
         return atomic_write(path, self.to_bytes())
@@ -150,50 +148,20 @@ def _pack(kind: str, chash: str, items: list[tuple[int | None, Snapshot]], next_
     return buf.getvalue()
 
 
-def _unpack(data: Any, want: str) -> tuple[str, str, list[tuple[Any, Snapshot]], Any]:
+def _unpack(
+    data: Any, want: str, layout: Layout | None = None
+) -> tuple[str, str, list[tuple[Any, Snapshot]], Any]:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise SnapshotError(
             f"expected snapshot bytes, got {type(data).__name__}. Use Snapshot.load(path) "
             "for a file."
         )
-    try:
-        with np.load(io.BytesIO(bytes(data)), allow_pickle=False) as z:
-            header = json.loads(bytes(z["header"]).decode())
-            if not isinstance(header, dict) or header.get("format") != FORMAT:
-                raise SnapshotError(
-                    f"the bytes are an npz archive but not an {FORMAT!r}; {_CORRUPT}"
-                )
-            if header.get("version") != FORMAT_VERSION:
-                raise SnapshotError(
-                    f"snapshot format version {header.get('version')!r}; this edgeseq reads "
-                    f"version {FORMAT_VERSION}. Restore it with the edgeseq that wrote it."
-                )
-            if header.get("kind") != want:
-                other = "PoolSnapshot" if header.get("kind") == "pool" else "Snapshot"
-                raise SnapshotError(
-                    f"this is a {header.get('kind')!r} snapshot, expected a {want!r} one; "
-                    f"read it with {other}.from_bytes/load."
-                )
-            chash = str(header["contract_hash"])
-            streams = []
-            for i, rec in enumerate(header["streams"]):
-                states = {n: z[f"s{i}_{k}"] for k, n in enumerate(rec["states"])}
-                ctx = z[f"c{i}"] if rec["context"] else None
-                pend = z[f"p{i}"] if rec.get("pending") else None
-                snap = Snapshot(
-                    chash, states, int(rec["frames_seen"]), ctx, dict(rec["meta"]), pend
-                )
-                streams.append((rec["id"], snap))
-    except SnapshotError:
-        raise
-    except Exception as exc:  # BadZipFile, bad CRC, missing keys, bad JSON, truncation...
-        raise SnapshotError(
-            f"snapshot bytes are corrupt or not an edgeseq snapshot ({type(exc).__name__}: "
-            f"{str(exc)[:200]}); {_CORRUPT}"
-        ) from None
-    if want == "stream" and len(streams) != 1:
-        raise SnapshotError(f"a stream snapshot holds {len(streams)} streams; {_CORRUPT}")
-    return want, chash, streams, header.get("next_id")
+    chash, next_id, streams = read_archive(bytes(data), want, layout)
+    snaps = [
+        (s.id, Snapshot(chash, s.states, s.frames_seen, s.context, s.meta, s.pending))
+        for s in streams
+    ]
+    return want, chash, snaps, next_id
 
 
 def _read(path: str | os.PathLike) -> bytes:
@@ -206,63 +174,34 @@ def _read(path: str | os.PathLike) -> bytes:
         ) from None
 
 
-def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
-
-    Temp file in the same folder, fsync, ``os.replace``, then fsync the folder so the
-    rename itself survives a power cut.
-    """
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    import tempfile  # lazily: only snapshot writers pay for it (and for shutil, random)
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # POSIX: make the rename durable
-        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    return path
-
-
 # ---------------------------------------------------------------------- checks
 def check_snapshot(
     snapshot: Any, engine: Engine, what: str = "restore()"
 ) -> tuple[Snapshot, list[np.ndarray], np.ndarray | None]:
     """Validate ``snapshot`` (or its bytes) for ``engine``; return it with its states (batch 1,
-    in contract order) and context, or raise :class:`SnapshotError`."""
+    in contract order) and context, as the model will receive them, or raise
+    :class:`SnapshotError`. Bytes are checked against the model before any array is read."""
     if isinstance(snapshot, (bytes, bytearray, memoryview)):
-        snapshot = Snapshot.from_bytes(snapshot)
+        snapshot = _unpack(snapshot, "stream", Layout.of(engine))[2][0][1]
     if not isinstance(snapshot, Snapshot):
         raise SnapshotError(
             f"{what} expects a Snapshot (from snapshot()) or its bytes, got "
             f"{type(snapshot).__name__}."
         )
-    if snapshot.contract_hash != engine.hash:
+    same_model(snapshot.contract_hash, engine.hash)
+    if type(snapshot.frames_seen) is not int or snapshot.frames_seen < 0:
         raise SnapshotError(
-            f"snapshot belongs to a model with contract {snapshot.contract_hash}; this model's "
-            f"contract is {engine.hash}. Restore it on a predictor or pool of the model that "
-            "took it; no state was changed."
+            f"snapshot frames_seen must be a non-negative int, got {snapshot.frames_seen!r}."
         )
     want = {p.input: (engine.state_shape(p, 1), p.dtype) for p in engine.pairs}
-    got = {k: (list(np.shape(v)), str(np.asarray(v).dtype)) for k, v in snapshot.states.items()}
+    given = snapshot.states if isinstance(snapshot.states, dict) else {}
+    got = {k: (list(np.shape(v)), str(np.asarray(v).dtype)) for k, v in given.items()}
     if want != got:
         raise SnapshotError(
             f"snapshot states {got} do not match the model's {want}; expected a snapshot of "
             "this model. No state was changed."
         )
-    states = [np.asarray(snapshot.states[p.input]) for p in engine.pairs]
+    states = [np.asarray(given[p.input]) for p in engine.pairs]
     if not all(np.isfinite(s).all() for s in states):
         raise SnapshotError("snapshot state contains NaN or Inf; refusing to load it.")
     ctx = snapshot.context
@@ -273,12 +212,22 @@ def check_snapshot(
             f"predictor's context {None if ref is None else ref.shape}; expected the same "
             "context= setting as when it was taken."
         )
-    context = None if ctx is None else np.array(ctx, dtype=ref.dtype)  # type: ignore[union-attr]
+    with np.errstate(over="ignore", invalid="ignore"):  # checked below, as the model gets it
+        context = None if ctx is None else np.array(ctx, dtype=ref.dtype)  # type: ignore[union-attr]
+    if context is not None and context.dtype.kind == "f" and not np.isfinite(context).all():
+        raise SnapshotError(
+            f"snapshot context contains NaN or Inf (or values beyond {context.dtype}'s range); "
+            "refusing to load it."
+        )
     plan, pend = engine.windows, snapshot.pending
+    if pend is not None:
+        with np.errstate(over="ignore", invalid="ignore"):
+            pend = np.array(pend, dtype=engine.frames.dtype)
+        snapshot = replace(snapshot, pending=pend)  # as the model will get it
     if plan is not None and pend is not None:
-        if np.ndim(pend) != 1 or len(pend) >= plan.window or not np.isfinite(pend).all():
+        if pend.ndim != 1 or len(pend) >= plan.window or not np.isfinite(pend).all():
             raise SnapshotError(
-                f"snapshot holds {np.shape(pend)} pending samples; expected fewer than one "
+                f"snapshot holds {pend.shape} pending samples; expected fewer than one "
                 f"window ({plan.window}) of finite samples. No state was changed."
             )
     elif (plan is None) != (pend is None) and not (pend is not None and len(pend) == 0):
@@ -288,3 +237,10 @@ def check_snapshot(
             "window= setting as when it was taken. No state was changed."
         )
     return snapshot, states, context
+
+
+def pool_snapshot_for(data: Any, engine: Engine) -> PoolSnapshot:
+    """A :class:`PoolSnapshot` from bytes, checked against ``engine``'s model before any
+    array is read."""
+    _, chash, streams, next_id = _unpack(data, "pool", Layout.of(engine))
+    return PoolSnapshot(chash, dict(streams), next_id)

@@ -17,9 +17,9 @@ plain containers, and any pickled class or function is refused before it can run
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
-import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from edgeseq import __version__
+from edgeseq.atomic import atomic_write
 from edgeseq.errors import InputError, ModelLoadError
 from edgeseq.train.models import Seq2Seq, SeqConfig, SeqModel
 
@@ -74,11 +75,9 @@ def save_checkpoint(
         "edgeseq_version": __version__,
         "torch_version": str(torch.__version__),  # a TorchVersion would be a pickled class
     }
-    path = Path(path)
-    partial = path.with_name(path.name + ".part")
-    torch.save(payload, partial)
-    partial.replace(path)  # a crash mid-write never leaves a truncated checkpoint behind
-    return path
+    # a crash mid-write never leaves a truncated checkpoint behind (and the next save
+    # removes the temp file it left)
+    return atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def load_checkpoint(
@@ -96,13 +95,10 @@ def load_checkpoint(
     kind = payload["kind"]
     try:
         raw = json.loads(payload["config"])
-        if kind == "Seq2Seq":
-            model: SeqModel | Seq2Seq = Seq2Seq(
-                SeqConfig(**raw["encoder"]), SeqConfig(**raw["decoder"])
-            )
-        else:
-            model = SeqModel(SeqConfig(**raw))
-    except (ValueError, TypeError, KeyError) as exc:  # JSONDecodeError is a ValueError
+        with torch.device("meta"):  # shapes only: no memory, however large the config
+            _fits(path, kind, _build(kind, raw), payload["state_dict"])
+        model = _build(kind, raw)
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError, RuntimeError) as exc:
         raise ModelLoadError(
             f"{path}: the stored {kind} config does not build a model ({exc}); it may come "
             "from another edgeseq version: re-save it with this version's save_checkpoint"
@@ -117,6 +113,56 @@ def load_checkpoint(
     return model.eval(), json.loads(payload["extra"])
 
 
+def _build(kind: str, raw: Any) -> SeqModel | Seq2Seq:
+    if kind == "Seq2Seq":
+        return Seq2Seq(SeqConfig(**raw["encoder"]), SeqConfig(**raw["decoder"]))
+    return SeqModel(SeqConfig(**raw))
+
+
+def _fits(path: str | os.PathLike[str], kind: str, skeleton: Any, weights: dict) -> None:
+    """Refuse a config whose parameters are not the file's weights, before the real model
+    (say ``hidden_size=10**9``: a 48 GB allocation) is built."""
+    want = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    got = {k: tuple(v.shape) if hasattr(v, "shape") else None for k, v in weights.items()}
+    if want != got:
+        bad = sorted(k for k in want.keys() | got.keys() if want.get(k) != got.get(k))[:3]
+        size = sum(math.prod(s) for s in want.values())
+        diff = ", ".join(f"{k}: {want.get(k)} vs {got.get(k)}" for k in bad)
+        raise ModelLoadError(
+            f"{path}: the weights do not fit the stored {kind} config, which asks for "
+            f"{size:,} parameters (e.g. {diff}); "
+            "expected a config and weights saved together by save_checkpoint. The file was "
+            "edited or is corrupt: re-save it."
+        )
+
+
+def _pickled_globals(path: Path) -> list[str]:
+    """What the file's pickle would import, read from its opcodes (nothing is unpickled)."""
+    import io
+    import pickletools
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            data = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
+    except (zipfile.BadZipFile, StopIteration, OSError, KeyError):
+        data = path.read_bytes()  # the legacy format: pickles back to back
+    names: list[str] = []
+    strings: list[str] = []
+    try:
+        for op, arg, _ in pickletools.genops(io.BytesIO(data)):
+            if op.name in ("GLOBAL", "INST"):
+                names.append(str(arg).replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                names.append(f"{strings[-2]}.{strings[-1]}")
+            elif isinstance(arg, str):
+                strings.append(arg)
+    except Exception:  # the rest is unreadable: what was found so far stands
+        pass
+    ours = ("torch.", "collections.OrderedDict")  # what save_checkpoint's files hold
+    return [n for n in dict.fromkeys(names) if not n.startswith(ours)]
+
+
 def _read(path: Path, map_location: Any) -> dict[str, Any]:
     if not path.is_file():
         raise ModelLoadError(
@@ -124,11 +170,13 @@ def _read(path: Path, map_location: Any) -> dict[str, Any]:
         )
     try:
         payload = torch.load(path, weights_only=True, map_location=map_location)
-    except pickle.UnpicklingError as exc:
-        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+    except pickle.UnpicklingError:
+        # the restricted unpickler refused it: name what it would have imported (found in
+        # the pickle's opcodes, whatever torch's message says)
+        refused = _pickled_globals(path)
         if refused:
             raise ModelLoadError(
-                f"{path} contains pickled code or objects ({refused.group(1)}); edgeseq "
+                f"{path} contains pickled code or objects ({', '.join(refused[:3])}); edgeseq "
                 "checkpoints hold only tensors, numbers and JSON text, so it refuses to "
                 "unpickle it. If you trust the file, load it with torch.load(weights_only="
                 "False) and write it again with save_checkpoint"
