@@ -161,10 +161,17 @@ class _Loose:
                 b.bind_ortvalue_output(pair.output, buf.value)
             self.bindings.append(b)
 
-    def call(self, engine: Engine, xs: np.ndarray, valid: np.ndarray | None, parity: int) -> list:
+    def call(
+        self,
+        engine: Engine,
+        xs: np.ndarray,
+        valid: np.ndarray | None,
+        parity: int,
+        options: ort.RunOptions | None = None,
+    ) -> list:
         dev = engine.device
         if self.plain:  # session.run on numpy views of the state: measurably faster
-            return self._run_cpu(engine, xs, valid, parity)
+            return self._run_cpu(engine, xs, valid, parity, options)
         b = self.bindings[parity]
         frames = np.ascontiguousarray(engine.layout.to_graph(xs))
         b.bind_ortvalue_input(
@@ -176,12 +183,17 @@ class _Loose:
             b.bind_ortvalue_input(engine.lengths_name, value)
         for spec in engine.data_outputs:  # rebound unallocated (in place): sized by this call
             b.bind_output(spec.name, dev.memory, dev.index)
-        engine.session.run_with_iobinding(b)
+        engine.session.run_with_iobinding(b, options)
         n = len(engine.data_outputs)
         return [np.array(v.numpy(), copy=True) for v in b.get_outputs()[:n]]
 
     def _run_cpu(
-        self, engine: Engine, xs: np.ndarray, valid: np.ndarray | None, parity: int
+        self,
+        engine: Engine,
+        xs: np.ndarray,
+        valid: np.ndarray | None,
+        parity: int,
+        options: ort.RunOptions | None,
     ) -> list:
         """The same call through ``session.run``: on CPU the state buffers are numpy views,
         so nothing is converted on the way in; the new state is copied into the other set."""
@@ -192,7 +204,7 @@ class _Loose:
             feed[engine.lengths_name] = valid if valid is not None else full
         for pair, buf in zip(engine.pairs, slot.sets[parity]):
             feed[pair.input] = buf.host
-        res = engine.session.run(self.names, feed)
+        res = engine.session.run(self.names, feed, options)
         n = len(engine.data_outputs)
         for buf, arr in zip(slot.sets[1 - parity], res[n:]):
             buf.host[...] = arr  # type: ignore[index]
@@ -263,9 +275,12 @@ class StateSlot:
         if it has been used more often: a stream of ever-new shapes never thrashes.
         """
         plan = self._plans.get(key)
-        n = self._uses[key] = self._uses.get(key, 0) + 1
         if plan is not None:
+            self._uses[key] += 1
             return plan
+        if self.engine.budget.oversized(self.batch, key[0]):
+            return None  # buffers this large are not kept between calls
+        n = self._uses[key] = self._uses.get(key, 0) + 1
         if len(self._uses) > 64 * _PLANS_PER_SLOT:  # forget rare shapes
             self._uses = {k: v for k, v in self._uses.items() if k in self._plans}
         if len(self._plans) >= _PLANS_PER_SLOT:
@@ -288,7 +303,10 @@ class StateSlot:
                 loose = self._loose.get(id(engine))
                 if loose is None:
                     loose = self._loose[id(engine)] = _Loose(engine, self)
-                outs = loose.call(engine, xs, valid, self.cur)
+                big = engine.budget.oversized(*xs.shape[:2])  # then give the arena back
+                outs = loose.call(
+                    engine, xs, valid, self.cur, engine.budget.shrink if big else None
+                )
             else:
                 plan.x.write(engine.layout.to_graph(xs))
                 if plan.lengths is not None:

@@ -20,6 +20,7 @@ import onnxruntime as ort
 
 from edgeseq.contract import Contract, GraphIO, StatePair, TensorSpec
 from edgeseq.errors import ContractError, InputError
+from edgeseq.runtime._budget import CallBudget
 from edgeseq.runtime._buffers import StateSlot, row_view
 from edgeseq.runtime._declared import constant_values
 from edgeseq.runtime._frames import FrameSpec
@@ -142,6 +143,7 @@ class Engine:
                 f"context={self.context} leaves no room for new frames in this graph's fixed "
                 f"{self.chunk} frames per call; expected context < {self.chunk}."
             )
+        self.budget = CallBudget(self)  # the memory one call may take: see _budget.py
         # calls shorter than a fixed chunk run through the one-step graph beside it, if any
         self.step: Engine | None = load_step_graph(
             self, model, lambda path: Engine(path, device, threads, constants=given)
@@ -208,7 +210,8 @@ class Engine:
 
         ``lengths`` ``(batch,)`` are the valid frames of each row (None: all ``T``). Returns
         the data outputs, batched, time axes trimmed to ``T``. If anything fails the slot
-        is left exactly as it was.
+        is left exactly as it was. Fixed-chunk graphs run chunk by chunk; other long inputs
+        run in pieces within the call budget (:mod:`._budget`), with the same outputs.
         """
         if self.windows is not None and self.windows.framed:
             return self._run_framed(x, slot)
@@ -225,6 +228,7 @@ class Engine:
             self.lengths_name is not None,
             offline=bool(self.chunk) and not self.contract.model.stateful,
         )
+        calls = self.budget.bound(calls, len(x))  # long inputs: pieces within the budget
         backup = slot.save() if len(calls) > 1 else None
         n_ctx, ctx = self.context, slot.context
         pieces: list[tuple[list[np.ndarray], int, int, int]] = []

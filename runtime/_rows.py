@@ -24,7 +24,19 @@ from edgeseq.errors import InputError
 from edgeseq.runtime._buffers import StateSlot
 from edgeseq.runtime._engine import Engine, Outputs
 
-__all__ = ["RowStore"]
+__all__ = ["RowStore", "bucket"]
+
+_SLOTS = 16  # batch sizes kept ready at most
+_SLOT_ROWS = 2  # ... holding at most this many times the pool's capacity in rows
+
+
+def bucket(batch: int) -> int:
+    """``batch`` rounded up to 1..8, then four sizes per octave (10, 12, 14, 16, 20, 24...):
+    at most a quarter of a call's rows are padding."""
+    if batch <= 8:
+        return batch
+    step = 1 << (batch.bit_length() - 3)  # 2 for 9..15, 4 for 16..31, 8 for 32..63...
+    return -(-batch // step) * step
 
 
 class RowStore:
@@ -41,7 +53,7 @@ class RowStore:
                 "rows must keep their state); use resident=False."
             )
         self._init = engine.initial(1)
-        self._slots: dict[int, StateSlot] = {}
+        self._slots: dict[int, StateSlot] = {}  # by batch size, least recently used first
         if self.resident:
             self.table = engine.slot(capacity)  # every row, on the device
             self.states: list[np.ndarray] = []
@@ -72,9 +84,19 @@ class RowStore:
         return states, None if self.context is None else self.context[row : row + 1].copy()
 
     def _slot(self, batch: int) -> StateSlot:
-        slot = self._slots.get(batch)
+        """A slot of at least ``batch`` rows: batch sizes are rounded up to a few sizes per
+        octave, and the slots kept are bounded in number and rows (least recently used
+        go), so stepping every batch size from 1 to ``capacity`` holds O(capacity) rows."""
+        size = min(bucket(batch), self.capacity)
+        slots = self._slots
+        slot = slots.pop(size, None)
         if slot is None:
-            slot = self._slots[batch] = self.engine.slot(batch)
+            slot = self.engine.slot(size)
+            rows = sum(slots) + size
+            while slots and (len(slots) >= _SLOTS or rows > _SLOT_ROWS * self.capacity):
+                rows -= next(iter(slots))
+                del slots[next(iter(slots))]
+        slots[size] = slot  # the most recently used last
         return slot
 
     def run(self, items: Sequence[tuple[int, np.ndarray, bool]]) -> list[Outputs]:
@@ -94,20 +116,24 @@ class RowStore:
         results: list[Outputs] = [None] * len(items)  # type: ignore[list-item]
         updates = []
         for members in groups.values():
+            n = len(members)
             chunks = [items[i][1] for i in members]
             counts = np.array([len(c) for c in chunks], np.int32)
             total = int(counts.max())
-            if np.all(counts == total):
+            slot = self._slot(n)
+            pad = slot.batch - n  # rows that ride along (copies of the first); dropped after
+            if pad == 0 and np.all(counts == total):
                 x = np.stack(chunks)  # (batch, T, ...)
             else:
-                x = np.zeros((len(chunks), total, *chunks[0].shape[1:]), eng.frames.dtype)
+                x = np.zeros((slot.batch, total, *chunks[0].shape[1:]), eng.frames.dtype)
                 for r, c in enumerate(chunks):
                     x[r, : len(c)] = c  # zero-padded after each row's frames
+                counts = np.concatenate([counts, np.full(pad, total, np.int32)])
             rows = np.array([items[i][0] for i in members])
-            slot = self._slot(len(members))
-            slot.gather(self.states, rows)
+            gathered = np.concatenate([rows, np.full(pad, rows[0])]) if pad else rows
+            slot.gather(self.states, gathered)
             if self.context is not None:
-                slot.context = self.context[rows]
+                slot.context = self.context[gathered]
             ragged = bool(np.any(counts != total))
             outs = eng.run(x, counts if ragged else None, slot)
             # one group: scatter straight from the device buffers; several: copy, since
@@ -118,10 +144,11 @@ class RowStore:
             for i, res in zip(members, eng.split(outs, counts, singles)):
                 results[i] = res
         for rows, states, ctx in updates:  # every call succeeded: commit
+            n = len(rows)
             for store, arr, p in zip(self.states, states, eng.pairs):
-                np.moveaxis(store, p.batch_axis, 0)[rows] = np.moveaxis(arr, p.batch_axis, 0)
+                np.moveaxis(store, p.batch_axis, 0)[rows] = np.moveaxis(arr, p.batch_axis, 0)[:n]
             if ctx is not None:
-                self.context[rows] = ctx  # type: ignore[index]
+                self.context[rows] = ctx[:n]  # type: ignore[index]
         return results
 
     def _run_resident(self, items: Sequence[tuple[int, np.ndarray, bool]]) -> list[Outputs]:
