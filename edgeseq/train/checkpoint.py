@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import pickle
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -170,9 +169,9 @@ def _read(path: Path, map_location: Any) -> dict[str, Any]:
         )
     try:
         payload = torch.load(path, weights_only=True, map_location=map_location)
-    except pickle.UnpicklingError:
-        # the restricted unpickler refused it: name what it would have imported (found in
-        # the pickle's opcodes, whatever torch's message says)
+    except Exception as exc:  # random bytes raise anything from IndexError to MemoryError
+        # refused or unreadable: name what its pickle would import (found in the opcodes,
+        # whatever torch's message says)
         refused = _pickled_globals(path)
         if refused:
             raise ModelLoadError(
@@ -181,9 +180,10 @@ def _read(path: Path, map_location: Any) -> dict[str, Any]:
                 "unpickle it. If you trust the file, load it with torch.load(weights_only="
                 "False) and write it again with save_checkpoint"
             ) from None
-        raise _not_a_checkpoint(path, "a file torch.load cannot read") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise _not_a_checkpoint(path, f"a file torch.load cannot read ({exc})") from None
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise _not_a_checkpoint(
+            path, f"a file torch.load cannot read ({type(exc).__name__}: {first})"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         got = (
             f"a dict without format={CHECKPOINT_FORMAT!r}"
