@@ -47,13 +47,15 @@ class FrameSpec:
         kind = "integer token ids" if self.is_int else f"{self.dtype.name} values"
         return f"{kind} shaped {one} (one frame) or {chunk} (a chunk of T frames)"
 
-    def fast(self, frames: Any) -> np.ndarray | None:
+    def fast(self, frames: Any, own: bool = False) -> np.ndarray | None:
         """One well-formed frame ready to feed, or None to take the full check.
 
-        The hot path of per-frame streaming: an ndarray of the exact dtype and shape with
-        finite values: ``x·x`` is finite only if every value is (NaN and Inf propagate without
-        raising floating-point warnings); values so large that it overflows take the full
-        check.
+        The hot path of per-frame streaming: an ndarray of the exact dtype and shape whose
+        values, as the model receives them (after input scaling), are finite: ``x·x`` is
+        finite only if every value is (NaN and Inf propagate without raising floating-point
+        warnings); values so large that it overflows take the full check. ``own``: the
+        result never shares memory with ``frames`` (copied before it is checked, so a
+        caller that reuses its buffer cannot change what was checked).
         """
         if (
             type(frames) is not np.ndarray
@@ -63,13 +65,15 @@ class FrameSpec:
             or not self.fixed
         ):
             return None
+        if self.scaled:
+            frames = self._scale(frames)  # a new array: owned
+        elif own:
+            frames = frames.copy()
         if frames.ndim == 1:
             if not math.isfinite(frames.dot(frames)):
                 return None
         elif not np.isfinite(frames).all():
             return None
-        if self.scaled:
-            return self._scale(frames)
         return frames
 
     def _scale(self, arr: np.ndarray) -> np.ndarray:
@@ -79,8 +83,13 @@ class FrameSpec:
             arr = arr / self.std
         return arr.astype(self.dtype, copy=False)
 
-    def check(self, frames: Any) -> tuple[np.ndarray, bool]:
-        """Return ``(chunk [T, ...], single)``; raise :class:`InputError` on anything wrong."""
+    def check(self, frames: Any, own: bool = False) -> tuple[np.ndarray, bool]:
+        """Return ``(chunk [T, ...], single)``; raise :class:`InputError` on anything wrong.
+
+        Values are checked as the model will receive them: after the cast to its dtype and
+        the contract's input scaling. ``own``: the chunk never shares memory with
+        ``frames`` (the copy is made before the values are checked).
+        """
         try:
             arr = np.asarray(frames)
         except Exception as exc:  # ragged lists and the like
@@ -123,21 +132,46 @@ class FrameSpec:
                 f"expected at least one frame ({self.describe()}), got zero (shape "
                 f"{arr.shape[1:] if single else arr.shape}). Skip the call instead."
             )
+        if own and np.may_share_memory(arr, frames):
+            arr = arr.copy()  # checked below is what runs, whatever the caller does next
         if self.is_int:
-            if self.vocab_size is not None and (arr.min() < 0 or arr.max() >= self.vocab_size):
-                raise InputError(
-                    f"expected token ids in [0, {self.vocab_size}), got values from "
-                    f"{arr.min()} to {arr.max()}. Encode with the model's vocabulary."
-                )
-            return np.ascontiguousarray(arr, dtype=self.dtype), single
-        if not np.isfinite(arr).all():
-            bad = np.argwhere(~np.isfinite(arr))[0]
-            where = tuple(int(i) for i in (bad[1:] if single else bad))
+            return self._tokens(arr), single
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused below
+            x = arr.astype(np.float32, copy=False) if self.scaled else arr
+            x = np.ascontiguousarray(self._scale(x) if self.scaled else x, dtype=self.dtype)
+        if not np.isfinite(x).all():
+            raise self._not_finite(arr, x, single)
+        return x, single
+
+    def _tokens(self, arr: np.ndarray) -> np.ndarray:
+        lo, hi = arr.min(), arr.max()
+        if self.vocab_size is not None and (lo < 0 or hi >= self.vocab_size):
             raise InputError(
-                f"expected finite {self.describe()}, got NaN or Inf (first at index {where}); "
-                "one bad value would poison the stream's state. Clean or impute the frames "
-                "first; the stream's state is unchanged."
+                f"expected token ids in [0, {self.vocab_size}), got values from {lo} to {hi}. "
+                "Encode with the model's vocabulary."
             )
-        if self.scaled:
-            arr = self._scale(arr.astype(np.float32, copy=False))
-        return np.ascontiguousarray(arr, dtype=self.dtype), single
+        info = np.iinfo(self.dtype)
+        if lo < info.min or hi > info.max:
+            raise InputError(
+                f"expected token ids that fit the model's {self.dtype.name}, got values from "
+                f"{lo} to {hi}. Encode with the model's vocabulary."
+            )
+        return np.ascontiguousarray(arr, dtype=self.dtype)
+
+    def _not_finite(self, raw: np.ndarray, x: np.ndarray, single: bool) -> InputError:
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
+        where = bad[1:] if single else bad
+        value = raw[bad].item()
+        if math.isfinite(value):
+            steps = " and the model's input scaling" if self.scaled else ""
+            got = (
+                f"{value!r}, which becomes {x[bad].item()!r} after the cast to {self.dtype.name}"
+                f"{steps} (first at index {where})"
+            )
+        else:
+            got = f"NaN or Inf (first at index {where})"
+        return InputError(
+            f"expected finite {self.describe()}, got {got}; one bad value would poison the "
+            "stream's state. Clean, clip or impute the frames first; the stream's state is "
+            "unchanged."
+        )

@@ -2,34 +2,34 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
-from collections.abc import Callable, Container, Mapping
-from concurrent.futures import Future
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
 from edgeseq.contract import Contract
-from edgeseq.errors import InputError, SnapshotError, StreamError
-from edgeseq.runtime._batcher import CallbackThread, MicroBatcher, Request
+from edgeseq.errors import InputError, StreamError
 from edgeseq.runtime._engine import Engine, Outputs
+from edgeseq.runtime._front import SubmitFront
+from edgeseq.runtime._pool_snapshots import PoolSnapshots
+from edgeseq.runtime._rounds import frames_cap, run_in_rounds
 from edgeseq.runtime._rows import RowStore
 from edgeseq.runtime._session import ModelSource
 from edgeseq.runtime._streams import Stream, StreamTable, exact_id
 from edgeseq.runtime._window import Windower
 from edgeseq.runtime.discover import StateSpec
-from edgeseq.runtime.snapshot import PoolSnapshot, Snapshot, check_snapshot
+from edgeseq.runtime.snapshot import Snapshot, check_snapshot
 
 __all__ = ["StreamPool"]
 
 _POOL = object()  # close() without an id closes the pool
 Evicted = list[tuple[int, Snapshot | None]]  # streams a sweep closed, for on_evict
-_LOG = logging.getLogger("edgeseq.runtime")
+Item = tuple[Any, Stream, np.ndarray, bool]  # (stream id, stream, checked chunk, single)
 
 
-class StreamPool:
+class StreamPool(SubmitFront, PoolSnapshots):
     """One model, many independent streams (sensors, users), stepped in batched calls.
 
     ``step({id: frames})`` gathers the streams' state rows on each pair's batch axis, runs
@@ -39,6 +39,15 @@ class StreamPool:
     :class:`~edgeseq.runtime.StreamingPredictor` s would. ``submit(id, frames)`` is the
     thread-safe asynchronous front: requests from many threads are micro-batched by a
     worker thread. Every call is all-or-nothing: a refused call changes no stream.
+
+    Per stream, calls apply in the order they are made, whichever front they come
+    through: ``step``, ``reset``, ``restore``, ``snapshot`` and ``close`` of a stream first
+    wait until that stream's earlier ``submit`` requests have run. ``submit`` owns its
+    frames once it returns (the caller may reuse its buffer), and values are checked as
+    the model receives them (after the cast to its dtype and input scaling). Futures'
+    done-callbacks never run on the worker thread. Stream ids are the exact ints
+    ``open()`` returns. A pool dropped without :meth:`shutdown` stops its threads when it
+    is garbage-collected (pending requests keep it alive until they have run).
 
     Parameters
     ----------
@@ -62,8 +71,15 @@ class StreamPool:
         ``submit`` worker, on the pool's callback thread. Exceptions it raises are logged
         (logger ``edgeseq.runtime``), never raised into the call that swept.
     max_batch, max_wait_ms
-        ``submit`` runs a batch when this many streams are waiting, or when the oldest
-        request has waited this long.
+        ``submit`` runs a batch when this many streams are waiting (or every open stream
+        is: with one open stream a request runs at once), or when the oldest request has
+        waited ``max_wait_ms``.
+    max_frames_per_call
+        Frames of one stream in one batched call at most (rounded up to whole chunks of a
+        fixed-chunk graph); the remainder runs in the next round (``step``: within the
+        call; ``submit``: the next batch, with other streams' requests), so a long chunk
+        never stalls the streams batched with it. Outputs and order are as one call's.
+        Applies to edgeseq's stateful graphs; other models' calls run whole. None: no cap.
     clock
         Seconds, monotonic; injectable for tests of idle eviction.
     resident
@@ -96,6 +112,7 @@ class StreamPool:
         *,
         max_batch: int | None = None,
         max_wait_ms: float = 2.0,
+        max_frames_per_call: int | None = 256,
         clock: Callable[[], float] = time.monotonic,
         contract: Contract | None = None,
         state: StateSpec | None = None,
@@ -154,14 +171,14 @@ class StreamPool:
         self.on_evict = on_evict
         self.max_batch = min(max_batch or max_streams, max_streams)
         self.max_wait_ms = max_wait_ms
+        self.max_frames_per_call = max_frames_per_call
+        self._cap = frames_cap(max_frames_per_call, engine)
         self._clock = clock
         self._rows = RowStore(engine, max_streams, resident)
         self._table = StreamTable(max_streams, idle_timeout)
         self._lock = threading.RLock()
-        self._batcher: MicroBatcher | None = None
-        self._callbacks = CallbackThread()
-        self._closed = False
         self._on_batch = on_batch
+        self._start_front()  # submit's worker (started on first use) and finalizer
 
     # ------------------------------------------------------------------ streams
     def open(self, snapshot: Snapshot | bytes | None = None) -> int:
@@ -183,16 +200,19 @@ class StreamPool:
             self._notify(gone)
 
     def close(self, stream_id: Any = _POOL) -> None:
-        """Close stream ``stream_id``; without an id, close the pool (see :meth:`shutdown`)."""
+        """Close stream ``stream_id`` (after its pending submits); without an id, close the
+        pool (see :meth:`shutdown`)."""
         if stream_id is _POOL:
             self.shutdown()
             return
+        self._in_order([stream_id])
         with self._lock:
             self._table.get(stream_id)
             self._table.release(stream_id, "closed")
 
     def reset(self, stream_id: int) -> None:
-        """Put one stream back at the initial state."""
+        """Put one stream back at the initial state (after its pending submits)."""
+        self._in_order([stream_id])
         with self._lock:
             stream = self._table.get(stream_id)
             self._rows.write(stream.row)
@@ -241,107 +261,85 @@ class StreamPool:
 
         Each value is one frame ``[F]`` or a chunk ``[T, F]`` of that stream; outputs are
         as :meth:`StreamingPredictor.step` returns them. If any id or frames are bad,
-        nothing runs and no stream's state changes.
+        nothing runs and no stream's state changes. Streams with pending ``submit``
+        requests are stepped after those have run.
         """
         if not isinstance(frames, Mapping):
             raise InputError(
                 f"step() expects a dict {{stream id: frames}}, got {type(frames).__name__}. "
                 "For one stream: pool.step({sid: frames})."
             )
+        self._in_order(frames)
         gone: Evicted = []
         try:
             with self._lock:
                 self._check_alive()
-                get = self._table.get
-                prepared = [(sid, get(sid), *self._check(sid, f)) for sid, f in frames.items()]
+                items, longest = self._prepare(frames)
                 gone = self._sweep(keep=frames)  # the streams named here count as used
-                outs = self._run(prepared)
+                if self._cap is None or longest <= self._cap:
+                    outs = self._run(items)
+                else:
+                    outs = run_in_rounds(
+                        self._run,
+                        self._save_streams,
+                        self._restore_streams,
+                        self.engine,
+                        items,
+                        self._cap,
+                    )
         finally:
             self._notify(gone)
         return dict(zip(frames, outs))
 
-    def _check(self, sid: Any, frames: Any) -> tuple[np.ndarray, bool]:
-        one = self.engine.frames.fast(frames)  # a well-formed single frame: cheap
+    def _prepare(self, frames: Mapping[Any, Any]) -> tuple[list[Item], int]:
+        """Each stream and its checked frames; and the most frames any stream has."""
+        table, fast, check = self._table, self.engine.frames.fast, self._check
+        open_ = table.open
+        items: list[Item] = []
+        longest = 1
+        for sid, f in frames.items():
+            stream = open_.get(sid) if type(sid) is int else None
+            if stream is None:
+                stream = table.get(sid)  # numpy ints, or raises for unknown ids
+            one = fast(f)  # a well-formed single frame: cheap
+            if one is not None:
+                items.append((sid, stream, one[None], True))
+                continue
+            chunk, single = check(sid, f)
+            longest = max(longest, len(chunk))
+            items.append((sid, stream, chunk, single))
+        return items, longest
+
+    def _check(self, sid: Any, frames: Any, own: bool = False) -> tuple[np.ndarray, bool]:
+        one = self.engine.frames.fast(frames, own)
         if one is not None:
             return one[None], True
         try:
-            return self.engine.frames.check(frames)
+            return self.engine.frames.check(frames, own)
         except InputError as exc:
             raise InputError(f"stream {sid!r}: {exc}") from None
 
-    def _run(self, prepared: list[tuple[int, Stream, np.ndarray, bool]]) -> list[Outputs]:
+    def _run(self, items: list[Item]) -> list[Outputs]:
         """Run checked chunks in batched calls; commit every stream only if all succeeded."""
         if self._windowed:
-            return self._run_windows(prepared)
-        outs = self._rows.run([(st.row, chunk, single) for _, st, chunk, single in prepared])
-        self._table.used([(sid, st, len(chunk)) for sid, st, chunk, _ in prepared], self._clock())
+            return self._run_windows(items)
+        outs = self._rows.run([(st.row, chunk, single) for _, st, chunk, single in items])
+        self._table.used([(sid, st, len(chunk)) for sid, st, chunk, _ in items], self._clock())
         if self._on_batch is not None:
-            self._on_batch(len(prepared), sum(len(chunk) for _, _, chunk, _ in prepared))
+            self._on_batch(len(items), sum(len(chunk) for _, _, chunk, _ in items))
         return outs
 
-    def _run_windows(self, prepared: list[tuple[int, Stream, np.ndarray, bool]]) -> list[Outputs]:
+    def _run_windows(self, items: list[Item]) -> list[Outputs]:
         """Each stream's complete windows, batched; the remainders wait for the next call."""
-        taken = [self._windows[st.row].take(chunk) for _, st, chunk, _ in prepared]
-        ready = [(st.row, r, False) for (_, st, _, _), (r, _, k) in zip(prepared, taken) if k]
+        taken = [self._windows[st.row].take(chunk) for _, st, chunk, _ in items]
+        ready = [(st.row, r, False) for (_, st, _, _), (r, _, k) in zip(items, taken) if k]
         outs = iter(self._rows.run(ready) if ready else [])
-        for (_, st, _, _), (_, rest, _) in zip(prepared, taken):
+        for (_, st, _, _), (_, rest, _) in zip(items, taken):
             self._windows[st.row].commit(rest)
-        self._table.used([(sid, st, len(chunk)) for sid, st, chunk, _ in prepared], self._clock())
+        self._table.used([(sid, st, len(chunk)) for sid, st, chunk, _ in items], self._clock())
         if self._on_batch is not None and ready:
             self._on_batch(len(ready), sum(len(chunk) for _, chunk, _ in ready))
         return [next(outs) if k else self.engine.empty() for _, _, k in taken]
-
-    # ------------------------------------------------------------------ async front
-    def submit(self, stream_id: int, frames: Any) -> Future:
-        """Queue one stream's frames; the future resolves to that stream's outputs.
-
-        Thread-safe. Frames are checked here (bad frames raise at once); a stream's
-        requests run in submission order; up to ``max_batch`` streams share a call.
-        """
-        self._check_alive()
-        self._table.get(stream_id)
-        checked = self._check(stream_id, frames)
-        if self._batcher is None:
-            with self._lock:
-                if self._batcher is None:
-                    self._batcher = MicroBatcher(
-                        self._run_requests, self.max_batch, self.max_wait_ms / 1000.0
-                    )
-        return self._batcher.submit(stream_id, checked)
-
-    def _run_requests(self, batch: list[Request]) -> None:
-        live = [r for r in batch if r.future.set_running_or_notify_cancel()]
-        done: list[tuple[Future, Any, bool]] = []
-        gone: Evicted = []
-        with self._lock:
-            pending = self._batcher.busy if self._batcher is not None else {}
-            gone = self._sweep(keep=_Either({r.key for r in batch}, pending))
-            ready = []
-            for r in live:
-                stream = self._table.open.get(r.key)
-                if stream is None:
-                    done.append((r.future, self._table.unknown(r.key), False))
-                else:
-                    ready.append((r, stream))
-            if ready:
-                try:
-                    outs = self._run([(r.key, s, *r.payload) for r, s in ready])
-                    done += [(r.future, o, True) for (r, _), o in zip(ready, outs)]
-                except Exception as exc:
-                    done += [(r.future, exc, False) for r, _ in ready]
-        for fut, value, ok in done:  # resolve outside the lock: callbacks may call the pool
-            if ok:
-                fut.set_result(value)
-            else:
-                fut.set_exception(value)
-        self._notify(gone)
-
-    def shutdown(self, wait: bool = True) -> None:
-        """Finish pending submits and stop the worker; the pool takes no more calls."""
-        self._closed = True
-        if self._batcher is not None:
-            self._batcher.shutdown(wait)
-        self._callbacks.shutdown(wait)
 
     def __enter__(self) -> StreamPool:
         return self
@@ -349,72 +347,10 @@ class StreamPool:
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
 
-    # ------------------------------------------------------------------ snapshots
-    def snapshot(self, stream_id: int) -> Snapshot:
-        """One stream's state; restorable here, in another pool, or in a StreamingPredictor."""
-        with self._lock:
-            return self._snapshot(self._table.get(stream_id))
-
-    def restore(self, stream_id: int, snapshot: Snapshot | bytes) -> None:
-        """Continue stream ``stream_id`` from ``snapshot``; refuse another model's."""
-        with self._lock:
-            stream = self._table.get(stream_id)
-            self._load(stream, check_snapshot(snapshot, self.engine))
-            self._table.touch([stream_id], stream.last_used)
-
-    def snapshot_all(self) -> PoolSnapshot:
-        """Every open stream by id; ``.to_bytes()`` / ``.save(path)`` persist it."""
-        with self._lock:
-            return PoolSnapshot(
-                self.engine.hash,
-                {s: self._snapshot(st) for s, st in self._table.open.items()},
-                self._table.next_id,
-            )
-
-    def restore_all(self, snapshot: PoolSnapshot | bytes) -> None:
-        """Replace every stream with those of a pool snapshot, keeping their ids."""
-        if isinstance(snapshot, (bytes, bytearray, memoryview)):
-            snapshot = PoolSnapshot.from_bytes(bytes(snapshot))
-        if not isinstance(snapshot, PoolSnapshot):
-            raise InputError(f"restore_all expects a PoolSnapshot, got {type(snapshot).__name__}.")
-        if snapshot.contract_hash != self.engine.hash:
-            raise SnapshotError(
-                f"pool snapshot belongs to a model with contract {snapshot.contract_hash}; this "
-                f"pool runs {self.engine.hash}. Restore it on a pool of the model that took it; "
-                "no stream was changed."
-            )
-        with self._lock:
-            checked = {s: check_snapshot(v, self.engine) for s, v in snapshot.streams.items()}
-            if len(checked) > self.max_streams:
-                raise StreamError(
-                    f"the snapshot holds {len(checked)} streams; this pool has max_streams="
-                    f"{self.max_streams}. Create the pool with max_streams >= {len(checked)}."
-                )
-            table = self._table
-            for sid in list(table.open):
-                table.release(sid, "replaced by restore_all()")
-            for sid, c in checked.items():
-                self._load(table.add(self._clock(), sid)[1], c)
-            table.next_id = max(table.next_id, snapshot.next_id, *(s + 1 for s in checked))
-
     # ------------------------------------------------------------------ internals
-    def _snapshot(self, stream: Stream) -> Snapshot:
-        states, ctx = self._rows.read(stream.row)
-        pend = self._windows[stream.row].pending.copy() if self._windowed else None
-        return Snapshot(self.engine.hash, states, stream.frames_seen, ctx, pending=pend)
-
-    def _load(self, stream: Stream, checked: tuple) -> None:
-        snap, states, ctx = checked
-        self._rows.write(stream.row, states, ctx[0] if ctx is not None else None)
-        stream.frames_seen, stream.last_used = snap.frames_seen, self._clock()
-        if self._windowed:
-            windower = self._windows[stream.row]
-            pend = snap.pending if snap.pending is not None else windower.pending[:0]
-            windower.commit(np.array(pend, dtype=windower.pending.dtype))
-
-    def _sweep(self, keep: Container[int] = ()) -> Evicted:
-        """Close the streams idle past the timeout, except ``keep`` (lock held); return them
-        with their snapshots (when ``on_evict`` wants them) for :meth:`_notify`."""
+    def _sweep(self, keep: Any = ()) -> Evicted:
+        """Close the streams idle past the timeout, except those in ``keep`` (lock held);
+        return them with their snapshots (when ``on_evict`` wants them) for :meth:`_notify`."""
         expired = self._table.expired(self._clock(), keep)
         gone: Evicted = []
         for sid, idle in expired:
@@ -424,18 +360,6 @@ class StreamPool:
             self._table.release(sid, why)
             gone.append((sid, snap))
         return gone
-
-    def _notify(self, gone: Evicted) -> None:
-        """Hand evicted streams to ``on_evict``: never under the lock, never on the worker."""
-        hook = self.on_evict
-        if not gone or hook is None:
-            return
-        if self._batcher is not None and self._batcher.owns_current_thread():
-            for sid, snap in gone:
-                self._callbacks.post(hook, sid, snap)
-            return
-        for sid, snap in gone:
-            _call_logged(hook, sid, snap)
 
     def _check_alive(self) -> None:
         if self._closed:
@@ -448,22 +372,3 @@ class StreamPool:
             f"StreamPool(streams={len(self._table)}/{self.max_streams}, "
             f"max_batch={self.max_batch}, cell={self.contract.model.cell})"
         )
-
-
-class _Either:
-    """Membership in either of two containers, without building their union."""
-
-    __slots__ = ("a", "b")
-
-    def __init__(self, a: Container[Any], b: Container[Any]) -> None:
-        self.a, self.b = a, b
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.a or key in self.b
-
-
-def _call_logged(fn: Callable[..., Any], *args: Any) -> None:
-    try:
-        fn(*args)
-    except Exception:
-        _LOG.exception("edgeseq: on_evict hook %r raised", fn)

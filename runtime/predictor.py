@@ -10,6 +10,7 @@ import numpy as np
 from edgeseq.contract import Contract
 from edgeseq.errors import InputError
 from edgeseq.runtime._engine import Engine, Outputs, initial_state
+from edgeseq.runtime._gate import Gate
 from edgeseq.runtime._session import ModelSource
 from edgeseq.runtime._window import Windower
 from edgeseq.runtime.discover import StateSpec
@@ -23,8 +24,18 @@ class StreamingPredictor:
 
     State stays on the device as onnxruntime OrtValues bound with IO binding: each call
     reads one buffer set and writes the other (ping-pong), so nothing is copied to the
-    host between calls. One predictor is one stream and is not thread-safe; for many
-    streams or threads use :class:`~edgeseq.runtime.StreamPool`.
+    host between calls.
+
+    One predictor is ONE stream. It is thread-safe: calls from several threads run one
+    at a time, each whole (no step is lost or applied twice, a snapshot never sees half a
+    step), in the order the threads reach it. Threads that each have their own sequence
+    need their own stream: a :class:`~edgeseq.runtime.StreamPool` (one model, many
+    streams, batched) or one predictor per thread.
+
+    Memory: a call's onnxruntime working memory is bounded whatever the input length
+    (long inputs to edgeseq's stateful graphs run in internal pieces with the state
+    carried, giving the same outputs; other graphs release onnxruntime's arena after an
+    oversized call); the outputs returned are as long as the input.
 
     Parameters
     ----------
@@ -112,20 +123,23 @@ class StreamingPredictor:
             and not engine.frames.is_int
         )
         self._plan1: Any = None
+        self._gate = Gate()  # one call at a time: a call is never half-applied
         self.frames_seen = 0
 
     # ------------------------------------------------------------------ state
     def reset(self) -> None:
         """Start a new sequence: every state back to the contract's initial value."""
-        self._slot.reset()
-        if self._windower is not None:
-            self._windower.reset()
-        self.frames_seen = 0
+        with self._gate:
+            self._slot.reset()
+            if self._windower is not None:
+                self._windower.reset()
+            self.frames_seen = 0
 
     @property
     def state(self) -> dict[str, np.ndarray]:
         """A copy of the current state, by state input name, each with batch 1."""
-        return dict(zip(self.contract.state_inputs, self._slot.read()))
+        with self._gate:
+            return dict(zip(self.contract.state_inputs, self._slot.read()))
 
     def set_state(self, states: Mapping[str, Any]) -> None:
         """Replace the state, e.g. with an encoder's final state; every pair must be given.
@@ -150,38 +164,43 @@ class StreamingPredictor:
                     f"state {p.input!r}: expected a float array of shape {ref.shape}, got "
                     f"{arr.dtype} {arr.shape}. Pass batch-1 state as predictor.state has it."
                 )
-            if not np.isfinite(arr).all():
+            with np.errstate(over="ignore", invalid="ignore"):  # checked as the model gets it
+                value = np.array(arr, dtype=ref.dtype)
+            if not np.isfinite(value).all():
                 raise InputError(
-                    f"state {p.input!r} contains NaN or Inf; expected finite values. Nothing "
-                    "was changed."
+                    f"state {p.input!r} contains NaN or Inf (or values beyond {ref.dtype}'s "
+                    "range); expected finite values. Nothing was changed."
                 )
-            new.append(np.array(arr, dtype=ref.dtype))
-        self._slot.load(new)
+            new.append(value)
+        with self._gate:
+            self._slot.load(new)
 
     def snapshot(self) -> Snapshot:
         """Copy the stream's state; :meth:`restore` rewinds to it (or copies it elsewhere).
 
         ``snapshot().to_bytes()`` / ``.save(path)`` persist it; see :mod:`.snapshot`.
         """
-        ctx = self._slot.context
-        pending = None if self._windower is None else self._windower.pending.copy()
-        return Snapshot(
-            self.engine.hash,
-            self.state,
-            self.frames_seen,
-            None if ctx is None else ctx.copy(),
-            pending=pending,
-        )
+        with self._gate:
+            ctx = self._slot.context
+            pending = None if self._windower is None else self._windower.pending.copy()
+            return Snapshot(
+                self.engine.hash,
+                dict(zip(self.contract.state_inputs, self._slot.read())),
+                self.frames_seen,
+                None if ctx is None else ctx.copy(),
+                pending=pending,
+            )
 
     def restore(self, snapshot: Snapshot | bytes) -> None:
         """Continue from ``snapshot`` (or its bytes); refuse one of another model."""
         snap, states, ctx = check_snapshot(snapshot, self.engine)
-        self._slot.load(states)
-        self._slot.context = ctx
-        if self._windower is not None:
-            pend = snap.pending if snap.pending is not None else self._windower.pending[:0]
-            self._windower.commit(np.array(pend, dtype=self._windower.pending.dtype))
-        self.frames_seen = snap.frames_seen
+        with self._gate:
+            self._slot.load(states)
+            self._slot.context = ctx
+            if self._windower is not None:
+                pend = snap.pending if snap.pending is not None else self._windower.pending[:0]
+                self._windower.commit(np.array(pend, dtype=self._windower.pending.dtype))
+            self.frames_seen = snap.frames_seen
 
     # ------------------------------------------------------------------ stepping
     def step(self, frames: Any) -> Outputs:
@@ -194,17 +213,28 @@ class StreamingPredictor:
         if self._fast:
             arr = self._frames.fast(frames)
             if arr is not None:
-                if self._plan1 is None:
-                    self._plan1 = self._slot.plan((1, *arr.shape), build=True)
-                    self._fast = self._plan1.single is not None  # outputs of known shape
-                if self._fast:
-                    return self._step_one(arr)
+                gate = self._gate  # `with self._gate`, inlined: this is the per-frame path
+                try:
+                    gate.free.pop()
+                except IndexError:
+                    gate.wait_turn()
+                try:
+                    if self._plan1 is None:
+                        self._plan1 = self._slot.plan((1, *arr.shape), build=True)
+                        self._fast = self._plan1.single is not None  # outputs of known shape
+                    if self._fast:
+                        return self._step_one(arr)
+                finally:
+                    gate.free.append(True)
+                    if gate.waiting:
+                        gate.wake()
         chunk, single = self._frames.check(frames)
-        if self._windower is not None:
-            return self._step_windows(chunk)
-        outs = self.engine.run(chunk[None], None, self._slot)  # batch of one
-        self.frames_seen += chunk.shape[0]
-        return self.engine.extract(outs, 0, chunk.shape[0], single)
+        with self._gate:
+            if self._windower is not None:
+                return self._step_windows(chunk)
+            outs = self.engine.run(chunk[None], None, self._slot)  # batch of one
+            self.frames_seen += chunk.shape[0]
+            return self.engine.extract(outs, 0, chunk.shape[0], single)
 
     def _step_windows(self, samples: np.ndarray) -> Outputs:
         """Run every window completed by ``samples`` (1-D); keep the rest for later."""

@@ -96,7 +96,7 @@ def test_on_evict_from_the_submit_worker_runs_off_it() -> None:
         if results:
             break
         threading.Event().wait(0.05)
-    assert threads == ["edgeseq-callbacks"] and len(results) == 1
+    assert threads == ["edgeseq-pool-callbacks"] and len(results) == 1
     assert idle not in pool and keep in pool
     pool.close()
 
