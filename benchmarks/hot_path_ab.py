@@ -2,10 +2,10 @@
 in one process so that machine load hits both sides alike.
 
 Measures ``StreamingPredictor.step`` on one frame and ``StreamPool.step`` over S streams x
-1 frame, for each cell, alternating the two runtimes round by round (order shuffled each
-round), and prints the median time per call of each side and the median of the per-round
-ratios (new / base). The ratio is what survives a loaded machine; the absolute figures
-need a quiet one.
+1 frame, for each cell, alternating the two runtimes call by call, and prints each side's
+median time per call (the median call of each round, then the median over rounds) and
+the median of the per-round ratios (new / base). The ratio is what survives a loaded
+machine; the absolute figures need a quiet one.
 
 Example (the base is any checkout of edgeseq, e.g. ``git worktree add /tmp/base main``):
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import importlib.abc
 import importlib.util
-import random
 import re
 import statistics
 import sys
@@ -107,11 +106,17 @@ def _model(cell: str, hidden: int, features: int, folder: Path) -> Path:
     return path
 
 
-def _per_call(fn: Any, calls: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    return (time.perf_counter() - t0) / calls * 1e6
+def _interleaved(a: Any, b: Any, calls: int) -> tuple[float, float]:
+    """Median µs per call of ``a`` and of ``b``, called alternately (ABBA...), so that a
+    busy machine slows both alike; preempted calls do not move a median."""
+    ta, tb = [], []
+    clock = time.perf_counter
+    for i in range(calls):
+        for fn, times in ((a, ta), (b, tb)) if i % 2 else ((b, tb), (a, ta)):
+            t0 = clock()
+            fn()
+            times.append(clock() - t0)
+    return statistics.median(ta) * 1e6, statistics.median(tb) * 1e6
 
 
 def _cases(rt: Any, path: Path, streams: int, features: int) -> dict[str, Any]:
@@ -153,16 +158,12 @@ def main() -> None:
             }
             for case in [k for k in sides["new"] if not k.startswith("_")]:
                 calls = pool_calls if "Pool" in case else args.calls
-                for side in sides.values():
-                    _per_call(side[case], max(1, calls // 10))  # warm up: plans, caches
-                times: dict[str, list[float]] = {"base": [], "new": []}
-                for _ in range(args.rounds):
-                    order = list(sides)
-                    random.shuffle(order)
-                    for name in order:
-                        times[name].append(_per_call(sides[name][case], calls))
-                ratio = statistics.median(n / b for n, b in zip(times["new"], times["base"]))
-                b, n = statistics.median(times["base"]), statistics.median(times["new"])
+                new, base = sides["new"][case], sides["base"][case]
+                _interleaved(new, base, max(1, calls // 10))  # warm up: plans, caches
+                rounds = [_interleaved(new, base, calls) for _ in range(args.rounds)]
+                ratio = statistics.median(n / b for n, b in rounds)
+                n = statistics.median(r[0] for r in rounds)
+                b = statistics.median(r[1] for r in rounds)
                 print(f"| {case} | {cell} | {b:.2f} | {n:.2f} | {ratio:.3f} |", flush=True)
 
 

@@ -39,6 +39,7 @@ class FrameSpec:
         self.scaled = self.mean is not None or self.std is not None
         self.vocab_size = len(prep.vocab) if prep.vocab else None
         self.one_shape = self.trailing_ints  # the shape of one frame, for the fast path
+        self._small = len(self.one_shape) == 1 and self.one_shape[0] <= 16
 
     def describe(self) -> str:
         dims = ", ".join(str(d) for d in self.trailing)
@@ -51,9 +52,10 @@ class FrameSpec:
         """One well-formed frame ready to feed, or None to take the full check.
 
         The hot path of per-frame streaming: an ndarray of the exact dtype and shape whose
-        values, as the model receives them (after input scaling), are finite: ``x·x`` is
-        finite only if every value is (NaN and Inf propagate without raising floating-point
-        warnings); values so large that it overflows take the full check. ``own``: the
+        values, as the model receives them (after input scaling), are finite: the sum of a
+        few values (or ``x·x`` of more) is finite only if every value is (NaN and Inf
+        propagate without raising floating-point warnings); values so large that it
+        overflows take the full check. ``own``: the
         result never shares memory with ``frames`` (copied before it is checked, so a
         caller that reuses its buffer cannot change what was checked).
         """
@@ -69,7 +71,10 @@ class FrameSpec:
             frames = self._scale(frames)  # a new array: owned
         elif own:
             frames = frames.copy()
-        if frames.ndim == 1:
+        if self._small:  # a Python sum of a few floats beats a BLAS call's overhead
+            if not math.isfinite(sum(frames.tolist())):
+                return None
+        elif frames.ndim == 1:
             if not math.isfinite(frames.dot(frames)):
                 return None
         elif not np.isfinite(frames).all():
