@@ -1,6 +1,6 @@
 """Rules a parsed contract must satisfy beyond its JSON shape: field types of the model
-facts, axes that really are batch and time, initial values that fill their state, and
-preprocessing the runtime can apply without producing Inf or NaN.
+facts, batch axes that really are batch axes (and distinct from time), initial values that
+fill their state, and preprocessing the runtime can apply without producing Inf or NaN.
 
 Used by :mod:`edgeseq.contract` (at parse time and before the first call); every failure
 is a :class:`~edgeseq.errors.ContractError` naming the field.
@@ -80,12 +80,6 @@ def check_rules(c: Contract) -> None:
     for i, t in enumerate(c.outputs):
         _tensor_axes(f"outputs[{i}]", t)
     frames = c.inputs[0]
-    if frames.batch_axis not in (0, None) or frames.time_axis not in (1, None):
-        raise _fail(
-            "inputs[0].batch_axis/time_axis",
-            "the frames input laid out (batch, time, ...): axes 0 and 1",
-            [frames.batch_axis, frames.time_axis],
-        )
     for i, s in enumerate(c.states):
         _state(f"states[{i}]", s)
     prep = c.preprocessing
@@ -105,7 +99,7 @@ def _tensor_axes(path: str, t: TensorSpec) -> None:
 
 
 def _state(path: str, s: StatePair) -> None:
-    dim = s.shape[s.batch_axis]
+    dim = s.shape[s.batch_axis] if s.batch_axis is not None else 1  # None: one stream per call
     if not (isinstance(dim, str) or dim == 1):
         raise _fail(
             f"{path}.batch_axis",

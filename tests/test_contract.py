@@ -79,7 +79,7 @@ def test_matching_graph_passes() -> None:
         (lambda d: d["states"][0].update(init=[float("nan")] * 16), "states[0].init"),
         (lambda d: d["states"][0].update(batch_axis=0), "states[0].batch_axis"),
         (lambda d: d["outputs"][0].update(batch_axis=2), "outputs[0].batch_axis"),
-        (lambda d: d["inputs"][0].update(time_axis=0), "inputs[0].time_axis"),
+        (lambda d: d["inputs"][0].update(time_axis=0), "inputs[0].time_axis"),  # = batch
         (lambda d: d.update(producer=["edgeseq"]), "producer"),
         (lambda d: d["preprocessing"].update(mean=[0.0] * 3), "preprocessing.mean"),
         (lambda d: d["preprocessing"].update(std=[1e-40] * 4), "preprocessing.std"),
