@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import zipfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -21,6 +20,8 @@ import numpy as np
 from edgeseq.errors import SnapshotError
 
 if TYPE_CHECKING:
+    import zipfile
+
     from edgeseq.runtime._engine import Engine
 
 __all__ = [
@@ -244,6 +245,8 @@ def _stream(z: zipfile.ZipFile, i: int, rec: dict[str, Any], layout: Layout | No
 def read_archive(data: bytes, want: str, layout: Layout | None = None) -> Archive:
     """The snapshot archive ``data`` of kind ``want`` ("stream" or "pool"), checked as the
     module docstring says; raise :class:`SnapshotError` for anything else."""
+    import zipfile  # lazily: it loads bz2, lzma and shutil, ~1 MB a device need not pay
+
     try:
         with zipfile.ZipFile(io.BytesIO(bytes(data))) as z:
             _check_sizes(z, len(data))
