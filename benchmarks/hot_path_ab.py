@@ -93,14 +93,16 @@ def _runtime(base: Path | None) -> Any:
     return rt
 
 
-def _model(cell: str, hidden: int, features: int, folder: Path) -> Path:
+def _model(cell: str, hidden: int, features: int, folder: Path, layers: int = 2) -> Path:
     import torch
 
     from edgeseq.exporters.seq import export_model
     from edgeseq.train.models import SeqConfig, SeqModel
 
     torch.manual_seed(0)
-    cfg = SeqConfig(cell=cell, input_size=features, hidden_size=hidden, layers=1, output_size=2)
+    cfg = SeqConfig(
+        cell=cell, input_size=features, hidden_size=hidden, layers=layers, output_size=8
+    )
     path = folder / f"{cell}.onnx"
     export_model(SeqModel(cfg), path)
     return path
@@ -137,8 +139,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--base", type=Path, required=True, help="the other edgeseq checkout")
     ap.add_argument("--cells", default="lstm,gru,rnn")
-    ap.add_argument("--hidden", type=int, default=64)
-    ap.add_argument("--features", type=int, default=8)
+    # the BENCHMARKS.md reference model: 40 inputs -> 128 hidden x 2 layers -> 8
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--features", type=int, default=40)
     ap.add_argument("--streams", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--calls", type=int, default=2000, help="predictor calls per round")
@@ -151,7 +155,7 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         for cell in args.cells.split(","):
-            path = _model(cell, args.hidden, args.features, Path(tmp))
+            path = _model(cell, args.hidden, args.features, Path(tmp), args.layers)
             sides = {
                 "base": _cases(base_rt, path, args.streams, args.features),
                 "new": _cases(new_rt, path, args.streams, args.features),
