@@ -56,7 +56,7 @@ def test_a_long_chunk_runs_in_pieces_with_the_same_outputs(cell: str) -> None:
     path = zoo.get(cell)
     x = np.random.default_rng(0).standard_normal((300_000, 3)).astype(np.float32)
     whole = StreamingPredictor(path)
-    assert whole.engine.budget.piece(1, len(x)) < len(x)  # it is split
+    assert whole.engine.budget.frames(1) < len(x)  # it is split
     y = whole.step(x)
     parts = StreamingPredictor(path)
     ref = np.concatenate([parts.step(x[i : i + 4096]) for i in range(0, len(x), 4096)])
