@@ -177,6 +177,6 @@ class FrameSpec:
             got = f"NaN or Inf (first at index {where})"
         return InputError(
             f"expected finite {self.describe()}, got {got}; one bad value would poison the "
-            "stream's state. Clean, clip or impute the frames first; the stream's state is "
+            "stream's state. Clean or impute the frames first; the stream's state is "
             "unchanged."
         )
