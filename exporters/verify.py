@@ -174,7 +174,9 @@ def _verify_graph(
 ) -> VerifyReport:
     contract = _read_contract(path)
     facts = contract.model
-    report = VerifyReport(model=str(path), mode=facts.mode, runtime=runtime)
+    # an offline graph is built with native ops, but what it does is whole sequences
+    mode = facts.mode if facts.stateful else "offline"
+    report = VerifyReport(model=str(path), mode=mode, runtime=runtime)
     if path.suffix == ".ort":
         report.notes.append("op types not checked: .ort files are read by onnxruntime only")
     elif facts.mode in MODES:
@@ -232,8 +234,8 @@ def _verify_graph(
                     for r, ref in enumerate(refs)
                     if s.input in ref[1]
                 ]
-                if pairs:
-                    report.diffs.append(diff(label, s.input, "state", pairs))
+                if pairs:  # the final state: what the graph returns as s.output
+                    report.diffs.append(diff(label, s.output, "state", pairs))
     if out_names and not report.diffs and not report.errors:
         report.errors.append("nothing was compared")
     return report

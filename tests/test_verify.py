@@ -41,13 +41,15 @@ def test_report_structure(lstm_file) -> None:
     assert isinstance(d, TensorDiff) and d.kind == "output"
     assert d.shape == d.expected_shape == (1, 11, 2) and d.dtype == "float32"
     assert d.max_abs <= 1e-5 and d.max_rel <= 1e-4 and d.ok(1e-5)
+    # final states are compared: the rows name the graph outputs that return them
     assert {x.name for x in report.diffs if x.kind == "state"} == {
-        "state_in.lstm.h",
-        "state_in.lstm.c",
+        "state_out.lstm.h",
+        "state_out.lstm.c",
     }
     assert report.ok(1e-5) and not report.failures()
     table = report.table()
-    assert "max abs" in table and "state_in.lstm.c" in table and table.endswith("PASS")
+    assert "max abs" in table and "state_out.lstm.c" in table and table.endswith("PASS")
+    assert "state_in" not in table
     assert len(report.table(per_case=True).splitlines()) > len(table.splitlines())
     report.raise_if_failed()
 
@@ -94,6 +96,7 @@ def test_offline_models_are_verified_on_whole_sequences(tmp_path) -> None:
     export(model, tmp_path / "b.onnx", example=X, offline=True)
     report = verify(model, tmp_path / "b.onnx")
     assert report.ok(1e-5) and any("offline" in n for n in report.notes)
+    assert report.mode == "offline" and "(mode offline," in report.table()
     assert all("whole" in d.case for d in report.diffs)
 
 

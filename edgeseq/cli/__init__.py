@@ -32,8 +32,29 @@ COMMANDS: dict[str, str] = {
 }
 
 
+class _OneLineUsageError(click.UsageError):
+    """A usage error as one line (click prints a usage block first): the message, and
+    where the help is."""
+
+    def show(self, file=None) -> None:  # type: ignore[no-untyped-def]
+        hint = f" (see: {self.ctx.command_path} --help)" if self.ctx is not None else ""
+        click.echo(f"Error: {one_line(self.format_message())}{hint}", file=file, err=file is None)
+
+
+def _one_line_usage(exc: click.UsageError) -> click.UsageError:
+    if isinstance(exc, _OneLineUsageError) or type(exc).__name__ == "NoArgsIsHelpError":
+        return exc  # `edgeseq` alone prints the help, as it should
+    return _OneLineUsageError(exc.format_message(), exc.ctx)
+
+
 class _Group(click.Group):
-    """Loads commands lazily and turns edgeseq errors into one-line messages."""
+    """Loads commands lazily and turns every user error into a one-line message."""
+
+    def make_context(self, *args, **kwargs) -> click.Context:  # type: ignore[no-untyped-def]
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as exc:
+            raise _one_line_usage(exc) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [n for n in COMMANDS if importlib.util.find_spec(f"edgeseq.cli.{COMMANDS[n]}")]
@@ -50,6 +71,8 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # bad options of a command, or an unknown command
+            raise _one_line_usage(exc) from None
         except EdgeseqError as exc:
             raise click.ClickException(one_line(exc)) from None
         except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
@@ -75,7 +98,7 @@ def main() -> None:
 
     \b
     A typical session:
-      edgeseq train --task forecast --data demo --cell lstm -o model.pt
+      edgeseq train --task forecast --data ibm --cell lstm -o model.pt
       edgeseq export model.pt -o model.onnx --verify
       edgeseq inspect model.onnx
       tail -f sensor.csv | edgeseq stream model.onnx

@@ -174,7 +174,7 @@ def command(
         rows.append(
             (
                 path,
-                m.mode,
+                m.mode if m.stateful else "offline",
                 m.chunk or "any",
                 "yes" if contract.lengths else "no",
                 len(contract.states),

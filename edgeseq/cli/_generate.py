@@ -49,6 +49,12 @@ def generate_text(
         return pair.generate(_source(source, text), **options)
     if source is not None:
         raise click.UsageError("--source is for encoder-decoder models; use --prompt.")
+    if not predictor.engine.frames.is_int or not predictor.contract.preprocessing.vocab:
+        raise click.ClickException(
+            f"{model} takes {predictor.engine.frames.describe()}, not text: `edgeseq generate` "
+            "needs a text model (edgeseq train --task generate, then edgeseq export). Stream "
+            "numeric frames with: edgeseq stream MODEL"
+        )
     return predictor.generate(prompt, **options)
 
 
@@ -85,7 +91,9 @@ def generate_text(
     help="Stop before this string; \\n and \\t are understood (repeatable).",
 )
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, or a provider name.")
-@click.option("--threads", type=int, default=1, show_default=True, help="onnxruntime threads.")
+@click.option(
+    "--threads", type=click.IntRange(1), default=1, show_default=True, help="onnxruntime threads."
+)
 def command(
     model: str,
     prompt: str,
