@@ -315,6 +315,7 @@ class Contract:
             version=version,
         )
         check_rules(contract)
+        _ = contract.features  # malformed feature names fail at load, not mid-stream
         return contract
 
     @classmethod
@@ -330,6 +331,18 @@ class Contract:
         return cls.from_json(metadata[METADATA_KEY])
 
     # ---------------------------------------------------------------- queries
+    @property
+    def features(self) -> list[str] | None:
+        """The frame's feature names in input order (``model.extra["features"]``, recorded
+        by ``edgeseq train`` from a CSV header), or None for a model exported without them."""
+        extra = self.model.extra if isinstance(self.model.extra, Mapping) else {}
+        names = extra.get("features")
+        if names is not None and not (
+            isinstance(names, list) and names and all(isinstance(n, str) and n for n in names)
+        ):
+            raise _fail("model.extra.features", "a non-empty list of column names or null", names)
+        return names
+
     @property
     def frames(self) -> TensorSpec:
         """The per-frame data input (the first input that is not state, lengths or constant)."""

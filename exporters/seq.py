@@ -76,7 +76,12 @@ def _facts(model: SeqModel, topology: str, **extra: object) -> ModelFacts:
         topology=topology,
         task=c.task,
         labels=c.extra.get("labels"),
-        extra={"config": dataclasses.asdict(c), **extra},
+        extra={
+            "config": dataclasses.asdict(c),
+            # the frame's column names in order (SeqConfig.extra["features"], set by train)
+            **({"features": list(c.extra["features"])} if c.extra.get("features") else {}),
+            **extra,
+        },
     )
 
 

@@ -19,12 +19,13 @@ __all__ = ["command"]
     "--data",
     required=True,
     help="A CSV file (forecast/classify), a text file (generate), or a built-in "
-    "set: ibm (forecast), basic-motions (classify), pydoc (generate).",
+    "set: ibm (forecast), basic-motions (classify), pydoc (generate). Formats: see above.",
 )
 @click.option(
     "--columns",
     default="",
-    help="Comma-separated CSV columns to use (default: every numeric column).",
+    help="Comma-separated CSV columns to use as features, in this order (default: every "
+    "numeric column; classify: every column but sequence and label). Recorded in the model.",
 )
 @click.option(
     "--cell",
@@ -73,6 +74,14 @@ __all__ = ["command"]
     show_default=True,
     help="generate: training window in characters.",
 )
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(0, 0.5),
+    default=0.1,
+    show_default=True,
+    help="Share held out for validation and early stopping (forecast: the last part of the "
+    "series); 0 trains on everything, without early stopping.",
+)
 @click.option("--max-steps", type=click.IntRange(1), default=None, help="Stop after N steps.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
@@ -96,11 +105,32 @@ def command(
     clip_norm: float,
     tbptt: int,
     seq_len: int,
+    val_fraction: float,
     max_steps: int | None,
     seed: int,
     out: str,
 ) -> None:
     """Train a recurrent model and write a checkpoint (config + weights, no pickled code).
+
+    It prints the feature columns it uses, in order, and records them in the checkpoint;
+    the exported model keeps them, so `edgeseq stream` picks the same columns from a CSV
+    with a header.
+
+    \b
+    Data formats (--data):
+      forecast  CSV: a header line of names, then one row per time step, e.g.
+                  time,temp,humidity
+                  2024-05-01T10:00,21.5,40.2
+                Numeric columns are the features (or --columns); each row is
+                predicted from the rows before it. Built in: ibm.
+      classify  CSV: a header with a 'sequence' id column, a 'label' column and
+                feature columns; one row per time step, every sequence with the
+                same number of rows, e.g.
+                  sequence,label,ax,ay
+                  1,walking,0.12,0.98
+                Built in: basic-motions (needs edgeseq[examples]).
+      generate  a UTF-8 text file; the model learns it character by character.
+                Built in: pydoc.
 
     \b
     Examples:
@@ -116,7 +146,8 @@ def command(
         task=task, data=data, cell=cell, hidden_size=hidden_size, layers=layers,
         dropout=dropout, epochs=epochs, batch_size=batch_size, lr=lr,
         clip_norm=clip_norm or None, tbptt=tbptt, seq_len=seq_len,
-        columns=[c for c in columns.split(",") if c], max_steps=max_steps, seed=seed,
+        columns=[c.strip() for c in columns.split(",") if c.strip()], max_steps=max_steps,
+        seed=seed, val_fraction=val_fraction, log=click.echo,
     )  # fmt: skip
     summary = train_task(opts, out)
     val = summary["val_loss"]

@@ -2,21 +2,29 @@
 
 A checkpoint's ``extra`` carries what export needs to write the contract:
 ``{"preprocessing": {mean, std, out_mean, out_std, vocab}, "task": ..., "data": ...}``;
-class names travel in ``SeqConfig.extra["labels"]``.
+class names travel in ``SeqConfig.extra["labels"]``, and the frame's column names, in
+order, in ``SeqConfig.extra["features"]`` (the contract's ``model.extra["features"]``,
+which ``edgeseq stream`` uses to pick the same columns from a CSV with a header).
 
-Data sources:
+Data sources (``edgeseq train --help`` shows the same, with examples):
 
-- ``forecast``: a CSV file of numeric columns (one row per time step; ``columns`` picks
-  which), or the built-in ``ibm`` series. Each frame predicts the next row.
+- ``forecast``: a CSV file with a header line and numeric columns (one row per time step;
+  ``columns`` picks which, default every numeric one), or the built-in ``ibm`` series.
+  Each frame predicts the next row.
 - ``classify``: the built-in ``basic-motions`` sensor set (needs ``edgeseq[examples]``),
-  or a CSV with a ``sequence`` id column, a ``label`` column and feature columns.
-- ``generate``: a text file, or the built-in ``pydoc`` text; character level.
+  or a CSV with a ``sequence`` id column, a ``label`` column and feature columns, every
+  sequence with the same number of rows.
+- ``generate``: a UTF-8 text file, or the built-in ``pydoc`` text; character level.
+
+Messages name ``edgeseq train``'s options: this module is the command's engine.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +36,7 @@ from edgeseq.errors import InputError
 __all__ = ["TASKS", "TaskOptions", "train_task"]
 
 TASKS = ("forecast", "classify", "generate")
+_BUILT_IN = {"forecast": ("ibm", "demo"), "classify": ("basic-motions",), "generate": ("pydoc",)}
 
 
 @dataclass
@@ -50,10 +59,15 @@ class TaskOptions:
     max_steps: int | None = None
     seed: int = 0
     progress: bool = True
+    val_fraction: float = 0.1  # held out for validation and early stopping; 0: none
+    log: Callable[[str], None] | None = None  # receives what was read (columns, sizes)
 
 
 def train_task(opts: TaskOptions, out: str | Path) -> dict[str, Any]:
-    """Train as ``opts`` says and write a checkpoint to ``out``; return a short summary."""
+    """Train as ``opts`` says and write a checkpoint to ``out``; return a short summary.
+
+    The output folder is created (and checked writable) before anything is read or trained.
+    """
     import torch
 
     from edgeseq.train.checkpoint import save_checkpoint
@@ -62,6 +76,13 @@ def train_task(opts: TaskOptions, out: str | Path) -> dict[str, Any]:
 
     if opts.task not in TASKS:
         raise InputError(f"task must be one of {TASKS}, got {opts.task!r}")
+    _prepare_output(Path(out))
+    if opts.columns and (opts.task == "generate" or opts.data in _BUILT_IN[opts.task]):
+        raise InputError(
+            f"--columns picks CSV columns; --data {opts.data} ({opts.task}) has none to pick. "
+            "Drop --columns, or pass a CSV file."
+        )
+    log = opts.log or (lambda _line: None)
     torch.manual_seed(opts.seed)
     cfg = TrainConfig(
         epochs=opts.epochs,
@@ -71,20 +92,26 @@ def train_task(opts: TaskOptions, out: str | Path) -> dict[str, Any]:
         seed=opts.seed,
         max_steps=opts.max_steps,
         progress=opts.progress,
-        patience=3,
+        val_fraction=opts.val_fraction,
+        patience=3 if opts.val_fraction > 0 else None,
     )
     common = dict(
         cell=opts.cell, hidden_size=opts.hidden_size, layers=opts.layers, dropout=opts.dropout
     )
     extra: dict[str, Any] = {"task": opts.task, "data": opts.data}
     if opts.task == "forecast":
-        frames = _series(opts.data, opts.columns)  # (L, F)
+        frames, names = _series(opts.data, opts.columns, log)  # (L, F)
+        _check_validation(opts, len(frames) - 1, "time steps")
         seen = frames[: len(frames) - round(len(frames) * cfg.val_fraction)]  # no peeking
         mean, std = seen.mean(0), seen.std(0) + 1e-8
         norm = ((frames - mean) / std).astype(np.float32)
         model = SeqModel(
             SeqConfig(
-                input_size=frames.shape[1], output_size=frames.shape[1], task="forecast", **common
+                input_size=frames.shape[1],
+                output_size=frames.shape[1],
+                task="forecast",
+                extra={"features": names},
+                **common,
             )
         )
         cfg.tbptt, cfg.batch_size = opts.tbptt, 1
@@ -96,7 +123,8 @@ def train_task(opts: TaskOptions, out: str | Path) -> dict[str, Any]:
             "out_std": std.tolist(),
         }
     elif opts.task == "classify":
-        x, y, labels = _labelled_sequences(opts.data, opts.columns)
+        x, y, labels, names = _labelled_sequences(opts.data, opts.columns, log)
+        _check_validation(opts, len(x), "sequences")
         mean = x.reshape(-1, x.shape[-1]).mean(0)
         std = x.reshape(-1, x.shape[-1]).std(0) + 1e-8
         model = SeqModel(
@@ -105,7 +133,7 @@ def train_task(opts: TaskOptions, out: str | Path) -> dict[str, Any]:
                 output_size=len(labels),
                 topology="many_to_one",
                 task="classify",
-                extra={"labels": labels},
+                extra={"labels": labels, **({"features": names} if names else {})},
                 **common,
             )
         )
@@ -123,6 +151,8 @@ def train_task(opts: TaskOptions, out: str | Path) -> dict[str, Any]:
                 f"{opts.data}: {len(ids)} characters is too short for windows of "
                 f"{opts.seq_len}; use a longer text or a smaller --seq-len."
             )
+        log(f"text: {len(ids):,} characters, {len(vocab)} distinct, {n} windows of {opts.seq_len}")
+        _check_validation(opts, n, f"windows of --seq-len {opts.seq_len}")
         x = ids[: n * opts.seq_len].reshape(n, opts.seq_len)
         y = ids[1 : n * opts.seq_len + 1].reshape(n, opts.seq_len)
         model = SeqModel(
@@ -148,29 +178,95 @@ def train_task(opts: TaskOptions, out: str | Path) -> dict[str, Any]:
     }
 
 
-def _read_csv(path: str) -> tuple[list[str], list[list[str]]]:
+def _prepare_output(out: Path) -> None:
+    """Create ``out``'s folder and check it is writable, so a long run cannot fail at the end."""
+    if out.is_dir():
+        raise InputError(f"-o {out} is a folder; expected a checkpoint file name such as model.pt")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(
+            f"cannot create folder {out.parent} for -o {out} ({exc.strerror or exc}); "
+            "pick another path"
+        ) from None
+    if not os.access(out.parent, os.W_OK):
+        raise InputError(f"cannot write -o {out}: folder {out.parent} is not writable")
+
+
+def _check_validation(opts: TaskOptions, n: int, unit: str) -> None:
+    """Refuse a split that holds out nothing, before training, in the command's terms."""
+    vf = opts.val_fraction
+    if vf > 0 and round(n * vf) < 1:
+        need = next(k for k in range(1, 10**6) if round(k * vf) >= 1)
+        raise InputError(
+            f"{opts.data}: {n} {unit} leave none for validation at --val-fraction {vf:g} "
+            f"(needs at least {need}); add data, raise --val-fraction, or pass "
+            "--val-fraction 0 to train on all of it without early stopping"
+        )
+
+
+Rows = list[tuple[int, list[str]]]  # (line number, fields) of the data rows
+
+
+def _read_csv(path: str) -> tuple[list[str], Rows]:
     p = Path(path)
     if not p.is_file():
         raise InputError(
             f"data file {path!r} does not exist; pass a CSV/text file or a built-in data set name."
         )
-    with p.open(newline="") as fh:
-        rows = [r for r in csv.reader(fh) if r and not r[0].startswith("#")]
-    if len(rows) < 3:
-        raise InputError(f"{path}: expected a header and at least 2 rows, got {len(rows)} rows")
-    return rows[0], rows[1:]
-
-
-def _numeric(header: list[str], rows: list[list[str]], columns: list[str], path: str) -> np.ndarray:
-    names = columns or [h for i, h in enumerate(header) if _is_number(rows[0][i])]
-    missing = [c for c in names if c not in header]
-    if missing or not names:
-        raise InputError(f"{path}: columns {missing or names} not found; the header has {header}")
-    idx = [header.index(c) for c in names]
     try:
-        return np.array([[float(r[i]) for i in idx] for r in rows], dtype=np.float64)
-    except (ValueError, IndexError) as exc:
-        raise InputError(f"{path}: non-numeric value in columns {names} ({exc})") from None
+        with p.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            rows = [(reader.line_num, r) for r in reader if r and not r[0].startswith("#")]
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if len(rows) < 3:
+        n = max(len(rows) - 1, 0)
+        raise InputError(
+            f"{path}: expected a header line and at least 2 data rows, got {n} data "
+            f"row{'s' if n != 1 else ''}"
+        )
+    return [h.strip() for h in rows[0][1]], rows[1:]
+
+
+def _numeric(
+    header: list[str], rows: Rows, columns: list[str], path: str, log: Callable[[str], None]
+) -> tuple[np.ndarray, list[str]]:
+    """The chosen (default: every numeric) columns as ``(rows, F)`` floats, and their names."""
+    first = rows[0][1]
+    if columns:
+        names = columns
+        missing = [c for c in names if c not in header]
+        if missing:
+            raise InputError(f"{path}: --columns {','.join(missing)} not in the header {header}")
+    else:
+        names = [h for i, h in enumerate(header) if i < len(first) and _is_number(first[i])]
+        if not names:
+            raise InputError(
+                f"{path}: no numeric column (header {header}, first data row {first}); "
+                "expected a header line of names, then one row of numbers per time step. "
+                "Pick columns with --columns NAME,..."
+            )
+    idx = [header.index(c) for c in names]
+    values = np.empty((len(rows), len(idx)), dtype=np.float64)
+    for r, (line, fields) in enumerate(rows):
+        if len(fields) != len(header):
+            raise InputError(
+                f"{path}: line {line} has {len(fields)} field(s); the header has {len(header)}"
+            )
+        for j, i in enumerate(idx):
+            if not _is_number(fields[i]):
+                raise InputError(
+                    f"{path}: line {line}, column {header[i]!r}: expected a number, got "
+                    f"{fields[i]!r}; fix the row or leave the column out with --columns"
+                )
+            values[r, j] = float(fields[i])
+    skipped = [h for h in header if h not in names]
+    log(
+        f"features ({len(names)}, in this order): {', '.join(names)}"
+        + (f"; not used: {', '.join(skipped)}" if skipped else "")
+    )
+    return values, names
 
 
 def _is_number(text: str) -> bool:
@@ -181,41 +277,52 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _series(data: str, columns: list[str]) -> np.ndarray:
-    if data in ("ibm", "demo"):
+def _series(
+    data: str, columns: list[str], log: Callable[[str], None]
+) -> tuple[np.ndarray, list[str]]:
+    if data in _BUILT_IN["forecast"]:
         from edgeseq.train.data import load_demo_series
 
-        return load_demo_series()[1].astype(np.float64)[:, None]
+        log("features (1): Close (IBM daily close, built in)")
+        return load_demo_series()[1].astype(np.float64)[:, None], ["Close"]
     header, rows = _read_csv(data)
-    return _numeric(header, rows, columns, data)
+    values, names = _numeric(header, rows, columns, data, log)
+    log(f"series: {len(values):,} time steps")
+    return values, names
 
 
-def _labelled_sequences(data: str, columns: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _labelled_sequences(
+    data: str, columns: list[str], log: Callable[[str], None]
+) -> tuple[np.ndarray, np.ndarray, list[str], list[str] | None]:
     if data == "basic-motions":
         from edgeseq.train.data import load_basic_motions
 
         x, y, names, _ = load_basic_motions()
-        return x, y, list(names)
+        log(f"features: {x.shape[-1]} unnamed channels (BasicMotions), {len(x)} sequences")
+        return x, y, list(names), None
     header, rows = _read_csv(data)
     if "sequence" not in header or "label" not in header:
         raise InputError(
-            f"{data}: a classify CSV needs 'sequence' and 'label' columns; the header has {header}"
+            f"{data}: a classify CSV needs 'sequence' and 'label' columns; the header has "
+            f"{header} (see `edgeseq train --help` for the format)"
         )
     feats = columns or [h for h in header if h not in ("sequence", "label")]
-    x_all = _numeric(header, rows, feats, data)
+    x_all, names = _numeric(header, rows, feats, data, log)
+    seq_col, label_col = header.index("sequence"), header.index("label")
     groups: dict[str, list[int]] = defaultdict(list)
-    for i, r in enumerate(rows):
-        groups[r[header.index("sequence")]].append(i)
+    for i, (_, r) in enumerate(rows):
+        groups[r[seq_col]].append(i)
     lengths = {len(v) for v in groups.values()}
     if len(lengths) != 1:
         raise InputError(
             f"{data}: every sequence must have the same number of rows; got "
             f"lengths {sorted(lengths)}"
         )
-    labels = sorted({r[header.index("label")] for r in rows})
+    labels = sorted({r[label_col] for _, r in rows})
     x = np.stack([x_all[idx] for idx in groups.values()]).astype(np.float32)
-    y = np.array([labels.index(rows[idx[0]][header.index("label")]) for idx in groups.values()])
-    return x, y, labels
+    y = np.array([labels.index(rows[idx[0]][1][label_col]) for idx in groups.values()])
+    log(f"sequences: {len(x)} of {x.shape[1]} rows; labels: {', '.join(labels)}")
+    return x, y, labels, names
 
 
 def _text(data: str) -> str:
