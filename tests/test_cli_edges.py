@@ -1,0 +1,146 @@
+"""What a new user meets at the CLI's edges, through the installed `edgeseq` command.
+
+Every user error is one line naming the command's own flags, with a non-zero exit;
+output locations are checked before training; help texts document the data formats;
+labels in reports say what they are.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from _cli import edgeseq, offline_model, one_error_line, sensor
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_train_creates_the_output_folder() -> None:
+    s = sensor()  # trained with -o <tmp>/not/yet/there/s.pt
+    assert s.checkpoint.is_file() and "wrote" in s.train_output
+
+
+def test_train_refuses_an_unwritable_output_before_training(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    done = edgeseq(
+        "train", "--task", "forecast", "--data", sensor().csv, "--epochs", "50",
+        "-o", tmp_path / "file" / "x.pt",
+    )  # fmt: skip
+    line = one_error_line(done)
+    assert "-o" in line and "file" in line
+    assert "epoch" not in done.stderr and "features" not in done.stdout  # nothing was read
+
+
+def _csv(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_train_messages_name_cli_flags(tmp_path: Path) -> None:
+    tiny = "sequence,label,a,b\n" + "".join(
+        f"{s},{'up' if s % 2 else 'down'},{t},{s}\n" for s in range(3) for t in range(4)
+    )
+    line = one_error_line(
+        edgeseq("train", "--task", "classify", "--data", _csv(tmp_path, "c.csv", tiny),
+                "-o", tmp_path / "c.pt")
+    )  # fmt: skip
+    assert "--val-fraction" in line and "val=" not in line and "val_fraction" not in line
+    text = _csv(tmp_path, "t.txt", "hello world, the quick brown fox.\n" * 5)
+    line = one_error_line(
+        edgeseq("train", "--task", "forecast", "--data", text, "-o", tmp_path / "f.pt")
+    )
+    assert "no numeric column" in line and "--columns" in line and "[]" not in line
+    line = one_error_line(
+        edgeseq("train", "--task", "forecast", "--data", _csv(tmp_path, "one.csv", "a,b\n1,2\n"),
+                "-o", tmp_path / "f.pt")
+    )  # fmt: skip
+    assert line.endswith("got 1 data row") and "1 rows" not in line
+    line = one_error_line(
+        edgeseq("train", "--task", "forecast", "--data", "ibm", "--columns", "x", "-o", "f.pt")
+    )
+    assert "--columns" in line and "ibm" in line
+
+
+def test_generate_on_a_float_model_speaks_cli() -> None:
+    line = one_error_line(edgeseq("generate", sensor().model, "--prompt", "hi"))
+    assert "not text" in line and "edgeseq stream" in line and "Preprocessing" not in line
+
+
+def test_stream_refuses_a_token_model(tmp_path: Path) -> None:
+    text = _csv(tmp_path, "t.txt", "the quick brown fox jumps over the lazy dog. " * 40)
+    ckpt, model = tmp_path / "lm.pt", tmp_path / "lm.onnx"
+    done = edgeseq("train", "--task", "generate", "--data", text, "--hidden", "8", "--seq-len",
+                   "16", "--max-steps", "2", "-o", ckpt)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert edgeseq("export", ckpt, "-o", model).returncode == 0
+    line = one_error_line(edgeseq("stream", model, input="1\n"))
+    assert "token ids" in line and "edgeseq generate" in line
+
+
+def _absurd_checkpoint(tmp_path: Path) -> Path:
+    payload = torch.load(sensor().checkpoint, weights_only=True)
+    cfg = json.loads(payload["config"])
+    cfg["hidden_size"] = 100_000_000  # 4e8 x 1e8 floats if it were built
+    payload["config"] = json.dumps(cfg)
+    path = tmp_path / "absurd.pt"
+    torch.save(payload, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["stream", "{model}", "--threads", "0"], "--threads"),
+        (["stream", "{model}", "--threads", "-3"], "--threads"),
+        (["generate", "{model}", "--threads", "0"], "--threads"),
+        (["stream", "{model}", "-i", "{tmp}/missing.csv"], "does not exist"),
+        (["quantize", "{tmp}/missing.onnx", "-o", "{tmp}/q.onnx", "--int8"], "does not exist"),
+        (["export", "{absurd}", "-o", "{tmp}/a.onnx"], "do not fit the stored"),
+        (["stream", "{model}", "--on-error", "ignore"], "--on-error"),
+        (["train", "--task", "forecast"], "--data"),
+        (["nosuchcommand"], "No such command"),
+    ],
+)
+def test_every_user_error_is_one_line(args: list[str], needle: str, tmp_path: Path) -> None:
+    absurd = _absurd_checkpoint(tmp_path) if "{absurd}" in args else ""
+    filled = [a.format(model=sensor().model, tmp=tmp_path, absurd=absurd) for a in args]
+    line = one_error_line(edgeseq(*filled, input=""))
+    assert needle in line, line
+    assert "--help" in line or "Usage" not in line
+
+
+def test_help_documents_every_task_data_format() -> None:
+    text = edgeseq("train", "--help").stdout
+    fmt = text[text.index("Data formats") : text.index("Examples")]
+    for task, needles in {
+        "forecast": ["header line of names", "one row per time step"],
+        "classify": ["'sequence' id column", "'label' column", "sequence,label,"],
+        "generate": ["text file"],
+    }.items():
+        assert task in fmt and all(n in fmt for n in needles), (task, fmt)
+    readme = (ROOT / "README.md").read_text()
+    assert "sequence,label," in readme and "one row per time step" in readme
+
+
+def test_top_level_help_uses_documented_data_names() -> None:
+    top = edgeseq("--help").stdout
+    train = " ".join(edgeseq("train", "--help").stdout.split())
+    used = re.findall(r"--data (\S+)", top)
+    assert used, top
+    for name in used:
+        assert f"{name} (" in train, f"`--data {name}` in `edgeseq --help` is not in train --help"
+
+
+def test_verify_labels_final_states_and_offline_mode() -> None:
+    s = sensor()
+    done = edgeseq("verify", s.checkpoint, s.model)
+    assert done.returncode == 0, done.stderr
+    assert "state_out." in done.stdout and "state_in." not in done.stdout
+    done = edgeseq("verify", "test_export_support:build_bidirectional", offline_model(),
+                   cwd=ROOT / "tests")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "(mode offline)" in done.stdout and "mode native" not in done.stdout
