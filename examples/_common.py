@@ -6,8 +6,9 @@ every printed number, checks streaming parity, saves plots, and finally writes
 ``results.json`` into the example's artifacts directory (``run_all.py`` gathers them).
 
 Quick mode (``--quick`` or ``EDGESEQ_QUICK=1``) trains on a small slice for a few
-seconds; its plots go to the artifacts directory, so they never overwrite the committed
-full-run plots in ``examples/plots/``.
+seconds. Plots of every run go to the artifacts directory, so running an example never
+changes the committed gallery in ``examples/plots/``; only a full run with ``--gallery``
+(``make plots``) writes there.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ class Run:
     name: str
     quick: bool
     seed: int
-    out: Path  # models and results.json (and plots in quick mode)
-    plots: Path
+    out: Path  # models, results.json and plots
+    plots: Path  # = out, or examples/plots/ for a gallery refresh (--gallery)
     args: argparse.Namespace | None = None  # the parsed command line
     results: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
@@ -174,13 +175,20 @@ def start(
         default=None,
         help="artifacts directory (default examples/artifacts/NAME)",
     )
+    parser.add_argument(
+        "--gallery",
+        action="store_true",
+        help="full run that refreshes the committed plot in examples/plots/ (make plots)",
+    )
     if add_args is not None:
         add_args(parser)
     args = parser.parse_args(argv)
     quick = args.quick or os.environ.get("EDGESEQ_QUICK", "") not in ("", "0")
+    if quick and args.gallery:
+        parser.error("--gallery refreshes the committed plots from a full run; drop --quick")
     out = args.out or ARTIFACTS / (name + ("-quick" if quick else ""))
     out.mkdir(parents=True, exist_ok=True)
-    run = Run(name, quick, args.seed, out, out if quick else PLOTS, args)
+    run = Run(name, quick, args.seed, out, PLOTS if args.gallery else out, args)
     print(f"== {name}{' (quick)' if quick else ''} ==", flush=True)
     import torch
 

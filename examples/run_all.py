@@ -1,9 +1,10 @@
 """Run every example and gather what they printed into one results file.
 
-``python examples/run_all.py`` runs the full examples (the numbers and plots of
-examples/README.md) and writes ``examples/results.json``; ``--quick`` runs the
-few-second smoke versions and writes ``examples/artifacts/results-quick.json``
-instead, so the committed results are never overwritten by a smoke run.
+``python examples/run_all.py`` runs the full examples and writes
+``examples/artifacts/results.json``; ``--quick`` runs the few-second smoke versions and
+writes ``examples/artifacts/results-quick.json``. Only ``--gallery`` (``make plots``)
+writes the committed files: the plots in ``examples/plots/`` and the numbers of
+examples/README.md in ``examples/results.json``.
 ``--only 01,04`` picks examples by number. Each example runs in its own process;
 one failure does not stop the others, but the exit status is 1.
 
@@ -26,18 +27,30 @@ from _common import ARTIFACTS, EXAMPLES
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke runs on small slices")
+    parser.add_argument(
+        "--gallery",
+        action="store_true",
+        help="full runs that refresh the committed plots and examples/results.json",
+    )
     parser.add_argument("--only", default="", help="comma-separated numbers, e.g. 01,04")
     args = parser.parse_args(argv)
     scripts = sorted(EXAMPLES.glob("[0-9][0-9]_*.py"))
     if args.only:
         wanted = {s.strip().zfill(2) for s in args.only.split(",")}
         scripts = [s for s in scripts if s.name[:2] in wanted]
-    target = ARTIFACTS / "results-quick.json" if args.quick else EXAMPLES / "results.json"
+    if args.quick and args.gallery:
+        parser.error("--gallery refreshes the committed results from full runs; drop --quick")
+    target = (
+        EXAMPLES / "results.json"
+        if args.gallery
+        else ARTIFACTS / ("results-quick.json" if args.quick else "results.json")
+    )
+    flags = ["--quick"] if args.quick else ["--gallery"] if args.gallery else []
     merged = json.loads(target.read_text()) if target.exists() else {}
     failed = []
     for script in scripts:
         name = script.stem
-        cmd = [sys.executable, str(script)] + (["--quick"] if args.quick else [])
+        cmd = [sys.executable, str(script), *flags]
         print(f"\n$ {' '.join(cmd[1:])}", flush=True)
         t0 = time.perf_counter()
         code = subprocess.run(cmd, cwd=EXAMPLES.parent).returncode

@@ -69,3 +69,43 @@ def test_example_quick(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[
     assert pngs and all(p.stat().st_size > 1000 for p in pngs), pngs
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["tables"].keys() == results["tables"].keys()
+
+
+def test_only_a_gallery_refresh_writes_the_committed_plots(tmp_path: Path) -> None:
+    """Ordinary and quick runs plot into their artifacts folder; --gallery into plots/."""
+    import hashlib
+
+    import torch
+
+    if str(EXAMPLES) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES))
+    common = importlib.import_module("_common")  # as the examples import it
+    committed = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in common.PLOTS.glob("*")}
+    threads = torch.get_num_threads()
+    try:
+        run = common.start("01_stock_forecast", "Stock.", ["--out", str(tmp_path)])
+        assert run.plots == tmp_path and not run.quick
+        plt = run.pyplot()
+        run.save_plot(plt.figure(figsize=(2, 2)), "01_stock_forecast.png")
+        assert (tmp_path / "01_stock_forecast.png").stat().st_size > 0
+        gallery = common.start("01_stock_forecast", "Stock.", ["--out", str(tmp_path), "--gallery"])
+        assert gallery.plots == common.PLOTS
+        with pytest.raises(SystemExit):
+            common.start("01_stock_forecast", "Stock.", ["--quick", "--gallery"])
+    finally:
+        torch.set_num_threads(threads)
+    assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in common.PLOTS.glob("*")} == (
+        committed
+    )
+
+
+def test_run_all_writes_committed_results_only_for_the_gallery(tmp_path: Path) -> None:
+    run_all = _load("run_all")
+    run_all.ARTIFACTS, run_all.EXAMPLES = tmp_path / "artifacts", tmp_path / "examples"
+    run_all.EXAMPLES.mkdir()  # holds no example scripts: nothing runs, only the results file
+    assert run_all.main([]) == 0 and (run_all.ARTIFACTS / "results.json").exists()
+    assert run_all.main(["--quick"]) == 0 and (run_all.ARTIFACTS / "results-quick.json").exists()
+    assert not (run_all.EXAMPLES / "results.json").exists()
+    assert run_all.main(["--gallery"]) == 0 and (run_all.EXAMPLES / "results.json").exists()
+    with pytest.raises(SystemExit):
+        run_all.main(["--quick", "--gallery"])
