@@ -2,6 +2,7 @@
 #   make demo   train, export, verify and stream the embedded forecaster
 #   make test   the test suite
 # Both create (or reuse) a virtual environment in $(VENV) and install what they need.
+#   make wheel  dist/edgeseq-*.whl (and the sdist) to copy to a device: pip install it there
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -9,6 +10,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.edgeseq-installed
 TRITON := .cache/triton/install.json
 PYTEST_ARGS ?=
+DIST   ?= dist
 LINT   := $(wildcard edgeseq exporters runtime serve tests examples benchmarks scripts)
 # Wheels whose stateful ONNX models tests/test_catalogue.py streams (read, never installed)
 WHEELS := .cache/wheels
@@ -22,7 +24,7 @@ JS      := runtime-js
 JS_STAMP := $(JS)/node_modules/.edgeseq-installed
 BROWSER_JS := tests/browser/node_modules/.edgeseq-installed
 
-.PHONY: demo test install lint bench examples plots arm64-check triton clean js-install js-test
+.PHONY: demo test install lint bench examples plots wheel arm64-check triton clean js-install js-test
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -78,6 +80,14 @@ bench: $(STAMP) $(JS_STAMP)
 
 examples: $(STAMP)
 	$(BIN)/python examples/run_all.py
+
+# refreshes the committed gallery: examples/plots/*.png and examples/results.json
+plots: $(STAMP)
+	$(BIN)/python examples/run_all.py --gallery
+
+# the wheel is built from the sdist, so stale files in build/ never end up in it
+wheel: $(STAMP)
+	$(BIN)/python -m build --no-isolation --outdir $(DIST) .
 
 arm64-check: $(STAMP)
 	$(BIN)/python scripts/arm64-check $(MODEL)
