@@ -84,6 +84,8 @@ def test_matching_graph_passes() -> None:
         (lambda d: d["preprocessing"].update(mean=[0.0] * 3), "preprocessing.mean"),
         (lambda d: d["preprocessing"].update(std=[1e-40] * 4), "preprocessing.std"),
         (lambda d: d["preprocessing"].update(out_std=[float("inf")]), "preprocessing.out_std"),
+        (lambda d: d["model"]["extra"].update(features="temp"), "model.extra.features"),
+        (lambda d: d["model"]["extra"].update(features=["a", ""]), "model.extra.features"),
     ],
 )
 def test_malformed_contract_names_the_field(mutate, field: str) -> None:
@@ -91,6 +93,16 @@ def test_malformed_contract_names_the_field(mutate, field: str) -> None:
     mutate(data)
     with pytest.raises(ContractError, match=f"'{__import__('re').escape(field)}"):
         Contract.from_json(json.dumps(data))
+
+
+def test_feature_names_are_optional() -> None:
+    """Contracts written before names were recorded load unchanged, hash and all."""
+    old = make_contract()
+    assert old.features is None and "features" not in old.to_json()
+    named = Contract.from_json(
+        old.to_json().replace('"extra":{}', '"extra":{"features":["a","b","c","d"]}')
+    )
+    assert named.features == ["a", "b", "c", "d"] and named.hash() != old.hash()
 
 
 def test_not_json_and_missing_metadata() -> None:
