@@ -1,13 +1,16 @@
-"""Smoke test of the benchmark suite: it runs on a tiny setting and reports every section.
+"""The benchmark suite on a tiny setting: every section, and honest arithmetic.
 
-Benchmarks are not tests: nothing here checks a figure, only that the suite runs, writes
-its JSON and markdown, and keeps hand-written notes.
+Benchmarks are not tests, so no figure is held to a speed here. What is checked: the
+suite runs, writes its JSON and markdown and keeps hand-written notes; every timed record
+is consistent (p10 <= median <= p90, rates = frames per call / time); and every ratio the
+report states (targets, "x native") is computed from the timings it reports.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +109,70 @@ def test_config_refuses_unknown_cells() -> None:
         BenchConfig(cells=("lstm", "transformer"))
     result = CliRunner().invoke(main, ["bench", "--cells", "tcn"])
     assert result.exit_code != 0 and "lstm, gru, rnn" in result.output
+
+
+def _timed_records(cell: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    found = [(f"latency.{k}", r) for k, r in cell["latency"].items()]
+    found += [(f"streams.{k}", r) for k, r in cell["streams"].items() if isinstance(r, dict)]
+    found += [(f"chunks.{k}", r) for k, r in cell["chunks"].items()]
+    found += [(f"modes.{k}", r) for k, r in cell["modes"].items()]
+    return [(name, r) for name, r in found if r.get("available")]
+
+
+def test_every_timed_record_is_consistent(quick_run: tuple[dict, str, Path]) -> None:
+    cell = quick_run[0]["cells"]["lstm"]
+    records = _timed_records(cell)
+    names = {n for n, _ in records}
+    want = {f"latency.{k}" for k in ("predictor", "session_run", "torch_eager", "identity")}
+    want |= {f"streams.{k}" for k in ("pool", "loop_predictors", "ort_batched")}
+    want |= {f"chunks.{k}" for k in ("1", "8", "32", "128")}
+    want |= {f"modes.{k}" for k in ("native", "unrolled", "int8", "fp16", "ort")}
+    assert want <= names, sorted(want - names)
+    for name, r in records:
+        assert r["n"] >= 1 and 0 < r["p10"] <= r["median"] <= r["p90"], name
+        k = r["frames_per_call"]
+        assert r["fps"] == pytest.approx(k / r["median"], rel=1e-9), name
+        assert r["fps_p10"] == pytest.approx(k / r["p90"], rel=1e-9), name
+        assert r["fps_p90"] == pytest.approx(k / r["p10"], rel=1e-9), name
+    sizes = [r["frames_per_call"] for r in cell["chunks"].values()]
+    assert [int(t) for t in cell["chunks"]] == sizes
+    for variant, r in cell["export"].items():
+        if r.get("available"):
+            assert r["median_s"] == pytest.approx(statistics.median(r["runs_s"])), variant
+    for proc in ("runtime", "torch", "python"):
+        f = cell["footprint"][proc]
+        assert f["wall_min_s"] <= f["wall_s"] <= f["wall_max_s"], proc
+
+
+def test_every_reported_ratio_is_computed_from_the_reported_timings(
+    quick_run: tuple[dict, str, Path],
+) -> None:
+    results, printed, _ = quick_run
+    c = results["cells"]["lstm"]
+    lat, streams, chunks, modes = c["latency"], c["streams"], c["chunks"], c["modes"]
+    runtime = c["footprint"]["runtime"]
+    expected = {  # each target's figure, recomputed here from the records themselves
+        "predictor_vs_session_run": lat["predictor"]["median"] / lat["session_run"]["median"],
+        "predictor_vs_identity": lat["predictor"]["median"] / lat["identity"]["median"],
+        "torch_eager_speedup": lat["torch_eager"]["median"] / lat["predictor"]["median"],
+        "pool_vs_loop": streams["pool"]["fps"] / streams["loop_predictors"]["fps"],
+        "chunk32_vs_chunk1": chunks["32"]["fps"] / chunks["1"]["fps"],
+        "int8_size": modes["int8"]["size_bytes"] / modes["native"]["size_bytes"],
+        "int8_latency": modes["int8"]["median"] / modes["native"]["median"],
+        "runtime_wall": runtime["wall_s"],
+        "runtime_rss": runtime["rss_mb"],
+    }
+    assert set(expected) == {t.key for t in TARGETS}
+    limits = {t.key: t for t in TARGETS}
+    for rec in results["targets"]:
+        res, target = rec["results"]["lstm"], limits[rec["key"]]
+        assert res["status"] != "not available", (rec["key"], res)  # all measured here
+        assert res["value"] == pytest.approx(expected[rec["key"]], rel=1e-12), rec["key"]
+        met = res["value"] <= target.limit if target.kind == "max" else res["value"] >= target.limit
+        assert res["status"] == ("met" if met else "missed"), rec["key"]
+        shown = f"{res['value']:.3g}{target.unit} {res['status']}"
+        assert shown in printed, (rec["key"], shown)
+    for variant, r in modes.items():  # section 4's "x native" columns
+        if r.get("available"):
+            assert f"{r['median'] / modes['native']['median']:.2f}×" in printed, variant
+            assert f"{r['size_bytes'] / modes['native']['size_bytes']:.2f}×" in printed, variant
