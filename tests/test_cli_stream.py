@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import subprocess
 import threading
 
@@ -34,6 +35,8 @@ def test_train_records_feature_names_and_stream_picks_them() -> None:
     s = sensor()
     assert "features (3, in this order): temp, rh, pressure; not used: time" in s.train_output
     assert StreamingPredictor(s.model).contract.features == list(COLUMNS)
+    shown = edgeseq("inspect", s.model).stdout
+    assert re.search(r"^features\s+temp, rh, pressure$", shown, re.M), shown
     # the training CSV itself, timestamp column and all, streams as the model was trained
     done = edgeseq("stream", s.model, "-i", s.csv)
     assert done.returncode == 0, done.stderr

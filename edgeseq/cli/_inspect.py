@@ -49,6 +49,7 @@ def describe_model(
         ("left context", m.extra.get("context")),
         ("window", m.extra.get("window")),
         ("sample rate", m.extra.get("rate")),
+        ("features", ", ".join(c.features) if c.features else None),
         ("exporter", c.producer.get("exporter", "?")),
         ("contract", f"v{c.version} {c.hash()}"),
     ]
