@@ -167,3 +167,30 @@ def test_quantize_data_reads_csv_like_stream(tmp_path) -> None:
     line = one_error_line(edgeseq("quantize", s.model, "-o", out, "--int8", "--data", bare,
                                   "--columns", "2,3,4"))  # fmt: skip
     assert "line 51" in line and "empty" in line
+
+
+def test_windowed_model_from_csv_and_a_wav_whose_tail_completes_no_window(tmp_path) -> None:
+    """One line per completed window; a call that completes none prints nothing (no crash)."""
+    import wave
+
+    from _models import VAD_CONTEXT, zoo
+
+    vad = zoo.get("vad")
+    opts = ["--state", "state:stateN:2,batch,16", "--constant", "sr=16000"]
+    opts += ["--context", str(VAD_CONTEXT), "--window", "8"]
+    x = np.round(np.random.default_rng(0).standard_normal(4100) * 0.2, 4).astype(np.float32)
+    p = StreamingPredictor(vad, state={"state": "stateN"}, constants={"sr": np.array(16000)},
+                           context=VAD_CONTEXT, window=8)  # fmt: skip
+    want = p.step(x[:44])[:, 0]  # 5 windows; 4 samples stay pending
+    done = edgeseq("stream", vad, *opts, input="".join(f"{v}\n" for v in x[:44]))
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_allclose([float(v) for v in done.stdout.split()], want, atol=1e-6)
+    pcm = np.round(x * 10000).astype(np.int16)  # 4096 samples, then a 4-sample block
+    with wave.open(str(tmp_path / "a.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(pcm.astype("<i2").tobytes())
+    done = edgeseq("stream", vad, *opts, "-i", tmp_path / "a.wav")
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.split()) == 4096 // 8 and "512 outputs streamed" in done.stderr

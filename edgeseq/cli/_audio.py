@@ -90,7 +90,8 @@ def stream_audio(predictor, blocks: Iterator[np.ndarray], rate: int, out, fmt: s
     for block in blocks:
         y = predictor.step(block)
         values = y if not isinstance(y, dict) else next(iter(y.values()))
-        rows = np.asarray(values).reshape(len(values), -1) if window else [np.ravel(values)]
+        arr = np.asarray(values)  # with windows: [k, ...], k = 0 when none completed
+        rows = (arr.reshape(len(arr), -1) if arr.size else []) if window else [np.ravel(arr)]
         for row in rows:
             n += 1
             end = n * window / rate if window else None
