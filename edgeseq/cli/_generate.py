@@ -52,8 +52,8 @@ def generate_text(
     if not predictor.engine.frames.is_int or not predictor.contract.preprocessing.vocab:
         raise click.ClickException(
             f"{model} takes {predictor.engine.frames.describe()}, not text: `edgeseq generate` "
-            "needs a text model (edgeseq train --task generate, then edgeseq export). Stream "
-            "numeric frames with: edgeseq stream MODEL"
+            "needs a text model with a vocabulary (edgeseq train --task generate, then edgeseq "
+            "export). Stream numeric frames with: edgeseq stream MODEL"
         )
     return predictor.generate(prompt, **options)
 

@@ -66,14 +66,9 @@ class TaskOptions:
 def train_task(opts: TaskOptions, out: str | Path) -> dict[str, Any]:
     """Train as ``opts`` says and write a checkpoint to ``out``; return a short summary.
 
-    The output folder is created (and checked writable) before anything is read or trained.
+    Everything that can be wrong with the request (the output folder, the data) is
+    checked before torch is imported and anything is trained.
     """
-    import torch
-
-    from edgeseq.train.checkpoint import save_checkpoint
-    from edgeseq.train.models import SeqConfig, SeqModel
-    from edgeseq.train.training import SequenceData, TrainConfig, fit, fit_stream
-
     if opts.task not in TASKS:
         raise InputError(f"task must be one of {TASKS}, got {opts.task!r}")
     _prepare_output(Path(out))
@@ -82,7 +77,14 @@ def train_task(opts: TaskOptions, out: str | Path) -> dict[str, Any]:
             f"--columns picks CSV columns; --data {opts.data} ({opts.task}) has none to pick. "
             "Drop --columns, or pass a CSV file."
         )
-    log = opts.log or (lambda _line: None)
+    data = _prepare(opts, opts.log or (lambda _line: None))
+
+    import torch
+
+    from edgeseq.train.checkpoint import save_checkpoint
+    from edgeseq.train.models import SeqConfig, SeqModel
+    from edgeseq.train.training import SequenceData, TrainConfig, fit, fit_stream
+
     torch.manual_seed(opts.seed)
     cfg = TrainConfig(
         epochs=opts.epochs,
@@ -95,78 +97,21 @@ def train_task(opts: TaskOptions, out: str | Path) -> dict[str, Any]:
         val_fraction=opts.val_fraction,
         patience=3 if opts.val_fraction > 0 else None,
     )
-    common = dict(
-        cell=opts.cell, hidden_size=opts.hidden_size, layers=opts.layers, dropout=opts.dropout
+    model = SeqModel(
+        SeqConfig(
+            **data.config,
+            cell=opts.cell,  # type: ignore[arg-type]
+            hidden_size=opts.hidden_size,
+            layers=opts.layers,
+            dropout=opts.dropout,
+        )
     )
-    extra: dict[str, Any] = {"task": opts.task, "data": opts.data}
-    if opts.task == "forecast":
-        frames, names = _series(opts.data, opts.columns, log)  # (L, F)
-        _check_validation(opts, len(frames) - 1, "time steps")
-        seen = frames[: len(frames) - round(len(frames) * cfg.val_fraction)]  # no peeking
-        mean, std = seen.mean(0), seen.std(0) + 1e-8
-        norm = ((frames - mean) / std).astype(np.float32)
-        model = SeqModel(
-            SeqConfig(
-                input_size=frames.shape[1],
-                output_size=frames.shape[1],
-                task="forecast",
-                extra={"features": names},
-                **common,
-            )
-        )
+    if data.stream:  # one long series: truncated BPTT, state carried across windows
         cfg.tbptt, cfg.batch_size = opts.tbptt, 1
-        result = fit_stream(model, norm[:-1], norm[1:], cfg)
-        extra["preprocessing"] = {
-            "mean": mean.tolist(),
-            "std": std.tolist(),
-            "out_mean": mean.tolist(),
-            "out_std": std.tolist(),
-        }
-    elif opts.task == "classify":
-        x, y, labels, names = _labelled_sequences(opts.data, opts.columns, log)
-        _check_validation(opts, len(x), "sequences")
-        mean = x.reshape(-1, x.shape[-1]).mean(0)
-        std = x.reshape(-1, x.shape[-1]).std(0) + 1e-8
-        model = SeqModel(
-            SeqConfig(
-                input_size=x.shape[-1],
-                output_size=len(labels),
-                topology="many_to_one",
-                task="classify",
-                extra={"labels": labels, **({"features": names} if names else {})},
-                **common,
-            )
-        )
-        result = fit(model, SequenceData(((x - mean) / std).astype(np.float32), y), cfg)
-        extra["preprocessing"] = {"mean": mean.tolist(), "std": std.tolist()}
+        result = fit_stream(model, data.x, data.y, cfg)
     else:
-        from edgeseq.train.data import Vocabulary
-
-        text = _text(opts.data)
-        vocab = Vocabulary.from_text(text)
-        ids = vocab.encode(text)
-        n = (len(ids) - 1) // opts.seq_len
-        if n < 2:
-            raise InputError(
-                f"{opts.data}: {len(ids)} characters is too short for windows of "
-                f"{opts.seq_len}; use a longer text or a smaller --seq-len."
-            )
-        log(f"text: {len(ids):,} characters, {len(vocab)} distinct, {n} windows of {opts.seq_len}")
-        _check_validation(opts, n, f"windows of --seq-len {opts.seq_len}")
-        x = ids[: n * opts.seq_len].reshape(n, opts.seq_len)
-        y = ids[1 : n * opts.seq_len + 1].reshape(n, opts.seq_len)
-        model = SeqModel(
-            SeqConfig(
-                input_size=min(32, len(vocab)),
-                vocab_size=len(vocab),
-                output_size=len(vocab),
-                task="generate",
-                **common,
-            )
-        )
-        result = fit(model, SequenceData(x, y), cfg)
-        extra["preprocessing"] = {"vocab": vocab.to_list()}
-    save_checkpoint(out, model, extra=extra)
+        result = fit(model, SequenceData(data.x, data.y), cfg)
+    save_checkpoint(out, model, extra={"task": opts.task, "data": opts.data, **data.extra})
     last = result.history[-1] if result.history else None
     return {
         "checkpoint": str(out),
@@ -176,6 +121,66 @@ def train_task(opts: TaskOptions, out: str | Path) -> dict[str, Any]:
         "val_loss": result.best_val_loss,
         "seconds": result.seconds,
     }
+
+
+@dataclass
+class _Prepared:
+    """A task's data, ready to train on (numpy only)."""
+
+    config: dict[str, Any]  # SeqConfig fields the data decides
+    x: np.ndarray
+    y: np.ndarray
+    stream: bool  # fit_stream over one series (forecast), else fit over rows
+    extra: dict[str, Any]  # for the checkpoint: preprocessing
+
+
+def _prepare(opts: TaskOptions, log: Callable[[str], None]) -> _Prepared:
+    if opts.task == "forecast":
+        frames, names = _series(opts.data, opts.columns, log)  # (L, F)
+        _check_validation(opts, len(frames) - 1, "time steps")
+        seen = frames[: len(frames) - round(len(frames) * opts.val_fraction)]  # no peeking
+        mean, std = seen.mean(0), seen.std(0) + 1e-8
+        norm = ((frames - mean) / std).astype(np.float32)
+        f = frames.shape[1]
+        config = dict(input_size=f, output_size=f, task="forecast", extra={"features": names})
+        scale = {"mean": mean.tolist(), "std": std.tolist()}
+        prep = {**scale, "out_mean": scale["mean"], "out_std": scale["std"]}
+        return _Prepared(config, norm[:-1], norm[1:], True, {"preprocessing": prep})
+    if opts.task == "classify":
+        x, y, labels, names = _labelled_sequences(opts.data, opts.columns, log)
+        _check_validation(opts, len(x), "sequences")
+        mean = x.reshape(-1, x.shape[-1]).mean(0)
+        std = x.reshape(-1, x.shape[-1]).std(0) + 1e-8
+        config = dict(
+            input_size=x.shape[-1],
+            output_size=len(labels),
+            topology="many_to_one",
+            task="classify",
+            extra={"labels": labels, **({"features": names} if names else {})},
+        )
+        prep = {"mean": mean.tolist(), "std": std.tolist()}
+        norm = ((x - mean) / std).astype(np.float32)
+        return _Prepared(config, norm, y, False, {"preprocessing": prep})
+    from edgeseq.vocab import Vocabulary
+
+    text = _text(opts.data)
+    vocab = Vocabulary.from_text(text)
+    ids = vocab.encode(text)
+    n = (len(ids) - 1) // opts.seq_len
+    if n < 2:
+        raise InputError(
+            f"{opts.data}: {len(ids)} characters is too short for windows of "
+            f"{opts.seq_len}; use a longer text or a smaller --seq-len."
+        )
+    log(f"text: {len(ids):,} characters, {len(vocab)} distinct, {n} windows of {opts.seq_len}")
+    _check_validation(opts, n, f"windows of --seq-len {opts.seq_len}")
+    x = ids[: n * opts.seq_len].reshape(n, opts.seq_len)
+    y = ids[1 : n * opts.seq_len + 1].reshape(n, opts.seq_len)
+    config = dict(
+        input_size=min(32, len(vocab)), vocab_size=len(vocab), output_size=len(vocab),
+        task="generate",
+    )  # fmt: skip
+    return _Prepared(config, x, y, False, {"preprocessing": {"vocab": vocab.to_list()}})
 
 
 def _prepare_output(out: Path) -> None:
