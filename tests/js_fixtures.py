@@ -188,6 +188,12 @@ def _stream_cli(out: Path, x: np.ndarray) -> list[dict[str, Any]]:
     bad.write_text("1,2,3\n4,5,6\n7,oops,9\n1,1,1\n")
     nan = out / "frames-nan.csv"
     nan.write_text("1,2,3\nnan,5,6\n")
+    # every kind of bad line (edgeseq/cli/_frames.py), stopped at or skipped
+    messy = out / "frames-messy.csv"
+    messy.write_bytes(b"a,b,c\n1,2,3\n1,,3\n4,5,6,\n7,8\nx,y,z\n1e39,1,1\n\xff1,2,3\n0.5,1_0,-2\n")
+    wide = out / "frames-wide.csv"  # more columns than the model takes, in another order
+    wide.write_text("t,c,b,a\n" + "".join(f"{k},{r[2]!r},{r[1]!r},{r[0]!r}\n"
+                                           for k, r in enumerate(x[:6].tolist())))  # fmt: skip
     return [
         _cli_case(out / "scaled.onnx", good),
         _cli_case(out / "classifier.onnx", good),
@@ -195,6 +201,11 @@ def _stream_cli(out: Path, x: np.ndarray) -> list[dict[str, Any]]:
         _cli_case(out / "lstm-unrolled.onnx", semi, "-d", ";"),
         _cli_case(out / "lstm-native.onnx", bad),
         _cli_case(out / "lstm-native.onnx", nan),
+        _cli_case(out / "lstm-native.onnx", messy),
+        _cli_case(out / "lstm-native.onnx", messy, "--on-error", "skip"),
+        _cli_case(out / "lstm-native.onnx", wide),
+        _cli_case(out / "lstm-native.onnx", wide, "--columns", "a,b,c"),
+        _cli_case(out / "lstm-native.onnx", wide, "--columns", "4,3,2"),
     ]
 
 

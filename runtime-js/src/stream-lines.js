@@ -1,9 +1,9 @@
 /**
- * The line format of `edgeseq stream`: CSV frames in, one output line per frame out, with
- * Python's number formatting (`repr(round(v, 6))`), so Node prints what Python prints.
+ * The line format of `edgeseq stream`: Python's number parsing (`float()`) for the frames
+ * read by `csv-frames.js`, and one output line per frame with Python's number formatting
+ * (`repr(round(v, 6))`), so Node prints what Python prints.
  */
 
-import { InputError } from "./errors.js";
 import { PyNumber, dumpsPython, pyFloatRepr, pyRound } from "./pyjson.js";
 
 // Python's float() literals: decimals with optional underscores between digits,
@@ -39,19 +39,6 @@ export function pyStrRepr(s) {
     else out += ch;
   }
   return `${quote}${out}${quote}`;
-}
-
-/**
- * One CSV line -> a frame (array of numbers), or null for a blank line, a `#` comment, or
- * a header on line 1. Throws `InputError` naming the line otherwise.
- */
-export function parseFrame(line, delimiter, lineno) {
-  const text = line.trim();
-  if (!text || text.startsWith("#")) return null;
-  const values = text.split(delimiter).map(pyFloat);
-  if (values.every((v) => v !== null)) return values;
-  if (lineno === 1) return null; // a header row
-  throw new InputError(`line ${lineno}: expected ${pyStrRepr(delimiter)}-separated numbers, got ${pyStrRepr(text.slice(0, 60))}`);
 }
 
 /** The output line `edgeseq stream` prints for frame `n` (1-based) with outputs `values`. */

@@ -5,7 +5,7 @@
 // (start at once), max=N (stop after N frames), window=N (frames on the chart).
 // window.edgeseq holds what a test reads: outputs, latencies (s), done, error.
 import { StreamingPredictor } from "edgeseq-runtime";
-import { parseFrame } from "../src/stream-lines.js";
+import { CsvFrames, FrameLayout } from "../src/csv-frames.js";
 import { $, fmtTime, param, showError, webOrt } from "./common.js";
 import { StripChart } from "./plot.js";
 
@@ -31,9 +31,12 @@ async function loadFrames(p) {
   if (!file && !url) return synthetic(F);
   const text = file ? await file.text() : await (await fetch(url)).text();
   const frames = [];
-  text.split(/\r?\n/).forEach((line, k) => {
-    const f = parseFrame(line, ",", k + 1);
-    if (f !== null) frames.push(f);
+  const csv = new CsvFrames(FrameLayout.of(p)); // the rules and messages of `edgeseq stream`
+  text.split("\n").forEach((line, k) => {
+    const item = csv.read(line, k + 1);
+    if (item === null) return;
+    if (item.values === undefined) throw new Error(`${item.where}: ${item.problem}`);
+    frames.push(item.values);
   });
   return frames.values();
 }
