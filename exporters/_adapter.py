@@ -1,12 +1,13 @@
-"""Make any module with nn.RNN/LSTM/GRU layers streamable without touching its code.
+"""Make any streamable module streamable without touching its code.
 
-Every recurrent layer is swapped (in a deep copy) for a :class:`_RecurrentProxy` that
-takes its initial state from the adapter's inputs and hands its final state back as
-outputs. The user's ``forward(x)`` runs unchanged: whatever state it passes to the
-layer is used only to learn the stream's initial value, then replaced.
+Every module a registered style claims (nn.RNN/LSTM/GRU layers, RNN cells stepped in a
+loop, convolutions over time; see ``_styles.py``) is swapped, in a deep copy, for a
+:class:`~edgeseq.exporters._proxy.StreamProxy` that takes its state from the adapter's
+inputs and hands its new state back as outputs. A ``forward(x, state=None) -> (y, state)``
+signature is streamed as it is (``_explicit.py``). The user's ``forward`` runs unchanged.
 
-How a layer runs (native op, unrolled cell) is a :class:`LayerRunner`, so the export
-algorithm is written once for every mode.
+How a recurrent layer runs (native op, unrolled cell) is a :data:`LayerRunner`, so the
+export algorithm is written once for every mode.
 """
 
 from __future__ import annotations
@@ -14,14 +15,22 @@ from __future__ import annotations
 import contextlib
 import copy
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import PackedSequence
 
 from edgeseq.errors import ExportError
+from edgeseq.exporters._explicit import ExplicitState, find_explicit_state, unflatten
+from edgeseq.exporters._proxy import LayerRunner, Probe, StreamProxy, probe_sequence
+from edgeseq.exporters._recurrent import (
+    LayerInfo,
+    NativeRunner,
+    RecurrentProxy,
+    find_recurrent_layers,
+)
+from edgeseq.exporters._styles import proxy_for
 
 __all__ = [
     "BareLayer",
@@ -32,12 +41,6 @@ __all__ = [
     "as_streamable",
     "eager",
     "find_recurrent_layers",
-]
-
-# A runner computes (y, state_out) for one layer from (x, state_in, lengths).
-LayerRunner = Callable[
-    [nn.RNNBase, torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor | None],
-    tuple[torch.Tensor, tuple[torch.Tensor, ...]],
 ]
 
 
@@ -55,131 +58,15 @@ def eager() -> Iterator[None]:
             yield
 
 
-def NativeRunner(
-    rnn: nn.RNNBase, x: torch.Tensor, state: tuple[torch.Tensor, ...], lengths: torch.Tensor | None
-) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-    """Run the layer itself; torch.onnx turns it into an ONNX LSTM/GRU/RNN node.
-
-    ``lengths`` is wired into the node's ``sequence_lens`` after export (see _onnx.py).
-    """
-    if rnn.mode == "LSTM":
-        y, (h, c) = rnn(x, (state[0], state[1]))
-        return y, (h, c)
-    y, h = rnn(x, state[0])
-    return y, (h,)
-
-
-@dataclass(frozen=True)
-class LayerInfo:
-    """One recurrent layer found in a module: its path and what it is."""
-
-    path: str
-    cell: str  # rnn, lstm, gru
-    layers: int
-    hidden_size: int
-    bidirectional: bool
-    batch_first: bool
-    proj_size: int = 0
-
-    @property
-    def state_names(self) -> tuple[str, ...]:
-        return ("h", "c") if self.cell == "lstm" else ("h",)
-
-
-def find_recurrent_layers(model: nn.Module) -> list[LayerInfo]:
-    """Every nn.RNN / nn.LSTM / nn.GRU in ``model``, in registration order."""
-    found = []
-    for path, mod in model.named_modules():
-        if isinstance(mod, nn.RNNBase):
-            found.append(
-                LayerInfo(
-                    path=path or "rnn",
-                    cell={"RNN_TANH": "rnn", "RNN_RELU": "rnn"}.get(mod.mode, mod.mode.lower()),
-                    layers=mod.num_layers,
-                    hidden_size=mod.hidden_size,
-                    bidirectional=mod.bidirectional,
-                    batch_first=mod.batch_first,
-                    proj_size=getattr(mod, "proj_size", 0),
-                )
-            )
-    return found
-
-
-class _RecurrentProxy(nn.Module):
-    """Stands in for one recurrent layer; state flows through ``state_in``/``state_out``."""
-
-    def __init__(self, rnn: nn.RNNBase, info: LayerInfo, runner: LayerRunner) -> None:
-        super().__init__()
-        self.rnn = rnn
-        self.info = info
-        self.runner = runner
-        self.state_in: tuple[torch.Tensor, ...] | None = None
-        self.state_out: tuple[torch.Tensor, ...] | None = None
-        self.lengths: torch.Tensor | None = None
-        self.frames: tuple[int, int] | None = None  # the graph input's (batch, time)
-        self.user_state: tuple[torch.Tensor, ...] | None = None
-        self.initial: tuple[torch.Tensor, ...] | None = None  # what a plain forward started from
-        self.calls = 0
-
-    def __getattr__(self, name: str):
-        """User code reads the layer's attributes (hidden_size, num_layers...): delegate."""
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(self._modules["rnn"], name)
-
-    def forward(self, x: torch.Tensor, hx=None):  # signature mirrors nn.RNNBase
-        if isinstance(x, PackedSequence):
-            raise ExportError(
-                f"layer {self.info.path!r} received a PackedSequence (pack_padded_sequence). "
-                "Streaming export needs padded tensors: pass (batch, time, features) to the "
-                "layer and let edgeseq carry valid lengths (the graph's `lengths` input), or "
-                "unpack before the layer."
-            )
-        self.calls += 1
-        if self.calls > 1:
-            raise ExportError(
-                f"layer {self.info.path!r} is called more than once per forward; edgeseq "
-                "streams layers that run once per call. Use separate layers instead."
-            )
-        if hx is not None:
-            self.user_state = tuple(hx) if isinstance(hx, tuple) else (hx,)
-        state = self.state_in
-        if state is None:  # plain forward, e.g. while probing initial states
-            state = self.user_state or _zeros_state(self.rnn, x)
-            self.initial = state
-        y, out = self.runner(self.rnn, x, state, self._aligned_lengths(x))
-        self.state_out = out
-        return y, (out if self.info.cell == "lstm" else out[0])
-
-    def _aligned_lengths(self, x: torch.Tensor) -> torch.Tensor | None:
-        """``lengths`` if this layer sees the graph's own (batch, time) frames, else None.
-
-        A model that reshapes frames before the layer (e.g. every frame as its own
-        one-step sequence) has rows that are not the graph's rows: no mask applies.
-        """
-        if self.lengths is None or self.frames is None:
-            return None
-        b, t = (x.shape[0], x.shape[1]) if self.rnn.batch_first else (x.shape[1], x.shape[0])
-        return self.lengths if (b, t) == self.frames else None
-
-
-def _zeros_state(rnn: nn.RNNBase, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    batch = x.shape[0] if rnn.batch_first else x.shape[1]
-    dirs = 2 if rnn.bidirectional else 1
-    h_size = rnn.proj_size if getattr(rnn, "proj_size", 0) else rnn.hidden_size
-    h = x.new_zeros(rnn.num_layers * dirs, batch, h_size)
-    if rnn.mode == "LSTM":
-        return (h, x.new_zeros(rnn.num_layers * dirs, batch, rnn.hidden_size))
-    return (h,)
-
-
 class StreamAdapter(nn.Module):
     """``forward(x, [lengths,] *state_in) -> (*outputs, *state_out)`` around a user module.
 
     ``x`` is ``(batch, time, ...)``; ``lengths`` ``(batch,)`` int32 valid frames, an input
-    only for runners that mask (native nodes get it wired after export); each state is
-    ``(layers*dirs, batch, hidden)``.
+    when the mode masks padded frames or a module needs it (a conv cache); native nodes get
+    it wired after export. States come in :meth:`state_keys` order: the explicit state's
+    tensors, then each proxy's (recurrent layers ``(layers*dirs, batch, hidden)``, cells
+    ``(1, batch, hidden)``, conv caches ``(batch, channels, frames)``). Call
+    :meth:`prepare` with an example before anything else (plain calls do it themselves).
     """
 
     def __init__(
@@ -194,67 +81,167 @@ class StreamAdapter(nn.Module):
         self.carry_state = carry_state  # False: offline, each call starts from the initial state
         self.inner = copy.deepcopy(model).eval()
         self.layers = find_recurrent_layers(self.inner)
-        self.proxies: list[_RecurrentProxy] = []
-        for info in self.layers:
-            parent_path, _, attr = info.path.rpartition(".")
+        self.proxies: list[StreamProxy] = []
+        claimed: list[str] = []
+        for path, mod in list(self.inner.named_modules()):
+            kind = proxy_for(mod)
+            if kind is None or not path or any(path.startswith(c + ".") for c in claimed):
+                continue
+            parent_path, _, attr = path.rpartition(".")
             parent = self.inner.get_submodule(parent_path) if parent_path else self.inner
-            rnn = getattr(parent, attr) if attr else self.inner
-            proxy = _RecurrentProxy(rnn, info, runner)
+            proxy = kind(mod, path, runner)
             setattr(parent, attr, proxy)
             self.proxies.append(proxy)
+            claimed.append(path)
+        self.explicit: ExplicitState | None = None
+        self.refusals: list[tuple[str, str]] = []  # (path, why) found while preparing
+        self.prepared = False
         self.n_outputs: int | None = None
 
-    # (path, state name) for every carried tensor, in input order
+    # ---- what is carried
+    def carried(self) -> list[StreamProxy]:
+        """The proxies whose state is a contract pair, in input order."""
+        return [p for p in self.proxies if p.carries] if self.carry_state else []
+
     def state_keys(self) -> list[tuple[str, str]]:
+        """(path, state name) for every carried tensor, in input order."""
         if not self.carry_state:
             return []
-        return [(i.path, n) for i in self.layers for n in i.state_names]
+        keys = [(self.explicit.param, n) for n in self.explicit.names] if self.explicit else []
+        return keys + [(p.path, n) for p in self.carried() for n in p.state_names]
+
+    def state_axes(self) -> list[int]:
+        """The batch axis of every carried tensor, in :meth:`state_keys` order."""
+        if not self.carry_state:
+            return []
+        axes = list(self.explicit.batch_axes) if self.explicit else []
+        return axes + [p.batch_axis for p in self.carried() for _ in p.state_names]
+
+    def streamed(self) -> list[dict[str, Any]]:
+        """How each streamed module and the explicit state stream (the contract records it)."""
+        out = [p.facts() for p in self.proxies]
+        if self.explicit is not None:
+            e = self.explicit
+            out.append({"path": e.param, "style": "explicit_state", "carried": e.names})
+        return out
+
+    def needs_lengths(self) -> bool:
+        """Whether the graph must take ``lengths`` whatever the mode (e.g. a conv cache)."""
+        return any(p.needs_lengths() for p in self.carried())
+
+    def one_step(self) -> bool:
+        """Whether a module runs once per frame (a cell loop): a native graph is one step."""
+        return any(p.one_step() for p in self.proxies)
+
+    # ---- probing: fix what is static for the graph, or refuse
+    def prepare(self, x: torch.Tensor, *, collect: bool = False) -> None:
+        """Run the user's forward on probe sequences like ``x`` and settle every proxy.
+
+        Raises :class:`ExportError` for the first module that cannot stream (with
+        ``collect``, keeps them in :attr:`refusals` instead) or when forward fails.
+        """
+        if self.prepared:
+            return
+        batch, frames = max(2, x.shape[0]), max(4, x.shape[1])
+        x = torch.cat([x] * batch, dim=0)[:batch] if x.shape[0] < batch else x
+        try:
+            self.explicit = find_explicit_state(
+                self.inner,
+                self._call,
+                probe_sequence(x, frames, seed=10),
+                lambda: [p.user_state for p in self.proxies],
+                lambda: [p.initial for p in self.proxies],
+            )
+            if self.explicit is not None:
+                for p, fed in zip(self.proxies, self.explicit.fed):
+                    p.carry = p.carry and not fed
+            runs = [(frames, 11), (frames, 12), (frames + 3, 13)]
+            probes: list[list[Probe]] = [[] for _ in self.proxies]
+            for t, seed in runs:
+                seq = probe_sequence(x, t, seed=seed)
+                for p, rec in zip(self.proxies, probes):
+                    p.probe = Probe(t, batch)
+                    rec.append(p.probe)
+                try:
+                    self._call(seq)
+                finally:
+                    for p in self.proxies:
+                        p.probe = None
+        except ExportError:
+            raise
+        except Exception as exc:
+            raise ExportError(
+                f"model.forward(example) failed for an example of shape {tuple(x.shape)} "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). Pass "
+                "an example shaped (batch, time, features) as the model's forward expects."
+            ) from None
+        for p, rec in zip(self.proxies, probes):
+            p.settle(rec)
+            why = getattr(p, "refusal", None)
+            if why:
+                self.refusals.append((p.path, why))
+        if self.refusals and not collect:
+            raise ExportError(self.refusals[0][1])
+        self.prepared = True
+
+    def _call(self, x: torch.Tensor, *args: Any) -> Any:
+        self._reset()
+        return self.inner(x, *args)
 
     def _reset(self) -> None:
         for p in self.proxies:
-            p.calls = 0
-            p.state_in = p.state_out = p.lengths = p.frames = None
-            p.user_state = p.initial = None
+            p.reset()
 
+    def _split(self, out: Any) -> tuple[tuple[torch.Tensor, ...], list[torch.Tensor]]:
+        """(outputs, explicit state leaves) of one forward's return value."""
+        if self.explicit is None:
+            return _as_tuple(out), []
+        y, leaves = self.explicit.split(out)
+        return _as_tuple(y), leaves
+
+    # ---- eager calls
     def run_plain(self, x: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], list[torch.Tensor]]:
         """Call the user's forward with its own initial state; return outputs and final states."""
-        self._reset()
-        outs = _as_tuple(self.inner(x))
-        return outs, [t for p in self.proxies for t in (p.state_out or ())]
+        self.prepare(x)
+        outs, leaves = self._split(self._call(x))
+        return outs, leaves + [t for p in self.carried() for t in (p.state_out or ())]
 
     def initial_states(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The initial state the user's forward starts from (its own hx, or zeros)."""
+        """The initial state the user's forward starts from (its own, or zeros), in order."""
+        self.prepare(x)
         if not self.carry_state:
             return []
-        self._reset()
-        self.inner(x)
-        states = []
+        self._call(x)
+        states = self.explicit.initial(x.shape[0]) if self.explicit else []
         for p in self.proxies:
-            if p.initial is None:
+            if p.initial is None and isinstance(p, RecurrentProxy):
                 raise ExportError(
-                    f"layer {p.info.path!r} was not called by model.forward(example); every "
+                    f"layer {p.path!r} was not called by model.forward(example); every "
                     "recurrent layer must run once per call. Remove unused layers."
                 )
-            states.extend(p.initial)
+            if p.carries:
+                states.extend(p.initial or ())
         return states
 
     def forward(self, x: torch.Tensor, *rest: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``rest`` is ``(lengths, *states)`` when ``takes_lengths`` else ``states``."""
         lengths = rest[0] if self.takes_lengths else None
-        states = rest[1:] if self.takes_lengths else rest
+        states = list(rest[1:] if self.takes_lengths else rest)
         self._reset()
-        it = iter(states)
+        n_explicit = len(self.explicit.names) if self.explicit and self.carry_state else 0
+        own = iter(states[n_explicit:])
+        carried = self.carried()
         for p in self.proxies:
-            if self.carry_state:
-                p.state_in = tuple(next(it) for _ in p.info.state_names)
+            if p in carried:
+                p.state_in = tuple(next(own) for _ in p.state_names)
             p.lengths = lengths
             p.frames = (x.shape[0], x.shape[1])
-        outs = _as_tuple(self.inner(x))
+        args = [unflatten(states[:n_explicit], self.explicit.spec)] if n_explicit else []
+        outs, leaves = self._split(self.inner(x, *args))  # type: ignore[union-attr]
         self.n_outputs = len(outs)
         if not self.carry_state:
             return outs
-        carried = [t for p in self.proxies for t in (p.state_out or ())]
-        return (*outs, *carried)
+        return (*outs, *leaves, *[t for p in carried for t in (p.state_out or ())])
 
 
 class BareLayer(nn.Module):
@@ -279,7 +266,7 @@ def as_streamable(model: nn.Module) -> nn.Module:
     return BareLayer(model) if isinstance(model, nn.RNNBase) else model
 
 
-def _as_tuple(out: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+def _as_tuple(out: Any) -> tuple[torch.Tensor, ...]:
     if isinstance(out, torch.Tensor):
         return (out,)
     if isinstance(out, (tuple, list)) and all(isinstance(t, torch.Tensor) for t in out):
@@ -289,6 +276,6 @@ def _as_tuple(out: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor,
         got += " of " + ", ".join(type(t).__name__ for t in out)
     raise ExportError(
         f"model.forward must return a tensor or a flat tuple of tensors, got {got}. "
-        "Wrap the model so forward returns tensors only (e.g. drop the returned state: "
-        "edgeseq carries it)."
+        "Return the state only with a state argument, forward(x, state=None) -> (y, state), "
+        "or return tensors only (edgeseq carries the recurrent layers' state)."
     )

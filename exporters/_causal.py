@@ -18,6 +18,7 @@ from torch import nn
 
 from edgeseq.errors import ExportError
 from edgeseq.exporters._adapter import StreamAdapter
+from edgeseq.exporters._proxy import probe_sequence
 
 __all__ = ["check_streamable", "probe_sequence"]
 
@@ -25,22 +26,6 @@ __all__ = ["check_streamable", "probe_sequence"]
 Run = Callable[
     [torch.Tensor, list[torch.Tensor]], tuple[tuple[torch.Tensor, ...], list[torch.Tensor]]
 ]
-
-
-def probe_sequence(x: torch.Tensor, frames: int, seed: int = 0) -> torch.Tensor:
-    """A ``(batch, frames, ...)`` sequence like ``x`` but not periodic (tiling could hide a mean).
-
-    Float examples give normal noise at the example's scale; token examples give the
-    example's own ids at random positions, so every id is valid for the model.
-    """
-    g = torch.Generator().manual_seed(seed)
-    shape = (x.shape[0], frames, *x.shape[2:])
-    if x.dtype.is_floating_point:
-        scale = float(x.std()) if x.numel() > 1 and float(x.std()) > 0 else 1.0
-        return torch.randn(shape, generator=g, dtype=x.dtype) * scale + float(x.mean())
-    flat = x.reshape(-1)
-    idx = torch.randint(0, flat.numel(), shape, generator=g)
-    return flat[idx]
 
 
 def _chunked(run: Run, x: torch.Tensor, states: list[torch.Tensor], size: int):

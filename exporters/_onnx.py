@@ -155,17 +155,22 @@ def wire_lengths(proto: onnx.ModelProto, name: str = "lengths") -> int:
     return wired
 
 
-def keep_idle_state(proto: onnx.ModelProto, lengths: str, pairs: Sequence[tuple[str, str]]) -> None:
+def keep_idle_state(
+    proto: onnx.ModelProto,
+    lengths: str,
+    pairs: Sequence[tuple[str, str]],
+    layouts: Sequence[tuple[int, int]] | None = None,
+) -> None:
     """Make a row with ``lengths == 0`` leave its state unchanged.
 
     onnxruntime's recurrent ops return zeros in ``Y_h``/``Y_c`` for a row whose
     ``sequence_lens`` is 0, which would reset a stream that has no frames in a batched
     call (a pool stepping only some of its streams, or the tail of a longer row). Each
-    ``(state input, state output)`` pair ``(layers*dirs, batch, size)`` becomes
-    ``Where(lengths > 0, new state, state input)``.
+    ``(state input, state output)`` pair becomes ``Where(lengths > 0, new state, state
+    input)``. ``layouts`` gives each pair's ``(batch axis, rank)``; by default ``(1, 3)``,
+    the recurrent layers' ``(layers*dirs, batch, size)``.
     """
     h = onnx.helper
-    valid = "edgeseq_row_has_frames"
     nodes = [
         h.make_node(
             "Constant",
@@ -173,16 +178,28 @@ def keep_idle_state(proto: onnx.ModelProto, lengths: str, pairs: Sequence[tuple[
             ["edgeseq_zero_i32"],
             value=h.make_tensor("zero", onnx.TensorProto.INT32, [], [0]),
         ),
-        h.make_node(
-            "Constant",
-            [],
-            ["edgeseq_axes_0_2"],
-            value=h.make_tensor("axes", onnx.TensorProto.INT64, [2], [0, 2]),
-        ),
         h.make_node("Greater", [lengths, "edgeseq_zero_i32"], ["edgeseq_lengths_gt0"]),
-        h.make_node("Unsqueeze", ["edgeseq_lengths_gt0", "edgeseq_axes_0_2"], [valid]),
     ]
-    for s_in, s_out in pairs:
+    masks: dict[tuple[int, int], str] = {}
+    for (s_in, s_out), (axis, rank) in zip(pairs, layouts or [(1, 3)] * len(pairs)):
+        if (axis, rank) not in masks:  # lengths > 0 shaped to broadcast over this layout
+            others = [i for i in range(rank) if i != axis]
+            name = (
+                "edgeseq_row_has_frames"
+                if (axis, rank) == (1, 3)
+                else (f"edgeseq_row_has_frames_{axis}_{rank}")
+            )
+            axes_name = f"edgeseq_axes_{'_'.join(map(str, others))}"
+            nodes.append(
+                h.make_node(
+                    "Constant",
+                    [],
+                    [axes_name],
+                    value=h.make_tensor("axes", onnx.TensorProto.INT64, [len(others)], others),
+                )
+            )
+            nodes.append(h.make_node("Unsqueeze", ["edgeseq_lengths_gt0", axes_name], [name]))
+            masks[(axis, rank)] = name
         raw = f"{s_out}.raw"
         for node in proto.graph.node:
             for i, name in enumerate(node.output):
@@ -191,7 +208,7 @@ def keep_idle_state(proto: onnx.ModelProto, lengths: str, pairs: Sequence[tuple[
             for i, name in enumerate(node.input):
                 if name == s_out:
                     node.input[i] = raw
-        nodes.append(h.make_node("Where", [valid, raw, s_in], [s_out]))  # (1, batch, 1) mask
+        nodes.append(h.make_node("Where", [masks[(axis, rank)], raw, s_in], [s_out]))
     proto.graph.node.extend(nodes)
 
 

@@ -10,10 +10,17 @@ from typing import Any
 import torch
 
 from edgeseq.errors import ExportError
-from edgeseq.exporters._adapter import LayerInfo
-from edgeseq.exporters.modes import ModeSpec, get_mode
+from edgeseq.exporters._recurrent import LayerInfo
+from edgeseq.exporters.modes import MODES, ModeSpec, get_mode
 
-__all__ = ["check_args", "fit_example", "initial_values", "refuse_layers"]
+__all__ = [
+    "check_args",
+    "fit_example",
+    "initial_values",
+    "pick_mode",
+    "refuse_layers",
+    "refuse_nothing",
+]
 
 BACKENDS = ("torchscript", "dynamo")
 
@@ -71,14 +78,19 @@ def fit_example(x: Any, chunk: int | None) -> torch.Tensor:
     return x[:, :chunk] if chunk else x
 
 
-def initial_values(states: list[torch.Tensor], keys: list[tuple[str, str]]) -> list[Any]:
-    """Contract ``init`` for each state: "zeros", or batch-row-0 values if all rows agree."""
+def initial_values(
+    states: list[torch.Tensor], keys: list[tuple[str, str]], axes: list[int] | None = None
+) -> list[Any]:
+    """Contract ``init`` for each state: "zeros", or batch-row-0 values if all rows agree.
+
+    ``axes`` are the states' batch axes (default 1, the recurrent layers' layout).
+    """
     inits: list[Any] = []
-    for (path, name), s in zip(keys, states):
+    for (path, name), s, ax in zip(keys, states, axes or [1] * len(states)):
         if not torch.any(s):
             inits.append("zeros")
             continue
-        row = s[:, :1]
+        row = s.narrow(ax, 0, 1)
         if not torch.allclose(s, row.expand_as(s)):
             raise ExportError(
                 f"layer {path!r}: the initial state {name} the model passes differs between "
@@ -90,13 +102,43 @@ def initial_values(states: list[torch.Tensor], keys: list[tuple[str, str]]) -> l
     return inits
 
 
+def pick_mode(
+    mode: str | None, layers: list[LayerInfo], backend: str, offline: bool
+) -> tuple[str, str | None]:
+    """``mode``, or when None the first registered mode that can express every layer.
+
+    Returns the mode and, when it is not the first registered one, a note saying why.
+    """
+    if mode is not None:
+        return mode, None
+    first = next(iter(MODES))
+    why = None
+    for name, spec in MODES.items():
+        try:
+            refuse_layers(layers, spec, backend, offline)
+        except ExportError as exc:
+            why = why or str(exc).split(". ")[0]
+            continue
+        note = None if name == first else f"{why}: exported in mode {name!r} instead"
+        return name, note
+    return first, None  # every mode refuses: let the first say why
+
+
+def refuse_nothing(adapter: Any, offline: bool) -> None:
+    """Refuse a model with nothing to stream (or, offline, nothing recurrent to convert)."""
+    styles = {p.style for p in adapter.proxies}
+    if adapter.state_keys() or adapter.explicit or (offline and styles - {"conv_cache"}):
+        return
+    raise ExportError(
+        "the model has no nn.RNN/nn.LSTM/nn.GRU layer, no RNN cell stepped over time, no "
+        "causal convolution over time and no state argument, so there is no state to "
+        "stream and nothing for edgeseq to convert. Export it with torch.onnx directly "
+        "(see edgeseq.exporters.explain(model, example) for how each layer was read)."
+    )
+
+
 def refuse_layers(layers: list[LayerInfo], spec: ModeSpec, backend: str, offline: bool) -> None:
     """Refuse, by construction, layers this mode/backend cannot export or stream."""
-    if not layers:
-        raise ExportError(
-            "the model has no nn.RNN/nn.LSTM/nn.GRU layer, so there is no state to stream "
-            "and nothing for edgeseq to convert. Export it with torch.onnx directly."
-        )
     for info in layers:
         if info.bidirectional and not offline:
             raise ExportError(
@@ -108,7 +150,7 @@ def refuse_layers(layers: list[LayerInfo], spec: ModeSpec, backend: str, offline
             raise ExportError(
                 f"layer {info.path!r} is an LSTM with proj_size={info.proj_size}, which the "
                 "ONNX LSTM op cannot express. Export with mode='unrolled' (CLI: --mode "
-                "unrolled)."
+                "unrolled), or leave the mode unset and edgeseq picks it."
             )
     if backend == "dynamo" and spec.wire_native_lengths and any(i.cell == "rnn" for i in layers):
         raise ExportError(

@@ -31,11 +31,19 @@ from edgeseq.exporters._onnx import (
     torch_to_onnx,
     wire_lengths,
 )
-from edgeseq.exporters._validate import check_args, fit_example, initial_values, refuse_layers
+from edgeseq.exporters._validate import (
+    check_args,
+    fit_example,
+    initial_values,
+    pick_mode,
+    refuse_layers,
+    refuse_nothing,
+)
 from edgeseq.exporters.modes import get_mode
 
 __all__ = [
     "check_ops",
+    "expects_recurrent_ops",
     "export",
     "sibling_path",
     "state_input_name",
@@ -46,12 +54,16 @@ _GROW_T = 2  # frames the axis probe adds
 
 
 def state_input_name(path: str, name: str) -> str:
-    """Graph input carrying ``name`` (h or c) of the layer at module path ``path``."""
-    return f"state_in.{path}.{name}"
+    """Graph input carrying ``name`` (h, c, cache) of the module at ``path``.
+
+    For an explicit state, ``path`` is forward's argument and ``name`` the tensor's place
+    in it (``state_in.state.0.1``; a lone tensor has no name: ``state_in.state``).
+    """
+    return f"state_in.{path}.{name}" if name else f"state_in.{path}"
 
 
 def state_output_name(path: str, name: str) -> str:
-    return f"state_out.{path}.{name}"
+    return f"state_out.{path}.{name}" if name else f"state_out.{path}"
 
 
 def _probe_axes(run, x: torch.Tensor) -> list[tuple[int | None, int | None, list[Any], str]]:
@@ -84,7 +96,7 @@ def export(
     path: str | Path,
     *,
     example: torch.Tensor,
-    mode: str = "native",
+    mode: str | None = None,
     chunk: int | None = None,
     backend: Backend = "torchscript",
     facts: ModelFacts | None = None,
@@ -99,17 +111,28 @@ def export(
     ----------
     model
         Any module whose ``forward(x)`` takes batch-first ``x`` ``(batch, time, features)``
-        (or ``(batch, time)`` token ids) and returns a tensor or a tuple of tensors, calling
-        nn.RNN / nn.LSTM / nn.GRU layers inside (or such a layer itself). Its code is not
-        changed: every recurrent layer's state becomes a contract state pair
-        ``state_in.<path>.<h|c>`` ``(layers*dirs, batch, size)``; a state the forward passes
-        to a layer becomes the stream's initial value.
+        (or ``(batch, time)`` token ids) and returns a tensor or a tuple of tensors. Its
+        code is not changed; what it streams (see :data:`edgeseq.exporters.STYLES` and
+        :func:`edgeseq.exporters.explain`):
+
+        - nn.RNN / nn.LSTM / nn.GRU layers (or such a layer itself): each state becomes a
+          pair ``state_in.<path>.<h|c>`` ``(layers*dirs, batch, size)``; a state the
+          forward passes to a layer becomes the stream's initial value;
+        - nn.RNNCell / LSTMCell / GRUCell stepped in a Python loop over time: the loop body
+          is the step, ``state_in.<cell path>.<h|c>`` ``(1, batch, hidden)``;
+        - causal nn.Conv1d / nn.Conv2d over time (left padding ``(k-1)*d``): a cache of
+          past input frames, ``state_in.<conv path>.cache`` ``(batch, channels, frames)``;
+        - ``forward(x, state=None) -> (y, state)``: every tensor of ``state`` becomes a pair
+          named after its place (``state_in.state.0.1``); ``y`` is the output.
     example
         An input of the right feature size and dtype (float32 or int64); batch and time
         are made dynamic (time is fixed to ``chunk`` in fixed-chunk modes).
     mode
         ``native`` (ONNX recurrent ops) or ``unrolled`` (basic ops, fixed ``chunk``); see
-        :data:`edgeseq.exporters.MODES`.
+        :data:`edgeseq.exporters.MODES`. None (default): native, unless a layer cannot be
+        expressed natively (an LSTM with ``proj_size``), then the first mode that works;
+        the contract says so in ``model.extra["mode_note"]``. A cell loop makes a native
+        graph one step (``chunk`` 1) of the loop.
     chunk
         Frames per graph call for fixed-chunk modes (default: the mode's, 16 for
         ``unrolled``). Any number of frames still streams. A stateful fixed-chunk graph of
@@ -132,7 +155,8 @@ def export(
         refuses a fed ``sequence_lens``; OpenVINO's and the ONNX reference's final state
         ignore it), and without it a pool makes one call per distinct frame count.
         ``unrolled`` keeps it: there it is a frame mask in basic ops every runtime runs.
-        See ``docs/porting.md``.
+        See ``docs/porting.md``. With ``lengths`` a conv cache keeps each row's last
+        valid frames (a gather); without it, every row of a call has all its frames.
 
     Raises
     ------
@@ -140,35 +164,34 @@ def export(
         The model cannot stream (bidirectional layer, output depending on later frames),
         a layer cannot be expressed in ``mode``, or torch.onnx fails; the message says why.
     """
-    spec, chunk = check_args(mode, chunk, backend)
     if not isinstance(model, nn.Module):
         raise ExportError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    model = as_streamable(model)
+    layers = find_recurrent_layers(model)
+    mode, mode_note = pick_mode(mode, layers, backend, offline)
+    spec, chunk = check_args(mode, chunk, backend)
     if lengths is None:
         lengths = spec.default_lengths
     if not isinstance(lengths, bool):
         raise ExportError(f"lengths must be True, False or None (the mode's), got {lengths!r}")
-    model = as_streamable(model)
     x = fit_example(example, chunk)
-    layers = find_recurrent_layers(model)
     refuse_layers(layers, spec, backend, offline)
-    takes_lengths = spec.takes_lengths and lengths  # offline fixed chunks still pad
     adapter = StreamAdapter(
-        model, spec.runner, takes_lengths=takes_lengths, carry_state=not offline
+        model, spec.runner, takes_lengths=spec.takes_lengths and lengths, carry_state=not offline
     )
+    adapter.prepare(x, collect=offline)  # settles each streamed module, or refuses naming it
+    refuse_nothing(adapter, offline)
+    # offline fixed chunks still pad; a conv cache needs lengths to keep a row's last frames
+    takes_lengths = adapter.takes_lengths = lengths and (
+        spec.takes_lengths or (not offline and adapter.needs_lengths())
+    )
+    if adapter.one_step() and not spec.fixed_chunk and not offline:
+        chunk = 1  # a cell loop in a native graph: the graph is one step of the loop
 
-    # ---- state pairs: names, shapes, initial values
-    keys = adapter.state_keys()
-    try:
-        init_states = adapter.initial_states(x)
-    except ExportError:
-        raise
-    except Exception as exc:
-        raise ExportError(
-            f"model.forward(example) failed for an example of shape {tuple(x.shape)} "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). Pass an "
-            "example shaped (batch, time, features) as the model's forward expects."
-        ) from None
-    inits = initial_values(init_states, keys)
+    # ---- state pairs: names, shapes, batch axes, initial values
+    keys, axes = adapter.state_keys(), adapter.state_axes()
+    init_states = adapter.initial_states(x)
+    inits = initial_values(init_states, keys, axes)
 
     def run_states(
         inp: torch.Tensor, states: list[torch.Tensor]
@@ -179,7 +202,7 @@ def export(
         return out[:n], list(out[n:])
 
     def run(inp: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return run_states(inp, _rows(init_states, inp.shape[0]))[0]
+        return run_states(inp, _rows(init_states, axes, inp.shape[0]))[0]
 
     probed = _probe_axes(run, x)
     n_out = len(probed)
@@ -198,9 +221,11 @@ def export(
         backend=backend,
         takes_lengths=takes_lengths,
         wire_lengths=spec.wire_native_lengths and lengths and not offline,
-        states=[(k, s, i) for k, s, i in zip(keys, init_states, inits)],
+        states=list(zip(keys, axes, init_states, inits)),
         outputs=list(zip(out_names, probed)),
-        facts=_facts(facts, layers, x, mode, chunk, offline, backend),
+        facts=_facts(
+            facts, layers, x, mode, chunk, offline, backend, adapter.streamed(), mode_note
+        ),
         preprocessing=preprocessing or Preprocessing(),
     )
     extra: dict[str, Any] = {}
@@ -213,7 +238,7 @@ def export(
             "file": step_path.name,
             "weights_sha256": step.producer["weights_sha256"],
         }
-    return _write(graph, x, chunk, Path(path), extra)
+    return _write(graph, x[:, :chunk] if chunk else x, chunk, Path(path), extra)
 
 
 def sibling_path(path: str | Path, role: str) -> Path:
@@ -231,7 +256,7 @@ class _Graph:
     backend: Backend
     takes_lengths: bool  # the adapter masks frames through a lengths input
     wire_lengths: bool  # lengths wired into native sequence_lens after export
-    states: list[tuple[tuple[str, str], torch.Tensor, Any]]  # (path, name), example, init
+    states: list[tuple[tuple[str, str], int, torch.Tensor, Any]]  # key, batch axis, example, init
     outputs: list[tuple[str, tuple[int | None, int | None, list[Any], str]]]  # name, probed
     facts: ModelFacts
     preprocessing: Preprocessing
@@ -248,14 +273,15 @@ def _write(g: _Graph, x: torch.Tensor, chunk: int | None, path: Path, extra: dic
         args.append(torch.full((x.shape[0],), x.shape[1], dtype=torch.int32))
         dyn["lengths"] = {0: "batch"}
     state_pairs: list[StatePair] = []
-    for (lpath, sname), s, init in g.states:
+    for (lpath, sname), ax, s, init in g.states:
         i_name, o_name = state_input_name(lpath, sname), state_output_name(lpath, sname)
         shape = [*s.shape]
-        shape[1] = "batch"
-        state_pairs.append(StatePair(i_name, o_name, shape, 1, "float32", init))
+        shape[ax] = "batch"
+        dtype = str(s.dtype).replace("torch.", "")
+        state_pairs.append(StatePair(i_name, o_name, shape, ax, dtype, init))
         in_names.append(i_name)
         args.append(s)
-        dyn[i_name] = dyn[o_name] = {1: "batch"}
+        dyn[i_name] = dyn[o_name] = {ax: "batch"}
     outputs = []
     for name, (b_ax, t_ax, shape, dtype) in g.outputs:
         shape = list(shape)
@@ -269,13 +295,17 @@ def _write(g: _Graph, x: torch.Tensor, chunk: int | None, path: Path, extra: dic
     lengths_name = "lengths" if g.takes_lengths else None
     if g.wire_lengths and wire_lengths(proto, "lengths"):
         lengths_name = "lengths"
-        keep_idle_state(proto, "lengths", [(p.input, p.output) for p in state_pairs])
-    check_ops(proto, g.mode, raise_error=True)
+        pairs = [(p.input, p.output) for p in state_pairs]
+        layouts = [(p.batch_axis, len(p.shape)) for p in state_pairs]
+        keep_idle_state(proto, "lengths", pairs, layouts)
+    recurrent = expects_recurrent_ops(g.facts.extra.get("streamed"))
+    check_ops(proto, g.mode, raise_error=True, expect_recurrent=recurrent)
 
     facts = dataclasses.replace(g.facts, chunk=chunk, extra={**g.facts.extra, **extra})
     contract = Contract(
         inputs=[TensorSpec("x", frames_shape, str(x.dtype).replace("torch.", ""), 0, 1)],
-        outputs=outputs + [TensorSpec(p.output, p.shape, "float32", 1, None) for p in state_pairs],
+        outputs=outputs
+        + [TensorSpec(p.output, p.shape, p.dtype, p.batch_axis, None) for p in state_pairs],
         states=state_pairs,
         lengths=lengths_name,
         model=facts,
@@ -287,9 +317,14 @@ def _write(g: _Graph, x: torch.Tensor, chunk: int | None, path: Path, extra: dic
     return contract
 
 
-def _rows(states: list[torch.Tensor], batch: int) -> list[torch.Tensor]:
-    """Initial states for ``batch`` rows: row 0 repeated along the batch axis (1)."""
-    return [s[:, :1].expand(-1, batch, *s.shape[2:]).contiguous() for s in states]
+def _rows(states: list[torch.Tensor], axes: list[int], batch: int) -> list[torch.Tensor]:
+    """Initial states for ``batch`` rows: row 0 repeated along each state's batch axis."""
+    out = []
+    for s, ax in zip(states, axes):
+        shape = [-1] * s.dim()
+        shape[ax] = batch
+        out.append(s.narrow(ax, 0, 1).expand(*shape).contiguous())
+    return out
 
 
 def _facts(
@@ -300,9 +335,11 @@ def _facts(
     chunk: int | None,
     offline: bool,
     backend: str,
+    streamed: list[dict[str, Any]],
+    mode_note: str | None,
 ) -> ModelFacts:
     base = base or ModelFacts()
-    cells = {i.cell for i in layers}
+    cells = {i.cell for i in layers} | {s["cell"] for s in streamed if s["style"] == "cell_loop"}
     return dataclasses.replace(
         base,
         cell=base.cell
@@ -319,17 +356,33 @@ def _facts(
             "backend": backend,
             "example_time": int(x.shape[1]),
             "layers": [dataclasses.asdict(i) for i in layers],
+            "streamed": streamed,  # how each module streams: style, path, carried state
+            **({"mode_note": mode_note} if mode_note else {}),
             # an offline fixed-chunk graph sees one whole sequence per call: at most `chunk`
             **({"max_frames_per_call": chunk} if offline and chunk else {}),
         },
     )
 
 
-def check_ops(proto: onnx.ModelProto, mode: str, raise_error: bool = False) -> list[str]:
+def expects_recurrent_ops(streamed: list[dict[str, Any]] | None) -> bool:
+    """Whether a native graph must hold recurrent nodes: it streams a layer or a cell.
+
+    ``streamed`` is the contract's ``model.extra["streamed"]`` (None: a file from before
+    it existed, which always streamed recurrent layers).
+    """
+    if streamed is None:
+        return True
+    return any(s.get("style") in ("recurrent", "cell_loop") for s in streamed)
+
+
+def check_ops(
+    proto: onnx.ModelProto, mode: str, raise_error: bool = False, expect_recurrent: bool = True
+) -> list[str]:
     """Problems with the graph's op types for ``mode`` (forbidden present, required absent).
 
     Returns a list of one-line problems (empty when the graph fits its mode); with
-    ``raise_error`` the first problem raises :class:`ExportError`.
+    ``raise_error`` the first problem raises :class:`ExportError`. Without
+    ``expect_recurrent`` (a model of causal convolutions only) no op is required.
     """
     spec = get_mode(mode)
     ops = op_histogram(proto)
@@ -337,7 +390,7 @@ def check_ops(proto: onnx.ModelProto, mode: str, raise_error: bool = False) -> l
     bad = sorted(set(ops) & spec.forbidden_ops)
     if bad:
         problems.append(f"mode {mode!r} must not contain {bad}, but the graph has {ops}")
-    if spec.required_ops and not set(ops) & spec.required_ops:
+    if expect_recurrent and spec.required_ops and not set(ops) & spec.required_ops:
         problems.append(
             f"mode {mode!r} expects one of {sorted(spec.required_ops)} in the graph, got {ops}"
         )

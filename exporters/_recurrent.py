@@ -1,0 +1,151 @@
+"""nn.RNN / nn.LSTM / nn.GRU layers as streamed modules: their (h[, c]) become state pairs.
+
+The proxy takes its initial state from the adapter's inputs and hands its final state
+back as outputs; whatever state the user's forward passes to the layer is used only to
+learn the stream's initial value, then replaced. How the layer runs (native op, unrolled
+cell) is the mode's :data:`~edgeseq.exporters._proxy.LayerRunner`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence
+
+from edgeseq.errors import ExportError
+from edgeseq.exporters._proxy import LayerRunner, StreamProxy
+
+__all__ = [
+    "LayerInfo",
+    "NativeRunner",
+    "RecurrentProxy",
+    "find_recurrent_layers",
+    "layer_info",
+    "zeros_state",
+]
+
+
+def NativeRunner(
+    rnn: nn.RNNBase, x: torch.Tensor, state: tuple[torch.Tensor, ...], lengths: torch.Tensor | None
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """Run the layer itself; torch.onnx turns it into an ONNX LSTM/GRU/RNN node.
+
+    ``lengths`` is wired into the node's ``sequence_lens`` after export (see _onnx.py).
+    """
+    if rnn.mode == "LSTM":
+        y, (h, c) = rnn(x, (state[0], state[1]))
+        return y, (h, c)
+    y, h = rnn(x, state[0])
+    return y, (h,)
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One recurrent layer found in a module: its path and what it is."""
+
+    path: str
+    cell: str  # rnn, lstm, gru
+    layers: int
+    hidden_size: int
+    bidirectional: bool
+    batch_first: bool
+    proj_size: int = 0
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        return ("h", "c") if self.cell == "lstm" else ("h",)
+
+
+def layer_info(path: str, mod: nn.RNNBase) -> LayerInfo:
+    return LayerInfo(
+        path=path or "rnn",
+        cell={"RNN_TANH": "rnn", "RNN_RELU": "rnn"}.get(mod.mode, mod.mode.lower()),
+        layers=mod.num_layers,
+        hidden_size=mod.hidden_size,
+        bidirectional=mod.bidirectional,
+        batch_first=mod.batch_first,
+        proj_size=getattr(mod, "proj_size", 0),
+    )
+
+
+def find_recurrent_layers(model: nn.Module) -> list[LayerInfo]:
+    """Every nn.RNN / nn.LSTM / nn.GRU in ``model``, in registration order."""
+    return [layer_info(p, m) for p, m in model.named_modules() if isinstance(m, nn.RNNBase)]
+
+
+def zeros_state(rnn: nn.RNNBase, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The layer's default initial state for input ``x``: zeros ``(layers*dirs, batch, size)``."""
+    batch = x.shape[0] if rnn.batch_first else x.shape[1]
+    dirs = 2 if rnn.bidirectional else 1
+    h_size = rnn.proj_size if getattr(rnn, "proj_size", 0) else rnn.hidden_size
+    h = x.new_zeros(rnn.num_layers * dirs, batch, h_size)
+    if rnn.mode == "LSTM":
+        return (h, x.new_zeros(rnn.num_layers * dirs, batch, rnn.hidden_size))
+    return (h,)
+
+
+class RecurrentProxy(StreamProxy):
+    """Stands in for one recurrent layer; state ``(layers*dirs, batch, size)`` per name."""
+
+    style = "recurrent"
+
+    def __init__(self, rnn: nn.RNNBase, path: str, runner: LayerRunner) -> None:
+        super().__init__(rnn, path, runner)
+        self.info = layer_info(path, rnn)
+
+    @property
+    def rnn(self) -> nn.RNNBase:
+        return self.module  # type: ignore[return-value]
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        return self.info.state_names
+
+    def forward(self, x: torch.Tensor, hx=None):  # signature mirrors nn.RNNBase
+        if isinstance(x, PackedSequence):
+            raise ExportError(
+                f"layer {self.path!r} received a PackedSequence (pack_padded_sequence). "
+                "Streaming export needs padded tensors: pass (batch, time, features) to the "
+                "layer and let edgeseq carry valid lengths (the graph's `lengths` input), or "
+                "unpack before the layer."
+            )
+        self.calls += 1
+        if self.calls > 1:
+            raise ExportError(
+                f"layer {self.path!r} is called more than once per forward; edgeseq "
+                "streams layers that run once per call. Use separate layers instead."
+            )
+        if hx is not None:
+            self.user_state = tuple(hx) if isinstance(hx, tuple) else (hx,)
+        state = self.state_in
+        if state is None:  # plain forward, e.g. while probing initial states
+            state = self.user_state or zeros_state(self.rnn, x)
+            self.initial = state
+        y, out = self.runner(self.rnn, x, state, self._aligned_lengths(x))
+        self.state_out = out
+        if self.probe is not None:
+            self.probe.inputs.append(self.user_state)
+        return y, (out if self.info.cell == "lstm" else out[0])
+
+    def _aligned_lengths(self, x: torch.Tensor) -> torch.Tensor | None:
+        """``lengths`` if this layer sees the graph's own (batch, time) frames, else None.
+
+        A model that reshapes frames before the layer (e.g. every frame as its own
+        one-step sequence) has rows that are not the graph's rows: no mask applies.
+        """
+        if self.lengths is None or self.frames is None:
+            return None
+        b, t = (x.shape[0], x.shape[1]) if self.rnn.batch_first else (x.shape[1], x.shape[0])
+        return self.lengths if (b, t) == self.frames else None
+
+    def how(self, mode: str) -> str:
+        kind = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}[self.info.cell]
+        if mode == "unrolled":
+            return f"unrolled: {kind} cell in basic ops, masked by lengths"
+        return f"native ONNX {kind} op"
+
+    def facts(self) -> dict[str, Any]:
+        return {**super().facts(), "cell": self.info.cell}
