@@ -188,9 +188,12 @@ class StreamAdapter(nn.Module):
         self._reset()
         return self.inner(x, *args)
 
-    def _reset(self) -> None:
+    def reset_proxies(self) -> None:
+        """Put every proxy back to a plain call: no state input, nothing recorded."""
         for p in self.proxies:
             p.reset()
+
+    _reset = reset_proxies
 
     def _split(self, out: Any) -> tuple[tuple[torch.Tensor, ...], list[torch.Tensor]]:
         """(outputs, explicit state leaves) of one forward's return value."""

@@ -5,8 +5,9 @@ one call to the next. That gives the whole-sequence result only if every output 
 ``t`` depends on frames ``<= t`` through that state alone. Pooling, attention or a
 non-causal convolution over time break it; so does anything else that mixes frames
 outside the recurrent layers. :func:`check_streamable` runs the adapted model in PyTorch
-on a probe sequence whole and in chunks, and refuses it, naming the first module whose
-output differs, when the two disagree.
+on a probe sequence whole and in chunks, and refuses it when the two disagree, naming the
+first module whose output differs and saying (``_teach.py``) whether it looks into the
+future or keeps more past than its state carries.
 """
 
 from __future__ import annotations
@@ -14,13 +15,28 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-from torch import nn
 
 from edgeseq.errors import ExportError
 from edgeseq.exporters._adapter import StreamAdapter
 from edgeseq.exporters._proxy import probe_sequence
+from edgeseq.exporters._teach import (
+    Dependence,
+    ModuleTrace,
+    dependence,
+    differs,
+    join,
+    sentence,
+    time_axis,
+    trace_modules,
+)
 
-__all__ = ["check_streamable", "probe_sequence"]
+__all__ = [
+    "check_ragged",
+    "check_streamable",
+    "culprit_sentence",
+    "first_culprit",
+    "probe_sequence",
+]
 
 # run(x, states) -> (outputs, final states) for x (batch, time, ...)
 Run = Callable[
@@ -37,36 +53,6 @@ def _chunked(run: Run, x: torch.Tensor, states: list[torch.Tensor], size: int):
     return pieces
 
 
-def _join(parts: Sequence[torch.Tensor], whole: torch.Tensor, sizes: list[int]) -> torch.Tensor:
-    """Chunk outputs joined like the whole-sequence one: along its time axis, else the last.
-
-    Returns a tensor of ``whole``'s shape, or raises ValueError when none fits.
-    """
-    total = sum(sizes)
-    for ax in range(whole.dim()):
-        if whole.shape[ax] != total:
-            continue
-        fits = all(
-            p.dim() == whole.dim()
-            and p.shape[ax] == n
-            and all(p.shape[a] == whole.shape[a] for a in range(p.dim()) if a != ax)
-            for p, n in zip(parts, sizes)
-        )
-        if fits:
-            return torch.cat(list(parts), dim=ax)
-    if parts[-1].shape == whole.shape:  # no time axis: a call returns its latest value
-        return parts[-1]
-    raise ValueError("the output's shape does not follow the number of frames")
-
-
-def _differs(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Largest |a - b| relative to the scale of ``b``; 0 when equal within float32 noise."""
-    if a.dtype.is_floating_point:
-        err = float((a - b).abs().max()) if a.numel() else 0.0
-        return 0.0 if err <= 1e-5 + 1e-4 * float(b.abs().max() if b.numel() else 0) else err
-    return 0.0 if torch.equal(a, b) else float("inf")
-
-
 def check_streamable(
     adapter: StreamAdapter,
     run: Run,
@@ -80,7 +66,8 @@ def check_streamable(
 
     ``run(x, states)`` calls the adapted model; ``init_states`` are its initial states for
     ``x``'s batch. The error names the output, the chunk size, the size of the
-    difference and the first module (in call order) whose output differs.
+    difference, the first module (in call order) whose output differs and whether it
+    looks into the future or keeps more past than its state carries.
     """
     seq = probe_sequence(x, frames)
     with torch.no_grad():
@@ -98,88 +85,145 @@ def check_streamable(
             sizes = [min(size, frames - s) for s in range(0, frames, size)]
             for i, name in enumerate(out_names):
                 try:
-                    joined = _join([p[i] for p in pieces], whole[i], sizes)
-                    err = _differs(joined, whole[i])
+                    joined = join([p[i] for p in pieces], whole[i], sizes)
+                    err = differs(joined, whole[i])
                 except ValueError:
                     err = float("inf")
                 if err:
-                    culprit = _localise(adapter, run, seq, init_states, size)
+                    culprit = culprit_sentence(adapter, run, seq, init_states, size, i)
                     raise ExportError(
                         f"the model cannot stream: output {name!r} fed in chunks of {size} "
-                        f"frame(s) differs from the whole sequence by {err:.3g}, so its output "
-                        f"at time t depends on later frames or on more than the recurrent "
-                        f"state carries. {culprit} Export with offline=True (CLI: --offline; "
-                        "whole sequence per call, no state carried), or make it causal."
+                        f"frame(s) differs from the whole sequence by {err:.3g}. {culprit}"
                     )
 
 
-def _localise(
+def culprit_sentence(
     adapter: StreamAdapter,
     run: Run,
     seq: torch.Tensor,
     init_states: list[torch.Tensor],
     size: int,
+    output: int,
 ) -> str:
-    """Name the first module whose output differs between chunked and whole calls."""
-    inner = adapter.inner
-    skip = tuple(f"{p.info.path}." for p in adapter.proxies)  # the layers inside proxies
-    records: dict[str, list[tuple[torch.Tensor | None, torch.Tensor | None]]] = {}
-    order: list[str] = []
+    """Name the first module whose output differs between chunked and whole calls, and say
+    whether it looks into the future or keeps more past than its state carries."""
+    culprit = first_culprit(adapter, run, seq, init_states, size)
+    if culprit is not None:
+        name, kind, dep, module_itself = culprit
+        if module_itself:
+            return f"The first module whose output differs is {name!r} ({kind}): {sentence(dep)}"
+        where = f"before {name!r} ({kind}), whose input already differs"
+    else:
+        where = "after the last module"
+    # code in forward(): only the model's own outputs can be probed
+    dep = dependence(
+        lambda u: adapter.run_plain(u)[0][output], probe_sequence(seq, 24, seed=3), past=False
+    )
+    return f"The cause is code in forward() {where}: {sentence(dep)}"
 
-    def first_tensor(v) -> torch.Tensor | None:
-        if isinstance(v, torch.Tensor):
-            return v
-        if isinstance(v, (tuple, list)):
-            return next((t for t in v if isinstance(t, torch.Tensor)), None)
-        return None
 
-    def hook(name: str):
-        def fn(_mod: nn.Module, args, out) -> None:
-            if name not in records:
-                records[name] = []
-                order.append(name)
-            records[name].append((first_tensor(args), first_tensor(out)))
-
-        return fn
-
-    handles = [
-        m.register_forward_hook(hook(n))
-        for n, m in inner.named_modules()
-        if n and not n.startswith(skip)
-    ]
-    try:
-        with torch.no_grad():
-            run(seq, init_states)
-            whole = {n: r[0] for n, r in records.items()}
-            records.clear()
-            _chunked(run, seq, init_states, size)
-    finally:
-        for h in handles:
-            h.remove()
+def first_culprit(
+    adapter: StreamAdapter,
+    run: Run,
+    seq: torch.Tensor,
+    init_states: list[torch.Tensor],
+    size: int,
+) -> tuple[str, str, Dependence, bool] | None:
+    """``(name, type, dependence, whether the module itself is the cause)`` of the first
+    module (in call order) whose output differs between chunked and whole calls."""
+    skip = [p.path for p in adapter.proxies]  # the layers inside proxies are the proxy's
+    traces = trace_modules(adapter.inner, skip, run, seq, init_states, size)
     frames = seq.shape[1]
     sizes = [min(size, frames - s) for s in range(0, frames, size)]
+    for t in traces:
+        if t.agrees(1, sizes) is not False:
+            continue
+        if not t.agrees(0, sizes):
+            return t.name, t.kind, Dependence("unknown"), False
+        return t.name, t.kind, _module_dependence(adapter, t, sizes, seq), True
+    return None
 
-    def agrees(name: str, which: int) -> bool:
-        ref = whole[name][which]
-        parts = [r[which] for r in records.get(name, [])]
-        if ref is None or len(parts) != len(sizes) or any(p is None for p in parts):
-            return ref is None
-        try:
-            return not _differs(_join(parts, ref, sizes), ref)  # type: ignore[arg-type]
-        except ValueError:
-            return False
 
-    for name in order:
-        if name in whole and not agrees(name, 1):
-            kind = type(inner.get_submodule(name)).__name__
-            if agrees(name, 0):
-                return (
-                    f"The first module whose output differs is {name!r} ({kind}): it mixes "
-                    "frames across time."
-                )
-            return (
-                f"The first module whose output differs is {name!r} ({kind}), but its input "
-                "already differs: the cause is code in forward() before it (e.g. a mean, "
-                "pooling or attention over time)."
-            )
-    return "No submodule's output differs: the cause is code in forward() after the last module."
+def _module_dependence(
+    adapter: StreamAdapter, trace: ModuleTrace, sizes: list[int], seq: torch.Tensor
+) -> Dependence:
+    """Probe one module alone on its own input from a longer whole-sequence run."""
+    if len(trace.whole) != 1:
+        return Dependence("unknown")  # called per frame: no time axis of its own
+    u_parts = [c[0] for c in trace.chunked]
+    v_parts = [c[1] for c in trace.chunked]
+    u_ax = time_axis(u_parts, trace.whole[0][0], sizes)  # type: ignore[arg-type]
+    v_ax = time_axis(v_parts, trace.whole[0][1], sizes)  # type: ignore[arg-type]
+    if u_ax is None:
+        return Dependence("unknown")
+    module = adapter.inner.get_submodule(trace.name)
+    longer: list[tuple] = []
+    handle = module.register_forward_hook(lambda _m, a, _o: longer.append(a))
+    try:
+        adapter.run_plain(probe_sequence(seq, 24, seed=3))
+    finally:
+        handle.remove()
+    if not longer or not longer[0] or not isinstance(longer[0][0], torch.Tensor):
+        return Dependence("unknown")
+    args = longer[0]
+    u0 = args[0]
+    # every argument that is the same sequence (q, k, v of self-attention) is cut alike
+    same = [isinstance(a, torch.Tensor) and a.shape == u0.shape for a in args]
+
+    def call(u: torch.Tensor) -> torch.Tensor:
+        adapter.reset_proxies()  # a module holding proxies starts from their initial state
+        out = module(*[u if s else a for a, s in zip(args, same)])
+        return out[0] if isinstance(out, (tuple, list)) else out
+
+    return dependence(call, u0, u_ax, v_ax)
+
+
+def check_ragged(
+    adapter: StreamAdapter,
+    x: torch.Tensor,
+    init_states: list[torch.Tensor],
+    labels: Sequence[str],
+    axes: Sequence[int],
+    frames: int,
+    idle_kept: bool = False,
+) -> None:
+    """Raise :class:`ExportError` if padding after a row's last frame changes its state.
+
+    A pool steps streams with different frame counts in one call, and a fixed-chunk graph
+    pads a short call, so each row's state must stop at its last valid frame (``lengths``).
+    Rows of ``frames`` frames with valid counts ``frames``, fewer and 0 in one batched call
+    must end with the states each row reaches alone. ``labels`` name the states;
+    ``idle_kept``: the graph keeps every state of a row without frames (native graphs).
+    """
+    seq = probe_sequence(torch.cat([x] * 3, dim=0)[:3], frames, seed=7)
+    lengths = torch.tensor([frames, max(1, frames - 2), 0], dtype=torch.int32)
+    saved = adapter.takes_lengths
+    adapter.takes_lengths = True  # eagerly every proxy masks; native layers stop per row
+    try:
+        with torch.no_grad():
+            one = [s.narrow(ax, 0, 1) for s, ax in zip(init_states, axes)]  # batch 1
+            start = [torch.cat([s] * 3, dim=ax) for s, ax in zip(one, axes)]
+            out = adapter(seq, lengths, *start)
+            got = out[adapter.n_outputs or 0 :]
+            for r, n in enumerate(lengths.tolist()):
+                if n == 0 and idle_kept:
+                    continue
+                want = list(one)
+                if n:
+                    alone = adapter(seq[r : r + 1, :n], lengths[r : r + 1], *one)
+                    want = list(alone[adapter.n_outputs or 0 :])
+                for label, g, w, ax in zip(labels, got, want, axes):
+                    err = differs(g.narrow(ax, r, 1), w)
+                    if err:
+                        raise ExportError(
+                            f"the model cannot stream in batched or padded calls: state "
+                            f"{label!r} changes on the padding after a row's last frame (a "
+                            f"row of {n} valid frame(s) in a call of {frames} ends {err:.3g} "
+                            "away from the same row run alone). StreamPool pads streams "
+                            "with fewer frames and fixed-chunk graphs pad short calls, so it "
+                            "would be silently wrong. Carry only what recurrent layers, "
+                            "cells and convolutions keep (they stop at a row's last frame), "
+                            "or compute the state from it."
+                        )
+    finally:
+        adapter.takes_lengths = saved

@@ -37,6 +37,14 @@ def _own_padding(conv: nn.Module, axis: int) -> tuple[int, int]:
     return p, p
 
 
+def _pad_spec(rank: int, axis: int, frames: int) -> tuple[int, ...]:
+    """The F.pad argument that puts ``frames`` zeros before axis ``axis`` of a rank-``rank``
+    tensor (F.pad lists the last axis first)."""
+    spec = [0] * (2 * (rank - 1 - axis) + 2)
+    spec[-2] = frames
+    return tuple(spec)
+
+
 def _plural(n: int, word: str = "frame") -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -114,11 +122,12 @@ class ConvCacheProxy(StreamProxy):
         left = min(lead, excess)
         right = excess - left
         pl, pr = _own_padding(conv, ax - 2)
+        causal_pad = _pad_spec(xa.dim(), ax, span)
         if trail < right:
             self.refusal = (
                 f"layer {self.path!r} ({kind}): the code adds {_plural(excess)} around its "
                 "input that are not zeros (replicate or reflect padding?). edgeseq streams "
-                "zero-padded convolutions: pad with zeros, e.g. F.pad(x, (left, 0))."
+                f"zero-padded convolutions: pad with zeros, e.g. F.pad(x, {causal_pad})."
             )
             return
         if (pl or pr) and conv.padding_mode != "zeros":
@@ -137,8 +146,8 @@ class ConvCacheProxy(StreamProxy):
                 f"{_plural(cache, 'frame')} of left padding) looks ahead {_plural(ahead)}: "
                 f"its output at time t reads input frames up to t+{ahead}, so it cannot stream. "
                 "Export with offline=True (CLI: --offline), or make it causal: "
-                f"F.pad(x, ({span}, 0)) before a padding=0 conv, or padding={span} and drop the "
-                f"last {span} outputs."
+                f"F.pad(x, {causal_pad}) before it with no padding over time, or padding={span} "
+                f"over time and drop the last {span} outputs."
             )
             return
         self.time_axis, self.code_pad, self.own_pad, self.cache = ax, (left, right), (pl, pr), cache

@@ -34,12 +34,45 @@ def NativeRunner(
     """Run the layer itself; torch.onnx turns it into an ONNX LSTM/GRU/RNN node.
 
     ``lengths`` is wired into the node's ``sequence_lens`` after export (see _onnx.py).
+    Run eagerly with ``lengths`` (the export's checks of batched calls), each row stops
+    after its valid frames, as the node does, and a row without frames keeps its state.
     """
+    if lengths is not None and not _tracing():
+        steps = x.shape[1] if rnn.batch_first else x.shape[0]
+        if bool((lengths != steps).any()):
+            return _rows_alone(rnn, x, state, lengths)
     if rnn.mode == "LSTM":
         y, (h, c) = rnn(x, (state[0], state[1]))
         return y, (h, c)
     y, h = rnn(x, state[0])
     return y, (h,)
+
+
+def _tracing() -> bool:
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
+
+
+def _rows_alone(
+    rnn: nn.RNNBase, x: torch.Tensor, state: tuple[torch.Tensor, ...], lengths: torch.Tensor
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """Eager ``sequence_lens``: every row run on its own valid frames (zeros after them)."""
+    xs = x if rnn.batch_first else x.transpose(0, 1)  # (batch, T, in)
+    size = (getattr(rnn, "proj_size", 0) or rnn.hidden_size) * (2 if rnn.bidirectional else 1)
+    ys, finals = [], []
+    for r, n in enumerate(lengths.tolist()):
+        row_state = tuple(s[:, r : r + 1] for s in state)
+        y_r = xs.new_zeros(1, xs.shape[1], size)  # (1, T, size): zeros after the valid frames
+        if n:
+            row = xs[r : r + 1, :n]
+            y_n, row_state = NativeRunner(
+                rnn, row if rnn.batch_first else row.transpose(0, 1), row_state, None
+            )
+            y_r[:, :n] = y_n if rnn.batch_first else y_n.transpose(0, 1)
+        ys.append(y_r)
+        finals.append(row_state)
+    y = torch.cat(ys, dim=0)
+    final = tuple(torch.cat([f[i] for f in finals], dim=1) for i in range(len(state)))
+    return (y if rnn.batch_first else y.transpose(0, 1)), final
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from edgeseq.exporters._adapter import (
     eager,
     find_recurrent_layers,
 )
-from edgeseq.exporters._causal import check_streamable
+from edgeseq.exporters._causal import check_ragged, check_streamable
 from edgeseq.exporters._onnx import (
     Backend,
     attach_contract,
@@ -212,15 +212,20 @@ def export(
         raise ExportError(f"output_names needs {n_out} distinct names, got {out_names}")
     if set(out_names) & (state_names | {"x", "lengths"}):
         raise ExportError(f"output_names {out_names} collide with the graph's input/state names")
+    wire = spec.wire_native_lengths and lengths and not offline  # sequence_lens, idle rows
     if not offline:
         check_streamable(adapter, run_states, x, init_states, out_names)
+        if takes_lengths or (wire and expects_recurrent_ops(adapter.streamed())):
+            # rows of a call may have fewer frames than the call: their state must stop
+            labels = [state_input_name(p, n) for p, n in keys]
+            check_ragged(adapter, x, init_states, labels, axes, chunk or 6, wire)
 
     graph = _Graph(
         adapter=adapter,
         mode=mode,
         backend=backend,
         takes_lengths=takes_lengths,
-        wire_lengths=spec.wire_native_lengths and lengths and not offline,
+        wire_lengths=wire,
         states=list(zip(keys, axes, init_states, inits)),
         outputs=list(zip(out_names, probed)),
         facts=_facts(
@@ -295,6 +300,7 @@ def _write(g: _Graph, x: torch.Tensor, chunk: int | None, path: Path, extra: dic
     lengths_name = "lengths" if g.takes_lengths else None
     if g.wire_lengths and wire_lengths(proto, "lengths"):
         lengths_name = "lengths"
+    if g.wire_lengths and lengths_name:  # a row without frames keeps every state
         pairs = [(p.input, p.output) for p in state_pairs]
         layouts = [(p.batch_axis, len(p.shape)) for p in state_pairs]
         keep_idle_state(proto, "lengths", pairs, layouts)
