@@ -23,7 +23,14 @@ from edgeseq.contract import Preprocessing
 from edgeseq.errors import ExportError, ModelLoadError
 from edgeseq.exporters._onnx import read_contract
 
-__all__ = ["Source", "example_from_shape", "export_source", "load_source", "preprocessing_from"]
+__all__ = [
+    "Source",
+    "example_from_shape",
+    "explain_source",
+    "export_source",
+    "load_source",
+    "preprocessing_from",
+]
 
 
 @dataclass
@@ -153,7 +160,7 @@ def export_source(
     source: Source,
     path: str | Path,
     *,
-    mode: str = "native",
+    mode: str | None = None,
     chunk: int | None = None,
     backend: str = "torchscript",
     offline: bool = False,
@@ -201,3 +208,28 @@ def export_source(
         step = Path(path).with_name(ref["file"])
         written[str(step)] = read_contract(step)
     return written
+
+
+def explain_source(
+    source: Source,
+    *,
+    mode: str | None = None,
+    chunk: int | None = None,
+    backend: str = "torchscript",
+    offline: bool = False,
+    example: torch.Tensor | None = None,
+    lengths: bool | None = None,
+) -> list[Any]:
+    """How each graph of a loaded source will stream (``ExplainReport`` per graph)."""
+    from edgeseq.exporters.explain import explain
+    from edgeseq.exporters.seq import explain_model
+
+    kw: dict[str, Any] = dict(mode=mode, chunk=chunk, backend=backend, lengths=lengths)
+    if source.kind == "checkpoint":
+        return explain_model(source.model, **kw)  # type: ignore[arg-type]
+    if example is None:
+        raise ExportError(
+            "a factory model needs an example input: pass --example-shape B,T,F "
+            "(e.g. 2,16,3 for 3 features per frame)"
+        )
+    return [explain(source.model, example, offline=offline, **kw)]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,7 +28,7 @@ from edgeseq.exporters._onnx import (
 from edgeseq.exporters.export import _producer, export, state_input_name
 from edgeseq.train.models import Seq2Seq, SeqModel
 
-__all__ = ["export_model", "graphs_to_verify", "init_model_path"]
+__all__ = ["explain_model", "export_model", "graphs_to_verify", "init_model_path"]
 
 
 class _Frames(nn.Module):
@@ -89,7 +90,7 @@ def export_model(
     model: SeqModel | Seq2Seq,
     path: str | Path,
     *,
-    mode: str = "native",
+    mode: str | None = None,
     chunk: int | None = None,
     backend: Backend = "torchscript",
     preprocessing: Preprocessing | None = None,
@@ -166,6 +167,24 @@ def _add_step(written: dict[str, Contract], path: Path) -> None:
     if isinstance(ref, dict):
         step = path.with_name(ref["file"])
         written[str(step)] = read_contract(step)
+
+
+def explain_model(
+    model: SeqModel | Seq2Seq,
+    *,
+    mode: str | None = None,
+    chunk: int | None = None,
+    backend: Backend = "torchscript",
+    lengths: bool | None = None,
+) -> list[Any]:
+    """How each streaming graph :func:`export_model` writes for ``model`` will stream."""
+    from edgeseq.exporters.explain import explain
+
+    model = model.eval()
+    parts = [model.encoder, model.decoder] if isinstance(model, Seq2Seq) else [model]
+    offline = not isinstance(model, Seq2Seq) and model.config.topology == "one_to_one"
+    kw: dict[str, Any] = dict(mode=mode, chunk=chunk, backend=backend, offline=offline)
+    return [explain(_Frames(part), _example(part), lengths=lengths, **kw) for part in parts]
 
 
 def graphs_to_verify(

@@ -20,7 +20,6 @@ __all__ = ["command"]
     "-o",
     "--out",
     "out",
-    required=True,
     type=click.Path(dir_okay=False),
     help="The ONNX file to write (one-to-many and seq2seq models also write an init model "
     "beside it).",
@@ -48,10 +47,10 @@ __all__ = ["command"]
 )
 @click.option(
     "--mode",
-    default="native",
-    show_default=True,
+    default=None,
     help="native: ONNX LSTM/GRU/RNN ops. unrolled: basic ops only (for NPUs and runtimes "
-    "without recurrent ops), fixed --chunk frames per graph call.",
+    "without recurrent ops), fixed --chunk frames per graph call. Default: native, or "
+    "unrolled when a layer has no native op (an LSTM with proj_size), said in a note.",
 )
 @click.option(
     "--chunk",
@@ -79,6 +78,14 @@ __all__ = ["command"]
     "mis-computes a fed sequence_lens), unrolled graphs with it (a mask in basic ops that "
     "pads the fixed chunk). With it a StreamPool steps rows of different frame counts in "
     "one call, and can keep its state table on the GPU.",
+)
+@click.option(
+    "--explain",
+    "do_explain",
+    is_flag=True,
+    help="Print per layer how the model will stream (native op, unrolled, conv cache, cell "
+    "loop, stateless, explicit state) or why it cannot, and write nothing; exit 1 if it "
+    "cannot stream.",
 )
 @click.option(
     "--verify", "do_verify", is_flag=True, help="Check parity with PyTorch; exit 1 if it fails."
@@ -116,11 +123,12 @@ def command(
     weights: str | None,
     example_shape: str | None,
     example_dtype: str,
-    mode: str,
+    mode: str | None,
     chunk: int | None,
     backend: str,
     offline: bool,
     lengths: bool | None,
+    do_explain: bool,
     do_verify: bool,
     runtimes: tuple[str, ...],
     atol: float,
@@ -129,8 +137,10 @@ def command(
 ) -> None:
     """Export CHECKPOINT (or --factory's module) as a streaming ONNX model.
 
-    Every recurrent layer's state becomes a named state input/output pair recorded in
-    the file's contract, so `edgeseq stream` and StreamingPredictor carry it between calls.
+    Every recurrent layer's, RNN cell's and causal convolution's state (and a
+    forward(x, state) -> (y, state) model's own state) becomes a named state input/output
+    pair recorded in the file's contract, so `edgeseq stream` and StreamingPredictor carry
+    it between calls.
 
     \b
     Examples:
@@ -139,19 +149,36 @@ def command(
       edgeseq export model.pt -o model.onnx --verify --runtime openvino --runtime tract
       edgeseq export model.pt -o model.onnx --quantize int8 --ort
       edgeseq export --factory mypkg.nets:build --weights w.pt --example-shape 2,16,3 -o m.onnx
+      edgeseq export --factory mypkg.nets:build --example-shape 2,16,3 --explain
     """
     from edgeseq.errors import ExportError
-    from edgeseq.exporters._load import example_from_shape, export_source, load_source
+    from edgeseq.exporters._load import (
+        example_from_shape,
+        explain_source,
+        export_source,
+        load_source,
+    )
     from edgeseq.table import format_table
 
     if bool(checkpoint) == bool(factory):
         raise click.UsageError("give either CHECKPOINT or --factory package.module:function")
     if weights and not factory:
         raise click.UsageError("--weights goes with --factory")
+    if not out and not do_explain:
+        raise click.UsageError("give -o/--out, the ONNX file to write (or --explain)")
     source = load_source(factory or checkpoint, weights)  # type: ignore[arg-type]
     example = example_from_shape(example_shape, example_dtype) if example_shape else None
     if example_shape and source.kind == "checkpoint":
         raise ExportError("--example-shape is for --factory models; a checkpoint knows its input")
+    if do_explain:
+        reports = explain_source(
+            source, mode=mode, chunk=chunk, backend=backend, offline=offline, example=example,
+            lengths=lengths,
+        )  # fmt: skip
+        click.echo("\n\n".join(r.table() for r in reports))
+        if not all(r.streams for r in reports):
+            raise click.exceptions.Exit(1)
+        return
     if runtimes != ("onnxruntime",) and not do_verify:
         raise click.UsageError("--runtime chooses where --verify runs; add --verify")
     from edgeseq.exporters._runtimes import require_runtime
@@ -183,6 +210,9 @@ def command(
             )
         )
     click.echo(format_table(["file", "mode", "chunk", "lengths", "states", "streams", "KiB"], rows))
+    for contract in written.values():
+        if contract.model.extra.get("mode_note"):
+            click.echo(f"note: {contract.model.extra['mode_note']}")
     failed = ""
     if do_verify:
         from edgeseq.cli._verify import check
