@@ -39,7 +39,7 @@ class Style:
     written: str  # what the user wrote
     streamed: str  # how it streams
     refused: str  # what of it cannot stream, and the way out
-    cells: tuple[str, ...] = ("rnn", "lstm", "gru")  # recurrent cells it applies to
+    cells: tuple[str, ...] = ("rnn", "lstm", "gru")  # cells it is used with (each one tested)
 
 
 STYLES: dict[str, Style] = {}
@@ -109,7 +109,6 @@ register_style(
         streamed="a cache of the last (k-1)*d input frames as one more state pair",
         refused="centered or unpadded convolutions over time (they look ahead: offline "
         "only); stride over time; non-zero padding",
-        cells=(),
     )
 )
 register_style(

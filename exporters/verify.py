@@ -27,7 +27,7 @@ from edgeseq.exporters._onnx import read_contract
 from edgeseq.exporters._report import TensorDiff, VerifyReport, diff
 from edgeseq.exporters._runtimes import RUNTIMES, Runner, open_runtime
 from edgeseq.exporters._streams import batched_stream, model_space, predictor_stream
-from edgeseq.exporters.export import check_ops, state_input_name
+from edgeseq.exporters.export import check_ops, expects_recurrent_ops, state_input_name
 from edgeseq.exporters.modes import MODES
 from edgeseq.runtime import StreamingPredictor
 
@@ -180,7 +180,10 @@ def _verify_graph(
     if path.suffix == ".ort":
         report.notes.append("op types not checked: .ort files are read by onnxruntime only")
     elif facts.mode in MODES:
-        report.op_problems.extend(check_ops(onnx.load(str(path)), facts.mode))
+        recurrent = expects_recurrent_ops(facts.extra.get("streamed"))
+        report.op_problems.extend(
+            check_ops(onnx.load(str(path)), facts.mode, expect_recurrent=recurrent)
+        )
     else:
         report.notes.append(f"mode {facts.mode!r} is not registered: op types not checked")
     adapter = StreamAdapter(module, carry_state=facts.stateful)
