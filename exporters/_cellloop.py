@@ -110,7 +110,7 @@ class CellProxy(StreamProxy):
             )
             return
         if any(n != p.frames for n, p in zip(counts, probes)):
-            shown = ", ".join(f"{n} times for {p.frames} frames" for n, p in zip(counts, probes))
+            shown = f"{counts[0]} times for {probes[0].frames} frames"
             self.refusal = (
                 f"cell {self.path!r} ({kind}) is stepped {shown}; edgeseq streams a cell "
                 "stepped once per frame (for t in range(x.shape[1])). Carry the state "

@@ -53,7 +53,9 @@ def register_style(style: Style, *, overwrite: bool = False) -> Style:
             f"stream style {style.name!r} is already registered; pass overwrite=True to replace it"
         )
     for other in STYLES.values():
-        shared = set(style.modules) & set(other.modules)
+        shared = {
+            a for a in style.modules for b in other.modules if issubclass(a, b) or issubclass(b, a)
+        }
         if other.name != style.name and shared:
             names = sorted(t.__name__ for t in shared)
             raise ExportError(f"style {style.name!r} claims {names}, already {other.name!r}'s")

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["CONFIGS", "build"]
+__all__ = ["CONFIGS", "build", "build_centered", "build_conv", "build_proj"]
 
 FEATURES, HIDDEN, OUT = 3, 5, 2
 LAYER = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -30,7 +30,9 @@ class CausalConv(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if self.how == "pad":
             return self.conv(F.pad(z, (self.reach, 0)))
-        return self.conv(z)[..., : -self.reach]  # drop the outputs that read the right padding
+        if self.how == "trim":
+            return self.conv(z)[..., : -self.reach]  # drop the outputs that read the right pad
+        return self.conv(z)
 
 
 class ConvRNN(nn.Module):
@@ -173,3 +175,34 @@ CONFIGS = {
 def build(style: str, cell: str, config: str) -> nn.Module:
     torch.manual_seed(0)
     return CONFIGS[style][config](cell)
+
+
+def build_conv() -> nn.Module:
+    """A factory for ``edgeseq export --factory style_models:build_conv``."""
+    return build("conv_cache", "gru", "pad_before").eval()
+
+
+def build_centered() -> nn.Module:
+    """A factory whose front-end convolution looks one frame ahead (refused)."""
+    torch.manual_seed(0)
+    model = ConvRNN("gru", "before", "pad")
+    model.front[2].conv.padding = (2,)  # centered: kernel 3, dilation 2 sees t+2
+    model.front[2].how = "none"
+    return model.eval()
+
+
+def build_proj() -> nn.Module:
+    """An LSTM with proj_size, which ONNX's LSTM op cannot express natively."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(FEATURES, 4), _Take(nn.LSTM(4, HIDDEN, proj_size=2)))
+
+
+class _Take(nn.Module):
+    """``layer(x)[0]`` for a sequence-first layer fed batch-first frames."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x.transpose(0, 1))[0].transpose(0, 1)

@@ -185,10 +185,16 @@ class WideConv(nn.Module):
         (Net("gru", bidirectional=True), r"layer 'rnn' is bidirectional"),
         (Packed(), r"layer 'rnn' received a PackedSequence.*padded tensors"),
         (InputInit(), r"layer 'rnn'.*differs between batch rows.*offline=True"),
-        (TimeNorm(), r"output 'y'.*code in forward\(\) before 'head'.*input already differs.*"
-         r"looks into the future.*every later frame"),
-        (Attention(), r"cannot stream.*'attn' \(SelfAttention\): it looks into the future.*"
-         r"every later frame"),
+        (
+            TimeNorm(),
+            r"output 'y'.*code in forward\(\) before 'head'.*input already differs.*"
+            r"looks into the future.*every later frame",
+        ),
+        (
+            Attention(),
+            r"cannot stream.*'attn' \(SelfAttention\): it looks into the future.*"
+            r"every later frame",
+        ),
         (WideConv(), r"layer 'front' \(Conv1d, kernel 3.*looks ahead 1 frame.*offline=True"),
     ],
     ids=["bidirectional", "packed", "input_init", "time_norm", "attention", "wide_conv"],
