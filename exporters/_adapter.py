@@ -185,15 +185,13 @@ class StreamAdapter(nn.Module):
         self.prepared = True
 
     def _call(self, x: torch.Tensor, *args: Any) -> Any:
-        self._reset()
+        self.reset_proxies()
         return self.inner(x, *args)
 
     def reset_proxies(self) -> None:
         """Put every proxy back to a plain call: no state input, nothing recorded."""
         for p in self.proxies:
             p.reset()
-
-    _reset = reset_proxies
 
     def _split(self, out: Any) -> tuple[tuple[torch.Tensor, ...], list[torch.Tensor]]:
         """(outputs, explicit state leaves) of one forward's return value."""
@@ -230,7 +228,7 @@ class StreamAdapter(nn.Module):
         """``rest`` is ``(lengths, *states)`` when ``takes_lengths`` else ``states``."""
         lengths = rest[0] if self.takes_lengths else None
         states = list(rest[1:] if self.takes_lengths else rest)
-        self._reset()
+        self.reset_proxies()
         n_explicit = len(self.explicit.names) if self.explicit and self.carry_state else 0
         own = iter(states[n_explicit:])
         carried = self.carried()

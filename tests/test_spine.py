@@ -199,7 +199,10 @@ def test_dynamo_backend_refuses_native_rnn(tmp_path: Path) -> None:
 
     model = SeqModel(SeqConfig(cell="rnn", input_size=3, hidden_size=8, output_size=2))
     with pytest.raises(ExportError, match="fixed-length loop"):
-        export_model(model, tmp_path / "r.onnx", backend="dynamo")
+        export_model(model, tmp_path / "r.onnx", backend="dynamo", mode="native")
+    # no mode asked for: exported the way that works, and the contract says so
+    (contract,) = export_model(model, tmp_path / "r.onnx", backend="dynamo").values()
+    assert contract.model.mode == "unrolled" and "dynamo" in contract.model.extra["mode_note"]
 
 
 def test_example_with_batch_1_and_length_1_does_not_specialise(tmp_path: Path) -> None:
