@@ -184,7 +184,12 @@ def explain_model(
     parts = [model.encoder, model.decoder] if isinstance(model, Seq2Seq) else [model]
     offline = not isinstance(model, Seq2Seq) and model.config.topology == "one_to_one"
     kw: dict[str, Any] = dict(mode=mode, chunk=chunk, backend=backend, offline=offline)
-    return [explain(_Frames(part), _example(part), lengths=lengths, **kw) for part in parts]
+    reports = []
+    for role, part in zip(["encoder", "decoder"] if len(parts) > 1 else [""], parts):
+        report = explain(_Frames(part), _example(part), lengths=lengths, **kw)
+        report.model = f"{type(model).__name__} {role}".strip()
+        reports.append(report)
+    return reports
 
 
 def graphs_to_verify(

@@ -422,6 +422,13 @@ def test_cli_explain(tmp_path, monkeypatch) -> None:
     assert "exported in mode 'unrolled' instead" in res.output
     res = runner.invoke(main, ["export", "--factory", "style_models:build_conv"])
     assert res.exit_code != 0 and "-o/--out" in res.output
+    from edgeseq.train.checkpoint import save_checkpoint
+    from edgeseq.train.models import SeqConfig, SeqModel
+
+    save_checkpoint("m.pt", SeqModel(SeqConfig(cell="gru", input_size=2, hidden_size=4)))
+    res = runner.invoke(main, ["export", "m.pt", "--explain"])
+    assert res.exit_code == 0, res.output
+    assert "SeqModel: mode 'native'" in res.output and "native ONNX GRU op" in res.output
 
 
 def test_style_registry_guards() -> None:
