@@ -138,7 +138,8 @@ class StreamAdapter(nn.Module):
         """Run the user's forward on probe sequences like ``x`` and settle every proxy.
 
         Raises :class:`ExportError` for the first module that cannot stream (with
-        ``collect``, keeps them in :attr:`refusals` instead) or when forward fails.
+        ``collect``, or offline, keeps them in :attr:`refusals` instead) or when forward
+        fails.
         """
         if self.prepared:
             return
@@ -180,7 +181,7 @@ class StreamAdapter(nn.Module):
             why = getattr(p, "refusal", None)
             if why:
                 self.refusals.append((p.path, why))
-        if self.refusals and not collect:
+        if self.refusals and not collect and self.carry_state:
             raise ExportError(self.refusals[0][1])
         self.prepared = True
 

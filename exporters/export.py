@@ -179,7 +179,7 @@ def export(
     adapter = StreamAdapter(
         model, spec.runner, takes_lengths=spec.takes_lengths and lengths, carry_state=not offline
     )
-    adapter.prepare(x, collect=offline)  # settles each streamed module, or refuses naming it
+    adapter.prepare(x)  # settles each streamed module, or refuses naming it (unless offline)
     refuse_nothing(adapter, offline)
     # offline fixed chunks still pad; a conv cache needs lengths to keep a row's last frames
     takes_lengths = adapter.takes_lengths = lengths and (

@@ -20,7 +20,15 @@ from torch import nn
 
 from edgeseq.cli import main
 from edgeseq.errors import ExportError
-from edgeseq.exporters import STYLES, Style, explain, export, get_style, register_style
+from edgeseq.exporters import (
+    STYLES,
+    Style,
+    explain,
+    export,
+    get_style,
+    register_style,
+    verify,
+)
 from edgeseq.exporters._explicit import flatten, unflatten
 from edgeseq.runtime import StreamingPredictor, StreamPool
 
@@ -349,6 +357,8 @@ def test_offline_exports_what_cannot_stream(tmp_path) -> None:
     assert not c.states
     x = _frames(9)
     np.testing.assert_allclose(StreamingPredictor(path).step(x), torch_whole(model, x), atol=1e-5)
+    report = verify(model, path)
+    assert report.ok(1e-5), report.table()
 
 
 def test_proj_size_exported_the_way_that_works_when_no_mode_is_asked(tmp_path) -> None:

@@ -152,7 +152,8 @@ def test_matrix(case: Case, tmp_path) -> None:
     spec = MODES[case.mode]  # offline native graphs have no sequence_lens to wire
     default = spec.default_lengths and (spec.takes_lengths or not case.offline)
     assert (contract.lengths is not None) is (default if case.lengths is None else case.lengths)
-    assert ("mode_note" in contract.model.extra) is (case.config == "proj_size")
+    picked_other = not case.ask_mode and case.config == "proj_size"  # and says so
+    assert ("mode_note" in contract.model.extra) is picked_other
     if case.style != "recurrent":  # the style's own state pairs, and the record of it
         assert any(STYLE_STATE[case.style] in s for s in contract.state_inputs), contract.states
         assert case.style in {s["style"] for s in contract.model.extra["streamed"]}
