@@ -83,6 +83,16 @@ def _seq_model(cell: str, mode: str, path: Path, seed: int, **cfg: Any) -> None:
     export_model(model, path, mode=mode, chunk=4 if mode == "unrolled" else None)
 
 
+def _style_model(style: str, cell: str, config: str, path: Path) -> None:
+    """A model of another stream style (conv caches, a cell loop), exported as users do."""
+    import torch
+    from style_models import build
+
+    from edgeseq.exporters import export
+
+    export(build(style, cell, config), path, example=torch.randn(2, 6, FEATURES))
+
+
 def _scaled(path: Path) -> None:
     import torch
 
@@ -251,6 +261,13 @@ def write(out: Path) -> dict[str, Any]:
             _parity_case("scaled", out / "scaled.onnx", x * 3 + 1),
             _parity_case("classifier", out / "classifier.onnx", x),
         ]
+        # conv caches (batch axis 0) and a one-step cell loop: state like any other
+        for name, style, cell, config in (
+            ("conv-cache", "conv_cache", "lstm", "pad_before"),
+            ("cell-loop", "cell_loop", "gru", "loop"),
+        ):
+            _style_model(style, cell, config, out / f"{name}.onnx")
+            manifest["parity"].append(_parity_case(name, out / f"{name}.onnx", x))
         from _models import VAD_CONTEXT
 
         _vad(out / "vad.onnx", Path(tmp))
