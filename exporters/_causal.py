@@ -1,8 +1,9 @@
 """The chunked-parity check that decides whether a model can stream.
 
-Streaming feeds a sequence in pieces and carries only the recurrent layers' state from
-one call to the next. That gives the whole-sequence result only if every output at time
-``t`` depends on frames ``<= t`` through that state alone. Pooling, attention or a
+Streaming feeds a sequence in pieces and carries only the streamed modules' state
+(recurrent layers, cells, conv caches, an explicit state) from one call to the next.
+That gives the whole-sequence result only if every output at time ``t`` depends on
+frames ``<= t`` through that state alone. Pooling, attention or a
 non-causal convolution over time break it; so does anything else that mixes frames
 outside the recurrent layers. :func:`check_streamable` runs the adapted model in PyTorch
 on a probe sequence whole and in chunks, and refuses it when the two disagree, naming the
