@@ -169,8 +169,10 @@ def main(argv: list[str] | None = None) -> dict:
         [(p.path, p.kind, p.how, p.state) for p in report.layers],
     )
     onnx_path = run.path("speakers.onnx")
+    # lengths=True: streams with different frame counts share one pool call (each conv
+    # cache then keeps its row's last valid frames); without it the pool groups by count
     contract = export(
-        model, onnx_path, example=torch.from_numpy(X[:2, :8]),
+        model, onnx_path, example=torch.from_numpy(X[:2, :8]), lengths=True,
         preprocessing=Preprocessing(mean=mean.tolist(), std=std.tolist()),
     )  # fmt: skip
     run.table(

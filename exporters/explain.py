@@ -116,7 +116,8 @@ def explain(
             refuse_layers([info], spec, backend, offline)
         except ExportError as exc:
             refused[info.path] = str(exc).split(". ")[0]
-    adapter = StreamAdapter(module, spec.runner, spec.takes_lengths, carry_state=not offline)
+    keeps = spec.default_lengths if lengths is None else lengths
+    adapter = StreamAdapter(module, spec.runner, spec.takes_lengths and keeps, not offline)
     try:
         adapter.prepare(x, collect=True)
         states = adapter.initial_states(x)

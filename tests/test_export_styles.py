@@ -41,8 +41,11 @@ def _frames(n: int = 23, seed: int = 0) -> np.ndarray:
 
 
 def _export(model: nn.Module, tmp_path, mode: str, **kw):
+    """``mode`` "native+lengths" is native with a lengths input (ragged rows in one call)."""
     path = tmp_path / "m.onnx"
     chunk = 5 if mode == "unrolled" else None
+    if mode == "native+lengths":
+        mode, kw = "native", {**kw, "lengths": True}
     return path, export(model, path, example=X, mode=mode, chunk=chunk, **kw)
 
 
@@ -65,7 +68,9 @@ def test_conv_cache_pairs_in_the_contract(tmp_path) -> None:
     assert c.state_inputs == ["state_in.rnn.h", "state_in.mid.conv.cache", "state_in.rnn2.h"]
     mid = c.states[1]
     assert (mid.shape, mid.batch_axis, mid.init) == (["batch", 5, 1], 0, "zeros")
-    assert c.lengths == "lengths"  # the cache keeps each row's last valid frames
+    assert c.lengths is None  # native's default: every row of a call has all its frames
+    _, c = _export(build("conv_cache", "gru", "between"), tmp_path, "native", lengths=True)
+    assert c.lengths == "lengths"  # then the cache keeps each row's last valid frames
     _, c = _export(build("conv_cache", "lstm", "pad_before"), tmp_path, "unrolled")
     shapes = {s.input: s.shape for s in c.states}
     assert shapes == {
@@ -144,6 +149,8 @@ def _pool_matches_solo(path, frames_per_call, seed=1) -> None:
     np.testing.assert_allclose(p.step(g), pool.step({a: g})[a], rtol=0, atol=1e-6)
     for k, v in pool.snapshot(ids[1]).states.items():
         np.testing.assert_allclose(v, solo[ids[1]].state[k], rtol=0, atol=1e-6)
+    if StreamingPredictor(path).contract.lengths is None:
+        return  # rows of one call all have the same frames: no idle rows to keep
     resident = StreamPool(path, max_streams=4, resident=True)  # idle rows get zero frames
     r_ids = [resident.open() for _ in range(3)]
     r_solo = {i: StreamingPredictor(path) for i in r_ids}
@@ -154,7 +161,7 @@ def _pool_matches_solo(path, frames_per_call, seed=1) -> None:
             np.testing.assert_allclose(out[i], r_solo[i].step(f), rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("mode", ["native", "unrolled"])
+@pytest.mark.parametrize("mode", ["native", "native+lengths", "unrolled"])
 @pytest.mark.parametrize("kind", ["plain", "conv_cache"])
 def test_pool_and_snapshots_on_a_conv_cache_model_as_on_a_plain_one(kind, mode, tmp_path) -> None:
     torch.manual_seed(0)
@@ -339,7 +346,7 @@ def test_fed_back_state_streams_one_step_native_but_not_padded(tmp_path) -> None
     a padded unrolled chunk would change it after a row's last frame: refused."""
     torch.manual_seed(0)
     model = _FeedbackState().eval()
-    path, c = _export(model, tmp_path, "native")
+    path, c = _export(model, tmp_path, "native+lengths")
     assert c.model.chunk == 1 and c.state_inputs == ["state_in.state.0", "state_in.state.1"]
     x = _frames(9)
     np.testing.assert_allclose(
