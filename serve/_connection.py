@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from websockets.asyncio.server import ServerConnection
 
     from edgeseq.serve._registry import StreamRecord
-    from edgeseq.serve._server import Server
+    from edgeseq.serve._service import StreamService
 
 __all__ = ["Connection"]
 
@@ -53,7 +53,9 @@ class _Item:
 class Connection:
     """Serves ``rec`` over ``ws`` until the client ends, drops, or the server stops."""
 
-    def __init__(self, server: Server, ws: ServerConnection, rec: StreamRecord, binary: bool):
+    def __init__(
+        self, server: StreamService, ws: ServerConnection, rec: StreamRecord, binary: bool
+    ) -> None:
         self.server = server
         self.ws = ws
         self.rec = rec

@@ -5,6 +5,8 @@ state waits in the pool for a resume), *parked* (the pool evicted it for idlenes
 snapshot waits in memory until it is written or resumed) or *saved* (only on disk).
 The pool's ``on_evict`` hook parks a stream from the pool's thread; everything else runs
 on the event loop. Pool calls are never made while this registry's lock is held.
+``on_gone(stream id)`` is told whenever a record leaves memory (ended, handed over, or
+forgotten once its save is its only home): a server among several releases its ownership.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class StreamRecord:
     parked: Snapshot | None = None  # evicted for idleness; reopened from this
     replies: deque = field(default_factory=deque)  # (seq, payload): for re-delivery
     restored: Saved | None = None  # set when it came back from the state folder
+    leaving: bool = False  # being handed over to another server: resumes here must wait
 
 
 class Registry:
@@ -52,12 +55,14 @@ class Registry:
         keep_replies: int,
         log: Callable[[str], None],
         on_saved: Callable[[str], None] = lambda reason: None,
+        on_gone: Callable[[str], None] = lambda stream_id: None,
     ) -> None:
         self.pool = pool
         self.store = store
         self.keep_replies = keep_replies
         self.log = log
         self.on_saved = on_saved
+        self.on_gone = on_gone
         self.records: dict[str, StreamRecord] = {}
         self.by_pool: dict[int, StreamRecord] = {}
         self.ended: OrderedDict[str, str] = OrderedDict()
@@ -97,6 +102,7 @@ class Registry:
                     sid, saved.token_sha256, None, saved.seq, saved.frames, saved.seq
                 )
                 rec.parked, rec.restored = saved.snapshot, saved
+                rec.replies.extend(saved.replies[-self.keep_replies :])
                 self.records[sid] = rec
             return rec
 
@@ -141,6 +147,19 @@ class Registry:
             self.pool.close(pool_id)
         if self.store is not None:
             self._writer.submit(self.store.delete, rec.id)
+        self.on_gone(rec.id)
+
+    def forget(self, rec: StreamRecord) -> None:
+        """Drop a stream from memory, its save kept (it lives on elsewhere now). Blocking."""
+        with self.lock:
+            if self.records.get(rec.id) is rec:
+                del self.records[rec.id]
+            pool_id, rec.pool_id, rec.parked = rec.pool_id, None, None
+            if pool_id is not None:
+                self.by_pool.pop(pool_id, None)
+        if pool_id is not None and pool_id in self.pool:
+            self.pool.close(pool_id)
+        self.on_gone(rec.id)
 
     # ------------------------------------------------------------------ eviction
     def on_evict(self, pool_id: int, snap: Snapshot) -> None:
@@ -156,6 +175,8 @@ class Registry:
                 self.ended[rec.id] = (
                     "expired after the idle timeout (the server has no --state-dir)"
                 )
+        if not keep:
+            self.on_gone(rec.id)
         if keep and self.store is not None and (rec.saved is None or rec.seq > rec.saved):
             self.save(rec, snap, "idle", forget=True)
         elif keep and rec.owner is None:
@@ -171,10 +192,10 @@ class Registry:
         file is its home now).
         """
         assert self.store is not None
-        seq, frames = rec.seq, rec.frames
+        seq, frames, replies = rec.seq, rec.frames, list(rec.replies)
 
         def write() -> None:
-            self.store.save(rec.id, snap, rec.token_sha256, seq, frames, reason)  # type: ignore[union-attr]
+            self.store.save(rec.id, snap, rec.token_sha256, seq, frames, reason, replies)  # type: ignore[union-attr]
             if rec.saved is None or seq > rec.saved:
                 rec.saved = seq
             self.on_saved(reason)
@@ -185,8 +206,13 @@ class Registry:
 
     def _forget_if_parked(self, rec: StreamRecord, snap: Snapshot) -> None:
         with self.lock:
-            if rec.owner is None and rec.parked is snap and self.store is not None:
-                self.records.pop(rec.id, None)
+            gone = rec.owner is None and rec.parked is snap and self.store is not None
+            if gone and self.records.get(rec.id) is rec:
+                del self.records[rec.id]
+            else:
+                gone = False
+        if gone:
+            self.on_gone(rec.id)
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait for every queued write."""

@@ -3,17 +3,24 @@
 ``<state-dir>/<stream id>.snap`` is a :class:`~edgeseq.runtime.Snapshot` (``.npz`` + JSON
 header, never pickle) whose ``meta`` holds what the server needs to resume the stream:
 the SHA-256 of its resume token (never the token), its ``seq`` and frame counts, why and
-when it was saved. Files are replaced atomically, so a crash mid-write keeps the previous
-save; a finished stream's file is deleted.
+when it was saved, and the last replies sent (so a server that resumes it elsewhere can
+re-deliver a reply lost with the one that saved it). Files are replaced atomically, so a
+crash mid-write keeps the previous save; a finished stream's file is deleted.
+
+Several servers may share one folder (``edgeseq serve --ray``: a shared filesystem); a
+``guard`` then runs before every write and refuses it when this server no longer owns its
+streams (see ``_ownership``), so a server that lost its lease can never overwrite a save.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import hashlib
 import re
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,14 +50,21 @@ class Saved:
     token_sha256: str
     seq: int
     frames: int
-    reason: str  # "shutdown", "idle", "periodic" or "opened"
+    reason: str  # "shutdown", "idle", "periodic", "opened" or "handover"
     saved_at: float
+    replies: tuple[tuple[int, str | bytes], ...] = ()  # (seq, reply): the last ones sent
 
 
 class StateStore:
     """Reads and writes stream snapshots in one folder (created if missing)."""
 
-    def __init__(self, folder: str | Path, contract_hash: str) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        contract_hash: str,
+        guard: Callable[[str], None] | None = None,
+    ) -> None:
+        self.guard = guard  # guard(stream_id) raises when this server may not write it
         self.folder = Path(folder)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -70,8 +84,18 @@ class StateStore:
         return self.folder / f"{stream_id}{SUFFIX}"
 
     def save(
-        self, stream_id: str, snap: Snapshot, token_sha256: str, seq: int, frames: int, reason: str
+        self,
+        stream_id: str,
+        snap: Snapshot,
+        token_sha256: str,
+        seq: int,
+        frames: int,
+        reason: str,
+        replies: Iterable[tuple[int, str | bytes]] = (),
     ) -> Saved:
+        if self.guard is not None:
+            self.guard(stream_id)
+        kept = tuple((int(s), r) for s, r in replies)
         meta = {
             "edgeseq.serve": 1,
             "stream": stream_id,
@@ -80,10 +104,11 @@ class StateStore:
             "frames": int(frames),
             "reason": reason,
             "saved_at": time.time(),
+            "replies": [_reply_json(s, r) for s, r in kept],
         }
         snap = dataclasses.replace(snap, meta=meta)
         snap.save(self.path(stream_id))
-        return Saved(snap, token_sha256, int(seq), int(frames), reason, meta["saved_at"])
+        return Saved(snap, token_sha256, int(seq), int(frames), reason, meta["saved_at"], kept)
 
     def load(self, stream_id: str) -> Saved | None:
         """The saved stream, or None if there is no file for it."""
@@ -100,14 +125,17 @@ class StateStore:
                 int(meta["frames"]),
                 str(meta["reason"]),
                 float(meta["saved_at"]),
+                tuple(_reply_value(r) for r in meta.get("replies", ())),
             )
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, IndexError):
             raise SnapshotError(
                 f"{path} is a snapshot but not one saved by edgeseq serve (its meta lacks the "
                 "resume fields); expected a file the server wrote. Remove it."
             ) from None
 
     def delete(self, stream_id: str) -> None:
+        if self.guard is not None:
+            self.guard(stream_id)
         with contextlib.suppress(FileNotFoundError):
             self.path(stream_id).unlink()
 
@@ -117,3 +145,14 @@ class StateStore:
             for p in self.folder.glob(f"*{SUFFIX}")
             if valid_id(p.name[: -len(SUFFIX)])
         )
+
+
+def _reply_json(seq: int, reply: str | bytes) -> list:
+    if isinstance(reply, bytes):
+        return [seq, "b", base64.b64encode(reply).decode("ascii")]
+    return [seq, "t", reply]
+
+
+def _reply_value(item: list) -> tuple[int, str | bytes]:
+    seq, kind, data = item
+    return int(seq), base64.b64decode(data) if kind == "b" else str(data)

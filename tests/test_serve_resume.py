@@ -69,6 +69,7 @@ def test_sigterm_mid_stream_then_restart_resumes_exactly(tmp_path: Path) -> None
             c.resume()
             assert c.resumes[-1].kind == "saved" and c.resumes[-1].reason == "shutdown"
             assert c.resumes[-1].replayed == 0
+            assert c.resumes[-1].frames == sum(len(x) for x in xs[:15])
             for x, r in zip(xs[15:], ref[15:]):
                 np.testing.assert_array_equal(c.step(x), r)
             assert c.close() == sum(len(x) for x in xs)
@@ -148,6 +149,8 @@ def test_kill_9_loses_only_what_was_unacknowledged_and_says_so(tmp_path: Path) -
         assert info.kind == "saved" and info.reason == "periodic"
         assert saved_at <= info.server_seq < 20
         assert info.replayed == 20 - info.server_seq
+        # the server's `resumed` notice names the frame it resumed from; the client resent
+        assert info.frames == sum(len(x) for x in xs[: info.server_seq])
         for x, r in zip(xs[20:], ref[20:]):
             np.testing.assert_array_equal(client.step(x), r)
         client.close()

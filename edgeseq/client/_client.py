@@ -1,10 +1,12 @@
 """StreamClient: one stream on an ``edgeseq serve`` server, stepped like a local predictor.
 
 Synchronous (``websockets.sync``): ``step`` sends one message and waits for its reply. The
-client counts ``seq`` (state-changing messages acknowledged) and keeps every message the
-server has not yet saved durably, so a resume is exact: replies the server applied but
-the client never got are re-delivered, and after the server came back from an older save
-the client replays what it holds since (and says so with a :class:`ResumeWarning`).
+client counts ``seq`` (state-changing messages acknowledged) and frames, and keeps every
+message the server has not yet saved durably, so a resume is exact: replies the server
+applied but the client never got are re-delivered, and when the server came back from a
+save (its ``resumed`` notice says at which frame) the client resends what it holds since
+(and says so with a :class:`ResumeWarning`). That covers a restarted ``edgeseq serve`` and
+a stream moved to another replica of ``edgeseq serve --ray`` alike.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from edgeseq.errors import InputError, ProtocolError, RemoteError
 
 __all__ = ["ResumeInfo", "ResumeWarning", "StreamClient", "load_tokens"]
 
-Op = tuple  # ("frames", bytes, single) | ("reset",) | ("restore", b64) | ("snapshot",)
+Op = tuple  # ("frames", bytes, T) | ("reset",) | ("restore", b64) | ("snapshot",)
 
 
 class ResumeWarning(UserWarning):
@@ -45,8 +47,9 @@ class ResumeInfo:
     client_seq: int  # messages this client had replies for
     replayed: int  # messages re-sent from the client's hold (server came back from a save)
     redelivered: int  # replies the server re-sent (applied, but not received)
-    reason: str | None = None  # why the server saved it: shutdown, idle, periodic, opened
+    reason: str | None = None  # why the server saved it: shutdown, idle, periodic, opened, handover
     saved_at: float | None = None
+    frames: int | None = None  # frames in the state the server resumed from (its notice)
 
 
 class _Lost(Exception):
@@ -108,9 +111,10 @@ class StreamClient:
         self.timeout = timeout
         self.resume_within = resume_within
         self._ws: Any = None
-        self._held: deque[tuple[int, Op]] = deque()  # sent after the server's last save
+        self._held: deque[tuple[int, int, Op]] = deque()  # (seq, frames before, op) unsaved
         self._contract: Contract | None = None
         self.seq = 0  # state-changing messages acknowledged
+        self.frames = 0  # frames acknowledged
         self.saved: int | None = None
         self.resumes: list[ResumeInfo] = []
         if stream is None:
@@ -127,9 +131,9 @@ class StreamClient:
     def step(self, frames: Any) -> np.ndarray | dict[str, np.ndarray]:
         """Step the stream; ``[F]`` → ``[out]``, ``[T, F]`` → ``[T, out]``; dict by name if
         the model has several outputs (time-less outputs: one row)."""
-        data, _ = P.encode_frames(frames, self.ready.dtype, self.ready.features)
+        data, t = P.encode_frames(frames, self.ready.dtype, self.ready.features)
         single = np.ndim(frames) == len(self.ready.frame_shape)
-        reply = self._call(("frames", data))
+        reply = self._call(("frames", data, t))
         assert isinstance(reply, P.Outputs)
         out = {}
         for spec in self.ready.output_specs:
@@ -224,8 +228,10 @@ class StreamClient:
         self.saved = getattr(reply, "saved", None)
         if op[0] != "snapshot":  # a state-changing message: keep it until a save covers it
             self.seq = reply.seq if getattr(reply, "seq", None) is not None else self.seq + 1
+            before = self.frames
+            self.frames += op[2] if op[0] == "frames" else 0
             if self.saved is not None:
-                self._held.append((self.seq, op))
+                self._held.append((self.seq, before, op))
         if self.saved is not None:
             while self._held and self._held[0][0] <= self.saved:
                 self._held.popleft()
@@ -256,10 +262,13 @@ class StreamClient:
         ready = self._connect(query)
         k, a = ready.seq, self.seq
         redelivered = [self._recv() for _ in range(ready.redeliver)]
+        notice = self._recv() if ready.resumed == "saved" else None  # from a save: at frame K
+        if notice is not None and not isinstance(notice, P.Resumed):
+            raise RemoteError(f"expected the server's 'resumed' notice, got {notice.type!r}")
         result = None
         replayed = 0
         if a < 0:
-            self.seq, a = k, k
+            self.seq, a, self.frames = k, k, ready.frames
         if k > a:  # applied, reply lost in transit: the server re-sent it
             if k - a != len(redelivered) or pending is None or pending[0] == "snapshot":
                 raise RemoteError(
@@ -269,26 +278,33 @@ class StreamClient:
                 )
             result = redelivered[-1]
             self._acknowledge(pending, result)
-        elif k < a:  # the server came back from an older save: replay what this client holds
-            need = [op for s, op in self._held if s > k]
-            if len(need) != a - k:
+        elif k < a:  # the server came back from an older save: resend what this client holds
+            need = [(f0, op) for s, f0, op in self._held if s > k]
+            start = notice.frames if notice is not None else need[0][0] if need else -1
+            if len(need) != a - k or need[0][0] != start:
                 raise RemoteError(
                     f"stream {self.stream_id}: the server resumed from its {ready.reason} save at "
-                    f"seq {k}, but this client holds only {len(need)} of the {a - k} messages "
-                    "sent since; those frames are lost. Start a new stream or restore a snapshot."
+                    f"seq {k} (frame {start}), but this client holds only {len(need)} of the "
+                    f"{a - k} messages sent since; those frames are lost. Start a new stream or "
+                    "restore a snapshot."
                 )
-            self.seq = k
-            for op in need:
+            self.seq, self.frames = k, start
+            for _, op in need:
                 self._exchange(op)
                 replayed += 1
             warnings.warn(
                 ResumeWarning(
                     f"stream {self.stream_id}: the server lost its last {a - k} message(s) (it "
-                    f"resumed from its {ready.reason} save at seq {k}, "
-                    f"{time.ctime(ready.saved_at) if ready.saved_at else '?'}); replayed them "
+                    f"resumed from its {ready.reason} save at seq {k}, frame {start}, "
+                    f"{time.ctime(ready.saved_at) if ready.saved_at else '?'}); resent them "
                     "from this client's hold, so the stream continues exactly."
                 ),
                 stacklevel=2,
+            )
+        elif notice is not None and notice.frames != self.frames:
+            raise RemoteError(
+                f"stream {self.stream_id}: the server resumed at frame {notice.frames} and seq "
+                f"{k}, but this client counted {self.frames} frames at that seq; the two disagree."
             )
         self.resumes.append(
             ResumeInfo(
@@ -299,6 +315,7 @@ class StreamClient:
                 len(redelivered),
                 ready.reason,
                 ready.saved_at,
+                notice.frames if notice is not None else None,
             )
         )
         return result

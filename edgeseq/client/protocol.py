@@ -47,6 +47,7 @@ __all__ = [
     "Ready",
     "Reset",
     "Restore",
+    "Resumed",
     "SnapshotMsg",
     "b64decode",
     "b64encode",
@@ -237,8 +238,23 @@ class Error(Message):
     details: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Resumed(Message):
+    """Server → client, after ``ready`` (and its re-delivered replies) whenever the stream
+    came back from a save rather than from the server's memory: the state holds the first
+    ``frames`` frames (``seq`` messages). A client resends every state-changing message it
+    sent after that point, in order, and ignores their replies (it has them already)."""
+
+    type: ClassVar[str] = "resumed"
+    sender: ClassVar[str] = "server"
+    frames: int
+    seq: int | None = None
+    reason: str | None = None
+    saved_at: float | None = None
+
+
 MESSAGES: dict[str, type[Message]] = {
-    m.type: m for m in (Ready, Outputs, Reset, SnapshotMsg, Restore, End, Error)
+    m.type: m for m in (Ready, Outputs, Reset, SnapshotMsg, Restore, End, Error, Resumed)
 }
 
 

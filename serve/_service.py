@@ -1,0 +1,428 @@
+"""The server's core, whatever carries its bytes: one model, one shared :class:`StreamPool`,
+the streams' registry and saves, the handshake's decisions, one stream's life, background
+saves and the graceful stop.
+
+Transports sit on top and only move bytes: ``_server`` (the ``websockets`` server of
+``edgeseq serve``) and ``_ray_replica`` (an ASGI app inside a Ray Serve replica). A socket
+handed to :meth:`StreamService.serve_stream` needs what :class:`~edgeseq.serve._connection.
+Connection` uses: ``async for`` messages, ``send``, ``close(code, reason)``,
+``transport.abort()`` and ``remote_address``.
+
+A service that is one of several sharing a state folder (Ray) gets an :class:`Ownership`:
+it takes a stream's lease before serving it and gives it back when the stream leaves
+memory, so no two servers ever step one stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Protocol
+
+from edgeseq.client import protocol as P
+from edgeseq.errors import EdgeseqError, SnapshotError, StreamError
+from edgeseq.runtime import StreamPool
+from edgeseq.runtime._session import ModelSource
+from edgeseq.serve._completions import Completions
+from edgeseq.serve._connection import Connection
+from edgeseq.serve._frames import WireFormat
+from edgeseq.serve._metrics import CONTENT_TYPE, Metrics
+from edgeseq.serve._options import ServeOptions
+from edgeseq.serve._registry import Registry, StreamRecord
+from edgeseq.serve._store import Saved, StateStore, token_hash, valid_id
+
+__all__ = ["Answer", "Ownership", "Plan", "StreamService"]
+
+Endpoint = Callable[[dict[str, list[str]]], Awaitable["Answer"]]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP answer: a refused handshake, or an endpoint's body."""
+
+    status: int
+    body: str
+    content_type: str = "text/plain; charset=utf-8"
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An accepted stream handshake: what its connection will serve."""
+
+    binary: bool
+    subprotocol: str | None
+    resume: tuple[str, StreamRecord | Saved, int] | None = None  # (id, found, acked)
+    secret: str | None = None  # the resume secret (echoed in ready)
+
+
+class Ownership(Protocol):
+    """Exclusive stream leases when several servers share one state folder."""
+
+    async def acquire(self, stream_id: str) -> bool:
+        """Wait until this server owns the stream; False if it could not (busy: retry)."""
+
+    async def owned_elsewhere(self, stream_id: str) -> bool:
+        """Whether another server holds the stream (it may not have saved it yet)."""
+
+    def release(self, stream_id: str) -> None:
+        """The stream left this server's memory."""
+
+
+class StreamService:
+    """Streams of one model over any transport (see the module docstring)."""
+
+    def __init__(
+        self,
+        model: ModelSource,
+        options: ServeOptions,
+        log: Callable[[str], None],
+        ownership: Ownership | None = None,
+        guard: Callable[[str], None] | None = None,
+    ) -> None:
+        self.options = o = options
+        self.log = log
+        self.ownership = ownership
+        self.connections: set[Connection] = set()
+        self.metrics = Metrics(lambda: len(self.pool), lambda: len(self.connections))
+        self.pool = StreamPool(
+            model,
+            max_streams=o.max_streams,
+            device=o.device,
+            threads=o.threads,
+            idle_timeout=o.idle_timeout,
+            max_batch=o.max_batch,
+            max_wait_ms=o.max_wait_ms,
+            on_evict=lambda pool_id, snap: self.registry.on_evict(pool_id, snap),
+            on_batch=self.metrics.on_batch,
+        )
+        self.wire = WireFormat(self.pool.engine)
+        self.contract_json = self.pool.contract.to_json()
+        self.model_hash = self.pool.engine.hash
+        store = None
+        if o.state_dir is not None:
+            store = StateStore(o.state_dir, self.model_hash, guard)
+        self.registry = Registry(
+            self.pool,
+            store,
+            o.max_inflight,
+            log,
+            lambda r: self.metrics.saves.labels(r).inc(),
+            ownership.release if ownership is not None else lambda sid: None,
+        )
+        self.page = resources.files("edgeseq.serve").joinpath("page.html").read_text("utf-8")
+        # the largest text message is a restore: a snapshot in base64, with room to spare
+        snap = len(self.pool.snapshot(self.pool.open()).to_bytes())
+        self.pool.close(0)
+        frames = o.max_frames_per_message * self.wire.features * 8
+        self.max_message = max(1 << 20, 2 * frames, 4 * snap)
+        self.stopping = False
+        self.endpoints: dict[str, Endpoint] = {
+            P.MODEL_PATH: self._model_endpoint,
+            P.METRICS_PATH: self._metrics_endpoint,
+        }
+        self._tasks: list[asyncio.Task] = []
+
+    # ------------------------------------------------------------------ running
+    def start(self) -> None:
+        """Begin background work on the running event loop."""
+        self.completions = Completions(asyncio.get_running_loop())
+        self._tasks = [asyncio.create_task(self._housekeeping())]
+
+    async def stop_streams(self) -> tuple[bool, int]:
+        """Stop accepting, finish in-flight work, save every stream (``--state-dir``), end
+        every connection with a resume notice. ``(all saved, detached streams saved)``."""
+        self.stopping = True
+        for task in self._tasks:
+            task.cancel()
+
+        async def save_all() -> int:
+            await asyncio.gather(*(c.stop("final") for c in list(self.connections)))
+            n = await self.save_detached("shutdown")
+            await asyncio.to_thread(self.registry.flush)
+            return n
+
+        try:
+            return True, await asyncio.wait_for(save_all(), self.options.shutdown_timeout)
+        except (asyncio.TimeoutError, EdgeseqError, OSError) as exc:
+            self.log(f"shutdown: could not save every stream ({type(exc).__name__}: {exc})")
+            return False, 0
+
+    def close(self) -> None:
+        """Release the pool and the save thread (after :meth:`stop_streams`)."""
+        self.pool.shutdown()
+        self.registry.close()
+
+    async def _housekeeping(self) -> None:
+        """Evict idle streams (the pool saves them through its hook) and save changed
+        streams every ``save_interval`` seconds."""
+        o = self.options
+        tick = min(1.0, (o.idle_timeout or 4.0) / 4, o.save_interval or 1.0)
+        last_save = time.monotonic()
+        while True:
+            await asyncio.sleep(tick)
+            if o.idle_timeout is not None:
+                await asyncio.to_thread(self.pool.evict_idle)
+            due = o.save_interval and time.monotonic() - last_save >= o.save_interval
+            if self.registry.store is not None and due:
+                last_save = time.monotonic()
+                await self.save_detached("periodic")
+                for rec in self.registry.held():
+                    if rec.owner is not None and _changed(rec):
+                        rec.owner.request_save("periodic")
+
+    async def save_detached(self, reason: str) -> int:
+        """Save changed streams no connection serves (their state cannot move meanwhile)."""
+        if self.registry.store is None:
+            return 0
+        futures = []
+        for rec in self.registry.held():
+            if rec.owner is None and _changed(rec):
+                snap = await asyncio.to_thread(self.registry.snapshot_of, rec)
+                futures.append(self.registry.save(rec, snap, reason))
+        for f in futures:
+            await asyncio.wrap_future(f)
+        return len(futures)
+
+    async def hand_over(self, stream_id: str) -> None:
+        """Another server wants this stream: stop serving it, save it exactly, forget it."""
+        rec = self.registry.records.get(stream_id)
+        if rec is None or rec.leaving:
+            if rec is None and self.ownership is not None:
+                self.ownership.release(stream_id)
+            return
+        rec.leaving = True
+        if rec.owner is not None:
+            await rec.owner.stop("handover")
+        if self.registry.store is not None:
+            snap = await asyncio.to_thread(self.registry.snapshot_of, rec)
+            await asyncio.wrap_future(self.registry.save(rec, snap, "handover"))
+        await asyncio.to_thread(self.registry.forget, rec)
+        self.log(f"moved  stream={stream_id[:8]} handed over at seq {rec.seq}")
+
+    # ------------------------------------------------------------------ HTTP + handshake
+    def refuse(self, status: int, text: str, peer: str) -> Answer:
+        reason = P.HTTP_REFUSALS.get(status, "bad_request")
+        self.metrics.refused.labels(reason).inc()
+        self.log(f"refuse {status} {reason:<12} peer={peer}: {text}")
+        auth = (("WWW-Authenticate", 'Bearer realm="edgeseq"'),) if status == 401 else ()
+        return Answer(status, text + "\n", headers=auth)
+
+    async def admit(
+        self, path: str, query: dict[str, list[str]], headers: Any, peer: str, offered: list[str]
+    ) -> Answer | Plan:
+        """The answer to one HTTP request, or the plan of an accepted stream handshake.
+
+        ``headers`` has ``get(name)`` and ``get_all(name)`` (``websockets``' ``Headers``);
+        ``offered`` lists the WebSocket subprotocols the client offered.
+        """
+        if path == P.HEALTH_PATH:
+            return Answer(200, "ok\n")
+        if path == "/favicon.ico":
+            return Answer(204, "")
+        if path in ("/", "/index.html"):
+            return Answer(200, self.page, "text/html; charset=utf-8")
+        if path != P.STREAM_PATH and path not in self.endpoints:
+            return self.refuse(404, f"no such path {path!r}; try {P.STREAM_PATH}", peer)
+        if not self.options.token_ok(_token(headers)):
+            return self.refuse(
+                401, "missing or wrong token; send the header 'Authorization: Bearer <token>'", peer
+            )
+        if path in self.endpoints:
+            return await self.endpoints[path](query)
+        if self.stopping:
+            return self.refuse(503, "the server is shutting down; resume in a moment", peer)
+        fmt = query.get("format", ["json"])[0]
+        if fmt not in ("json", "binary"):
+            return self.refuse(400, f"format must be 'json' or 'binary', got {fmt!r}", peer)
+        sub = P.SUBPROTOCOL if P.SUBPROTOCOL in offered else None
+        if "resume" not in query:
+            if len(self.pool) >= self.options.max_streams:
+                return self.refuse(503, self._full(), peer)
+            return Plan(fmt == "binary", sub)
+        return await self._check_resume(query, headers, peer, Plan(fmt == "binary", sub))
+
+    async def _check_resume(
+        self, query: dict[str, list[str]], headers: Any, peer: str, plan: Plan
+    ) -> Answer | Plan:
+        sid = query["resume"][0]
+        secret = headers.get(P.RESUME_HEADER)
+        if not secret:
+            return self.refuse(
+                400, f"a resume needs the header {P.RESUME_HEADER}: <resume_token>", peer
+            )
+        try:
+            acked = int(query.get("acked", ["-1"])[0])
+        except ValueError:
+            return self.refuse(400, "acked must be an integer seq", peer)
+        found = await self._find(sid, peer)
+        if isinstance(found, Answer):
+            return found
+        elsewhere = self.ownership is not None and found is None and valid_id(sid)
+        if elsewhere and await self.ownership.owned_elsewhere(sid):  # type: ignore[union-attr]
+            found = await self._take(sid, peer)  # opened there, its first save not yet written
+            if isinstance(found, Answer):
+                return found
+        if found is None:
+            why = self.registry.ended.get(
+                sid, "unknown here (never opened, or its save was removed)"
+            )
+            return self.refuse(404, f"stream {sid[:8]}… is {why}; open a new stream", peer)
+        if not hmac.compare_digest(found.token_sha256, token_hash(secret)):
+            return self.refuse(403, f"wrong resume token for stream {sid[:8]}…", peer)
+        if isinstance(found, StreamRecord) and found.leaving:
+            return self.refuse(503, f"stream {sid[:8]}… is moving to another server; retry", peer)
+        if self.ownership is not None and not isinstance(found, StreamRecord):
+            found = await self._take(sid, peer)  # the owner saves it exactly, then lets go
+            if isinstance(found, Answer):
+                return found
+        refusal = self._check_saved(sid, found, peer)
+        if refusal is not None:
+            if self.ownership is not None and not isinstance(found, StreamRecord):
+                self.ownership.release(sid)
+            return refusal
+        return Plan(plan.binary, plan.subprotocol, (sid, found, acked), secret)
+
+    async def _find(self, sid: str, peer: str) -> StreamRecord | Saved | Answer | None:
+        try:
+            return await asyncio.to_thread(self.registry.find, sid)
+        except SnapshotError as exc:
+            return self.refuse(409, f"stream {sid[:8]}: its save is unreadable ({exc})", peer)
+
+    async def _take(self, sid: str, peer: str) -> StreamRecord | Saved | Answer:
+        """Own ``sid`` (waiting for its holder to hand it over), then read its latest save."""
+        assert self.ownership is not None
+        if not await self.ownership.acquire(sid):
+            return self.refuse(
+                503, f"stream {sid[:8]}… is still held by another server; retry in a moment", peer
+            )
+        found = await self._find(sid, peer)
+        if found is None or isinstance(found, Answer):
+            self.ownership.release(sid)
+        if found is None:
+            return self.refuse(404, f"stream {sid[:8]}… has no save to resume from", peer)
+        return found
+
+    def _check_saved(self, sid: str, found: StreamRecord | Saved, peer: str) -> Answer | None:
+        if isinstance(found, Saved) and found.snapshot.contract_hash != self.model_hash:
+            return self.refuse(
+                409,
+                f"stream {sid[:8]}… was saved by a model with contract "
+                f"{found.snapshot.contract_hash}; this server runs {self.model_hash}. Resume it "
+                "on a server of that model.",
+                peer,
+            )
+        in_pool = isinstance(found, StreamRecord) and found.pool_id is not None
+        if not in_pool and len(self.pool) >= self.options.max_streams:
+            return self.refuse(503, self._full(), peer)
+        return None
+
+    def _full(self) -> str:
+        detached = sum(1 for r in self.registry.held() if r.owner is None and r.pool_id is not None)
+        return (
+            f"at capacity: {len(self.pool)} streams held (max_streams={self.options.max_streams}, "
+            f"{detached} detached awaiting resume); retry later"
+        )
+
+    async def _model_endpoint(self, query: dict[str, list[str]]) -> Answer:
+        return Answer(200, self.contract_json, "application/json")
+
+    async def _metrics_endpoint(self, query: dict[str, list[str]]) -> Answer:
+        return Answer(200, self.metrics.render().decode(), CONTENT_TYPE)
+
+    # ------------------------------------------------------------------ streams
+    async def serve_stream(self, ws: Any, plan: Plan) -> None:
+        """Serve one accepted stream connection until it ends."""
+        if plan.resume is None:
+            try:
+                rec, token = await asyncio.to_thread(self.registry.create)
+            except StreamError as exc:  # filled up since the handshake
+                self.metrics.refused.labels("unavailable").inc()
+                await ws.close(1013, str(exc)[:120])
+                return
+            if self.ownership is not None:
+                await self.ownership.acquire(rec.id)  # a fresh id: nobody else has it
+            kind, first, info = "new", [], "new"
+            ready = self._ready(rec, token)
+            if self.registry.store is not None:
+                snap = await asyncio.to_thread(self.registry.snapshot_of, rec)
+                self.registry.save(rec, snap, "opened")
+        else:
+            sid, found, acked = plan.resume
+            rec = found if isinstance(found, StreamRecord) else self.registry.adopt(sid, found)
+            if rec.owner is not None:
+                await rec.owner.stop("handover")
+            kind = "saved" if rec.restored is not None else "live"
+            restored, rec.restored = rec.restored, None
+            first = [p for s, p in rec.replies if s > acked] if acked >= 0 else []
+            assert plan.secret is not None
+            ready = self._ready(rec, plan.secret, kind, restored, len(first))
+            info = f"resumed ({kind}) at seq {rec.seq}"
+            if restored:
+                when = time.strftime("%H:%M:%S", time.localtime(restored.saved_at))
+                info += f", saved {restored.reason} at {when}"
+                notice = P.Resumed(rec.frames, rec.seq, restored.reason, restored.saved_at)
+                first.append(P.encode(notice))
+        conn = Connection(self, ws, rec, plan.binary)
+        self.registry.attach(rec, conn)
+        self.connections.add(conn)
+        self.metrics.connects.labels(kind).inc()
+        self.log(f"open   stream={rec.id[:8]} peer={conn.peer} {info}")
+        try:
+            await conn.run([P.encode(ready), *first])
+        finally:
+            self.connections.discard(conn)
+            done = f"{conn.outcome} (seq {rec.seq}, {rec.frames} frames)"
+            self.log(f"close  stream={rec.id[:8]} peer={conn.peer} {done}")
+
+    def _ready(
+        self,
+        rec: StreamRecord,
+        token: str,
+        kind: str | None = None,
+        restored: Saved | None = None,
+        redeliver: int = 0,
+    ) -> P.Ready:
+        w = self.wire
+        return P.Ready(
+            stream=rec.id,
+            resume_token=token,
+            features=w.features,
+            dtype=w.dtype,
+            outputs=w.describe(),
+            window=w.window,
+            max_frames=self.options.max_frames_per_message,
+            frame_shape=list(w.trailing),
+            seq=rec.seq,
+            frames=rec.frames,
+            resumed=kind,
+            reason=restored.reason if restored else None,
+            saved_at=restored.saved_at if restored else None,
+            saved=rec.saved if self.registry.store is not None else None,
+            redeliver=redeliver,
+        )
+
+
+def _changed(rec: StreamRecord) -> bool:
+    return rec.saved is None or rec.seq > rec.saved
+
+
+def _token(headers: Any) -> str | None:
+    """The bearer token from ``Authorization`` or a browser's token subprotocol."""
+    auth = headers.get("Authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    for offered in headers.get_all("Sec-WebSocket-Protocol"):
+        for proto in offered.split(","):
+            proto = proto.strip()
+            if proto.startswith(P.TOKEN_SUBPROTOCOL):
+                raw = proto[len(P.TOKEN_SUBPROTOCOL) :]
+                with contextlib.suppress(ValueError):
+                    return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+    return None
