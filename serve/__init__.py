@@ -20,8 +20,22 @@ docs/protocol.md.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from edgeseq.client import load_tokens
 from edgeseq.serve._options import ServeOptions
 from edgeseq.serve._server import Server
 
-__all__ = ["ServeOptions", "Server", "load_tokens"]
+if TYPE_CHECKING:
+    from edgeseq.serve._ray_fleet import RayFleet, RayOptions
+
+__all__ = ["RayFleet", "RayOptions", "ServeOptions", "Server", "load_tokens"]
+
+
+def __getattr__(name: str) -> Any:
+    """``RayFleet``/``RayOptions`` load on first use: they need the ``ray`` extra."""
+    if name in ("RayFleet", "RayOptions"):
+        from edgeseq.serve import _ray_fleet
+
+        return getattr(_ray_fleet, name)
+    raise AttributeError(f"module 'edgeseq.serve' has no attribute {name!r}")

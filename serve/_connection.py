@@ -41,7 +41,7 @@ STOP_GRACE = 10.0  # seconds a stopping connection may take to flush its replies
 
 @dataclass(eq=False)
 class _Item:
-    kind: str  # frames | error | control | save | end | final | handover | closed
+    kind: str  # frames | error | control | save | end | final | handover | abandon | closed
     t0: float = 0.0
     future: Future | None = None
     pool_id: int | None = None
@@ -87,7 +87,8 @@ class Connection:
 
     async def stop(self, kind: str) -> None:
         """Stop reading; the writer finishes what is queued, then runs ``kind``
-        (``final``: save and tell the client to resume later; ``handover``: detach)."""
+        (``final``: save and tell the client to resume later; ``handover``: detach;
+        ``abandon``: close unsaved, the stream resumes elsewhere from its last save)."""
         if self._reader is not None and not self._reader.done():
             self._reader.cancel()
         self.queue.put_nowait(_Item(kind))
@@ -216,6 +217,7 @@ class Connection:
             out = await self.server.completions.watch(pool.submit(rec.pool_id, x))  # type: ignore[arg-type]
         rec.seq += 1
         rec.frames += t
+        self.server.count_stepped(rec.id, t)
         rows = self.server.wire.rows(out, single)
         if self.binary:
             first = next(iter(rows.values()))
@@ -283,6 +285,9 @@ class Connection:
         elif kind == "handover":
             self.outcome = "handed over to a resuming connection"
             await self.ws.close(CLOSE_TAKEN_OVER, "stream resumed on another connection")
+        elif kind == "abandon":  # this server lost the stream's lease: it resumes elsewhere
+            self.outcome = "dropped: the stream's ownership moved"
+            await self.ws.close(CLOSE_SHUTDOWN, "stream moved; resume it")
         else:  # the client went away: the stream waits in the pool for a resume
             self.outcome = "detached"
 

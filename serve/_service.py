@@ -20,6 +20,7 @@ import base64
 import contextlib
 import hmac
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -123,6 +124,7 @@ class StreamService:
         frames = o.max_frames_per_message * self.wire.features * 8
         self.max_message = max(1 << 20, 2 * frames, 4 * snap)
         self.stopping = False
+        self.stepped: OrderedDict[str, int] = OrderedDict()  # frames each stream stepped here
         self.endpoints: dict[str, Endpoint] = {
             P.MODEL_PATH: self._model_endpoint,
             P.METRICS_PATH: self._metrics_endpoint,
@@ -205,6 +207,26 @@ class StreamService:
             await asyncio.wrap_future(self.registry.save(rec, snap, "handover"))
         await asyncio.to_thread(self.registry.forget, rec)
         self.log(f"moved  stream={stream_id[:8]} handed over at seq {rec.seq}")
+
+    async def abandon(self, stream_ids: set[str] | None, why: str) -> None:
+        """Drop streams from memory without saving them (``None``: every stream): their
+        connections close with 1012 and resume elsewhere from the last save."""
+        for rec in self.registry.held():
+            if stream_ids is not None and rec.id not in stream_ids:
+                continue
+            rec.leaving = True
+            if rec.owner is not None:
+                await rec.owner.stop("abandon")
+            await asyncio.to_thread(self.registry.forget, rec)
+            if why:
+                self.log(f"drop   stream={rec.id[:8]} at seq {rec.seq}: {why}")
+
+    def count_stepped(self, stream_id: str, frames: int) -> None:
+        """Count frames a stream stepped on this server (a bounded, most-recent table)."""
+        table = self.stepped
+        table[stream_id] = table.pop(stream_id, 0) + frames
+        if len(table) > _STEPPED:
+            table.popitem(last=False)
 
     # ------------------------------------------------------------------ HTTP + handshake
     def refuse(self, status: int, text: str, peer: str) -> Answer:
@@ -407,6 +429,9 @@ class StreamService:
             saved=rec.saved if self.registry.store is not None else None,
             redeliver=redeliver,
         )
+
+
+_STEPPED = 1 << 16  # streams whose per-stream frame counts are kept (most recent)
 
 
 def _changed(rec: StreamRecord) -> bool:

@@ -87,6 +87,41 @@ __all__ = ["command"]
 @click.option(
     "--device", default="cpu", show_default=True, help="cpu, cuda, or an onnxruntime provider name."
 )
+@click.option(
+    "--ray",
+    "use_ray",
+    is_flag=True,
+    help="Serve from Ray Serve replicas (the same protocol on --port); without --ray-address "
+    "a local Ray cluster is started here and stopped on exit (docs/scale-out.md).",
+)
+@click.option(
+    "--replicas",
+    type=click.IntRange(1),
+    default=2,
+    show_default=True,
+    help="With --ray: replicas, each a process with its own pool.",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    help="With --ray: join this cluster ('auto' or HOST:PORT) instead of starting one; needs a "
+    "--state-dir every node mounts.",
+)
+@click.option(
+    "--replica-cpus",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="With --ray: CPUs Ray reserves per replica (fractions allowed).",
+)
+@click.option(
+    "--lease-seconds",
+    type=click.FloatRange(min=1),
+    default=5.0,
+    show_default=True,
+    help="With --ray: a replica silent this long is presumed dead; its streams resume on "
+    "another replica from their last save.",
+)
 def command(
     model: str,
     host: str,
@@ -101,6 +136,11 @@ def command(
     max_inflight: int,
     max_wait_ms: float,
     device: str,
+    use_ray: bool,
+    replicas: int,
+    ray_address: str | None,
+    replica_cpus: float,
+    lease_seconds: float,
 ) -> None:
     """Serve MODEL over WebSocket: one connection is one stream, all share one batched pool.
 
@@ -111,11 +151,19 @@ def command(
     SIGTERM or Ctrl-C finishes in-flight work, saves every stream to --state-dir and exits
     0; clients resume exactly after a restart with the same folder.
 
+    With --ray the same endpoints are served by Ray Serve replicas (--max-streams and the
+    other limits apply per replica): each stream is owned by one replica at a time, saved
+    to --state-dir, and resumes on another replica when its replica stops or dies; the
+    client is told the frame it resumed from and resends the rest. /metrics covers every
+    replica and /v1/replicas lists them.
+
     \b
     Examples:
       edgeseq serve model.onnx --state-dir state/
       edgeseq serve model.onnx --host 0.0.0.0 --token-file tokens.txt --max-streams 1024
       edgeseq stream --url ws://127.0.0.1:8765 -i frames.csv     # a client
+      edgeseq serve model.onnx --ray --replicas 2                # a local Ray cluster
+      edgeseq serve model.onnx --ray --ray-address auto --replicas 8 --state-dir /mnt/shared/s
     """
     from edgeseq.serve import ServeOptions, Server, load_tokens
 
@@ -133,4 +181,32 @@ def command(
         max_wait_ms=max_wait_ms,
         device=device,
     )
-    sys.exit(Server(model, options).run())
+    if not use_ray:
+        for flag, value, default in (
+            ("--ray-address", ray_address, None),
+            ("--replicas", replicas, 2),
+            ("--replica-cpus", replica_cpus, 1.0),
+            ("--lease-seconds", lease_seconds, 5.0),
+        ):
+            if value != default:
+                raise click.UsageError(f"{flag} works with --ray only; add --ray.")
+        sys.exit(Server(model, options).run())
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:  # not imported: Ray reads settings on import
+        raise click.ClickException(
+            "--ray needs Ray Serve, which is not installed: pip install 'edgeseq[ray]'."
+        )
+    from edgeseq.serve import RayFleet, RayOptions
+
+    fleet = RayFleet(
+        model,
+        options,
+        RayOptions(
+            replicas=replicas,
+            address=ray_address,
+            replica_cpus=replica_cpus,
+            lease_seconds=lease_seconds,
+        ),
+    )
+    sys.exit(fleet.run())
