@@ -29,7 +29,7 @@ BROWSER_JS := tests/browser/node_modules/.edgeseq-installed
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[torch,dev,examples,serve,triton,runtimes]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[torch,dev,examples,serve,triton,runtimes,ray]'
 	@touch $(STAMP)
 
 install: $(STAMP) $(TRITON) $(BROWSER_JS)

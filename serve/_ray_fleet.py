@@ -383,6 +383,7 @@ class RayFleet:
                 f"the local cluster has {cpus}. Use --replica-cpus {cpus / self.ray.replicas:g} "
                 "(or less), or join a larger cluster with --ray-address."
             )
+        self.log(f"  starting a local Ray cluster in {self.temp} ({cpus} CPUs)")
         token = self.temp / "auth_token"
         token.write_text(secrets.token_hex(32), "utf-8")
         token.chmod(0o600)

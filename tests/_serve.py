@@ -34,6 +34,7 @@ class ServerProcess:
         self.proc: subprocess.Popen | None = None
         self.url = ""
         self.http = ""
+        self.start_timeout = _START_TIMEOUT
 
     def start(self) -> ServerProcess:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -51,7 +52,7 @@ class ServerProcess:
             first.set()
 
         threading.Thread(target=drain, daemon=True).start()
-        if not first.wait(_START_TIMEOUT) or not self.lines:
+        if not first.wait(self.start_timeout) or not self.lines:
             self.kill()
             raise RuntimeError(f"edgeseq serve did not start: {self.lines}")
         m = re.search(r"(ws://\S+)", "\n".join(self.lines))

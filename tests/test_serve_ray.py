@@ -1,0 +1,208 @@
+"""``edgeseq serve --ray`` on a real local Ray cluster (127.0.0.1, its own temporary folder),
+started once for this module by the command itself and stopped by SIGTERM at the end —
+or by PID, cluster processes included, if anything fails.
+
+Every check is exact: each stream's outputs equal a local predictor's, through bursts of
+pipelined messages, a replica killed mid-stream, and the fleet re-sized 2 → 3 → 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _models import zoo
+from _ray import FleetProcess, cluster_pids
+from _serve import http_get
+
+from edgeseq.client import StreamClient
+from edgeseq.runtime import Snapshot, StreamingPredictor
+
+pytest.importorskip("ray", reason="edgeseq serve --ray needs the ray extra (make install has it)")
+pytestmark = pytest.mark.timeout(600)
+LEASE = "3"  # seconds: how long a killed replica's streams wait before resuming elsewhere
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory):
+    state = tmp_path_factory.mktemp("ray-state")
+    f = FleetProcess(
+        zoo.get("lstm"),
+        "--replicas", "2", "--replica-cpus", "0.25", "--state-dir", str(state),
+        "--save-interval", "0.5", "--lease-seconds", LEASE, "--idle-timeout", "3600",
+    )  # fmt: skip
+    f.state = state  # type: ignore[attr-defined]
+    with f:
+        yield f
+    assert not cluster_pids(f.folder), "a process of the cluster outlived the test"
+
+
+def _ragged(seed: int, n: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((int(rng.integers(1, 6)), 3)).astype(np.float32) for _ in range(n)]
+
+
+def _reference(xs: list[np.ndarray]) -> list[np.ndarray]:
+    p = StreamingPredictor(zoo.get("lstm"))
+    return [p.step(x) for x in xs]
+
+
+async def _bursty_stream(url: str, seed: int) -> tuple[str, int]:
+    """One stream sending its messages in bursts (up to 8 in flight), checking each reply."""
+    from websockets.asyncio.client import connect
+
+    xs = _ragged(seed, 24)
+    ref = _reference(xs)
+    rng = np.random.default_rng(1000 + seed)
+    async with connect(url, compression=None, max_size=None, open_timeout=120) as ws:
+        ready = json.loads(await ws.recv())
+        i = 0
+        while i < len(xs):
+            burst = xs[i : i + int(rng.integers(1, 9))]
+            for x in burst:
+                await ws.send(x.tobytes())
+            for k in range(len(burst)):
+                reply = json.loads(await asyncio.wait_for(ws.recv(), 60))
+                assert reply["seq"] == i + k + 1
+                y = np.asarray(reply["outputs"]["y"], np.float32)
+                np.testing.assert_array_equal(y, ref[i + k])
+            i += len(burst)
+        await ws.send('{"type": "end"}')
+        end = json.loads(await ws.recv())
+    assert end["frames"] == sum(len(x) for x in xs)
+    return ready["stream"], end["frames"]
+
+
+def test_40_bursty_ragged_streams_each_owned_by_one_replica(fleet: FleetProcess) -> None:
+    fleet.wait_replicas(2)
+
+    async def main() -> list[tuple[str, int]]:
+        return await asyncio.gather(*(_bursty_stream(fleet.url, s) for s in range(40)))
+
+    done = asyncio.run(main())
+    view = fleet.fleet(streams=True)
+    seen: dict[str, list[tuple[str, int]]] = {}
+    for r in view["replicas"]:
+        for sid, frames in r["stepped"].items():
+            seen.setdefault(sid, []).append((r["replica"], frames))
+    for sid, frames in done:  # the replicas' own counters: one replica stepped every frame
+        assert len(seen[sid]) == 1 and seen[sid][0][1] == frames, (sid, seen[sid])
+    used = {seen[sid][0][0] for sid, _ in done}
+    assert len(used) == 2, f"the proxy sent all 40 streams to {used}"
+    status, ctype, text = http_get(fleet.http + "/metrics")
+    assert status == 200 and ctype.startswith("text/plain")
+    per_replica = {
+        line.split('replica="')[1].split('"')[0]: float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith("edgeseq_frames_total{")
+    }
+    assert set(per_replica) == {r["replica"] for r in view["replicas"]}
+    assert sum(per_replica.values()) >= sum(f for _, f in done)
+    assert "edgeseq_fleet_replicas 2.0" in text
+
+
+def _stream_in_threads(url: str, n: int, messages: int, pause: float) -> tuple:
+    xs = _ragged(7, messages)
+    ref = _reference(xs)
+    clients = [StreamClient(url, resume_within=120) for _ in range(n)]
+    got: list[list[np.ndarray]] = [[] for _ in range(n)]
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # ResumeWarning: checked via .resumes below
+                for x in xs:
+                    got[i].append(clients[i].step(x))
+                    time.sleep(pause)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    return xs, ref, clients, got, errors, threads
+
+
+def _finish(xs, ref, clients, got, errors, threads) -> None:
+    for t in threads:
+        t.join(300)
+    assert not errors, errors
+    for i, c in enumerate(clients):
+        assert len(got[i]) == len(xs)
+        for y, r in zip(got[i], ref):
+            np.testing.assert_array_equal(y, r)
+        assert c.close() == sum(len(x) for x in xs)
+
+
+def test_a_killed_replica_s_streams_resume_elsewhere_exactly(fleet: FleetProcess) -> None:
+    fleet.wait_replicas(2)
+    run = _stream_in_threads(fleet.url, 6, 150, 0.01)
+    xs, _, clients, got, _, _ = run
+    while min(len(g) for g in got) < 20:
+        time.sleep(0.05)
+    victim = max(fleet.fleet()["replicas"], key=lambda r: r["connections"])
+    assert victim["connections"] > 0
+    os.kill(victim["pid"], signal.SIGKILL)  # no chance to save: streams resume from saves
+    _finish(*run)
+    moved = [c for c in clients if c.resumes]
+    assert len(moved) == victim["connections"]
+    for c in moved:
+        info = c.resumes[-1]
+        assert info.kind == "saved" and info.reason in ("periodic", "opened")
+        # the `resumed` notice named the frame the new replica started from; the client
+        # resent every message after it, and nothing else
+        assert info.frames == sum(len(x) for x in xs[: info.server_seq])
+        assert info.replayed == info.client_seq - info.server_seq
+    assert fleet.fleet()["expired"] >= len(moved)
+    fleet.wait_replicas(2)  # Serve replaced the dead replica
+
+
+def test_scale_2_to_3_to_1_mid_stream_resumes_exactly(fleet: FleetProcess) -> None:
+    fleet.wait_replicas(2)
+    run = _stream_in_threads(fleet.url, 8, 400, 0.005)
+    _, _, clients, got, _, _ = run
+    fleet.scale(3)
+    fleet.wait_replicas(3)
+    late = StreamClient(fleet.url, resume_within=120)  # a stream opened on the wider fleet
+    late.step(np.ones((2, 3), np.float32))
+    fleet.scale(1)
+    (only,) = fleet.wait_replicas(1)
+    assert min(len(g) for g in got) < 400, "the streams ended before the fleet shrank"
+    _finish(*run)
+    moved = [c for c in [*clients, late] if c.resumes]
+    assert moved, "no stream lived on a replica that stopped"
+    for c in moved:  # a graceful stop saves exactly: nothing to resend
+        for info in c.resumes:
+            assert info.kind == "saved" and info.reason in ("shutdown", "handover"), info
+            assert info.replayed == 0 and info.server_seq == info.client_seq
+    late.step(np.ones((2, 3), np.float32))
+    assert late.close() == 4
+    view = fleet.fleet(streams=True)
+    assert [r["replica"] for r in view["replicas"]] == [only["replica"]]
+
+
+def test_sigterm_saves_every_stream_and_stops_the_cluster(fleet: FleetProcess) -> None:
+    clients = [StreamClient(fleet.url, resume_within=0) for _ in range(3)]
+    for c in clients:
+        c.step(np.ones((4, 3), np.float32))
+    folder = fleet.folder
+    assert cluster_pids(folder)
+    assert fleet.terminate(120) == 0
+    assert not cluster_pids(folder), "the local cluster outlived edgeseq serve --ray"
+    assert not Path(folder).exists()
+    state: Path = fleet.state  # type: ignore[attr-defined]
+    for c in clients:
+        meta = Snapshot.load(state / f"{c.stream_id}.snap").meta
+        assert meta["reason"] == "shutdown" and meta["frames"] == 4
+        with pytest.raises(Exception, match=r"lost|shutting down"):
+            c.step(np.ones((4, 3), np.float32))
+    assert "replicas saved their streams" in fleet.log()
