@@ -59,6 +59,13 @@ def _cells(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str,
     "pool. With --out, only its section of the file is replaced.",
 )
 @click.option(
+    "--serve-ray",
+    is_flag=True,
+    help="Instead: `edgeseq serve --ray` with 1 and 2 replicas (a local Ray cluster) beside "
+    "`edgeseq serve`, 64 connections × 1/10 frames per message, CPU per frame, and the "
+    "capacity arithmetic for 1,000,000 streams. With --out, only its section is replaced.",
+)
+@click.option(
     "--triton",
     is_flag=True,
     help="Instead: Triton's python backend (the real tritonserver, scripts/triton-setup) "
@@ -72,6 +79,7 @@ def command(
     json_path: Path | None,
     cells: tuple[str, ...],
     serve: bool,
+    serve_ray: bool,
     triton: bool,
 ) -> None:
     """Benchmark streaming on the reference models (40 inputs, 128 hidden, 2 layers, linear
@@ -86,9 +94,11 @@ def command(
       edgeseq bench --quick --cells lstm
       edgeseq bench --serve --out BENCHMARKS.md      # the network server (about 1 minute)
       edgeseq bench --triton --out BENCHMARKS.md     # Triton vs edgeseq serving (~2 minutes)
+      edgeseq bench --serve-ray --out BENCHMARKS.md  # Ray Serve replicas (~2 minutes)
     """
-    if serve or triton:
-        _section("serve" if serve else "triton", threads, quick, out, json_path)
+    if serve or triton or serve_ray:
+        name = "serve" if serve else "serve_ray" if serve_ray else "triton"
+        _section(name, threads, quick, out, json_path)
         return
     from edgeseq.bench import BenchConfig, render, run_bench, write_markdown
 
