@@ -92,6 +92,10 @@ class LeaseHolder:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._flush_soon)
 
+    def holds(self, stream_id: str) -> bool:
+        with self._lock:
+            return stream_id in self.held
+
     def valid(self) -> bool:
         return time.monotonic() < self.valid_until
 
@@ -101,6 +105,11 @@ class LeaseHolder:
             raise StreamError(
                 f"not saving stream {stream_id[:8]}: this replica's lease lapsed (no word from "
                 f"the ledger for {self.ttl:g} s); its streams resume elsewhere from their saves."
+            )
+        if not self.holds(stream_id):
+            raise StreamError(
+                f"not saving stream {stream_id[:8]}: another replica owns it now (its save "
+                "there is the newer one)."
             )
 
     # ------------------------------------------------------------------ running

@@ -66,11 +66,15 @@ class Plan:
 class Ownership(Protocol):
     """Exclusive stream leases when several servers share one state folder."""
 
-    async def acquire(self, stream_id: str) -> bool:
-        """Wait until this server owns the stream; False if it could not (busy: retry)."""
+    async def acquire(self, stream_id: str, fresh: bool = False) -> bool:
+        """Wait until this server owns the stream; False if it could not (busy: retry).
+        ``fresh``: an id just drawn at random, which nobody else can hold."""
 
     async def owned_elsewhere(self, stream_id: str) -> bool:
         """Whether another server holds the stream (it may not have saved it yet)."""
+
+    def holds(self, stream_id: str) -> bool:
+        """Whether this server holds the stream's lease now."""
 
     def release(self, stream_id: str) -> None:
         """The stream left this server's memory."""
@@ -169,15 +173,18 @@ class StreamService:
         last_save = time.monotonic()
         while True:
             await asyncio.sleep(tick)
-            if o.idle_timeout is not None:
-                await asyncio.to_thread(self.pool.evict_idle)
-            due = o.save_interval and time.monotonic() - last_save >= o.save_interval
-            if self.registry.store is not None and due:
-                last_save = time.monotonic()
-                await self.save_detached("periodic")
-                for rec in self.registry.held():
-                    if rec.owner is not None and _changed(rec):
-                        rec.owner.request_save("periodic")
+            try:
+                if o.idle_timeout is not None:
+                    await asyncio.to_thread(self.pool.evict_idle)
+                due = o.save_interval and time.monotonic() - last_save >= o.save_interval
+                if self.registry.store is not None and due:
+                    last_save = time.monotonic()
+                    await self.save_detached("periodic")
+                    for rec in self.registry.held():
+                        if rec.owner is not None and _changed(rec):
+                            rec.owner.request_save("periodic")
+            except EdgeseqError as exc:  # one failed round (e.g. a refused save): go on
+                self.log(f"housekeeping: {type(exc).__name__}: {exc}")
 
     async def save_detached(self, reason: str) -> int:
         """Save changed streams no connection serves (their state cannot move meanwhile)."""
@@ -185,7 +192,7 @@ class StreamService:
             return 0
         futures = []
         for rec in self.registry.held():
-            if rec.owner is None and _changed(rec):
+            if rec.owner is None and not rec.leaving and _changed(rec):
                 snap = await asyncio.to_thread(self.registry.snapshot_of, rec)
                 futures.append(self.registry.save(rec, snap, reason))
         for f in futures:
@@ -368,8 +375,10 @@ class StreamService:
                 self.metrics.refused.labels("unavailable").inc()
                 await ws.close(1013, str(exc)[:120])
                 return
-            if self.ownership is not None:
-                await self.ownership.acquire(rec.id)  # a fresh id: nobody else has it
+            if self.ownership is not None and not await self.ownership.acquire(rec.id, True):
+                await asyncio.to_thread(self.registry.end, rec, "its lease could not be taken")
+                await ws.close(1013, "cannot reach the stream ledger; try again")
+                return
             kind, first, info = "new", [], "new"
             ready = self._ready(rec, token)
             if self.registry.store is not None:
@@ -378,6 +387,12 @@ class StreamService:
         else:
             sid, found, acked = plan.resume
             rec = found if isinstance(found, StreamRecord) else self.registry.adopt(sid, found)
+            if self.ownership is not None and not self.ownership.holds(sid):
+                # handed on while this connection was being admitted: never serve it unowned
+                if rec.owner is None:
+                    await asyncio.to_thread(self.registry.forget, rec)
+                await ws.close(1013, "the stream moved to another server; resume it")
+                return
             if rec.owner is not None:
                 await rec.owner.stop("handover")
             kind = "saved" if rec.restored is not None else "live"

@@ -8,8 +8,8 @@ re-deliver a reply lost with the one that saved it). Files are replaced atomical
 crash mid-write keeps the previous save; a finished stream's file is deleted.
 
 Several servers may share one folder (``edgeseq serve --ray``: a shared filesystem); a
-``guard`` then runs before every write and refuses it when this server no longer owns its
-streams (see ``_ownership``), so a server that lost its lease can never overwrite a save.
+``guard`` then runs before every save and refuses it unless this server owns the stream
+(see ``_ownership``), so a server that lost a stream can never overwrite its newer save.
 """
 
 from __future__ import annotations
@@ -134,8 +134,7 @@ class StateStore:
             ) from None
 
     def delete(self, stream_id: str) -> None:
-        if self.guard is not None:
-            self.guard(stream_id)
+        """Remove a finished stream's save (its last owner ended it: not guarded)."""
         with contextlib.suppress(FileNotFoundError):
             self.path(stream_id).unlink()
 
