@@ -7,15 +7,24 @@ a dropped connection, an idle eviction, or a restart with the same ``--state-dir
 same port answers ``/healthz``, ``/v1/model`` (the contract), ``/metrics`` (Prometheus)
 and ``/`` (a page that plots a dropped CSV's outputs as they stream).
 
+:class:`RayFleet` (``edgeseq serve --ray``) runs the same service as Ray Serve replicas:
+one WebSocket stays on one replica, a ledger gives each stream an exclusive lease, and a
+stream whose replica stops or dies resumes on another from the shared state folder
+(docs/scale-out.md).
+
 This package sits on top of the runtime: it imports the core, :mod:`edgeseq.runtime` and
 the wire protocol in :mod:`edgeseq.client.protocol` (shared with the client), plus the
-``serve`` extra (``websockets``, ``prometheus_client``); nothing below imports it.
-Modules: ``_options`` (limits), ``_server`` (transport, HTTP, handshake, shutdown),
+``serve`` extra (``websockets``, ``prometheus_client``) and, for ``--ray`` only, the
+``ray`` extra (imported inside functions); nothing below imports it.
+Modules: ``_options`` (limits), ``_service`` (the core: handshake decisions, streams,
+saves, graceful stop), ``_server`` (the ``websockets`` transport and signals),
 ``_connection`` (one stream's reader and writer), ``_registry`` (stream ids, resume
 secrets, eviction), ``_store`` (the state folder), ``_frames`` (wire ↔ model),
-``_metrics``, ``_completions`` (pool results to the event loop); ``page.html`` is the
-browser page. The protocol is documented in
-docs/protocol.md.
+``_metrics``, ``_completions`` (pool results to the event loop); for ``--ray``:
+``_asgi`` (the ASGI transport), ``_ledger`` (stream leases), ``_ownership`` (a replica's
+side of them), ``_ray_replica`` (the Serve deployment), ``_fleet_metrics`` (every
+replica's ``/metrics``), ``_ray_fleet`` (deploy, scale, stop). ``page.html`` is the
+browser page. The protocol is documented in docs/protocol.md.
 """
 
 from __future__ import annotations

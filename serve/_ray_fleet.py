@@ -13,14 +13,12 @@ resume notice before Serve removes it, as ``edgeseq serve`` does on SIGTERM.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import logging
 import os
 import secrets
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import threading
@@ -32,13 +30,21 @@ from typing import Any
 from edgeseq.client import protocol as P
 from edgeseq.errors import InputError
 from edgeseq.runtime._session import ModelSource
-from edgeseq.serve._ledger import LEDGER_NAMESPACE, Ledger, ledger_name
+from edgeseq.serve._ledger import LEDGER_NAMESPACE, ledger_name
 from edgeseq.serve._options import ServeOptions
-from edgeseq.serve._ray_replica import FleetConfig, StreamReplica
+from edgeseq.serve._ray_cluster import (
+    DEPLOYMENT,
+    check_model,
+    free_port,
+    ingress_class,
+    model_bytes,
+    remote_ledger,
+    short_tmp,
+    start_local,
+)
+from edgeseq.serve._ray_replica import FleetConfig
 
 __all__ = ["DEPLOYMENT", "RayFleet", "RayOptions"]
-
-DEPLOYMENT = "streams"
 
 
 def _stderr(line: str) -> None:
@@ -87,39 +93,6 @@ class RayOptions:
             raise InputError(f"cluster_cpus must be at least 1, got {self.cluster_cpus!r}.")
 
 
-class _LedgerActor(Ledger):
-    """The ledger as a Ray actor: knows whether Ray restarted it, watches Serve's drains."""
-
-    def __init__(self, ttl: float, app: str, config: Any) -> None:
-        import warnings
-
-        import ray
-
-        with warnings.catch_warnings():  # Ray's own property uses a deprecated one inside
-            warnings.simplefilter("ignore", DeprecationWarning)
-            restarted = ray.get_runtime_context().was_current_actor_reconstructed
-        super().__init__(
-            ttl=ttl,
-            beat=ttl / 5,
-            restarted=restarted,
-            draining=functools.partial(_draining, app),
-            config=config,
-        )
-
-
-def _draining(app: str) -> set[str]:
-    """Ids of the application's replicas Serve is stopping (scale-down, redeploy, delete)."""
-    from ray.serve.context import _get_global_client  # Serve's own client (its REST API's data)
-
-    details = _get_global_client().get_serve_details()
-    deployment = details["applications"][app]["deployments"][DEPLOYMENT]
-    return {
-        r["replica_id"]
-        for r in deployment["replicas"]
-        if str(getattr(r["state"], "value", r["state"])) == "STOPPING"
-    }
-
-
 class RayFleet:
     """``edgeseq serve --ray``: the stream service as Ray Serve replicas (module docstring).
 
@@ -139,12 +112,12 @@ class RayFleet:
     ) -> None:
         self.ray = ray_options or RayOptions()
         self.log = log
-        self.model = _model_bytes(model)
-        _check_model(self.model)
+        self.model = model_bytes(model)
+        check_model(self.model)
         options = options or ServeOptions()
         self.temp: Path | None = None
         if self.ray.address is None:
-            self.temp = Path(tempfile.mkdtemp(prefix="edgeseq-ray-", dir=_short_tmp()))
+            self.temp = Path(tempfile.mkdtemp(prefix="edgeseq-ray-", dir=short_tmp()))
             if options.state_dir is None:  # one machine: a folder here is shared by all
                 options = replace(options, state_dir=self.temp / "state")
         elif options.state_dir is None:
@@ -154,7 +127,7 @@ class RayFleet:
                 "them."
             )
         if options.port == 0:
-            options = replace(options, port=_free_port(options.host))
+            options = replace(options, port=free_port(options.host))
         self.options = options
         self.port = options.port
         self._ledger: Any = None
@@ -221,7 +194,7 @@ class RayFleet:
         self.port = int(details["http_options"]["port"])  # an existing Serve keeps its own
         config = (self.model, self.options, self.fleet, self.ray)
         self._ledger = (
-            _remote_ledger()
+            remote_ledger()
             .options(
                 name=ledger_name(self.ray.app),
                 namespace=LEDGER_NAMESPACE,
@@ -256,7 +229,7 @@ class RayFleet:
             raise InputError(f"replicas must be at least 1, got {replicas}.")
         o = self.options
         deployment = serve.deployment(
-            _ingress_class(),
+            ingress_class(),
             name=DEPLOYMENT,
             num_replicas=replicas,
             ray_actor_options={"num_cpus": self.ray.replica_cpus},
@@ -375,77 +348,4 @@ class RayFleet:
             )
             return
         assert self.temp is not None
-        cpus = self.ray.cluster_cpus or os.cpu_count() or 1
-        need = self.ray.replicas * self.ray.replica_cpus
-        if need > cpus:
-            raise InputError(
-                f"{self.ray.replicas} replicas × {self.ray.replica_cpus:g} CPU need {need:g} CPUs; "
-                f"the local cluster has {cpus}. Use --replica-cpus {cpus / self.ray.replicas:g} "
-                "(or less), or join a larger cluster with --ray-address."
-            )
-        self.log(f"  starting a local Ray cluster in {self.temp} ({cpus} CPUs)")
-        token = self.temp / "auth_token"
-        token.write_text(secrets.token_hex(32), "utf-8")
-        token.chmod(0o600)
-        os.environ["RAY_AUTH_MODE"] = "token"  # the cluster's ports accept only this token
-        os.environ["RAY_AUTH_TOKEN_PATH"] = str(token)
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        os.environ.setdefault("RAY_DEDUP_LOGS", "0")  # one line per stream event, each kept
-        already = "ray" in sys.modules
-        import ray
-
-        if already:  # Ray read its settings when it was imported: read them again
-            from ray._raylet import AuthenticationTokenLoader, Config
-
-            Config.initialize("")
-            AuthenticationTokenLoader.instance().reset_cache()
-        ray.init(
-            num_cpus=cpus,
-            _temp_dir=str(self.temp / "ray"),
-            include_dashboard=False,
-            namespace=LEDGER_NAMESPACE,
-            logging_level=logging.WARNING,
-        )
-
-
-@functools.cache
-def _ingress_class() -> type:
-    from ray import serve
-
-    return serve.ingress()(StreamReplica)
-
-
-@functools.cache
-def _remote_ledger() -> Any:
-    import ray
-
-    return ray.remote(_LedgerActor)
-
-
-def _model_bytes(model: ModelSource) -> bytes:
-    if isinstance(model, (bytes, bytearray)):
-        return bytes(model)
-    path = Path(model)
-    if not path.is_file():
-        raise InputError(f"model file {str(path)!r} not found; expected an exported .onnx file.")
-    return path.read_bytes()
-
-
-def _check_model(model: bytes) -> None:
-    """Refuse here what every replica would refuse (so the error is one line, not a trace)."""
-    from edgeseq.runtime import StreamPool
-    from edgeseq.serve._frames import WireFormat
-
-    with StreamPool(model, max_streams=1) as pool:
-        WireFormat(pool.engine)
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def _short_tmp() -> str | None:
-    """Ray's socket paths must stay under 108 bytes: prefer /tmp to a long TMPDIR."""
-    return "/tmp" if os.path.isdir("/tmp") else None
+        start_local(self.temp, self.ray, self.log)

@@ -16,68 +16,28 @@ memory, so no two servers ever step one stream.
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
-import hmac
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any
 
 from edgeseq.client import protocol as P
-from edgeseq.errors import EdgeseqError, SnapshotError, StreamError
+from edgeseq.errors import EdgeseqError, StreamError
 from edgeseq.runtime import StreamPool
 from edgeseq.runtime._session import ModelSource
 from edgeseq.serve._completions import Completions
 from edgeseq.serve._connection import Connection
 from edgeseq.serve._frames import WireFormat
+from edgeseq.serve._handshake import Answer, Handshake, Ownership, Plan
 from edgeseq.serve._metrics import CONTENT_TYPE, Metrics
 from edgeseq.serve._options import ServeOptions
 from edgeseq.serve._registry import Registry, StreamRecord
-from edgeseq.serve._store import Saved, StateStore, token_hash, valid_id
+from edgeseq.serve._store import Saved, StateStore
 
 __all__ = ["Answer", "Ownership", "Plan", "StreamService"]
 
 Endpoint = Callable[[dict[str, list[str]]], Awaitable["Answer"]]
-
-
-@dataclass(frozen=True)
-class Answer:
-    """An HTTP answer: a refused handshake, or an endpoint's body."""
-
-    status: int
-    body: str
-    content_type: str = "text/plain; charset=utf-8"
-    headers: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True)
-class Plan:
-    """An accepted stream handshake: what its connection will serve."""
-
-    binary: bool
-    subprotocol: str | None
-    resume: tuple[str, StreamRecord | Saved, int] | None = None  # (id, found, acked)
-    secret: str | None = None  # the resume secret (echoed in ready)
-
-
-class Ownership(Protocol):
-    """Exclusive stream leases when several servers share one state folder."""
-
-    async def acquire(self, stream_id: str, fresh: bool = False) -> bool:
-        """Wait until this server owns the stream; False if it could not (busy: retry).
-        ``fresh``: an id just drawn at random, which nobody else can hold."""
-
-    async def owned_elsewhere(self, stream_id: str) -> bool:
-        """Whether another server holds the stream (it may not have saved it yet)."""
-
-    def holds(self, stream_id: str) -> bool:
-        """Whether this server holds the stream's lease now."""
-
-    def release(self, stream_id: str) -> None:
-        """The stream left this server's memory."""
 
 
 class StreamService:
@@ -134,6 +94,7 @@ class StreamService:
             P.METRICS_PATH: self._metrics_endpoint,
         }
         self._tasks: list[asyncio.Task] = []
+        self.handshake = Handshake(self)
 
     # ------------------------------------------------------------------ running
     def start(self) -> None:
@@ -236,128 +197,13 @@ class StreamService:
             table.popitem(last=False)
 
     # ------------------------------------------------------------------ HTTP + handshake
-    def refuse(self, status: int, text: str, peer: str) -> Answer:
-        reason = P.HTTP_REFUSALS.get(status, "bad_request")
-        self.metrics.refused.labels(reason).inc()
-        self.log(f"refuse {status} {reason:<12} peer={peer}: {text}")
-        auth = (("WWW-Authenticate", 'Bearer realm="edgeseq"'),) if status == 401 else ()
-        return Answer(status, text + "\n", headers=auth)
-
     async def admit(
         self, path: str, query: dict[str, list[str]], headers: Any, peer: str, offered: list[str]
     ) -> Answer | Plan:
-        """The answer to one HTTP request, or the plan of an accepted stream handshake.
-
-        ``headers`` has ``get(name)`` and ``get_all(name)`` (``websockets``' ``Headers``);
-        ``offered`` lists the WebSocket subprotocols the client offered.
-        """
-        if path == P.HEALTH_PATH:
-            return Answer(200, "ok\n")
-        if path == "/favicon.ico":
-            return Answer(204, "")
-        if path in ("/", "/index.html"):
-            return Answer(200, self.page, "text/html; charset=utf-8")
-        if path != P.STREAM_PATH and path not in self.endpoints:
-            return self.refuse(404, f"no such path {path!r}; try {P.STREAM_PATH}", peer)
-        if not self.options.token_ok(_token(headers)):
-            return self.refuse(
-                401, "missing or wrong token; send the header 'Authorization: Bearer <token>'", peer
-            )
-        if path in self.endpoints:
-            return await self.endpoints[path](query)
-        if self.stopping:
-            return self.refuse(503, "the server is shutting down; resume in a moment", peer)
-        fmt = query.get("format", ["json"])[0]
-        if fmt not in ("json", "binary"):
-            return self.refuse(400, f"format must be 'json' or 'binary', got {fmt!r}", peer)
-        sub = P.SUBPROTOCOL if P.SUBPROTOCOL in offered else None
-        if "resume" not in query:
-            if len(self.pool) >= self.options.max_streams:
-                return self.refuse(503, self._full(), peer)
-            return Plan(fmt == "binary", sub)
-        return await self._check_resume(query, headers, peer, Plan(fmt == "binary", sub))
-
-    async def _check_resume(
-        self, query: dict[str, list[str]], headers: Any, peer: str, plan: Plan
-    ) -> Answer | Plan:
-        sid = query["resume"][0]
-        secret = headers.get(P.RESUME_HEADER)
-        if not secret:
-            return self.refuse(
-                400, f"a resume needs the header {P.RESUME_HEADER}: <resume_token>", peer
-            )
-        try:
-            acked = int(query.get("acked", ["-1"])[0])
-        except ValueError:
-            return self.refuse(400, "acked must be an integer seq", peer)
-        found = await self._find(sid, peer)
-        if isinstance(found, Answer):
-            return found
-        elsewhere = self.ownership is not None and found is None and valid_id(sid)
-        if elsewhere and await self.ownership.owned_elsewhere(sid):  # type: ignore[union-attr]
-            found = await self._take(sid, peer)  # opened there, its first save not yet written
-            if isinstance(found, Answer):
-                return found
-        if found is None:
-            why = self.registry.ended.get(
-                sid, "unknown here (never opened, or its save was removed)"
-            )
-            return self.refuse(404, f"stream {sid[:8]}… is {why}; open a new stream", peer)
-        if not hmac.compare_digest(found.token_sha256, token_hash(secret)):
-            return self.refuse(403, f"wrong resume token for stream {sid[:8]}…", peer)
-        if isinstance(found, StreamRecord) and found.leaving:
-            return self.refuse(503, f"stream {sid[:8]}… is moving to another server; retry", peer)
-        if self.ownership is not None and not isinstance(found, StreamRecord):
-            found = await self._take(sid, peer)  # the owner saves it exactly, then lets go
-            if isinstance(found, Answer):
-                return found
-        refusal = self._check_saved(sid, found, peer)
-        if refusal is not None:
-            if self.ownership is not None and not isinstance(found, StreamRecord):
-                self.ownership.release(sid)
-            return refusal
-        return Plan(plan.binary, plan.subprotocol, (sid, found, acked), secret)
-
-    async def _find(self, sid: str, peer: str) -> StreamRecord | Saved | Answer | None:
-        try:
-            return await asyncio.to_thread(self.registry.find, sid)
-        except SnapshotError as exc:
-            return self.refuse(409, f"stream {sid[:8]}: its save is unreadable ({exc})", peer)
-
-    async def _take(self, sid: str, peer: str) -> StreamRecord | Saved | Answer:
-        """Own ``sid`` (waiting for its holder to hand it over), then read its latest save."""
-        assert self.ownership is not None
-        if not await self.ownership.acquire(sid):
-            return self.refuse(
-                503, f"stream {sid[:8]}… is still held by another server; retry in a moment", peer
-            )
-        found = await self._find(sid, peer)
-        if found is None or isinstance(found, Answer):
-            self.ownership.release(sid)
-        if found is None:
-            return self.refuse(404, f"stream {sid[:8]}… has no save to resume from", peer)
-        return found
-
-    def _check_saved(self, sid: str, found: StreamRecord | Saved, peer: str) -> Answer | None:
-        if isinstance(found, Saved) and found.snapshot.contract_hash != self.model_hash:
-            return self.refuse(
-                409,
-                f"stream {sid[:8]}… was saved by a model with contract "
-                f"{found.snapshot.contract_hash}; this server runs {self.model_hash}. Resume it "
-                "on a server of that model.",
-                peer,
-            )
-        in_pool = isinstance(found, StreamRecord) and found.pool_id is not None
-        if not in_pool and len(self.pool) >= self.options.max_streams:
-            return self.refuse(503, self._full(), peer)
-        return None
-
-    def _full(self) -> str:
-        detached = sum(1 for r in self.registry.held() if r.owner is None and r.pool_id is not None)
-        return (
-            f"at capacity: {len(self.pool)} streams held (max_streams={self.options.max_streams}, "
-            f"{detached} detached awaiting resume); retry later"
-        )
+        """The answer to one HTTP request, or the plan of an accepted stream handshake
+        (``_handshake``). ``headers`` has ``get`` and ``get_all``; ``offered`` lists the
+        WebSocket subprotocols the client offered."""
+        return await self.handshake.admit(path, query, headers, peer, offered)
 
     async def _model_endpoint(self, query: dict[str, list[str]]) -> Answer:
         return Answer(200, self.contract_json, "application/json")
@@ -451,18 +297,3 @@ _STEPPED = 1 << 16  # streams whose per-stream frame counts are kept (most recen
 
 def _changed(rec: StreamRecord) -> bool:
     return rec.saved is None or rec.seq > rec.saved
-
-
-def _token(headers: Any) -> str | None:
-    """The bearer token from ``Authorization`` or a browser's token subprotocol."""
-    auth = headers.get("Authorization", "")
-    if auth[:7].lower() == "bearer ":
-        return auth[7:].strip()
-    for offered in headers.get_all("Sec-WebSocket-Protocol"):
-        for proto in offered.split(","):
-            proto = proto.strip()
-            if proto.startswith(P.TOKEN_SUBPROTOCOL):
-                raw = proto[len(P.TOKEN_SUBPROTOCOL) :]
-                with contextlib.suppress(ValueError):
-                    return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
-    return None

@@ -12,12 +12,9 @@ gives CPU-seconds per frame — the figure the capacity arithmetic scales up.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -27,13 +24,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from edgeseq.bench._procs import Command, cpu_by_kind, rss_mb, tree
 from edgeseq.bench._serve import _drive, _export
 from edgeseq.bench._timing import machine_info
 
 __all__ = ["RayBenchConfig", "render_serve_ray", "run_serve_ray_bench", "write_serve_ray"]
 
 BEGIN, END = "<!-- edgeseq bench --serve-ray: begin -->", "<!-- edgeseq bench --serve-ray: end -->"
-_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 @dataclass(frozen=True)
@@ -66,98 +63,10 @@ class RayBenchConfig:
         )  # fmt: skip
 
 
-class _Command:
-    """``edgeseq serve`` (``--ray`` or not) in a subprocess; its log in a file."""
-
-    def __init__(self, model: Path, args: list[str], log: Path, timeout: float = 300) -> None:
-        cli = "from edgeseq.cli import main; main()"
-        argv = [sys.executable, "-c", cli, "serve", str(model), *args]
-        self.log = log
-        env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log.open("w"), env=env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            m = re.search(r"listening on (ws://\S+)", log.read_text())
-            if m:
-                self.url = m.group(1)
-                self.http = self.url.replace("ws://", "http://").rsplit("/v1/", 1)[0]
-                return
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"edgeseq serve did not start:\n{log.read_text()[-3000:]}")
-
-    def grep(self, pattern: str) -> str | None:
-        m = re.search(pattern, self.log.read_text())
-        return m.group(1) if m else None
-
-    def stop(self) -> int | None:
-        folder = self.grep(r"local Ray cluster in (\S+)")
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(120)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        if folder:  # whatever of the cluster outlived it (a failure): killed by PID
-            for pid in _tree(_matching(folder)):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-        return self.proc.returncode
-
-
-def _processes() -> dict[int, tuple[int, str, float]]:
-    """pid -> (parent pid, command line, CPU seconds) of every process we may read."""
-    out = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        out[int(entry.name)] = (int(fields[1]), cmd, (int(fields[11]) + int(fields[12])) / _TICK)
-    return out
-
-
-def _matching(text: str) -> list[int]:
-    return [pid for pid, (_, cmd, _) in _processes().items() if text in cmd]
-
-
-def _tree(roots: list[int]) -> list[int]:
-    """``roots`` and all their descendants."""
-    procs = _processes()
-    found, todo = set(), list(roots)
-    while todo:
-        pid = todo.pop()
-        if pid in found:
-            continue
-        found.add(pid)
-        todo += [p for p, (ppid, _, _) in procs.items() if ppid == pid]
-    return sorted(found)
-
-
-def _cpu(root: int, replicas: set[int]) -> dict[str, float]:
-    """CPU seconds so far under ``root``: the replicas, Serve's HTTP proxy (per-message work
-    like the replicas'), and everything else (the driver, GCS, raylet, controller, ledger:
-    background work that does not grow with frames)."""
-    procs = _processes()
-    used = {"replicas": 0.0, "proxy": 0.0, "other": 0.0}
-    for pid in _tree([root]):
-        if pid not in procs:
-            continue
-        _, cmd, cpu = procs[pid]
-        kind = "replicas" if pid in replicas else "proxy" if "ProxyActor" in cmd else "other"
-        used[kind] += cpu
-    return used
-
-
-def _measure(cmd: _Command, config: RayBenchConfig, fpm: int, replicas: set[int]) -> dict:
-    before, t0 = _cpu(cmd.proc.pid, replicas), time.monotonic()
+def _measure(cmd: Command, config: RayBenchConfig, fpm: int, replicas: set[int]) -> dict:
+    before, t0 = cpu_by_kind(cmd.proc.pid, replicas), time.monotonic()
     rec = _drive(cmd.url, config, config.connections, fpm, None)  # type: ignore[arg-type]
-    after, elapsed = _cpu(cmd.proc.pid, replicas), time.monotonic() - t0
+    after, elapsed = cpu_by_kind(cmd.proc.pid, replicas), time.monotonic() - t0
     frames = rec["fps"] * (config.seconds + config.warmup)  # CPU was read around the warm-up too
     used = {k: after[k] - before[k] for k in after}
     per_k = {k: 1000 * v / frames if frames else None for k, v in used.items()}
@@ -172,12 +81,12 @@ def _measure(cmd: _Command, config: RayBenchConfig, fpm: int, replicas: set[int]
     return rec
 
 
-def _fleet(cmd: _Command) -> list[dict]:
+def _fleet(cmd: Command) -> list[dict]:
     with urllib.request.urlopen(cmd.http + "/v1/replicas", timeout=30) as resp:
         return json.loads(resp.read())["replicas"]
 
 
-def _scale(cmd: _Command, replicas: int) -> None:
+def _scale(cmd: Command, replicas: int) -> None:
     address = cmd.grep(r"Ray at (\S+)")
     token = cmd.grep(r"token in (\S+)\)")
     code = f"from edgeseq.serve import RayFleet; f = RayFleet.attach({address!r}); "
@@ -220,7 +129,7 @@ def run_serve_ray_bench(
         out["bytes_per_stream"] = _state_bytes(model)
         rows = []
         say("serve-ray: edgeseq serve (one process)")
-        single = _Command(model, [*common, "--save-interval", "0"], Path(tmp) / "serve.log")
+        single = Command(model, [*common, "--save-interval", "0"], Path(tmp) / "serve.log")
         try:
             for fpm in config.frames_per_message:
                 rows.append({"contender": "edgeseq serve", "replicas": None,
@@ -230,7 +139,7 @@ def run_serve_ray_bench(
         say(f"serve-ray: starting a local Ray cluster ({config.replicas[0]} replica)")
         args = [*common, "--ray", "--replicas", str(config.replicas[0])]
         args += ["--replica-cpus", f"{config.replica_cpus:g}", "--state-dir", f"{tmp}/state"]
-        fleet = _Command(model, args, Path(tmp) / "ray.log")
+        fleet = Command(model, args, Path(tmp) / "ray.log")
         try:
             for n in config.replicas:
                 if n != len(_fleet(fleet)):
@@ -242,10 +151,10 @@ def run_serve_ray_bench(
                     rows.append({"contender": "edgeseq serve --ray", "replicas": n,
                                  **_measure(fleet, config, fpm, pids)})  # fmt: skip
                 if n == config.replicas[0]:
-                    rest = [p for p in _tree([fleet.proc.pid]) if p not in pids]
+                    rest = [p for p in tree([fleet.proc.pid]) if p not in pids]
                     out["memory"] = {
-                        "replica_rss_mb": _rss_mb(sorted(pids)) / len(pids),
-                        "cluster_rss_mb": _rss_mb(rest),
+                        "replica_rss_mb": rss_mb(sorted(pids)) / len(pids),
+                        "cluster_rss_mb": rss_mb(rest),
                     }
         finally:
             out["ray_exit"] = fleet.stop()
@@ -256,50 +165,50 @@ def run_serve_ray_bench(
     return out
 
 
-def _rss_mb(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total / 1024
-
-
 def _capacity(out: dict[str, Any]) -> dict[str, Any] | None:
     """The fleet for ``streams_target`` streams at ``fps_per_stream``, scaled from the CPU
-    each frame cost with one replica (1 frame per message: every reading is a message)."""
+    each frame cost with one replica: with one frame per message (every reading is a
+    message), and ``batched``: cores and replicas at each larger frames-per-message row."""
     c = out["config"]
-    one = [
-        s
+    rows = {
+        s["frames_per_message"]: s
         for s in out["settings"]
-        if s["replicas"] == 1 and s["frames_per_message"] == min(c["frames_per_message"])
-    ]
-    if not one or not one[0]["cpu_s_per_kframe"]:
+        if s["replicas"] == 1 and s["cpu_s_per_kframe"] and s["replica_cpu_s_per_kframe"]
+    }
+    if not rows:
         return None
-    s = one[0]
     need_fps = c["streams_target"] * c["fps_per_stream"]
-    replica_cores = need_fps * s["replica_cpu_s_per_kframe"] / 1000
-    replicas = max(1, math.ceil(replica_cores))  # a replica: one event loop, about one core
+
+    def fleet(s: dict[str, Any]) -> dict[str, Any]:
+        replica_cores = need_fps * s["replica_cpu_s_per_kframe"] / 1000
+        replicas = max(1, math.ceil(replica_cores))  # a replica: one event loop, ~one core
+        return {
+            "frames_per_message": s["frames_per_message"],
+            "cores": need_fps * s["cpu_s_per_kframe"] / 1000,
+            "replica_cores": replica_cores,
+            "replicas": replicas,
+            "streams_per_replica": c["streams_target"] / replicas,
+        }
+
+    first, *more = sorted(rows)
+    s = rows[first]
     per, mem = out["bytes_per_stream"], out.get("memory", {})
+    base = fleet(s)
+    rss = mem.get("replica_rss_mb")
     return {
+        **base,
         "fps_needed": need_fps,
         "fps_per_core": 1000 / s["cpu_s_per_kframe"],
         "fps_per_replica_core": 1000 / s["replica_cpu_s_per_kframe"],
-        "cores": need_fps * s["cpu_s_per_kframe"] / 1000,
-        "replica_cores": replica_cores,
-        "replicas": replicas,
-        "streams_per_replica": c["streams_target"] / replicas,
         "state_mb_total": c["streams_target"] * per["state"] / 1e6,
         "store_mb_total": c["streams_target"] * per["snapshot"] / 1e6,
-        "replica_rss_mb": mem.get("replica_rss_mb"),
+        "replica_rss_mb": rss,
         "memory_gb": (
-            (replicas * mem["replica_rss_mb"] + c["streams_target"] * per["state"] / 1e6) / 1e3
-            if mem.get("replica_rss_mb")
+            (base["replicas"] * rss + c["streams_target"] * per["state"] / 1e6) / 1e3
+            if rss
             else None
         ),
+        "batched": [fleet(rows[f]) for f in more],
     }
 
 
@@ -376,8 +285,14 @@ def render_serve_ray(results: dict[str, Any]) -> str:
             "streams every `--save-interval` seconds. Assumes: linear scaling across nodes "
             "(replicas share only the ledger and the folder), clients on other machines, this "
             "machine's per-core speed, Serve's proxy on every node (its CPU is in the cores). "
-            "Frames batched per message divide the per-message costs (the frames/message rows).",
+            "Frames batched per message divide the per-message costs:",
         ]
+        for f in cap["batched"]:
+            lines.append(
+                f"with {f['frames_per_message']} frames per message the same fleet needs "
+                f"{_f(f['cores'])} cores and {f['replicas']:,} replicas "
+                f"({_f(f['streams_per_replica'])} streams each)."
+            )
     load = results.get("loadavg_end")
     if load:
         lines += ["", f"Load average at the end: {load[0]:.2f} (1 min)."]

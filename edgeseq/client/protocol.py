@@ -139,7 +139,8 @@ class Ready(Message):
     ``seq``/``frames`` count what was applied so far (0 for a new stream); ``resumed`` is
     None for a new stream, ``"live"`` when the server kept it in memory, ``"saved"`` when
     it came back from ``--state-dir`` (then ``saved_at`` is the save's Unix time and
-    ``reason`` why it was saved: ``"shutdown"``, ``"idle"`` or ``"periodic"``).
+    ``reason`` why it was saved: ``"shutdown"``, ``"idle"``, ``"periodic"``, ``"opened"``
+    or ``"handover"``, and a :class:`Resumed` notice follows the re-delivered replies).
     ``redeliver`` replies follow at once: those applied after the client's ``acked``.
     ``frame_shape`` is one frame's shape (``[F]``; ``[]`` for token ids or raw samples):
     an array of that rank is one frame, one rank more is ``T`` frames.
