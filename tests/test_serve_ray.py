@@ -12,6 +12,8 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -24,6 +26,8 @@ from _ray import FleetProcess, cluster_pids
 from _serve import http_get
 
 from edgeseq.client import StreamClient
+from edgeseq.client import protocol as P
+from edgeseq.contract import Contract
 from edgeseq.runtime import Snapshot, StreamingPredictor
 
 pytest.importorskip("ray", reason="edgeseq serve --ray needs the ray extra (make install has it)")
@@ -107,6 +111,45 @@ def test_40_bursty_ragged_streams_each_owned_by_one_replica(fleet: FleetProcess)
     assert set(per_replica) == {r["replica"] for r in view["replicas"]}
     assert sum(per_replica.values()) >= sum(f for _, f in done)
     assert "edgeseq_fleet_replicas 2.0" in text
+
+
+def test_the_same_endpoints_and_refusals_through_serve_s_proxy(fleet: FleetProcess) -> None:
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    assert http_get(fleet.http + "/healthz")[:1] == (200,)
+    status, ctype, body = http_get(fleet.http + "/v1/model")
+    assert status == 200 and ctype == "application/json"
+    assert Contract.from_json(body) == StreamingPredictor(zoo.get("lstm")).contract
+    status, ctype, body = http_get(fleet.http + "/")
+    assert status == 200 and ctype.startswith("text/html") and "<canvas" in body
+    assert http_get(fleet.http + "/nope")[0] == 404
+    assert http_get(fleet.http + P.STREAM_PATH)[0] == 426  # a plain GET of the stream path
+    with StreamClient(fleet.url) as c:  # a refused handshake keeps its HTTP status
+        c.step(np.ones((2, 3), np.float32))
+        for headers, status in (({P.RESUME_HEADER: "wrong"}, 403), ({}, 400)):
+            with pytest.raises(InvalidStatus) as info:
+                connect(f"{fleet.url}?resume={c.stream_id}", additional_headers=headers)
+            assert info.value.response.status_code == status
+        with pytest.raises(InvalidStatus) as info:
+            connect(f"{fleet.url}?resume={'x' * 22}", additional_headers={P.RESUME_HEADER: "t"})
+        assert info.value.response.status_code == 404
+
+
+def test_bad_ray_command_lines_print_one_line(tmp_path: Path) -> None:
+    cli = [sys.executable, "-c", "from edgeseq.cli import main; main()", "serve"]
+    model = str(zoo.get("lstm"))
+    cases = [
+        ([model, "--replicas", "3"], "works with --ray only"),
+        ([model, "--ray", "--ray-address", "auto"], "needs --state-dir"),
+        ([model, "--ray", "--replica-cpus", "100000"], "need 200000 CPUs"),
+        ([str(tmp_path / "none.onnx"), "--ray"], "not found"),
+    ]
+    for args, message in cases:
+        out = subprocess.run([*cli, *args], capture_output=True, text=True, timeout=120)
+        last = out.stderr.strip().splitlines()[-1]
+        assert out.returncode != 0 and last.startswith("Error:") and message in last, out.stderr
+        assert "Traceback" not in out.stderr
 
 
 def _stream_in_threads(url: str, n: int, messages: int, pause: float) -> tuple:
