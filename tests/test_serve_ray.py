@@ -152,76 +152,97 @@ def test_bad_ray_command_lines_print_one_line(tmp_path: Path) -> None:
         assert "Traceback" not in out.stderr
 
 
-def _stream_in_threads(url: str, n: int, messages: int, pause: float) -> tuple:
-    xs = _ragged(7, messages)
-    ref = _reference(xs)
-    clients = [StreamClient(url, resume_within=120) for _ in range(n)]
-    got: list[list[np.ndarray]] = [[] for _ in range(n)]
-    errors: list[BaseException] = []
+class _Streams:
+    """``n`` StreamClients stepping one ragged sequence in threads until :meth:`finish`."""
 
-    def run(i: int) -> None:
+    def __init__(self, url: str, n: int, pause: float, most: int = 8000) -> None:
+        self.xs = _ragged(7, most)
+        self.ref = _reference(self.xs)
+        self.clients = [StreamClient(url, resume_within=120) for _ in range(n)]
+        self.got: list[list[np.ndarray]] = [[] for _ in range(n)]
+        self.errors: list[BaseException] = []
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._run, args=(i, pause)) for i in range(n)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self, i: int, pause: float) -> None:
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # ResumeWarning: checked via .resumes below
-                for x in xs:
-                    got[i].append(clients[i].step(x))
+                warnings.simplefilter("ignore")  # ResumeWarning: checked via .resumes
+                for x in self.xs:
+                    if self.stop.is_set():
+                        return
+                    self.got[i].append(self.clients[i].step(x))
                     time.sleep(pause)
         except BaseException as exc:
-            errors.append(exc)
+            self.errors.append(exc)
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    return xs, ref, clients, got, errors, threads
+    @property
+    def done(self) -> int:
+        return min(len(g) for g in self.got)
 
+    def wait(self, each: int, timeout: float = 180.0) -> None:
+        """Until every stream has had ``each`` replies."""
+        deadline = time.monotonic() + timeout
+        while self.done < each:
+            assert not self.errors, self.errors
+            assert time.monotonic() < deadline, f"streams stuck at {self.done} replies"
+            time.sleep(0.05)
 
-def _finish(xs, ref, clients, got, errors, threads) -> None:
-    for t in threads:
-        t.join(300)
-    assert not errors, errors
-    for i, c in enumerate(clients):
-        assert len(got[i]) == len(xs)
-        for y, r in zip(got[i], ref):
-            np.testing.assert_array_equal(y, r)
-        assert c.close() == sum(len(x) for x in xs)
+    def finish(self) -> None:
+        """Stop; every reply equals the local run, every stream's frames were counted."""
+        assert self.done < len(self.xs), "a stream ran out of frames before the test ended"
+        self.stop.set()
+        for t in self.threads:
+            t.join(300)
+        assert not self.errors, self.errors
+        for c, got in zip(self.clients, self.got):
+            for y, r in zip(got, self.ref):
+                np.testing.assert_array_equal(y, r)
+            assert c.close() == sum(len(x) for x in self.xs[: len(got)])
 
 
 def test_a_killed_replica_s_streams_resume_elsewhere_exactly(fleet: FleetProcess) -> None:
     fleet.wait_replicas(2)
-    run = _stream_in_threads(fleet.url, 6, 150, 0.01)
-    xs, _, clients, got, _, _ = run
-    while min(len(g) for g in got) < 20:
-        time.sleep(0.05)
+    streams = _Streams(fleet.url, 6, 0.01)
+    streams.wait(20)
     victim = max(fleet.fleet()["replicas"], key=lambda r: r["connections"])
     assert victim["connections"] > 0
     os.kill(victim["pid"], signal.SIGKILL)  # no chance to save: streams resume from saves
-    _finish(*run)
-    moved = [c for c in clients if c.resumes]
+    moved = []
+    deadline = time.monotonic() + 120
+    while len(moved) < victim["connections"] and time.monotonic() < deadline:
+        moved = [c for c in streams.clients if c.resumes]
+        time.sleep(0.1)
+    streams.wait(streams.done + 20)
+    streams.finish()
     assert len(moved) == victim["connections"]
     for c in moved:
         info = c.resumes[-1]
         assert info.kind == "saved" and info.reason in ("periodic", "opened")
         # the `resumed` notice named the frame the new replica started from; the client
-        # resent every message after it, and nothing else
-        assert info.frames == sum(len(x) for x in xs[: info.server_seq])
-        assert info.replayed == info.client_seq - info.server_seq
+        # resent every message it had sent after it (or got the replies it had missed)
+        assert info.frames == sum(len(x) for x in streams.xs[: info.server_seq])
+        assert info.replayed == max(0, info.client_seq - info.server_seq)
+        assert info.redelivered == max(0, info.server_seq - info.client_seq)
     assert fleet.fleet()["expired"] >= len(moved)
     fleet.wait_replicas(2)  # Serve replaced the dead replica
 
 
 def test_scale_2_to_3_to_1_mid_stream_resumes_exactly(fleet: FleetProcess) -> None:
     fleet.wait_replicas(2)
-    run = _stream_in_threads(fleet.url, 8, 400, 0.005)
-    _, _, clients, got, _, _ = run
+    streams = _Streams(fleet.url, 8, 0.005)
+    streams.wait(10)
     fleet.scale(3)
     fleet.wait_replicas(3)
     late = StreamClient(fleet.url, resume_within=120)  # a stream opened on the wider fleet
     late.step(np.ones((2, 3), np.float32))
     fleet.scale(1)
     (only,) = fleet.wait_replicas(1)
-    assert min(len(g) for g in got) < 400, "the streams ended before the fleet shrank"
-    _finish(*run)
-    moved = [c for c in [*clients, late] if c.resumes]
+    streams.wait(streams.done + 20)
+    streams.finish()
+    moved = [c for c in [*streams.clients, late] if c.resumes]
     assert moved, "no stream lived on a replica that stopped"
     for c in moved:  # a graceful stop saves exactly: nothing to resend
         for info in c.resumes:
