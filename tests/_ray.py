@@ -25,17 +25,18 @@ __all__ = ["FleetProcess", "cluster_pids"]
 
 
 def cluster_pids(folder: str) -> list[int]:
-    """PIDs of processes whose command line names ``folder`` (this cluster's processes)."""
+    """PIDs of this cluster's processes: their command line or their environment names
+    ``folder`` (Ray's workers retitle themselves but inherit the token path under it)."""
     found = []
+    key = folder.encode()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if key in (entry / "cmdline").read_bytes() or key in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
         except OSError:
             continue
-        if folder in cmdline:
-            found.append(int(entry.name))
     return found
 
 

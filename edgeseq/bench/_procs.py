@@ -75,7 +75,19 @@ def processes() -> dict[int, tuple[int, str, float]]:
 
 
 def matching(text: str) -> list[int]:
-    return [pid for pid, (_, cmd, _) in processes().items() if text in cmd]
+    """Processes whose command line or environment holds ``text`` (Ray's workers retitle
+    themselves, but inherit the environment that names their cluster's folder)."""
+    found = []
+    for pid, (_, cmd, _) in processes().items():
+        if text in cmd:
+            found.append(pid)
+            continue
+        try:
+            if text.encode() in Path(f"/proc/{pid}/environ").read_bytes():
+                found.append(pid)
+        except OSError:
+            continue
+    return found
 
 
 def tree(roots: list[int]) -> list[int]:
