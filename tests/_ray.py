@@ -10,18 +10,35 @@ ends, any process still running from the cluster's folder is killed by its PID.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import re
+import secrets
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import pytest
 from _serve import ServerProcess, http_get
 
-__all__ = ["FleetProcess", "cluster_pids"]
+__all__ = ["FleetProcess", "RayHead", "cluster_pids", "need_ray", "sweep"]
+
+
+def need_ray() -> None:
+    """Skip a module without Ray, with the reason; fail instead where the set-up installs it
+    (``.ci/run`` sets ``EDGESEQ_REQUIRE_RAY``: on CI these tests never skip)."""
+    if importlib.util.find_spec("ray") is not None:
+        return
+    reason = "edgeseq serve --ray needs the ray extra (make install has it)"
+    if os.environ.get("EDGESEQ_REQUIRE_RAY"):
+        pytest.fail(f"EDGESEQ_REQUIRE_RAY is set but Ray is not installed: {reason}")
+    pytest.skip(reason, allow_module_level=True)
 
 
 def cluster_pids(folder: str) -> list[int]:
@@ -40,6 +57,56 @@ def cluster_pids(folder: str) -> list[int]:
     return found
 
 
+def sweep(folder: str) -> list[int]:
+    """Kill (SIGKILL, by PID) every process of the cluster in ``folder``, then remove the
+    folder (Ray's session logs); the PIDs killed."""
+    pids = cluster_pids(folder)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(folder, ignore_errors=True)
+    return pids
+
+
+class RayHead:
+    """``ray start --head`` in its own folder: a cluster edgeseq did not start (for
+    ``--ray-address``), with its own token; :meth:`__exit__` sweeps it by PID, always.
+
+    ``with RayHead() as head: head.address, head.env``"""
+
+    def __init__(self) -> None:
+        self.folder = tempfile.mkdtemp(prefix="edgeseq-rayhead-", dir="/tmp")  # short paths
+        token = Path(self.folder) / "auth_token"
+        token.write_text(secrets.token_hex(32), "utf-8")
+        token.chmod(0o600)
+        self.env = {
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN_PATH": str(token),
+            "RAY_USAGE_STATS_ENABLED": "0",
+        }
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.address = f"127.0.0.1:{s.getsockname()[1]}"
+
+    def __enter__(self) -> RayHead:
+        cmd = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head"]
+        cmd += [f"--port={self.address.rsplit(':', 1)[1]}", "--node-ip-address=127.0.0.1"]
+        cmd += ["--num-cpus=1", "--include-dashboard=false", "--disable-usage-stats"]
+        cmd += [f"--temp-dir={self.folder}/ray"]
+        try:
+            out = subprocess.run(
+                cmd, env=dict(os.environ, **self.env), capture_output=True, text=True, timeout=240
+            )
+            assert out.returncode == 0, out.stderr[-3000:]
+        except BaseException:
+            sweep(self.folder)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sweep(self.folder)
+
+
 class FleetProcess(ServerProcess):
     """``with FleetProcess(model, "--replicas", "2") as f: f.url, f.scale(3), f.fleet()``"""
 
@@ -53,13 +120,13 @@ class FleetProcess(ServerProcess):
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         try:
             super().start()
-            line = self.wait_log(r"Ray at \S+ \(local; token in \S+\)", 10)
+            line = self.wait_log(r"Ray at \S+", 10)
         except BaseException:
             self.sweep()
             raise
-        m = re.search(r"Ray at (\S+) \(local; token in (\S+)\)", line)
+        m = re.search(r"Ray at ([^\s;]+)(?: \(local; token in (\S+)\))?", line)
         assert m is not None
-        self.address, self.token = m.group(1), m.group(2)
+        self.address, self.token = m.group(1), m.group(2) or ""
         return self
 
     @property
@@ -104,11 +171,7 @@ class FleetProcess(ServerProcess):
         """Kill (SIGKILL, by PID) whatever of this cluster still runs; the PIDs killed."""
         if not self.folder:
             return []
-        pids = cluster_pids(self.folder)
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        return pids
+        return sweep(self.folder)
 
     def __exit__(self, *exc: object) -> None:
         try:

@@ -9,12 +9,13 @@ import json
 from pathlib import Path
 
 import pytest
+from _ray import need_ray
 from click.testing import CliRunner
 
 from edgeseq.bench._serve_ray import BEGIN, END
 from edgeseq.cli import main
 
-pytest.importorskip("ray", reason="edgeseq serve --ray needs the ray extra (make install has it)")
+need_ray()
 
 
 @pytest.mark.timeout(600)
