@@ -57,15 +57,22 @@ def cluster_pids(folder: str) -> list[int]:
     return found
 
 
-def sweep(folder: str) -> list[int]:
-    """Kill (SIGKILL, by PID) every process of the cluster in ``folder``, then remove the
-    folder (Ray's session logs); the PIDs killed."""
-    pids = cluster_pids(folder)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+def sweep(folder: str, timeout: float = 30.0) -> list[int]:
+    """Kill (SIGKILL, by PID) every process of the cluster in ``folder`` until none is left
+    (a killed process lingers a moment; a raylet may have forked a worker meanwhile), then
+    remove the folder (Ray's session logs); the PIDs killed."""
+    killed: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while pids := cluster_pids(folder):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        killed.update(pids)
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     shutil.rmtree(folder, ignore_errors=True)
-    return pids
+    return sorted(killed)
 
 
 class RayHead:

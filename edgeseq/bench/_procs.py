@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,9 +53,13 @@ class Command:
                 self.proc.kill()
                 self.proc.wait(10)
         if folder:  # whatever of the cluster outlived it (a failure): killed by PID
-            for pid in tree(matching(folder)):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 30  # until none is left: a raylet may fork meanwhile
+            while (pids := tree(matching(folder))) and time.monotonic() < deadline:
+                for pid in pids:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                time.sleep(0.1)
+            shutil.rmtree(folder, ignore_errors=True)
         return self.proc.returncode
 
 

@@ -92,7 +92,9 @@ def _scale(cmd: Command, replicas: int) -> None:
     code = f"from edgeseq.serve import RayFleet; f = RayFleet.attach({address!r}); "
     code += f"f.scale({replicas}); f.detach()"
     env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=token or "")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
     if out.returncode:
         raise RuntimeError(f"scaling to {replicas} replicas failed:\n{out.stderr[-3000:]}")
     deadline = time.monotonic() + 120
