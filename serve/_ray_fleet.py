@@ -270,7 +270,9 @@ class RayFleet:
     def stop(self) -> int:
         """Save every stream (each replica ends its connections with a resume notice),
         remove the application, and stop a local cluster. 0 if every replica stopped."""
-        if not self._started:
+        if not self._started:  # never started (or refused before Ray ran): its folder only
+            if self.temp is not None:
+                shutil.rmtree(self.temp, ignore_errors=True)
             return 0
         if self._attached:
             raise InputError("this fleet was joined with attach(); detach() leaves it running")

@@ -146,11 +146,13 @@ def test_bad_ray_command_lines_print_one_line(tmp_path: Path) -> None:
         ([model, "--ray", "--replica-cpus", "100000"], "need 200000 CPUs"),
         ([str(tmp_path / "none.onnx"), "--ray"], "not found"),
     ]
+    before = set(Path("/tmp").glob("edgeseq-ray-*"))
     for args, message in cases:
         out = subprocess.run([*cli, *args], capture_output=True, text=True, timeout=120)
         last = out.stderr.strip().splitlines()[-1]
         assert out.returncode != 0 and last.startswith("Error:") and message in last, out.stderr
         assert "Traceback" not in out.stderr
+    assert set(Path("/tmp").glob("edgeseq-ray-*")) <= before, "a refused command left a folder"
 
 
 class _Streams:
