@@ -122,6 +122,7 @@ class FleetProcess(ServerProcess):
         self.start_timeout = 240.0  # a cold Ray cluster on 2 busy cores
         self.address = ""
         self.token = ""
+        self.bearer: str | None = None  # for the HTTP endpoints of a fleet with --token-file
 
     def start(self) -> FleetProcess:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -147,7 +148,8 @@ class FleetProcess(ServerProcess):
 
     def fleet(self, streams: bool = False) -> dict:
         """``GET /v1/replicas``: the ledger's view of every replica."""
-        status, _, body = http_get(self.http + "/v1/replicas" + ("?streams=1" if streams else ""))
+        path = "/v1/replicas" + ("?streams=1" if streams else "")
+        status, _, body = http_get(self.http + path, self.bearer)
         assert status == 200, body
         return json.loads(body)
 
