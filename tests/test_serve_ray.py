@@ -245,17 +245,28 @@ def test_scale_2_to_3_to_1_mid_stream_resumes_exactly(fleet: FleetProcess) -> No
     fleet.wait_replicas(3)
     late = StreamClient(fleet.url, resume_within=120)  # a stream opened on the wider fleet
     late.step(np.ones((2, 3), np.float32))
+    everyone = [*streams.clients, late]
+    owner: dict[str, str] = {}
+    deadline = time.monotonic() + 60  # the replicas' counters reach the ledger in polls
+    while len(owner) < len(everyone):
+        assert time.monotonic() < deadline, owner
+        for r in fleet.fleet(streams=True)["replicas"]:
+            owner.update({sid: r["replica"] for sid in r["stepped"]})
+        owner = {c.stream_id: owner[c.stream_id] for c in everyone if c.stream_id in owner}
+        time.sleep(0.2)
     fleet.scale(1)
     (only,) = fleet.wait_replicas(1)
     streams.wait(streams.done + 20)
     streams.finish()
-    moved = [c for c in [*streams.clients, late] if c.resumes]
+    late.step(np.ones((2, 3), np.float32))  # idle since: it finds out now if it must move
+    moved = [c for c in everyone if c.resumes]
     assert moved, "no stream lived on a replica that stopped"
+    # exactly the streams of the replicas that stopped moved; the others were left alone
+    assert {c.stream_id for c in moved} == {s for s, r in owner.items() if r != only["replica"]}
     for c in moved:  # a graceful stop saves exactly: nothing to resend
         for info in c.resumes:
             assert info.kind == "saved" and info.reason in ("shutdown", "handover"), info
             assert info.replayed == 0 and info.server_seq == info.client_seq
-    late.step(np.ones((2, 3), np.float32))
     assert late.close() == 4
     view = fleet.fleet(streams=True)
     assert [r["replica"] for r in view["replicas"]] == [only["replica"]]
