@@ -206,25 +206,38 @@ class _Streams:
             assert c.close() == sum(len(x) for x in self.xs[: len(got)])
 
 
+def _owners(fleet: FleetProcess, clients: list[StreamClient]) -> dict[str, str]:
+    """Stream id → the replica that stepped it, from the replicas' own counters (they reach
+    the ledger in polls: wait until every client's stream is there)."""
+    owner: dict[str, str] = {}
+    deadline = time.monotonic() + 60
+    while True:
+        for r in fleet.fleet(streams=True)["replicas"]:
+            owner.update({sid: r["replica"] for sid in r["stepped"]})
+        owner = {c.stream_id: owner[c.stream_id] for c in clients if c.stream_id in owner}
+        if len(owner) == len(clients):
+            return owner
+        assert time.monotonic() < deadline, owner
+        time.sleep(0.2)
+
+
 def test_a_killed_replica_s_streams_resume_elsewhere_exactly(fleet: FleetProcess) -> None:
     fleet.wait_replicas(2)
     streams = _Streams(fleet.url, 6, 0.01)
     streams.wait(20)
-    deadline = time.monotonic() + 60  # the replicas' counters reach the ledger in polls
-    while sum(r["connections"] for r in fleet.fleet()["replicas"]) != 6:
-        assert time.monotonic() < deadline, fleet.fleet()
-        time.sleep(0.2)
-    victim = max(fleet.fleet()["replicas"], key=lambda r: r["connections"])
-    assert victim["connections"] > 0
+    owner = _owners(fleet, streams.clients)
+    victim = max(fleet.fleet()["replicas"], key=lambda r: list(owner.values()).count(r["replica"]))
+    lost = {s for s, r in owner.items() if r == victim["replica"]}
+    assert lost
     os.kill(victim["pid"], signal.SIGKILL)  # no chance to save: streams resume from saves
     moved = []
     deadline = time.monotonic() + 120
-    while len(moved) < victim["connections"] and time.monotonic() < deadline:
+    while len(moved) < len(lost) and time.monotonic() < deadline:
         moved = [c for c in streams.clients if c.resumes]
         time.sleep(0.1)
     streams.wait(streams.done + 20)
     streams.finish()
-    assert len(moved) == victim["connections"]
+    assert {c.stream_id for c in moved} == lost  # exactly the dead replica's streams moved
     for c in moved:
         info = c.resumes[-1]
         assert info.kind == "saved" and info.reason in ("periodic", "opened")
@@ -246,14 +259,7 @@ def test_scale_2_to_3_to_1_mid_stream_resumes_exactly(fleet: FleetProcess) -> No
     late = StreamClient(fleet.url, resume_within=120)  # a stream opened on the wider fleet
     late.step(np.ones((2, 3), np.float32))
     everyone = [*streams.clients, late]
-    owner: dict[str, str] = {}
-    deadline = time.monotonic() + 60  # the replicas' counters reach the ledger in polls
-    while len(owner) < len(everyone):
-        assert time.monotonic() < deadline, owner
-        for r in fleet.fleet(streams=True)["replicas"]:
-            owner.update({sid: r["replica"] for sid in r["stepped"]})
-        owner = {c.stream_id: owner[c.stream_id] for c in everyone if c.stream_id in owner}
-        time.sleep(0.2)
+    owner = _owners(fleet, everyone)
     fleet.scale(1)
     (only,) = fleet.wait_replicas(1)
     streams.wait(streams.done + 20)
