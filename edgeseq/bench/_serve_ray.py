@@ -286,8 +286,12 @@ def render_serve_ray(results: dict[str, Any]) -> str:
             + f"; {_f(cap['store_mb_total'])} MB in the state folder, rewritten for changed "
             "streams every `--save-interval` seconds. Assumes: linear scaling across nodes "
             "(replicas share only the ledger and the folder), clients on other machines, this "
-            "machine's per-core speed, Serve's proxy on every node (its CPU is in the cores). "
-            "Frames batched per message divide the per-message costs:",
+            "machine's per-core speed, Serve's proxy on every node (its CPU is in the cores)."
+            + (
+                " Frames batched per message divide the per-message costs:"
+                if cap["batched"]
+                else ""
+            ),
         ]
         for f in cap["batched"]:
             lines.append(
