@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -75,6 +76,23 @@ def test_pickled_code_is_named_whatever_torch_says(tmp_path: Path, obj, name: st
     with pytest.raises(ModelLoadError, match="pickled code") as info:
         load_checkpoint(path)
     assert name in str(info.value)
+
+
+@pytest.mark.filterwarnings("error")  # nor a torch warning before the error
+@pytest.mark.parametrize("lead", [b"", b"c", b"i", b"\x80\x02c", b"PK\x03\x04"])
+def test_noise_is_not_a_checkpoint_whatever_it_looks_like(tmp_path: Path, lead: bytes) -> None:
+    """Random bytes raised a raw IndexError from torch's unpickler; noise that starts like
+    a GLOBAL opcode ('c', 'i') with a newline or two was reported as pickled code named
+    '.' or ' ..JT'. Seeded noise, so the test is the same on every run."""
+    rng = random.Random(len(lead))
+    for _ in range(60):
+        body = bytearray(rng.randbytes(256))
+        for k in rng.sample(range(32), 2):
+            body[k] = 10  # newlines early: a GLOBAL opcode reads "module\nname\n"
+        path = tmp_path / "noise.pt"
+        path.write_bytes(lead + bytes(body))
+        with pytest.raises(ModelLoadError, match="not an edgeseq checkpoint"):
+            load_checkpoint(path)
 
 
 def test_a_killed_save_leaves_a_temp_file_the_next_save_removes(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-import os
+import random
 from collections.abc import Callable
 
 import numpy as np
@@ -363,7 +363,7 @@ def test_checkpoint_errors(tmp_path):
     with pytest.raises(ModelLoadError, match="no checkpoint at") as info:
         load_checkpoint(tmp_path / "missing.pt")
     assert isinstance(info.value, EdgeseqError) and isinstance(info.value, OSError)
-    (tmp_path / "noise.pt").write_bytes(os.urandom(256))
+    (tmp_path / "noise.pt").write_bytes(random.Random(0).randbytes(256))  # see test_checkpoint
     with pytest.raises(ModelLoadError, match="not an edgeseq checkpoint"):
         load_checkpoint(tmp_path / "noise.pt")
     torch.save({"weights": torch.zeros(3)}, tmp_path / "plain.pt")

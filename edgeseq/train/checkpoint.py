@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "load_checkpoint", "save_c
 CHECKPOINT_FORMAT = "edgeseq.train.checkpoint"
 CHECKPOINT_VERSION = 1
 _KINDS = ("SeqModel", "Seq2Seq")
+_IMPORTABLE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")  # module.qualname
 
 
 def save_checkpoint(
@@ -159,7 +162,9 @@ def _pickled_globals(path: Path) -> list[str]:
     except Exception:  # the rest is unreadable: what was found so far stands
         pass
     ours = ("torch.", "collections.OrderedDict")  # what save_checkpoint's files hold
-    return [n for n in dict.fromkeys(names) if not n.startswith(ours)]
+    # only what an unpickler could import (module.qualname): noise read as a GLOBAL opcode
+    # (". .JT") is not code, and the file is then just not a checkpoint
+    return [n for n in dict.fromkeys(names) if _IMPORTABLE.fullmatch(n) and not n.startswith(ours)]
 
 
 def _read(path: Path, map_location: Any) -> dict[str, Any]:
@@ -168,7 +173,9 @@ def _read(path: Path, map_location: Any) -> dict[str, Any]:
             f"no checkpoint at {path}: expected a file written by save_checkpoint; check the path"
         )
     try:
-        payload = torch.load(path, weights_only=True, map_location=map_location)
+        with warnings.catch_warnings():  # noise may "declare" any pickle protocol
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            payload = torch.load(path, weights_only=True, map_location=map_location)
     except Exception as exc:  # random bytes raise anything from IndexError to MemoryError
         # refused or unreadable: name what its pickle would import (found in the opcodes,
         # whatever torch's message says)
