@@ -133,3 +133,31 @@ def test_the_sweep_visits_only_expired_streams() -> None:
     Counting.reads = 0
     assert [sid for sid, _ in table.expired(now=0.0)] == sids[1:3]
     assert Counting.reads == 3
+
+
+def test_a_pool_step_with_many_open_streams_sweeps_only_the_expired() -> None:
+    """Through the pool: with 20,000 open streams, a step of one stream reads the table
+    for that stream and the expired ones only (it scanned all 20,000 on every call)."""
+
+    class Counting(dict):
+        reads = 0
+
+        def __getitem__(self, key):
+            Counting.reads += 1
+            return super().__getitem__(key)
+
+        def get(self, key, default=None):
+            Counting.reads += 1
+            return super().get(key, default)
+
+    now = [0.0]
+    pool = StreamPool(zoo.get("gru"), max_streams=20_000, idle_timeout=30, clock=lambda: now[0])
+    old = [pool.open() for _ in range(2)]
+    now[0] += 20
+    ids = [pool.open() for _ in range(19_998)]
+    now[0] += 15  # the first two idle 35 s, the rest 15 s
+    table = pool._table
+    table.open = Counting(table.open)
+    assert pool.step({ids[0]: X})[ids[0]].shape == (2,)
+    assert Counting.reads <= 10, f"{Counting.reads} reads of the stream table for one step"
+    assert [i in pool for i in old] == [False, False] and len(pool) == 19_998
