@@ -242,6 +242,12 @@ def test_step_after_submit_applies_after_it() -> None:
         pool.submit(a, XS[6])
         pool.reset(a)  # after the submit, not before
         assert pool.snapshot(a).frames_seen == 0
+        pool.submit(a, XS[7])
+        pool.submit(b, XS[8])
+        assert {s: v.frames_seen for s, v in pool.snapshot_all().streams.items()} == {a: 1, b: 2}
+        late = pool.submit(b, XS[9])
+        pool.close(b)  # after its submit has run
+        assert late.result(timeout=5).shape == (2,) and b not in pool
 
 
 # ---------------------------------------------------------------- exact ids
