@@ -1,7 +1,7 @@
 """Bounded memory (issue 10 §2): the pool's per-batch-size buffers, long inputs in pieces
 with the same outputs, pools dropped without shutdown(), compression bombs in snapshots,
-and temp files left by interrupted writes. The memory a call and a pool burst take and
-give back is measured in a fresh process: tests/test_memory_bounds.py."""
+and temp files left by interrupted writes. The memory a call, a pool burst and every batch
+size take and give back is measured in a fresh process: tests/test_memory_bounds.py."""
 
 from __future__ import annotations
 

@@ -104,9 +104,32 @@ phase("step", lambda: pool.step({i: x for i in ids}))
 pool.shutdown()
 """
 
+POOL_SIZES = r"""
+streams = 512
+pool = StreamPool(path, max_streams=streams)
+ids = [pool.open() for _ in range(streams)]
+x = rng.standard_normal((streams, *pool.engine.frames.trailing_ints)).astype(np.float32)
+pool.step({i: x[i] for i in ids})  # the largest batch once
+
+def every_size():  # batches of 1, 2, ... streams: one state buffer set per size, before
+    for n in range(1, streams + 1):
+        pool.step({i: x[i] for i in ids[:n]})
+
+phase("every batch size", every_size)
+phase("every batch size again", every_size)
+"""
+
 
 def _measure(scenario: str, path: Path, **kw: object) -> dict:
-    code = CHILD + {"long": LONG_CALL, "oversized": OVERSIZED, "pool": POOL_BURST}[scenario]
+    code = (
+        CHILD
+        + {
+            "long": LONG_CALL,
+            "oversized": OVERSIZED,
+            "pool": POOL_BURST,
+            "sizes": POOL_SIZES,
+        }[scenario]
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run(
         [sys.executable, "-c", code, scenario, str(path), json.dumps(kw)],
@@ -162,3 +185,13 @@ def test_a_burst_of_long_submits_to_a_pool_stays_within_the_budget() -> None:
     for later in (again, step):
         assert later["peak"] <= ARENA_MB + 3 * out + SLACK_MB, r
         assert later["kept"] <= AGAIN_MB, f"memory grows burst after burst: {r}"
+
+
+def test_stepping_every_batch_size_keeps_a_bounded_number_of_buffers() -> None:
+    """Batches of 1, 2, ..., 512 streams. Before issue 10 the pool kept one set of state
+    buffers and call plans per batch size it had seen (quadratic in ``max_streams``): +35 MB
+    for this tiny model, +6.8 MB more on a second pass. Now batch sizes are rounded up to a
+    few per octave and at most 16 sizes are kept (see test_bounded_memory.py)."""
+    r = _measure("sizes", zoo.get("lstm"))
+    assert r["every batch size"]["kept"] <= AGAIN_MB, r
+    assert r["every batch size again"]["kept"] <= AGAIN_MB / 2, r
