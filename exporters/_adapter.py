@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from edgeseq.errors import ExportError
-from edgeseq.exporters._explicit import ExplicitState, find_explicit_state, unflatten
+from edgeseq.exporters._explicit import ExplicitState, find_explicit_state
 from edgeseq.exporters._proxy import LayerRunner, Probe, StreamProxy, probe_sequence
 from edgeseq.exporters._recurrent import (
     LayerInfo,
@@ -107,7 +107,7 @@ class StreamAdapter(nn.Module):
         """(path, state name) for every carried tensor, in input order."""
         if not self.carry_state:
             return []
-        keys = [(self.explicit.param, n) for n in self.explicit.names] if self.explicit else []
+        keys = self.explicit.state_keys() if self.explicit else []
         return keys + [(p.path, n) for p in self.carried() for n in p.state_names]
 
     def state_axes(self) -> list[int]:
@@ -238,7 +238,7 @@ class StreamAdapter(nn.Module):
                 p.state_in = tuple(next(own) for _ in p.state_names)
             p.lengths = lengths
             p.frames = (x.shape[0], x.shape[1])
-        args = [unflatten(states[:n_explicit], self.explicit.spec)] if n_explicit else []
+        args = self.explicit.args(states[:n_explicit]) if n_explicit else []  # type: ignore[union-attr]
         outs, leaves = self._split(self.inner(x, *args))  # type: ignore[union-attr]
         self.n_outputs = len(outs)
         if not self.carry_state:

@@ -4,7 +4,9 @@ The lecture's form carries the state in the open: a tensor, an ``(h, c)`` tuple,
 per-layer tuples or a dict. The returned state becomes the graph's state outputs and the
 ``state`` argument its state inputs, one pair per tensor, named after the argument and
 the tensor's place in the structure (``state_in.state``, ``state_in.state.0.1``,
-``state_in.hidden.h``). The ``y`` part is streamed like any output.
+``state_in.hidden.h``). The ``y`` part is streamed like any output. The state may also
+be spread over several arguments, ``forward(x, h=None, c=None) -> (y, h, c)``: each
+argument is returned in the same order at the end (``state_in.h``, ``state_in.c``).
 
 The initial value is what ``forward(x)`` starts from: zeros, or the tensors the forward
 hands its layers when ``state`` is None (e.g. a learned initial state), checked by running
@@ -70,28 +72,40 @@ def unflatten(leaves: Sequence[torch.Tensor], spec: Spec) -> Any:
 class ExplicitState:
     """The state a model's forward takes and returns, flattened into contract pairs."""
 
-    param: str  # the forward's argument name
+    param: str  # the forward's argument name (several: "h, c")
     spec: Spec
     names: list[str]  # per leaf: its place in the structure ("" for a lone tensor)
     batch_axes: list[int]
     init: list[torch.Tensor] = field(default_factory=list)  # per leaf, batch 1
     fed: list[bool] = field(default_factory=list)  # per proxy: its state comes from this one
+    params: tuple[str, ...] = ()  # several state arguments: their names (spec is a dict)
 
     def split(self, out: Any) -> tuple[Any, list[torch.Tensor]]:
         """``(y part, state leaves)`` of one forward's return value."""
-        if not isinstance(out, (tuple, list)) or len(out) < 2:
+        n = len(self.params) or 1
+        if not isinstance(out, (tuple, list)) or len(out) < n + 1:
             raise ExportError(
                 f"model.forward returned {type(out).__name__}; with a {self.param!r} argument "
                 f"it must return (y, {self.param}) every time."
             )
-        flat = flatten(out[-1])
+        flat = flatten(_state_part(out, self.params))
         if flat is None or flat[2] != self.spec:
             raise ExportError(
                 f"model.forward returned a {self.param!r} of another structure than it takes; "
                 "return the state in the structure forward accepts."
             )
-        y = out[0] if len(out) == 2 else tuple(out[:-1])
+        y = out[0] if len(out) == n + 1 else tuple(out[:-n])
         return y, flat[0]
+
+    def state_keys(self) -> list[tuple[str, str]]:
+        """``(path, name)`` of every leaf: ``(state, 0.1)``, or ``(h, "")`` for arguments."""
+        if not self.params:
+            return [(self.param, n) for n in self.names]
+        return [(n.partition(".")[0], n.partition(".")[2]) for n in self.names]
+
+    def args(self, leaves: Sequence[torch.Tensor]) -> list[Any]:
+        """The forward's state arguments (after ``x``) rebuilt from ``leaves``."""
+        return _as_args(unflatten(leaves, self.spec), self.params)
 
     def initial(self, batch: int) -> list[torch.Tensor]:
         """The initial state for ``batch`` rows, in leaf order."""
@@ -103,14 +117,34 @@ class ExplicitState:
         return out
 
 
-def _second_param(model: nn.Module) -> inspect.Parameter | None:
+def _state_part(out: Sequence[Any], params: tuple[str, ...]) -> Any:
+    """The state in a forward's return value: its last item, or one per state argument."""
+    if not params:
+        return out[-1]
+    return dict(zip(params, out[-len(params) :]))
+
+
+def _as_args(state: Any, params: tuple[str, ...]) -> list[Any]:
+    return [state[p] for p in params] if params else [state]
+
+
+def _positional(model: nn.Module) -> list[inspect.Parameter]:
     try:
         params = list(inspect.signature(model.forward).parameters.values())
     except (TypeError, ValueError):
-        return None
+        return []
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    params = [p for p in params if p.kind in positional]
-    return params[1] if len(params) > 1 else None
+    return [p for p in params if p.kind in positional]
+
+
+def _state_params(params: list[inspect.Parameter]) -> tuple[str, ...]:
+    """The arguments after ``x`` that default to None, when there are several in a row."""
+    names = []
+    for p in params[1:]:
+        if p.default is not None:
+            break
+        names.append(p.name)
+    return tuple(names) if len(names) > 1 else ()
 
 
 def _batch_axis(a: torch.Tensor, b: torch.Tensor) -> int | None:
@@ -142,50 +176,78 @@ def find_explicit_state(
     by the user's code in the last run, ``initials()`` what each started from: they map a
     learned initial state onto the leaves, and tell which proxies the state feeds.
     """
-    param = _second_param(inner)
-    if param is None:
+    params = _positional(inner)
+    if len(params) < 2:
         return None
+    param = params[1]
     if param.default is inspect.Parameter.empty:
         raise ExportError(
             f"model.forward takes a second argument {param.name!r} without a default. "
             f"edgeseq streams forward(x, {param.name}=None) -> (y, {param.name}): give it "
             "the default None, meaning the model's initial state."
         )
+    several = _state_params(params)
+    if several:  # forward(x, h=None, c=None) -> (y, h, c)
+        try:
+            found = _find(several, ", ".join(several), model, x, received, initials)
+        except ExportError:
+            found = None
+        if found is not None:
+            return found
+    return _find((), param.name, model, x, received, initials)
+
+
+def _find(
+    params: tuple[str, ...],
+    label: str,
+    model: Callable[..., Any],
+    x: torch.Tensor,
+    received: Callable[[], list[tuple[torch.Tensor, ...] | None]],
+    initials: Callable[[], list[tuple[torch.Tensor, ...] | None]],
+) -> ExplicitState | None:
+    """:func:`find_explicit_state` for one reading of the signature: ``params`` are the
+    state arguments (empty: the second argument alone, named ``label``)."""
+    n = len(params) or 1
     out = model(x)
-    if not isinstance(out, (tuple, list)) or len(out) < 2:
+    if not isinstance(out, (tuple, list)) or len(out) < n + 1:
         return None
-    flat = flatten(out[-1])
+    flat = flatten(_state_part(out, params))
     if flat is None:
         return None
     leaves, names, spec = flat
     if not leaves:
-        return ExplicitState(param.name, spec, [], [], [], [False] * len(initials()))
+        return ExplicitState(label, spec, [], [], [], [False] * len(initials()), params)
     proxy_init = initials()
     bigger = model(torch.cat([x, x[:1]], dim=0))
-    grown = flatten(bigger[-1]) if isinstance(bigger, (tuple, list)) else None
+    ok = isinstance(bigger, (tuple, list)) and len(bigger) >= n + 1
+    grown = flatten(_state_part(bigger, params)) if ok else None
     if grown is None or grown[2] != spec:
         return None
     axes = [_batch_axis(a, b) for a, b in zip(leaves, grown[0])]
     for name, ax in zip(names, axes):
         if ax is None:
             raise ExportError(
-                f"the {param.name!r} forward returns has a tensor {name or param.name!r} "
+                f"the {label!r} forward returns has a tensor {name or label!r} "
                 "without a batch axis (none grows with the batch). Keep a batch axis on "
                 "every state tensor."
             )
     g = torch.Generator().manual_seed(5)
     probe = [torch.randn(t.shape, generator=g, dtype=t.dtype) for t in leaves]
+
+    def fed_with(leaves: list[torch.Tensor]) -> Any:
+        return model(x, *_as_args(unflatten(leaves, spec), params))
+
     try:
-        fed = model(x, unflatten(probe, spec))
+        fed = fed_with(probe)
     except Exception as exc:
         raise ExportError(
-            f"model.forward(x, {param.name}) failed when given back the {param.name!r} it "
+            f"model.forward(x, {label}) failed when given back the {label!r} it "
             f"returned ({type(exc).__name__}: {exc}). It must accept its own returned state."
         ) from None
-    if not isinstance(fed, (tuple, list)) or flatten(fed[-1]) is None:
+    if not isinstance(fed, (tuple, list)) or flatten(_state_part(fed, params)) is None:
         return None
     got = received()
-    model(x, unflatten([t + 1 for t in probe], spec))
+    fed_with([t + 1 for t in probe])
     other = received()
     feeds = [
         a is not None and (b is None or any(not torch.equal(u, v) for u, v in zip(a, b)))
@@ -209,12 +271,12 @@ def find_explicit_state(
     if all(m is not None for m in mapped):
         candidates.append(mapped)  # type: ignore[arg-type]
     for cand in candidates:
-        if _agree(model(x, unflatten(cand, spec)), out):
+        if _agree(fed_with(cand), out):  # type: ignore[arg-type]
             rows = [t.narrow(ax, 0, 1).clone() for t, ax in zip(cand, axes)]  # type: ignore[arg-type]
-            return ExplicitState(param.name, spec, names, axes, rows, feeds)  # type: ignore[arg-type]
+            return ExplicitState(label, spec, names, axes, rows, feeds, params)  # type: ignore[arg-type]
     raise ExportError(
-        f"forward(x) with {param.name}=None does not start from zeros, nor from tensors it "
+        f"forward(x) with {label}=None does not start from zeros, nor from tensors it "
         f"hands its recurrent layers, so edgeseq cannot tell the stream's initial "
-        f"{param.name!r}. Make {param.name}=None mean a constant initial state that the "
+        f"{label!r}. Make {label}=None mean a constant initial state that the "
         "forward passes to its layers, or zeros."
     )

@@ -128,9 +128,9 @@ def explain(
     if adapter.one_step() and not spec.fixed_chunk and not offline:
         report.chunk = 1
     shapes: dict[str, list[str]] = {}
-    explicit = adapter.explicit.param if adapter.explicit else None
+    explicit = {p for p, _ in adapter.explicit.state_keys()} if adapter.explicit else set()
     for (path, name), s, ax in zip(adapter.state_keys(), states, adapter.state_axes()):
-        label = ".".join(filter(None, [path, name])) if path == explicit else name
+        label = ".".join(filter(None, [path, name])) if path in explicit else name
         shapes.setdefault(path, []).append(f"{label} {_shape(s, ax)}")
     report.layers = _rows(adapter, x, states, picked, refused, shapes, offline)
     with tempfile.TemporaryDirectory(prefix="edgeseq-explain-") as tmp:
@@ -173,7 +173,11 @@ def _rows(
                 f"forward({e.param})",
                 "signature",
                 f"explicit state: {len(e.names)} tensor(s) as state pairs",
-                ", ".join(shapes.get(e.param, [])),
+                ", ".join(
+                    s
+                    for p in dict.fromkeys(k for k, _ in e.state_keys())
+                    for s in shapes.get(p, [])
+                ),
             )
         )
     proxies = {p.path: p for p in adapter.proxies}
