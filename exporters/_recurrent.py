@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from edgeseq.errors import ExportError
-from edgeseq.exporters._proxy import LayerRunner, StreamProxy
+from edgeseq.exporters._proxy import LayerRunner, Probe, StreamProxy
 
 __all__ = [
     "LayerInfo",
@@ -128,6 +128,7 @@ class RecurrentProxy(StreamProxy):
     def __init__(self, rnn: nn.RNNBase, path: str, runner: LayerRunner) -> None:
         super().__init__(rnn, path, runner)
         self.info = layer_info(path, rnn)
+        self.refusal: str | None = None
 
     @property
     def rnn(self) -> nn.RNNBase:
@@ -145,23 +146,36 @@ class RecurrentProxy(StreamProxy):
                 "layer and let edgeseq carry valid lengths (the graph's `lengths` input), or "
                 "unpack before the layer."
             )
-        self.calls += 1
-        if self.calls > 1:
-            raise ExportError(
-                f"layer {self.path!r} is called more than once per forward; edgeseq "
-                "streams layers that run once per call. Use separate layers instead."
-            )
+        self.calls += 1  # more than once with state to carry: refused by settle()
+        given = None
         if hx is not None:
-            self.user_state = tuple(hx) if isinstance(hx, tuple) else (hx,)
-        state = self.state_in
+            given = tuple(hx) if isinstance(hx, tuple) else (hx,)
+        if self.calls == 1:
+            self.user_state = given
+        state = self.state_in if self.calls == 1 else None
         if state is None:  # plain forward, e.g. while probing initial states
-            state = self.user_state or zeros_state(self.rnn, x)
-            self.initial = state
+            state = given or zeros_state(self.rnn, x)
+            if self.calls == 1:
+                self.initial = state
         y, out = self.runner(self.rnn, x, state, self._aligned_lengths(x))
         self.state_out = out
         if self.probe is not None:
-            self.probe.inputs.append(self.user_state)
+            self.probe.inputs.append(given)
         return y, (out if self.info.cell == "lstm" else out[0])
+
+    def _called_again(self) -> str:
+        kind = type(self.module).__name__
+        return (
+            f"layer {self.path!r} ({kind}) is called more than once per forward (e.g. one "
+            "frame at a time in a loop), so edgeseq cannot tell which call's state to "
+            f"carry. Call it once on the whole sequence (y, _ = self.{self.path.rpartition('.')[2]}"
+            f"(x)), step an nn.{kind}Cell in the loop instead (a cell loop streams), or "
+            "carry the state yourself: forward(x, state=None) -> (y, state)."
+        )
+
+    def settle(self, probes: list[Probe]) -> None:
+        if self.carries and any(len(p.inputs) > 1 for p in probes):
+            self.refusal = self._called_again()
 
     def _aligned_lengths(self, x: torch.Tensor) -> torch.Tensor | None:
         """``lengths`` if this layer sees the graph's own (batch, time) frames, else None.
