@@ -1,0 +1,61 @@
+"""Whether a graph traced at one frame count runs any other, as PyTorch does.
+
+Tracing records a Python loop over time (``for t in range(x.shape[1])``) as that many
+copies of its body, so a graph whose time axis is declared dynamic may hold only the
+example's frame count. A loop that steps a cell is known (the cell loop style writes one
+step per call); any other loop (a layer stepped per frame with the state carried in
+``forward(x, state)``, per-frame code in a list) is found here by running the written
+graph in onnxruntime on a longer sequence and comparing it with the adapted model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgeseq.exporters._proxy import probe_sequence
+
+__all__ = ["time_fixed"]
+
+Run = Callable[
+    [torch.Tensor, list[torch.Tensor]], tuple[tuple[torch.Tensor, ...], list[torch.Tensor]]
+]
+
+
+def time_fixed(
+    path: Path,
+    run_states: Run,
+    x: torch.Tensor,
+    states: list[torch.Tensor],
+    extra: int = 3,
+) -> str | None:
+    """None if the graph at ``path`` (traced on ``x``) gives PyTorch's outputs and final
+    states on ``x.shape[1] + extra`` frames, else what went wrong, in a few words.
+
+    ``run_states(x, states)`` runs the adapted model; ``states`` fit ``x``'s batch.
+    """
+    import onnxruntime as ort
+
+    seq = probe_sequence(x, x.shape[1] + extra, seed=21)
+    with torch.no_grad():
+        outs, finals = run_states(seq, states)
+    want = [t.numpy() for t in (*outs, *finals)]
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    feeds = {"x": seq.numpy()}
+    if "lengths" in names:  # taken by the model, or wired into native ops after export
+        feeds["lengths"] = np.full((seq.shape[0],), seq.shape[1], dtype=np.int32)
+    feeds.update(zip([n for n in names if n not in feeds], (s.numpy() for s in states)))
+    try:
+        got = sess.run(None, feeds)
+    except Exception as exc:  # onnxruntime's own errors: a shape fixed by the trace
+        return f"onnxruntime refused {seq.shape[1]} frames ({str(exc).splitlines()[0][:120]})"
+    for g, w in zip(got, want):
+        if g.shape != w.shape:
+            return f"an output of shape {g.shape} where PyTorch gives {w.shape}"
+        if not np.allclose(g, w, atol=1e-4, rtol=1e-4):
+            return f"outputs {float(np.abs(g - w).max()):.3g} away from PyTorch's"
+    return None
