@@ -118,7 +118,8 @@ register_style(
         name="explicit_state",
         modules=(),
         proxy=None,
-        written="forward(x, state=None) -> (y, state); a tensor, tuples, lists or dicts",
+        written="forward(x, state=None) -> (y, state); a tensor, tuples, lists or dicts; "
+        "or forward(x, h=None, c=None) -> (y, h, c)",
         streamed="every tensor of the state as a pair named after its place (state_in.state.0.1)",
         refused="a state argument without a default, or a state without a batch axis",
     )

@@ -124,7 +124,8 @@ def export(
         - causal nn.Conv1d / nn.Conv2d over time (left padding ``(k-1)*d``): a cache of
           past input frames, ``state_in.<conv path>.cache`` ``(batch, channels, frames)``;
         - ``forward(x, state=None) -> (y, state)``: every tensor of ``state`` becomes a pair
-          named after its place (``state_in.state.0.1``); ``y`` is the output.
+          named after its place (``state_in.state.0.1``); ``y`` is the output. Several
+          state arguments, ``forward(x, h=None, c=None) -> (y, h, c)``: ``state_in.h``...
     example
         An input of the right feature size and dtype (float32 or int64); batch and time
         are made dynamic (time is fixed to ``chunk`` in fixed-chunk modes).
