@@ -13,7 +13,7 @@ from test_export_support import stream, torch_whole
 from torch import nn
 
 from edgeseq.errors import ExportError
-from edgeseq.exporters import export, explain
+from edgeseq.exporters import explain, export
 from edgeseq.runtime import StreamingPredictor
 
 X = torch.randn(2, 6, 3)
