@@ -129,6 +129,7 @@ class RecurrentProxy(StreamProxy):
         super().__init__(rnn, path, runner)
         self.info = layer_info(path, rnn)
         self.refusal: str | None = None
+        self.stepped = False  # called once per frame in a Python loop (settle() decides)
 
     @property
     def rnn(self) -> nn.RNNBase:
@@ -146,36 +147,80 @@ class RecurrentProxy(StreamProxy):
                 "layer and let edgeseq carry valid lengths (the graph's `lengths` input), or "
                 "unpack before the layer."
             )
-        self.calls += 1  # more than once with state to carry: refused by settle()
+        step = self.calls
+        self.calls += 1  # more than once: a per-frame loop (settle() checks it) or refused
         given = None
         if hx is not None:
             given = tuple(hx) if isinstance(hx, tuple) else (hx,)
-        if self.calls == 1:
+        if step == 0:
             self.user_state = given
-        state = self.state_in if self.calls == 1 else None
+        state = self.state_in if step == 0 else None
         if state is None:  # plain forward, e.g. while probing initial states
             state = given or zeros_state(self.rnn, x)
-            if self.calls == 1:
+            if step == 0:
                 self.initial = state
-        y, out = self.runner(self.rnn, x, state, self._aligned_lengths(x))
+        lengths = self._step_lengths(x, step) if self.stepped else self._aligned_lengths(x)
+        y, out = self.runner(self.rnn, x, state, lengths)
         self.state_out = out
         if self.probe is not None:
             self.probe.inputs.append(given)
+            self.probe.outputs.append((self._steps(x), out))
         return y, (out if self.info.cell == "lstm" else out[0])
+
+    def _steps(self, x: torch.Tensor) -> int:
+        return int(x.shape[1] if self.rnn.batch_first else x.shape[0])
 
     def _called_again(self) -> str:
         kind = type(self.module).__name__
+        attr = self.path.rpartition(".")[2]
         return (
-            f"layer {self.path!r} ({kind}) is called more than once per forward (e.g. one "
-            "frame at a time in a loop), so edgeseq cannot tell which call's state to "
-            f"carry. Call it once on the whole sequence (y, _ = self.{self.path.rpartition('.')[2]}"
-            f"(x)), step an nn.{kind}Cell in the loop instead (a cell loop streams), or "
-            "carry the state yourself: forward(x, state=None) -> (y, state)."
+            f"layer {self.path!r} ({kind}) is called more than once per forward, but not once "
+            "per frame on one frame with the state it returned, so edgeseq cannot tell which "
+            f"call's state to carry. Call it once on the whole sequence (y, _ = self.{attr}"
+            f"(x)), or once per frame feeding back its state (for t in range(x.shape[1]): "
+            f"y, s = self.{attr}(x[:, t:t+1], s)), or carry the state yourself: "
+            "forward(x, state=None) -> (y, state)."
         )
 
     def settle(self, probes: list[Probe]) -> None:
-        if self.carries and any(len(p.inputs) > 1 for p in probes):
+        """One call per forward, or one per frame of one frame each, fed its own state."""
+        if all(len(p.inputs) <= 1 for p in probes):
+            return
+        per_frame = all(
+            len(p.inputs) == p.frames and all(n == 1 for n, _ in p.outputs) for p in probes
+        )
+        a = probes[0]
+        if per_frame and all(g is None for g in a.inputs[1:]):
+            self.carry = False  # every step starts from zeros: nothing recurs
+            self.stepped = True
+            return
+        fed = all(
+            g is not None and all(torch.equal(u, v) for u, v in zip(g, prev))
+            for g, (_, prev) in zip(a.inputs[1:], a.outputs)
+        )
+        if per_frame and (fed or not self.carries):
+            self.stepped = True  # the loop body is the step, as for a cell loop
+        elif per_frame:
+            self.refusal = (
+                f"layer {self.path!r} ({type(self.module).__name__}) is stepped once per frame, "
+                "but the loop changes its state between steps (what it gets at step t+1 is not "
+                "what it returned at step t, e.g. a norm or mask on h), so edgeseq cannot tell "
+                "what to carry. Carry the state yourself: forward(x, state=None) -> (y, state)."
+            )
+        elif self.carries:
             self.refusal = self._called_again()
+
+    def one_step(self) -> bool:
+        return self.stepped
+
+    def _step_lengths(self, x: torch.Tensor, step: int) -> torch.Tensor | None:
+        """``(batch,)`` 1 where frame ``step`` is valid, else 0: padding keeps the state."""
+        if self.lengths is None or self.frames is None:
+            return None
+        b = x.shape[0] if self.rnn.batch_first else x.shape[1]
+        if b != self.frames[0] or step >= self.frames[1] or self._steps(x) != 1:
+            return None
+        return (self.lengths > step).to(torch.int32)
 
     def _aligned_lengths(self, x: torch.Tensor) -> torch.Tensor | None:
         """``lengths`` if this layer sees the graph's own (batch, time) frames, else None.
@@ -190,9 +235,15 @@ class RecurrentProxy(StreamProxy):
 
     def how(self, mode: str) -> str:
         kind = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}[self.info.cell]
+        if self.refusal:
+            return self.refusal
+        if self.stepped and mode == "unrolled":
+            return f"stepped per frame: each step's {kind} cell in basic ops, masked by lengths"
+        if self.stepped:
+            return f"stepped per frame: one step per graph call, a native ONNX {kind} op"
         if mode == "unrolled":
             return f"unrolled: {kind} cell in basic ops, masked by lengths"
         return f"native ONNX {kind} op"
 
     def facts(self) -> dict[str, Any]:
-        return {**super().facts(), "cell": self.info.cell}
+        return {**super().facts(), "cell": self.info.cell, "stepped": self.stepped}

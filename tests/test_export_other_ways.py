@@ -167,6 +167,37 @@ class SteppedLayer(nn.Module):
         return torch.cat(ys, 1), state
 
 
+class SteppedDecoder(nn.Module):
+    """A seq2seq decoder's loop: a sequence-first GRU stepped per frame, hidden fed back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb, self.gru, self.out = nn.Linear(3, 4), nn.GRU(4, 4), nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden, outs = torch.zeros(1, x.shape[0], 4), []
+        for i in range(x.size(1)):
+            o, hidden = self.gru(F.relu(self.emb(x[:, i])).unsqueeze(0), hidden)
+            outs.append(self.out(o[0]))
+        return torch.stack(outs, 1)
+
+
+class HandRNN(nn.Module):
+    """A hand-written recurrence (no nn layer or cell) carried in ``forward(x, h=None)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w, self.u = nn.Linear(3, 4), nn.Linear(4, 4, bias=False)
+
+    def forward(self, x: torch.Tensor, h=None):
+        h = torch.zeros(x.shape[0], 4) if h is None else h
+        ys = []
+        for t in range(x.shape[1]):
+            h = torch.tanh(self.w(x[:, t]) + self.u(h))
+            ys.append(h)
+        return torch.stack(ys, 1), h
+
+
 STREAMS = {
     # name: (model, state inputs, modes)
     "unbind_grucell": (UnbindGRUCell, ["state_in.cell.h"], ("native", "unrolled")),
@@ -193,7 +224,13 @@ STREAMS = {
         ("native", "unrolled"),
     ),
     "separate_h_c": (SeparateHC, ["state_in.h", "state_in.c"], ("native", "unrolled")),
-    "stepped_layer": (SteppedLayer, ["state_in.state.0", "state_in.state.1"], ("native",)),
+    "stepped_layer_state": (
+        SteppedLayer,
+        ["state_in.state.0", "state_in.state.1"],
+        ("native", "unrolled"),
+    ),
+    "stepped_decoder": (SteppedDecoder, ["state_in.gru.h"], ("native", "unrolled")),
+    "hand_rnn": (HandRNN, ["state_in.h"], ("native",)),
 }
 
 
@@ -216,18 +253,29 @@ def test_streams_with_chunked_parity(name, mode, tmp_path) -> None:
         np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
 
 
-def test_a_python_loop_over_time_outside_cells_is_one_frame_per_call(tmp_path) -> None:
+def test_a_layer_stepped_per_frame_is_one_step_per_call(tmp_path) -> None:
+    c = export(SteppedDecoder().eval(), tmp_path / "d.onnx", example=X, mode="native")
+    assert c.model.chunk == 1 and c.inputs[0].shape == ["batch", 1, 3]
+    assert c.model.extra["streamed"][0]["stepped"] is True
+    rows = {p.path: p for p in explain(SteppedDecoder(), X).layers}
+    assert rows["gru"].how.startswith("stepped per frame: one step per graph call")
+    c = export(SteppedDecoder().eval(), tmp_path / "u.onnx", example=X, mode="unrolled", chunk=4)
+    assert c.model.chunk == 4 and c.lengths == "lengths"  # padded steps keep the state
+
+
+def test_a_python_loop_over_time_outside_layers_is_one_frame_per_call(tmp_path) -> None:
     """Tracing unrolls the loop into the example's frame count: the graph would refuse
     any other. export finds it by running the graph on a longer sequence and writes one
     step of the loop instead, saying so; offline (whole sequences) it refuses."""
     torch.manual_seed(0)
-    c = export(SteppedLayer().eval(), tmp_path / "s.onnx", example=X, mode="native")
+    c = export(HandRNN().eval(), tmp_path / "s.onnx", example=X, mode="native")
     assert c.model.chunk == 1 and c.inputs[0].shape == ["batch", 1, 3]
     assert "loops over time in Python" in c.model.extra["mode_note"]
     with pytest.raises(ExportError, match=r"runs only the example's 6 frames.*loops over time"):
-        export(SteppedLayer().eval(), tmp_path / "o.onnx", example=X, offline=True)
-    # a model without such a loop keeps its any-length graph
-    assert export(HiddenTuple().eval(), tmp_path / "h.onnx", example=X).model.chunk is None
+        export(HandRNN().eval(), tmp_path / "o.onnx", example=X, offline=True)
+    # a model without such a loop keeps its any-length graph, and no note
+    c = export(HiddenTuple().eval(), tmp_path / "h.onnx", example=X)
+    assert c.model.chunk is None and "mode_note" not in c.model.extra
 
 
 def test_explain_names_separate_state_arguments() -> None:
@@ -290,7 +338,7 @@ class _ReplicatePad(nn.Module):
         return self.gru(self.conv(z).transpose(1, 2))[0]
 
 
-class _SteppedNoState(nn.Module):
+class _SteppedHalved(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.lstm = nn.LSTM(3, 5, batch_first=True)
@@ -298,9 +346,19 @@ class _SteppedNoState(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         state, ys = None, []
         for t in range(x.shape[1]):
-            y, state = self.lstm(x[:, t : t + 1], state)
+            y, (h, c) = self.lstm(x[:, t : t + 1], state)
+            state = (h * 0.5, c)  # not what the layer returned
             ys.append(y)
         return torch.cat(ys, 1)
+
+
+class _Reused(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(3, 3, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gru(self.gru(x)[0])[0]  # one layer's weights used twice over the sequence
 
 
 REFUSED = {
@@ -321,9 +379,15 @@ REFUSED = {
         r"layer 'post' \(Conv1d, kernel 3, dilation 3.*looks ahead 3 frames.*padding=6",
     ),
     "replicate_pad": (_ReplicatePad, r"layer 'conv' \(Conv1d\).*not zeros.*F\.pad\(x, \(2, 0\)\)"),
-    "stepped_layer_no_state": (
-        _SteppedNoState,
-        r"layer 'lstm' \(LSTM\) is called more than once.*nn\.LSTMCell.*forward\(x, state=None\)",
+    "stepped_state_changed": (
+        _SteppedHalved,
+        r"layer 'lstm' \(LSTM\) is stepped once per frame, but the loop changes its state"
+        r".*forward\(x, state=None\)",
+    ),
+    "layer_reused": (
+        _Reused,
+        r"layer 'gru' \(GRU\) is called more than once.*once on the whole sequence"
+        r".*once per frame feeding back its state",
     ),
 }
 
