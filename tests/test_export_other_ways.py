@@ -1,6 +1,8 @@
 """User models written other ways than the style tests' own: each streams with chunked
 parity against PyTorch on the whole sequence, or is refused naming its layer and the way
 out. (The shared mechanism, not the listed examples: these were not written for it.)
+Among them the forms found this way: state over several arguments, a layer stepped once
+per frame (a seq2seq decoder), a hand-written recurrence traced into a fixed frame count.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from test_export_support import stream, torch_whole
 from torch import nn
 
 from edgeseq.errors import ExportError
-from edgeseq.exporters import explain, export
+from edgeseq.exporters import explain, export, verify
 from edgeseq.runtime import StreamingPredictor
 
 X = torch.randn(2, 6, 3)
@@ -251,6 +253,26 @@ def test_streams_with_chunked_parity(name, mode, tmp_path) -> None:
         got = stream(pred, x, k)
         got = got[next(iter(got))] if isinstance(got, dict) else got
         np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    if name in VERIFIED:  # batch 1 and 3 with rows of different lengths, final states too
+        report = verify(model, path)
+        assert report.ok(1e-5), report.table()
+
+
+VERIFIED = {"separate_h_c", "stepped_layer_state", "stepped_decoder", "hand_rnn"}
+
+
+@pytest.mark.parametrize("name", ["separate_h_c", "stepped_decoder"])
+def test_dynamo_backend_too(name, tmp_path) -> None:
+    build, states, _ = STREAMS[name]
+    torch.manual_seed(0)
+    model = build().eval()
+    path = tmp_path / "m.onnx"
+    c = export(model, path, example=X, mode="native", backend="dynamo")
+    assert c.state_inputs == states
+    x = np.random.default_rng(1).standard_normal((11, 3)).astype(np.float32)
+    pred = StreamingPredictor(path)
+    for k in (1, 3, None):
+        np.testing.assert_allclose(stream(pred, x, k), torch_whole(model, x), atol=1e-5, rtol=0)
 
 
 def test_a_layer_stepped_per_frame_is_one_step_per_call(tmp_path) -> None:
