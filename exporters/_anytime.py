@@ -56,6 +56,6 @@ def time_fixed(
     for g, w in zip(got, want):
         if g.shape != w.shape:
             return f"an output of shape {g.shape} where PyTorch gives {w.shape}"
-        if not np.allclose(g, w, atol=1e-4, rtol=1e-4):
+        if not np.allclose(g, w, atol=1e-3, rtol=1e-3):  # a fixed trace fails by far
             return f"outputs {float(np.abs(g - w).max()):.3g} away from PyTorch's"
     return None
