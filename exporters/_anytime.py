@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgeseq.errors import ExportError
 from edgeseq.exporters._proxy import probe_sequence
 
-__all__ = ["time_fixed"]
+__all__ = ["one_step_note", "time_fixed"]
 
 Run = Callable[
     [torch.Tensor, list[torch.Tensor]], tuple[tuple[torch.Tensor, ...], list[torch.Tensor]]
@@ -59,3 +60,29 @@ def time_fixed(
         if not np.allclose(g, w, atol=1e-3, rtol=1e-3):  # a fixed trace fails by far
             return f"outputs {float(np.abs(g - w).max()):.3g} away from PyTorch's"
     return None
+
+
+def one_step_note(
+    path: Path,
+    run_states: Run,
+    x: torch.Tensor,
+    states: list[torch.Tensor],
+    offline: bool,
+    mode_note: str | None,
+) -> str | None:
+    """None if the any-length graph at ``path`` runs any length; else the contract's note
+    for writing one step per call instead (offline, where that cannot be, an ExportError)."""
+    why = time_fixed(path, run_states, x, states)
+    if why is None:
+        return None
+    if offline:
+        raise ExportError(
+            f"the exported graph runs only the example's {x.shape[1]} frames ({why}): "
+            "forward loops over time in Python, which tracing unrolls. Export it streaming "
+            "(one step per call), or loop inside an nn.RNN/LSTM/GRU layer."
+        )
+    note = (
+        f"forward loops over time in Python (a graph of {x.shape[1]} frames gave {why}); "
+        "exported one frame per graph call"
+    )
+    return "; ".join(filter(None, [mode_note, note]))

@@ -21,7 +21,7 @@ from edgeseq.exporters._adapter import (
     eager,
     find_recurrent_layers,
 )
-from edgeseq.exporters._anytime import time_fixed
+from edgeseq.exporters._anytime import one_step_note
 from edgeseq.exporters._causal import check_ragged, check_streamable
 from edgeseq.exporters._onnx import (
     Backend,
@@ -246,20 +246,10 @@ def export(
             "weights_sha256": step.producer["weights_sha256"],
         }
     contract = _write(graph, x[:, :chunk] if chunk else x, chunk, Path(path), extra)
-    why = None if chunk else time_fixed(Path(path), run_states, x, init_states)
-    if why and offline:
-        raise ExportError(
-            f"the exported graph runs only the example's {x.shape[1]} frames ({why}): "
-            "forward loops over time in Python, which tracing unrolls. Export it streaming "
-            "(one step per call), or loop inside an nn.RNN/LSTM/GRU layer."
-        )
-    if why:  # a Python loop over time: the graph is one step of it, as for a cell loop
-        note = (
-            f"forward loops over time in Python (a graph of {x.shape[1]} frames gave {why}); "
-            "exported one frame per graph call"
-        )
-        extra = {**extra, "mode_note": "; ".join(filter(None, [mode_note, note]))}
-        contract = _write(graph, x[:, :1], 1, Path(path), extra)
+    if chunk is None:  # a Python loop over time may have fixed the traced frame count
+        note = one_step_note(Path(path), run_states, x, init_states, offline, mode_note)
+        if note:  # the graph is one step of the loop, as for a cell loop
+            contract = _write(graph, x[:, :1], 1, Path(path), {**extra, "mode_note": note})
     return contract
 
 
