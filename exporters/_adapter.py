@@ -97,6 +97,7 @@ class StreamAdapter(nn.Module):
         self.refusals: list[tuple[str, str]] = []  # (path, why) found while preparing
         self.prepared = False
         self.n_outputs: int | None = None
+        self.eval()  # torch.onnx.export restores this mode after tracing: keep it eval
 
     # ---- what is carried
     def carried(self) -> list[StreamProxy]:
