@@ -14,6 +14,7 @@ future or keeps more past than its state carries.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -158,25 +159,41 @@ def _module_dependence(
     if u_ax is None:
         return Dependence("unknown")
     module = adapter.inner.get_submodule(trace.name)
-    longer: list[tuple] = []
-    handle = module.register_forward_hook(lambda _m, a, _o: longer.append(a))
+    longer: list[tuple[tuple, dict]] = []
+    handle = module.register_forward_hook(
+        lambda _m, a, kw, _o: longer.append((a, kw)), with_kwargs=True
+    )
     try:
         adapter.run_plain(probe_sequence(seq, 24, seed=3))
     finally:
         handle.remove()
-    if not longer or not longer[0] or not isinstance(longer[0][0], torch.Tensor):
+    if not longer or not longer[0][0] or not isinstance(longer[0][0][0], torch.Tensor):
         return Dependence("unknown")
-    args = longer[0]
+    args, kwargs = longer[0]
     u0 = args[0]
+    full = u0.shape[u_ax]
     # every argument that is the same sequence (q, k, v of self-attention) is cut alike
     same = [isinstance(a, torch.Tensor) and a.shape == u0.shape for a in args]
 
-    def call(u: torch.Tensor) -> torch.Tensor:
+    def cut(a: Any, start: int, n: int) -> Any:
+        """A mask or other tensor over time (e.g. an attention mask (T, T)) cut alike."""
+        if not isinstance(a, torch.Tensor):
+            return a
+        for ax, size in enumerate(a.shape):
+            if size == full:
+                a = a.narrow(ax, start, n)
+        return a
+
+    def call(u: torch.Tensor, start: int) -> torch.Tensor:
         adapter.reset_proxies()  # a module holding proxies starts from their initial state
-        out = module(*[u if s else a for a, s in zip(args, same)])
+        n = u.shape[u_ax]
+        out = module(
+            *[u if s else cut(a, start, n) for a, s in zip(args, same)],
+            **{k: cut(v, start, n) for k, v in kwargs.items()},
+        )
         return out[0] if isinstance(out, (tuple, list)) else out
 
-    return dependence(call, u0, u_ax, v_ax)
+    return dependence(call, u0, u_ax, v_ax, spans=True)
 
 
 def check_ragged(

@@ -151,23 +151,27 @@ class Dependence:
 
 
 def dependence(
-    call: Callable[[torch.Tensor], torch.Tensor],
+    call: Callable[..., torch.Tensor],
     u: torch.Tensor,
     u_axis: int = 1,
     v_axis: int | None = 1,
     past: bool = True,
+    spans: bool = False,
 ) -> Dependence:
     """Probe ``call`` on prefixes and windows of ``u`` (time on ``u_axis``; the output's on
     ``v_axis``, None if it has none).
 
     Prefixes tell whether an output needs later frames (and how many); windows ending at
-    a frame tell how many earlier frames it needs (skipped without ``past``).
+    a frame tell how many earlier frames it needs (skipped without ``past``). With
+    ``spans``, ``call(window, start)`` also gets the window's first frame in ``u`` (to cut
+    a mask over time alike).
     """
     if v_axis is None:
         return Dependence("pools")
 
-    def f(w: torch.Tensor) -> torch.Tensor:  # time on axis 1, in and out
-        return call(w.movedim(1, u_axis)).movedim(v_axis, 1)
+    def f(w: torch.Tensor, start: int = 0) -> torch.Tensor:  # time on axis 1, in and out
+        w = w.movedim(1, u_axis)
+        return (call(w, start) if spans else call(w)).movedim(v_axis, 1)
 
     u = u.movedim(u_axis, 1)
     try:
@@ -187,7 +191,7 @@ def dependence(
             if not past:
                 return Dependence("causal")
             for w in range(1, m):
-                if not differs(f(u[:, m - w : m])[:, -1], v[:, m - 1]):
+                if not differs(f(u[:, m - w : m], m - w)[:, -1], v[:, m - 1]):
                     return Dependence("past", w - 1)
             return Dependence("past", None)
     except Exception:
@@ -219,8 +223,8 @@ def sentence(dep: Dependence) -> str:
             return (
                 "it is causal but keeps more past than its state carries: its output at "
                 "time t depends on all earlier frames (a running sum, mean or norm over "
-                "time?). Carry what it accumulates yourself: forward(x, state=None) -> "
-                "(y, state)."
+                "time, or attention over the past?). Carry what it accumulates yourself: "
+                "forward(x, state=None) -> (y, state)."
             )
         n = dep.frames
         return (

@@ -383,7 +383,40 @@ class _Reused(nn.Module):
         return self.gru(self.gru(x)[0])[0]  # one layer's weights used twice over the sequence
 
 
+class _CausalAttention(nn.Module):
+    """Self-attention masked to the past after a GRU: causal, but it needs every earlier
+    frame (a key/value cache), which no state here carries."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(3, 4, batch_first=True)
+        self.att = nn.MultiheadAttention(4, 1, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.gru(x)[0]
+        mask = torch.triu(torch.ones(y.shape[1], y.shape[1], dtype=torch.bool), 1)
+        return self.att(y, y, y, attn_mask=mask)[0]
+
+
+class _GroupNormOverTime(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.norm = nn.Conv1d(3, 4, 1), nn.GroupNorm(1, 4)
+        self.gru = nn.GRU(4, 4, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gru(self.norm(self.conv(x.transpose(1, 2))).transpose(1, 2))[0]
+
+
 REFUSED = {
+    "causal_attention": (  # its mask is a keyword argument: probed alone, cut alike
+        _CausalAttention,
+        r"'att' \(MultiheadAttention\): it is causal but keeps more past.*all earlier frames",
+    ),
+    "group_norm_over_time": (
+        _GroupNormOverTime,
+        r"'norm' \(GroupNorm\): it looks into the future.*offline=True",
+    ),
     "bidirectional_lstm": (
         lambda: _Pooled(nn.LSTM(4, 5, batch_first=True, bidirectional=True)),
         r"layer 'mid' is bidirectional.*later frames.*offline=True.*unidirectional",
