@@ -237,7 +237,9 @@ def sentence(dep: Dependence) -> str:
     if dep.kind == "causal":
         return (
             "it is causal but keeps more past than the state edgeseq carries (state the "
-            "forward builds itself, e.g. a previous output fed back or a running value). "
-            "Carry it yourself: forward(x, state=None) -> (y, state)."
+            "forward builds itself, e.g. a previous output fed back, a running value, or "
+            "padding and a window over time in forward's own code, such as F.pad before a "
+            "pooling layer). Carry it yourself: forward(x, state=None) -> (y, state), or "
+            "use a causal nn.Conv1d, whose past edgeseq carries."
         )
     return "it mixes frames across time."
