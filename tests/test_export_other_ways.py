@@ -300,6 +300,38 @@ def test_a_python_loop_over_time_outside_layers_is_one_frame_per_call(tmp_path) 
     assert c.model.chunk is None and "mode_note" not in c.model.extra
 
 
+class LastState(nn.Module):
+    """Many-to-one: a cell loop that returns only its last output (a sequence classifier)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cell, self.out = nn.GRUCell(3, 5), nn.Linear(5, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.zeros(x.shape[0], 5)
+        for t in range(x.shape[1]):
+            h = self.cell(x[:, t], h)
+        return self.out(h)
+
+
+@pytest.mark.parametrize("mode", ["native", "unrolled"])
+def test_many_to_one_gives_the_answer_so_far_per_call(mode, tmp_path) -> None:
+    torch.manual_seed(0)
+    model = LastState().eval()
+    path = tmp_path / "m.onnx"
+    c = export(model, path, example=X, mode=mode, chunk=5 if mode == "unrolled" else None)
+    assert c.outputs[0].shape == ["batch", 2] and c.outputs[0].time_axis is None
+    x = np.random.default_rng(0).standard_normal((17, 3)).astype(np.float32)
+    pred = StreamingPredictor(path)
+    for k in (1, 3, 7, 17):
+        pred.reset()
+        for i in range(0, len(x), k):
+            got = pred.step(x[i : i + k])  # the model's output on every frame so far
+            with torch.no_grad():
+                want = model(torch.from_numpy(x[: i + k])[None])[0].numpy()
+            np.testing.assert_allclose(got.reshape(-1), want, atol=1e-5, rtol=0)
+
+
 def test_explain_names_separate_state_arguments() -> None:
     report = explain(SeparateHC(), X)
     assert report.streams and report.states == ["state_in.h", "state_in.c"]
