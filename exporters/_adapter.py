@@ -176,7 +176,7 @@ class StreamAdapter(nn.Module):
                 f"model.forward(example) failed for an example of shape {tuple(x.shape)} "
                 f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). Pass "
                 "an example shaped (batch, time, features) as the model's forward expects."
-            ) from None
+            ) from exc
         for p, rec in zip(self.proxies, probes):
             p.settle(rec)
             why = getattr(p, "refusal", None)

@@ -16,7 +16,7 @@ import onnx.numpy_helper
 import torch
 
 from edgeseq.contract import METADATA_KEY, Contract, GraphIO
-from edgeseq.errors import ExportError
+from edgeseq.errors import ExportError, ModelLoadError
 
 __all__ = [
     "RECURRENT_OPS",
@@ -265,8 +265,28 @@ def attach_contract(proto: onnx.ModelProto, contract: Contract) -> Contract:
 
 
 def read_contract(path: str | Path) -> Contract:
-    """The contract stored in an ONNX file's metadata (read with onnx, weights not loaded)."""
-    proto = onnx.load(str(path), load_external_data=False)
+    """The contract stored in an ONNX file's metadata (read with onnx, weights not loaded).
+
+    Raises
+    ------
+    ModelLoadError
+        The file is missing, a folder, or not an ONNX model.
+    """
+    where = Path(path)
+    if not where.is_file():
+        state = "is a folder" if where.is_dir() else "does not exist"
+        raise ModelLoadError(
+            f"model file {str(path)!r} {state}; expected an exported .onnx file. Check the "
+            "path, or export one with `edgeseq export CHECKPOINT -o MODEL.onnx`."
+        )
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError, onnx's own errors, ...
+        raise ModelLoadError(
+            f"{path} is not an ONNX model (onnx could not parse it: "
+            f"{type(exc).__name__}: {str(exc)[:200]}); it may be truncated or another kind "
+            "of file: re-export it."
+        ) from None
     return Contract.from_metadata({p.key: p.value for p in proto.metadata_props}, str(path))
 
 

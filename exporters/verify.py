@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from edgeseq.contract import Contract
-from edgeseq.errors import ExportError, ModelLoadError
+from edgeseq.errors import ExportError, ModelLoadError, VerificationError
 from edgeseq.exporters._adapter import StreamAdapter, as_streamable, eager
 from edgeseq.exporters._onnx import read_contract
 from edgeseq.exporters._report import TensorDiff, VerifyReport, diff
@@ -211,7 +211,7 @@ def _verify_graph(
         lengths = np.full((b,), total, dtype=np.int32)
         if b > 1 and contract.lengths and not timeless:
             lengths = np.maximum(1, total - np.arange(b) * 4).astype(np.int32)  # T, T-4, ...
-        refs = [_reference(adapter, x[r : r + 1], int(lengths[r])) for r in range(b)]
+        refs = _references(adapter, x, lengths, path)
         for k in chunkings:
             label = f"batch {b}" + (
                 f" (lengths {','.join(map(str, lengths))})" if len(set(lengths)) > 1 else ""
@@ -242,6 +242,25 @@ def _verify_graph(
     if out_names and not report.diffs and not report.errors:
         report.errors.append("nothing was compared")
     return report
+
+
+def _references(adapter: StreamAdapter, x: np.ndarray, lengths: np.ndarray, path: Path) -> list:
+    """PyTorch on each row; a reference that cannot take the graph's frames is not the
+    model the graph was exported from, and is refused saying so."""
+    try:
+        return [_reference(adapter, x[r : r + 1], int(lengths[r])) for r in range(len(x))]
+    except ExportError as exc:
+        cause = exc.__cause__ or exc
+        per_step = list(x.shape[2:])
+        takes = f"{x.dtype} frames of shape {per_step}" if per_step else f"{x.dtype} values"
+        if x.dtype.kind in "iu" and not per_step:
+            takes = f"token ids ({x.dtype})"
+        raise VerificationError(
+            f"{path.name} takes {takes} per time step, and the reference cannot run on "
+            f"them ({type(cause).__name__}: "
+            f"{str(cause).splitlines()[0] if str(cause) else ''}): expected the model that "
+            f"{path.name} was exported from; check the pair given to verify."
+        ) from None
 
 
 def _row(arr: np.ndarray, b_ax: int | None, t_ax: int | None, r: int, n: int) -> np.ndarray:

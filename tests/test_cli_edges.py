@@ -114,15 +114,46 @@ def _absurd_checkpoint(tmp_path: Path) -> Path:
         (["export", "{absurd}", "-o", "{tmp}/a.onnx"], "do not fit the stored"),
         (["stream", "{model}", "--on-error", "ignore"], "--on-error"),
         (["train", "--task", "forecast"], "--data"),
+        (["train", "--task", "generate", "--data", "{bad}", "-o", "{tmp}/g.pt"], "not UTF-8"),
         (["nosuchcommand"], "No such command"),
+        (["verify", "{ckpt}", "{bad}"], "is not an ONNX model"),
+        (["verify", "{ckpt}", "{tmp}/missing.onnx"], "does not exist"),
+        (["verify", "{ckpt}", "{lm}"], "takes token ids (int64) per time step"),
     ],
 )
 def test_every_user_error_is_one_line(args: list[str], needle: str, tmp_path: Path) -> None:
-    absurd = _absurd_checkpoint(tmp_path) if "{absurd}" in args else ""
-    filled = [a.format(model=sensor().model, tmp=tmp_path, absurd=absurd) for a in args]
+    from _models import zoo
+
+    (tmp_path / "bad.bin").write_bytes(b"\x00\xff not a model, not text \xfe")
+    lazy = {
+        "absurd": lambda: _absurd_checkpoint(tmp_path),
+        "lm": lambda: zoo.get("char_lm"),
+        "ckpt": lambda: sensor().checkpoint,
+        "model": lambda: sensor().model,
+        "bad": lambda: tmp_path / "bad.bin",
+        "tmp": lambda: tmp_path,
+    }
+    used = {k: f() for k, f in lazy.items() if any(f"{{{k}}}" in a for a in args)}
+    filled = [a.format(**used) for a in args]
     line = one_error_line(edgeseq(*filled, input=""))
     assert needle in line, line
     assert "--help" in line or "Usage" not in line
+
+
+@pytest.mark.parametrize(
+    ("args", "flag", "python"),
+    [
+        (["--device", "nosuch"], "e.g. --device cpu", "device="),
+        (["--constant", "x=1"], "--constant 'x'", "np.array"),
+        (["--constant", "nosuch=1"], "--constant 'nosuch'", "constants["),
+        (["--state", "a:b"], "--state 'a'", "state["),
+        (["--window", "8"], "--window 8 with --context 0", "window="),
+    ],
+)
+def test_library_errors_speak_cli_flags(args: list[str], flag: str, python: str) -> None:
+    """What the runtime says in Python keywords reaches a CLI user as the flag to use."""
+    line = one_error_line(edgeseq("stream", sensor().model, *args, input="1,2,3\n"))
+    assert flag in line and python not in line, line
 
 
 def test_help_documents_every_task_data_format() -> None:

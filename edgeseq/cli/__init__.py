@@ -74,7 +74,9 @@ class _Group(click.Group):
         except click.UsageError as exc:  # bad options of a command, or an unknown command
             raise _one_line_usage(exc) from None
         except EdgeseqError as exc:
-            raise click.ClickException(one_line(exc)) from None
+            from edgeseq.cli._words import cli_words
+
+            raise click.ClickException(cli_words(one_line(exc))) from None
         except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
             raise click.ClickException(one_line(exc)) from None
         except ModuleNotFoundError as exc:

@@ -338,4 +338,10 @@ def _text(data: str) -> str:
     p = Path(data)
     if not p.is_file():
         raise InputError(f"text file {data!r} does not exist; pass a file or 'pydoc'.")
-    return p.read_text(encoding="utf-8", errors="replace")
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{data}: not UTF-8 text ({exc.reason} at byte {exc.start}); --task generate "
+            "learns a UTF-8 text file character by character"
+        ) from None
