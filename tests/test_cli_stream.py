@@ -190,3 +190,24 @@ def test_windowed_model_from_csv_and_a_wav_whose_tail_completes_no_window(tmp_pa
     done = edgeseq("stream", vad, *opts, "-i", tmp_path / "a.wav")
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.split()) == 4096 // 8 and "512 outputs streamed" in done.stderr
+
+
+def test_another_separator_is_named_with_the_flag_to_pass() -> None:
+    s = sensor()
+    rows = [tuple(f) for f in s.frames[:2]]
+    semi = "temp;rh;pressure\n" + "".join(f"{a};{b};{c}\n" for a, b, c in rows)
+    line = one_error_line(edgeseq("stream", s.model, input=semi))
+    assert "separated by ';': pass -d ';'" in line, line
+    bare = "".join(f"{a};{b};{c}\n" for a, b, c in rows)
+    line = one_error_line(edgeseq("stream", s.model, "--columns", "1,2,3", input=bare))
+    assert "pass -d ';'" in line, line
+    done = edgeseq("stream", s.model, "-d", ";", input=semi)
+    assert done.returncode == 0, done.stderr
+    want = _reference(s.frames[:2])
+    np.testing.assert_allclose(_outputs(done.stdout.replace(";", ",")), want, atol=1e-4)
+    tabs = semi.replace(";", "\t")
+    line = one_error_line(edgeseq("stream", s.model, input=tabs))
+    assert "pass -d '\\t'" in line, line
+    done = edgeseq("stream", s.model, "-d", "\\t", input=tabs)  # as typed: -d '\t'
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_allclose(_outputs(done.stdout.replace("\t", ",")), want, atol=1e-4)

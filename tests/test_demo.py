@@ -32,7 +32,7 @@ def test_demo_report_values(tmp_path: Path) -> None:
     from edgeseq.train.data import load_demo_series
     from edgeseq.train.demo import run_demo
 
-    rep = run_demo(tmp_path, epochs=1, hidden_size=8, progress=False)
+    rep = run_demo(tmp_path, epochs=1, progress=False)  # the demo's model, one epoch
     assert rep.parity_max_abs <= 1e-5 and rep.chunked_parity_max_abs <= 1e-5
     assert rep.predictor_us_per_frame > 0 and rep.torch_us_per_frame > 0
 
@@ -61,3 +61,13 @@ def test_demo_report_values(tmp_path: Path) -> None:
         ("direction accuracy", f"{100 * rep.direction_accuracy:.1f}%"),
     ]:
         assert any(ln.startswith(label) and ln.endswith(value) for ln in table.splitlines())
+
+    # the README's demo block shows a default run: what does not depend on training
+    # (the data split, the naive baseline, the model's size) is this run's, to the digit
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("\n## `make demo`\n", 1)[1].split("```")[1]
+    shown = {ln.split("  ")[0]: ln.split("  ")[-1].strip() for ln in block.strip().splitlines()}
+    for line in table.splitlines():
+        label, value = line.split("  ")[0], line.split("  ")[-1].strip()
+        if label in ("data", "model size", "naive last-value MAE"):
+            assert shown[label] == value, f"README's {label!r}: {shown[label]!r}, a run: {value!r}"

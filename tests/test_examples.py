@@ -71,7 +71,9 @@ def test_example_quick(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[
     assert saved["tables"].keys() == results["tables"].keys()
 
 
-def test_only_a_gallery_refresh_writes_the_committed_plots(tmp_path: Path) -> None:
+def test_only_a_gallery_refresh_writes_the_committed_plots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Ordinary and quick runs plot into their artifacts folder; --gallery into plots/."""
     import hashlib
 
@@ -83,6 +85,10 @@ def test_only_a_gallery_refresh_writes_the_committed_plots(tmp_path: Path) -> No
     committed = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in common.PLOTS.glob("*")}
     threads = torch.get_num_threads()
     try:
+        monkeypatch.setattr(common, "ARTIFACTS", tmp_path / "artifacts")
+        for args, folder in (([], "01_stock_forecast"), (["--quick"], "01_stock_forecast-quick")):
+            plain = common.start("01_stock_forecast", "Stock.", args)  # what a user types
+            assert plain.out == plain.plots == tmp_path / "artifacts" / folder, args
         run = common.start("01_stock_forecast", "Stock.", ["--out", str(tmp_path)])
         assert run.plots == tmp_path and not run.quick
         plt = run.pyplot()

@@ -74,3 +74,30 @@ def test_tests_section_names_what_ci_installs() -> None:
     for package in packages:
         assert f"`{package}`" in tests, f"the README's Tests section does not name {package}"
     assert "skipped" in tests and "-rs" in tests
+
+
+def test_demo_block_times_fall_in_the_stated_ranges() -> None:
+    """Times vary with the machine and its load: the README gives ranges, and the run it
+    shows lies inside them; parity is within the bound `edgeseq demo` enforces."""
+    section = _section("`make demo`")
+    block, after = section.split("```")[1], section.split("```")[2]
+    shown = {ln.split("  ")[0]: ln.split("  ")[-1].strip() for ln in block.strip().splitlines()}
+    text = " ".join(after.split())
+    num = r"(\d+(?:\.\d+)?)"
+    ranges = {
+        "training": re.search(rf"training has taken {num}–{num} s", text),
+        "latency per frame, StreamingPredictor": re.search(
+            rf"{num}–{num} µs \(StreamingPredictor\)", text
+        ),
+        "latency per frame, PyTorch eager": re.search(rf"{num}–{num} µs \(PyTorch eager\)", text),
+    }
+    for label, found in ranges.items():
+        assert found, f"the README states no range for {label!r}: {text[:300]}"
+        low, high = float(found[1]), float(found[2])
+        value = float(re.findall(num, shown[label])[-1])
+        assert low <= value <= high, f"{label}: {value} is outside the stated {low}–{high}"
+    for label in ("parity, frame by frame (max abs)", "parity, chunks of 7 (max abs)"):
+        assert float(shown[label]) <= 1e-4, (label, shown[label])
+    mae, naive = (float(shown[k].lstrip("$")) for k in ("forecast MAE (held out)",
+                                                          "naive last-value MAE"))  # fmt: skip
+    assert abs(float(shown["MAE / naive MAE"]) - mae / naive) < 2e-3, shown  # both rounded

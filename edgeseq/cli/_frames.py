@@ -121,7 +121,7 @@ class CsvFrames:
             raise InputError("the delimiter is empty; expected a character such as ',' or ';'")
         self.lines = lines
         self.layout = layout
-        self.delimiter = delimiter
+        self.delimiter = "\t" if delimiter == "\\t" else delimiter  # -d '\t' as typed
         self.columns = [c.strip() for c in columns if c.strip()]
         self.header: list[str] | None = None
         self.pick: list[int] | None = None  # field indices fed, in order; None: all of them
@@ -155,6 +155,15 @@ class CsvFrames:
             yield self._parse(fields, where, text)
 
     # ------------------------------------------------------------------ columns
+    def _delimiter_hint(self, fields: list[str]) -> str:
+        """A header that is one field holding another separator: say which -d to pass."""
+        if len(fields) != 1:
+            return ""
+        seen = [d for d in (";", "\t", "|", ",", " ") if d != self.delimiter and d in fields[0]]
+        if not seen:
+            return ""
+        return f"; the line looks separated by {seen[0]!r}: pass -d {seen[0]!r}"
+
     def _use_header(self, fields: list[str]) -> None:
         self.header, self.width = fields, len(fields)
         if self.columns:
@@ -166,13 +175,14 @@ class CsvFrames:
                     f"the model was trained on columns {', '.join(self.layout.names)} (in this "
                     f"order); the input's header has {', '.join(fields)}, without "
                     f"{', '.join(missing)}. Name the columns to feed, in that order: "
-                    "--columns A,B,..."
+                    f"--columns A,B,...{self._delimiter_hint(fields)}"
                 )
             self.pick = [fields.index(n) for n in self.layout.names]
         elif self.count and len(fields) != self.count:
             raise InputError(
                 f"the input's header has {len(fields)} columns ({', '.join(fields)}); the model "
                 f"takes {self.layout.describe()}. Pick its columns in order: --columns A,B,..."
+                f"{self._delimiter_hint(fields)}"
             )
         if self.pick is not None and self.count and len(self.pick) != self.count:
             raise InputError(
@@ -202,7 +212,8 @@ class CsvFrames:
         if name.isdigit() and int(name) >= 1 and (self.width is None or int(name) <= self.width):
             return int(name) - 1
         where = f"in the header ({', '.join(self.header)})" if self.header else "a position"
-        raise InputError(f"--columns {name}: not {where}; expected a column name or position")
+        hint = self._delimiter_hint(self.header or [])
+        raise InputError(f"--columns {name}: not {where}; expected a column name or position{hint}")
 
     def _label(self, i: int) -> str:
         name = f" ({self.header[i]})" if self.header and i < len(self.header) else ""
@@ -219,9 +230,11 @@ class CsvFrames:
         if self.pick is None:
             idx = list(range(len(fields)))
             if self.count and len(idx) != self.count:
+                hint = self._delimiter_hint(fields)
                 return BadRecord(
                     where,
-                    f"expected {self.layout.describe()}, got {len(idx)}{trailing}: {text[:80]!r}",
+                    f"expected {self.layout.describe()}, got {len(idx)}{trailing}: "
+                    f"{text[:80]!r}{hint}",
                 )
         else:
             idx = self.pick

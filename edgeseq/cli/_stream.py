@@ -182,7 +182,9 @@ def _check_streamable(predictor, model: str, whole: bool) -> None:
     show_default=True,
     help="CSV file of frames, one per line, or a WAV file ('-' reads stdin).",
 )
-@click.option("-d", "--delimiter", default=",", show_default=True, help="Field separator.")
+@click.option(
+    "-d", "--delimiter", default=",", show_default=True, help="Field separator ('\\t': a tab)."
+)
 @click.option(
     "--columns",
     default="",
@@ -272,6 +274,7 @@ def command(
     if (model is None) == (url is None):
         raise click.UsageError("give either MODEL (stream locally) or --url (stream to a server)")
     picked = [c for c in columns.split(",") if c.strip()]
+    delimiter = "\t" if delimiter == "\\t" else delimiter  # -d '\t' as typed
     csv = CsvOptions(source, delimiter, picked, on_error, whole, fmt)
     if url is not None:
         _remote(url, token_file, csv)
