@@ -154,6 +154,8 @@ def sample_loop(
 ) -> Iterator[str]:
     """Sample from ``logits``, feed each id to ``step`` for the next logits, yield text."""
     _check(temperature, top_k, top_p, max_tokens)
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+        raise InputError(f"seed must be an int >= 0 or None (unseeded), got {seed!r}.")
     stopper = _StopFilter(stop)
     specials = has_specials(vocab)
     banned = (PAD, UNK, BOS) if specials else ()

@@ -73,7 +73,7 @@ def test_prompt_encoding_and_bad_arguments(lm: StreamingPredictor) -> None:
     assert encode_prompt("t#", vocab.tokens)[-1] == Vocabulary.UNK
     assert "".join(lm.generate("", max_tokens=5, seed=1)) is not None  # empty: starts at <bos>
     assert list(lm.generate("the", max_tokens=0)) == []
-    for kw in ({"temperature": -1}, {"top_k": 0}, {"top_p": 1.5}, {"max_tokens": -2}):
+    for kw in ({"temperature": -1}, {"top_k": 0}, {"top_p": 1.5}, {"max_tokens": -2}, {"seed": -1}):
         with pytest.raises(InputError):
             lm.generate("the", **kw)  # type: ignore[arg-type]
     with pytest.raises(InputError, match="vocabulary"):

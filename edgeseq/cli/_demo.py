@@ -30,7 +30,9 @@ __all__ = ["command"]
     show_default=True,
     help="Training epochs (early stopping may end sooner).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Random seed."
+)
 def command(out_dir: str, cell: str, epochs: int, seed: int) -> None:
     """Train a small forecaster on IBM's daily closes (shipped with edgeseq), export it to
     ONNX, check chunked-streaming parity against PyTorch, stream the held-out days one at

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from edgeseq.cli._verify import RUNTIME_NAMES
+from edgeseq.cli._verify import RUNTIME_NAMES, TOLERANCE
 
 __all__ = ["command"]
 
@@ -101,7 +101,7 @@ __all__ = ["command"]
     "or reference (onnx.reference).",
 )
 @click.option(
-    "--atol", type=float, default=1e-5, show_default=True, help="--verify tolerance (max abs)."
+    "--atol", type=TOLERANCE, default=1e-5, show_default=True, help="--verify tolerance (max abs)."
 )
 @click.option(
     "--quantize",
@@ -241,4 +241,4 @@ def command(
             art = to_ort(path)
             click.echo(f"wrote {art.ort} and {art.operators_config}")
     if failed:
-        raise click.ClickException(f"{failed} (atol={atol:g}, see above)")
+        raise click.ClickException(f"{failed} (--atol {atol:g}, see above)")

@@ -84,7 +84,9 @@ def generate_text(
 @click.option(
     "--top-p", type=click.FloatRange(0, 1, min_open=True), help="Nucleus: smallest set of mass p."
 )
-@click.option("--seed", type=int, help="Random seed: the same seed gives the same text.")
+@click.option(
+    "--seed", type=click.IntRange(min=0), help="Random seed: the same seed gives the same text."
+)
 @click.option(
     "--stop",
     multiple=True,

@@ -55,7 +55,7 @@ __all__ = ["command"]
 @click.option(
     "--clip",
     "clip_norm",
-    type=float,
+    type=click.FloatRange(min=0),
     default=1.0,
     show_default=True,
     help="Max gradient norm (0 disables clipping; clipping tames exploding gradients).",
@@ -83,7 +83,7 @@ __all__ = ["command"]
     "series); 0 trains on everything, without early stopping.",
 )
 @click.option("--max-steps", type=click.IntRange(1), default=None, help="Stop after N steps.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option(
     "-o",
     "--out",

@@ -4,10 +4,28 @@ from __future__ import annotations
 
 import click
 
-__all__ = ["RUNTIME_NAMES", "check", "command"]
+__all__ = ["RUNTIME_NAMES", "TOLERANCE", "check", "command"]
 
 # the names of edgeseq.exporters.RUNTIMES, here so `--help` needs no torch or onnx
 RUNTIME_NAMES = ("onnxruntime", "openvino", "tract", "reference")
+
+
+class _Tolerance(click.ParamType):
+    """A finite number >= 0 (a NaN or negative tolerance would fail every comparison)."""
+
+    name = "tolerance"
+
+    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"expected a number such as 1e-5, got {value!r}", param, ctx)
+        if not (number >= 0 and number != float("inf")):
+            self.fail(f"expected a finite number >= 0, got {value!r}", param, ctx)
+        return number
+
+
+TOLERANCE = _Tolerance()
 
 
 @click.command("verify")
@@ -18,8 +36,10 @@ RUNTIME_NAMES = ("onnxruntime", "openvino", "tract", "reference")
     type=click.Path(dir_okay=False),
     help="A state dict for a factory REFERENCE (torch.load(weights_only=True)).",
 )
-@click.option("--atol", type=float, default=1e-5, show_default=True, help="Max abs difference.")
-@click.option("--rtol", type=float, help="Also pass a tensor whose max rel difference is <= this.")
+@click.option("--atol", type=TOLERANCE, default=1e-5, show_default=True, help="Max abs difference.")
+@click.option(
+    "--rtol", type=TOLERANCE, help="Also pass a tensor whose max rel difference is <= this."
+)
 @click.option("--time", "time_", type=click.IntRange(1), help="Frames per test sequence.")
 @click.option("--vocab-size", type=click.IntRange(1), help="Token range for token models.")
 @click.option("--per-case", is_flag=True, help="One table row per case, not the worst per tensor.")
