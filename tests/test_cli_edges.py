@@ -123,6 +123,23 @@ def _absurd_checkpoint(tmp_path: Path) -> Path:
         (["verify", "{ckpt}", "{bad}"], "is not an ONNX model"),
         (["verify", "{ckpt}", "{tmp}/missing.onnx"], "does not exist"),
         (["verify", "{ckpt}", "{lm}"], "takes token ids (int64) per time step"),
+        (["export", "{ckpt}", "-o", "{ckpt}"], "is CHECKPOINT itself"),
+        (["quantize", "{model}", "-o", "{model}", "--int8"], "is MODEL itself"),
+        (["train", "--task", "forecast", "--data", "{csv}", "-o", "{csv}"], "is --data itself"),
+        (
+            [
+                "train",
+                "--task",
+                "forecast",
+                "--data",
+                "ibm",
+                "--hidden",
+                "100000000",
+                "-o",
+                "{tmp}/h.pt",
+            ],
+            "Lower --hidden",
+        ),
     ],
 )
 def test_every_user_error_is_one_line(args: list[str], needle: str, tmp_path: Path) -> None:
@@ -133,15 +150,18 @@ def test_every_user_error_is_one_line(args: list[str], needle: str, tmp_path: Pa
         "absurd": lambda: _absurd_checkpoint(tmp_path),
         "lm": lambda: zoo.get("char_lm"),
         "ckpt": lambda: sensor().checkpoint,
+        "csv": lambda: sensor().csv,
         "model": lambda: sensor().model,
         "bad": lambda: tmp_path / "bad.bin",
         "tmp": lambda: tmp_path,
     }
     used = {k: f() for k, f in lazy.items() if any(f"{{{k}}}" in a for a in args)}
     filled = [a.format(**used) for a in args]
+    kept = {p: p.read_bytes() for p in map(Path, filled) if p.is_file()}
     line = one_error_line(edgeseq(*filled, input=""))
     assert needle in line, line
     assert "--help" in line or "Usage" not in line
+    assert {p: p.read_bytes() for p in kept} == kept  # no file given was changed
 
 
 @pytest.mark.parametrize(
@@ -152,11 +172,18 @@ def test_every_user_error_is_one_line(args: list[str], needle: str, tmp_path: Pa
         (["--constant", "nosuch=1"], "--constant 'nosuch'", "constants["),
         (["--state", "a:b"], "--state 'a'", "state["),
         (["--window", "8"], "--window 8 with --context 0", "window="),
+        (["generate", "--stop", ""], "Error: --stop must be", "Error: stop"),
     ],
 )
 def test_library_errors_speak_cli_flags(args: list[str], flag: str, python: str) -> None:
     """What the runtime says in Python keywords reaches a CLI user as the flag to use."""
-    line = one_error_line(edgeseq("stream", sensor().model, *args, input="1,2,3\n"))
+    from _models import zoo
+
+    if args[0] == "generate":
+        args = ["generate", zoo.get("char_lm"), *args[1:]]
+    else:
+        args = ["stream", sensor().model, *args]
+    line = one_error_line(edgeseq(*args, input="1,2,3\n"))
     assert flag in line and python not in line, line
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from edgeseq.cli._paths import refuse_overwriting_an_input
 from edgeseq.cli._verify import RUNTIME_NAMES, TOLERANCE
 
 __all__ = ["command"]
@@ -166,6 +167,7 @@ def command(
         raise click.UsageError("--weights goes with --factory")
     if not out and not do_explain:
         raise click.UsageError("give -o/--out, the ONNX file to write (or --explain)")
+    refuse_overwriting_an_input(out, CHECKPOINT=checkpoint, **{"--weights": weights})
     source = load_source(factory or checkpoint, weights)  # type: ignore[arg-type]
     example = example_from_shape(example_shape, example_dtype) if example_shape else None
     if example_shape and source.kind == "checkpoint":

@@ -65,10 +65,12 @@ def command(model: str, out: str, kind: str | None, data: str | None, columns: s
       edgeseq quantize model.onnx -o model.fp16.onnx --fp16 --data held_out.npy
       edgeseq quantize model.onnx -o model.int8.onnx --int8 --data log.csv --columns temp,rh
     """
+    from edgeseq.cli._paths import refuse_overwriting_an_input
     from edgeseq.exporters.quantize import quantize
 
     if kind is None:
         raise click.UsageError("choose --int8 or --fp16")
+    refuse_overwriting_an_input(out, MODEL=model, **{"--data": data})
     picked = [c for c in columns.split(",") if c.strip()]
     if picked and not data:
         raise click.UsageError("--columns goes with --data (a CSV of held-out frames)")

@@ -140,8 +140,10 @@ def command(
       edgeseq train --task generate --data book.txt --hidden 128 --layers 2 -o chars.pt
     Then: edgeseq export CHECKPOINT -o model.onnx --verify
     """
+    from edgeseq.cli._paths import refuse_overwriting_an_input
     from edgeseq.train.tasks import TaskOptions, train_task
 
+    refuse_overwriting_an_input(out, **{"--data": data})
     opts = TaskOptions(
         task=task, data=data, cell=cell, hidden_size=hidden_size, layers=layers,
         dropout=dropout, epochs=epochs, batch_size=batch_size, lr=lr,

@@ -34,6 +34,10 @@ API_TO_CLI: tuple[tuple[re.Pattern[str], object], ...] = (
     (re.compile(r"\bcontext=(\d+)"), r"--context \1"),
     (re.compile(r"\(and context=\)"), "(and --context N)"),
     (re.compile(r"\bpass vocab_size= \(CLI: (--vocab-size)\)"), r"pass \1"),
+    (  # "top_k must be ...": a keyword argument's check, named as its flag
+        re.compile(r"^(stop|max_tokens|temperature|top_k|top_p|seed|threads)(?= must)"),
+        lambda m: "--" + m[1].replace("_", "-"),
+    ),
 )
 
 

@@ -82,7 +82,7 @@ def train_task(opts: TaskOptions, out: str | Path) -> dict[str, Any]:
     import torch
 
     from edgeseq.train.checkpoint import save_checkpoint
-    from edgeseq.train.models import SeqConfig, SeqModel
+    from edgeseq.train.models import SeqConfig
     from edgeseq.train.training import SequenceData, TrainConfig, fit, fit_stream
 
     torch.manual_seed(opts.seed)
@@ -97,7 +97,7 @@ def train_task(opts: TaskOptions, out: str | Path) -> dict[str, Any]:
         val_fraction=opts.val_fraction,
         patience=3 if opts.val_fraction > 0 else None,
     )
-    model = SeqModel(
+    model = _build(
         SeqConfig(
             **data.config,
             cell=opts.cell,  # type: ignore[arg-type]
@@ -121,6 +121,31 @@ def train_task(opts: TaskOptions, out: str | Path) -> dict[str, Any]:
         "val_loss": result.best_val_loss,
         "seconds": result.seconds,
     }
+
+
+def _build(config: Any) -> Any:
+    """The model, once its size is known to fit in this machine's memory for training."""
+    import torch
+
+    from edgeseq.train.models import SeqModel
+
+    with torch.device("meta"):  # shapes only: counting costs no memory
+        n = sum(p.numel() for p in SeqModel(config).parameters())
+    need = 16 * n  # float32 weights, gradients and Adam's two moments
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        total = 0
+    what = f"--hidden {config.hidden_size} --layers {config.layers} make {n:,} parameters"
+    if total and need > total:
+        raise InputError(
+            f"{what}; training them needs about {need / 2**30:,.1f} GiB, more than this "
+            f"machine's {total / 2**30:,.1f} GiB. Lower --hidden or --layers."
+        )
+    try:
+        return SeqModel(config)
+    except (RuntimeError, MemoryError) as exc:  # torch's allocator refused
+        raise InputError(f"{what}, which do not fit in memory ({exc}); lower --hidden") from None
 
 
 @dataclass
