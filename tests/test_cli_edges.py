@@ -218,3 +218,5 @@ def test_verify_labels_final_states_and_offline_mode() -> None:
                    cwd=ROOT / "tests")  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "(mode offline," in done.stdout and "mode native" not in done.stdout
+    shown = edgeseq("inspect", offline_model()).stdout
+    assert re.search(r"^export mode\s+offline \(native ops, whole sequences\)$", shown, re.M)

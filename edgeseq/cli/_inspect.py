@@ -42,7 +42,8 @@ def describe_model(
         ("hidden size", m.hidden_size),
         ("topology", m.topology),
         ("task", m.task),
-        ("export mode", m.mode),
+        # an offline graph is built with native ops; what it does is whole sequences
+        ("export mode", m.mode if m.stateful else f"offline ({m.mode} ops, whole sequences)"),
         ("stateful", m.stateful),
         ("chunk", m.chunk or "any"),
         ("one-step graph", (m.extra.get("step_model") or {}).get("file")),
