@@ -167,23 +167,26 @@ def test_every_user_error_is_one_line(args: list[str], needle: str, tmp_path: Pa
 @pytest.mark.parametrize(
     ("args", "flag", "python"),
     [
-        (["--device", "nosuch"], "e.g. --device cpu", "device="),
-        (["--constant", "x=1"], "--constant 'x'", "np.array"),
-        (["--constant", "nosuch=1"], "--constant 'nosuch'", "constants["),
-        (["--state", "a:b"], "--state 'a'", "state["),
-        (["--window", "8"], "--window 8 with --context 0", "window="),
-        (["generate", "--stop", ""], "Error: --stop must be", "Error: stop"),
+        (["stream", "{model}", "--device", "nosuch"], "e.g. --device cpu", "device="),
+        (["stream", "{model}", "--constant", "x=1"], "--constant 'x'", "np.array"),
+        (["stream", "{model}", "--constant", "nosuch=1"], "--constant 'nosuch'", "constants["),
+        (["stream", "{model}", "--state", "a:b"], "--state 'a'", "state["),
+        (["stream", "{model}", "--window", "8"], "--window 8 with --context 0", "window="),
+        (["generate", "{lm}", "--stop", ""], "Error: --stop must be", "Error: stop"),
+        (["export", "--factory", "test_export_support:build_bidirectional", "-o", "{tmp}/b.onnx",
+          "--example-shape", "2,8,3"], "Export with --offline (whole", "offline=True"),
     ],
-)
-def test_library_errors_speak_cli_flags(args: list[str], flag: str, python: str) -> None:
-    """What the runtime says in Python keywords reaches a CLI user as the flag to use."""
+)  # fmt: skip
+def test_library_errors_speak_cli_flags(
+    args: list[str], flag: str, python: str, tmp_path: Path
+) -> None:
+    """What the library says in Python keywords reaches a CLI user as the flag to use."""
     from _models import zoo
 
-    if args[0] == "generate":
-        args = ["generate", zoo.get("char_lm"), *args[1:]]
-    else:
-        args = ["stream", sensor().model, *args]
-    line = one_error_line(edgeseq(*args, input="1,2,3\n"))
+    lazy = {"model": lambda: sensor().model, "lm": lambda: zoo.get("char_lm")}
+    used = {k: f() for k, f in lazy.items() if any(f"{{{k}}}" in a for a in args)}
+    filled = [a.format(tmp=tmp_path, **used) for a in args]
+    line = one_error_line(edgeseq(*filled, input="1,2,3\n", cwd=ROOT / "tests"))
     assert flag in line and python not in line, line
 
 

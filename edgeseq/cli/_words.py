@@ -28,12 +28,15 @@ API_TO_CLI: tuple[tuple[re.Pattern[str], object], ...] = (
         re.compile(r"Pass e\.g\. np\.array\(value, dtype=np\.\w+\)\.reshape\((\[[^\]]*\])\)\."),
         r"Give --constant NAME=V1,V2,... with the values of that shape \1.",
     ),
-    (re.compile(r"Pass e\.g\. np\.array\(value, dtype=np\.(\w+)\)\."), r"Give a \1 value."),
+    (re.compile(r"Pass e\.g\. np\.array\(value, dtype=np\.(\w+)\)\."), r"Give a value of type \1."),
     (re.compile(r"\bdevice='([^']*)'"), r"--device \1"),
     (re.compile(r"\bwindow=(\w+)"), r"--window \1"),
     (re.compile(r"\bcontext=(\d+)"), r"--context \1"),
     (re.compile(r"\(and context=\)"), "(and --context N)"),
-    (re.compile(r"\bpass vocab_size= \(CLI: (--vocab-size)\)"), r"pass \1"),
+    (  # "offline=True (CLI: --offline; whole ...)": the Python spelling dropped
+        re.compile(r"\b\w+=[^\s(]* \(CLI: (--[\w-]+(?: [^;)]+)?)(?:; ([^)]*))?\)"),
+        lambda m: m[1] + (f" ({m[2]})" if m[2] else ""),
+    ),
     (  # "top_k must be ...": a keyword argument's check, named as its flag
         re.compile(r"^(stop|max_tokens|temperature|top_k|top_p|seed|threads)(?= must)"),
         lambda m: "--" + m[1].replace("_", "-"),
