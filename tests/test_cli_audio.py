@@ -80,12 +80,12 @@ def test_stream_raw_pcm_on_stdin(stored: Path, fmt: str) -> None:
 def test_bad_cli_options_are_one_line_errors(stored: Path) -> None:
     runner = CliRunner()
     res = runner.invoke(main, ["inspect", str(zoo.get("vad")), "--state", "nope:stateN"])
-    assert res.exit_code != 0 and "state['nope']: expected a graph input name" in res.output
+    assert res.exit_code != 0 and "--state 'nope': expected a graph input name" in res.output
     res = runner.invoke(main, ["inspect", str(zoo.get("vad")), "--state", "state:stateN:2,x"])
     assert res.exit_code != 0 and "SHAPE" in res.output
     res = runner.invoke(main, ["stream", str(stored), "--pcm", "s16le"])
     assert res.exit_code != 0 and "--rate" in res.output
     res = runner.invoke(main, ["stream", str(stored), "--constant", "sr=16000.5", "--pcm",
                                "s16le", "--rate", "16000"], input=b"")  # fmt: skip
-    assert res.exit_code != 0 and "expected int64" in res.output
+    assert res.exit_code != 0 and "expected int64" in res.output and "np.array" not in res.output
     assert "Traceback" not in res.output
