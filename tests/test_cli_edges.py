@@ -223,3 +223,13 @@ def test_verify_labels_final_states_and_offline_mode() -> None:
     assert "(mode offline," in done.stdout and "mode native" not in done.stdout
     shown = edgeseq("inspect", offline_model()).stdout
     assert re.search(r"^export mode\s+offline \(native ops, whole sequences\)$", shown, re.M)
+
+
+def test_inspect_says_when_state_sets_the_files_contract_aside() -> None:
+    s = sensor()
+    pair = "state_in.m.rnn.h:state_out.m.rnn.h"
+    done = edgeseq("inspect", s.model, "--state", pair)
+    assert done.returncode == 0, done.stderr
+    assert "own edgeseq contract is set aside" in done.stdout, done.stdout
+    assert "no edgeseq contract in this file" not in done.stdout
+    assert "set aside" not in edgeseq("inspect", s.model).stdout

@@ -29,13 +29,19 @@ def describe_model(
     m = c.model
     lines = [f"{path}  ({Path(path).stat().st_size / 1024:.1f} KiB)"]
     if found is not None:
-        lines += [
-            "",
+        head = (
             "no edgeseq contract in this file; discovered by shape (store it with "
-            "--write-contract OUT.onnx, or name pairs with --state IN:OUT):",
-            found.report(),
-            "",
-        ]
+            "--write-contract OUT.onnx, or name pairs with --state IN:OUT):"
+        )
+        if not found.discovered:  # the caller named the pairs with --state
+            head = (
+                "this file's own edgeseq contract is set aside: the state is the --state "
+                "pairs given (drop --state to use the file's contract):"
+                if _has_contract(path)
+                else "no edgeseq contract in this file; the state is the --state pairs given "
+                "(store it with --write-contract OUT.onnx):"
+            )
+        lines += ["", head, found.report(), ""]
     facts = [
         ("cell", m.cell),
         ("layers", m.layers),
@@ -144,6 +150,16 @@ def _pairs(values: tuple[str, ...]) -> dict | None:
         axis = shape.index("batch") if "batch" in shape else None
         pairs[parts[0]] = StatePair(parts[0], parts[1], shape, axis)
     return pairs
+
+
+def _has_contract(path: str) -> bool:
+    """Whether the file's metadata holds an edgeseq contract (read by onnxruntime)."""
+    import onnxruntime as ort
+
+    from edgeseq.contract import METADATA_KEY
+
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return METADATA_KEY in session.get_modelmeta().custom_metadata_map
 
 
 def constants_option(values: tuple[str, ...]) -> dict:
