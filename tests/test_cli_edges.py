@@ -75,6 +75,13 @@ def test_train_messages_name_cli_flags(tmp_path: Path) -> None:
                 "-o", tmp_path / "f.pt")
     )  # fmt: skip
     assert line.endswith("got 1 data row") and "1 rows" not in line
+    twice = _csv(
+        tmp_path, "twice.csv", "t,a,a\n" + "".join(f"{k},{k % 3},{k % 5}\n" for k in range(9))
+    )
+    line = one_error_line(
+        edgeseq("train", "--task", "forecast", "--data", twice, "-o", tmp_path / "f.pt")
+    )
+    assert "the header has 'a' in columns 2, 3" in line, line  # recorded names must pick
     line = one_error_line(
         edgeseq("train", "--task", "forecast", "--data", "ibm", "--columns", "x", "-o", "f.pt")
     )

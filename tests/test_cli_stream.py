@@ -63,6 +63,9 @@ def test_columns_by_name_order_or_position() -> None:
     np.testing.assert_allclose(_outputs(done.stdout), want, atol=1e-4)
     line = one_error_line(edgeseq("stream", s.model, "--columns", "temp,rh,pressure", input=bare))
     assert "no header" in line
+    twice = "temp,rh,temp,pressure\n" + "".join(f"{a},{b},{a},{c}\n" for a, b, c in s.frames[:5])
+    line = one_error_line(edgeseq("stream", s.model, input=twice))
+    assert "names 'temp' 2 times" in line and "--columns" in line, line
 
 
 GOOD = "20.1,50.2,1013.0\n"

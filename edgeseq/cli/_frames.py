@@ -177,6 +177,13 @@ class CsvFrames:
                     f"{', '.join(missing)}. Name the columns to feed, in that order: "
                     f"--columns A,B,...{self._delimiter_hint(fields)}"
                 )
+            twice = [n for n in self.layout.names if fields.count(n) > 1]
+            if twice:
+                raise InputError(
+                    f"the input's header names {twice[0]!r} {fields.count(twice[0])} times; "
+                    "expected each of the model's columns once. Pick them by position: "
+                    "--columns 1,2,..."
+                )
             self.pick = [fields.index(n) for n in self.layout.names]
         elif self.count and len(fields) != self.count:
             raise InputError(

@@ -277,6 +277,18 @@ def _numeric(
                 "expected a header line of names, then one row of numbers per time step. "
                 "Pick columns with --columns NAME,..."
             )
+    twice = next((n for n in names if header.count(n) > 1 or names.count(n) > 1), None)
+    if twice is not None:  # features are recorded, and picked again when streaming, by name
+        where = [str(i + 1) for i, h in enumerate(header) if h == twice]
+        said = (
+            f"the header has {twice!r} in columns {', '.join(where)}"
+            if len(where) > 1
+            else f"--columns names {twice!r} twice"
+        )
+        raise InputError(
+            f"{path}: {said}; features are recorded and picked by name, so each must be "
+            "one column: rename the header's columns or pick each once"
+        )
     idx = [header.index(c) for c in names]
     values = np.empty((len(rows), len(idx)), dtype=np.float64)
     for r, (line, fields) in enumerate(rows):
