@@ -225,6 +225,9 @@ class Contract:
     states: list[StatePair] = field(default_factory=list)
     lengths: str | None = None  # name of the (batch,) int32 valid-frames input
     constants: list[str] = field(default_factory=list)  # inputs fed unchanged on every call
+    # state inputs holding per-stream memory (e.g. an encoder's outputs for attention): set
+    # when a stream starts, passed through unchanged by the graph, so carried like state
+    memory: list[str] = field(default_factory=list)
     model: ModelFacts = field(default_factory=ModelFacts)
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     producer: dict[str, str] = field(default_factory=dict)
@@ -232,7 +235,10 @@ class Contract:
 
     # ---------------------------------------------------------------- serialise
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not d["memory"]:  # left out when unused: older contracts keep their JSON and hash
+            del d["memory"]
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
@@ -300,6 +306,12 @@ class Contract:
         constants = data.get("constants", [])
         if not isinstance(constants, list) or not all(isinstance(c, str) for c in constants):
             raise _fail("constants", "a list of input names", constants)
+        memory = data.get("memory", [])  # absent from contracts written before memory existed
+        if not isinstance(memory, list) or not all(isinstance(m, str) for m in memory):
+            raise _fail("memory", "a list of state input names", memory)
+        state_inputs = {d.get("input") for d in states if isinstance(d, Mapping)}
+        if any(m not in state_inputs for m in memory):
+            raise _fail("memory", f"names among the state inputs {sorted(state_inputs)}", memory)
         check_producer(data.get("producer", {}))
         contract = cls(
             inputs=[TensorSpec.from_dict(d, f"inputs[{i}]") for i, d in enumerate(data["inputs"])],
@@ -309,6 +321,7 @@ class Contract:
             states=[StatePair.from_dict(d, f"states[{i}]") for i, d in enumerate(states)],
             lengths=lengths,
             constants=list(constants),
+            memory=list(memory),
             model=model,
             preprocessing=preprocessing,
             producer=dict(data.get("producer", {})),

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -75,10 +76,14 @@ class StreamAdapter(nn.Module):
         runner: LayerRunner = NativeRunner,
         takes_lengths: bool = False,
         carry_state: bool = True,
+        memory: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self.takes_lengths = takes_lengths
         self.carry_state = carry_state  # False: offline, each call starts from the initial state
+        # keyword arguments of the model's forward fed per stream; returned unchanged so a
+        # stream carries them like state
+        self.memory = tuple(memory)
         self.inner = copy.deepcopy(model).eval()
         self.layers = find_recurrent_layers(self.inner)
         self.proxies: list[StreamProxy] = []
@@ -93,6 +98,7 @@ class StreamAdapter(nn.Module):
             setattr(parent, attr, proxy)
             self.proxies.append(proxy)
             claimed.append(path)
+        self.memory_values: list[torch.Tensor] = []
         self.explicit: ExplicitState | None = None
         self.refusals: list[tuple[str, str]] = []  # (path, why) found while preparing
         self.prepared = False
@@ -147,12 +153,16 @@ class StreamAdapter(nn.Module):
         batch, frames = max(2, x.shape[0]), max(4, x.shape[1])
         x = torch.cat([x] * batch, dim=0)[:batch] if x.shape[0] < batch else x
         try:
-            self.explicit = find_explicit_state(
-                self.inner,
-                self._call,
-                probe_sequence(x, frames, seed=10),
-                lambda: [p.user_state for p in self.proxies],
-                lambda: [p.initial for p in self.proxies],
+            self.explicit = (
+                None
+                if self._memory_second()
+                else find_explicit_state(
+                    self.inner,
+                    self._call,
+                    probe_sequence(x, frames, seed=10),
+                    lambda: [p.user_state for p in self.proxies],
+                    lambda: [p.initial for p in self.proxies],
+                )
             )
             if self.explicit is not None:
                 for p, fed in zip(self.proxies, self.explicit.fed):
@@ -186,9 +196,17 @@ class StreamAdapter(nn.Module):
             raise ExportError(self.refusals[0][1])
         self.prepared = True
 
+    def _memory_second(self) -> bool:
+        """Whether forward's second positional argument is a memory (not a state)."""
+        try:
+            params = list(inspect.signature(self.inner.forward).parameters)
+        except (TypeError, ValueError):
+            return False
+        return len(params) > 1 and params[1] in self.memory
+
     def _call(self, x: torch.Tensor, *args: Any) -> Any:
         self.reset_proxies()
-        return self.inner(x, *args)
+        return self.inner(x, *args, **self._memory_kwargs(x.shape[0]))
 
     def reset_proxies(self) -> None:
         """Put every proxy back to a plain call: no state input, nothing recorded."""
@@ -202,15 +220,46 @@ class StreamAdapter(nn.Module):
         y, leaves = self.explicit.split(out)
         return _as_tuple(y), leaves
 
+    # ---- memory: per-stream keyword arguments of forward, passed through unchanged
+    def set_memory(self, memory: Sequence[torch.Tensor]) -> None:
+        """The memory plain calls and probes use (rows cycled to each call's batch)."""
+        if len(memory) != len(self.memory):
+            raise ExportError(
+                f"the model takes memory {list(self.memory)}: expected {len(self.memory)} "
+                f"tensors, got {len(memory)}"
+            )
+        self.memory_values = [m.detach() for m in memory]
+
+    def _memory_kwargs(self, batch: int) -> dict[str, torch.Tensor]:
+        if not self.memory:
+            return {}
+        if len(self.memory_values) != len(self.memory):
+            raise ExportError(
+                f"the model takes memory {list(self.memory)}: give examples first (set_memory)"
+            )
+        rows = [m[torch.arange(batch) % m.shape[0]] for m in self.memory_values]
+        return dict(zip(self.memory, rows))
+
     # ---- eager calls
-    def run_plain(self, x: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], list[torch.Tensor]]:
-        """Call the user's forward with its own initial state; return outputs and final states."""
+    def run_plain(
+        self, x: torch.Tensor, memory: Sequence[torch.Tensor] = ()
+    ) -> tuple[tuple[torch.Tensor, ...], list[torch.Tensor]]:
+        """Call the user's forward with its own initial state; return outputs and final states
+        (then the memory, if any, unchanged). ``memory`` replaces the one set before."""
+        if memory:
+            self.set_memory(memory)
         self.prepare(x)
         outs, leaves = self._split(self._call(x))
-        return outs, leaves + [t for p in self.carried() for t in (p.state_out or ())]
+        mem = list(self._memory_kwargs(x.shape[0]).values()) if self.carry_state else []
+        return outs, leaves + [t for p in self.carried() for t in (p.state_out or ())] + mem
 
-    def initial_states(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The initial state the user's forward starts from (its own, or zeros), in order."""
+    def initial_states(
+        self, x: torch.Tensor, memory: Sequence[torch.Tensor] = ()
+    ) -> list[torch.Tensor]:
+        """The initial state the user's forward starts from (its own, or zeros), in order
+        (the memory is not among them)."""
+        if memory:
+            self.set_memory(memory)
         self.prepare(x)
         if not self.carry_state:
             return []
@@ -227,9 +276,13 @@ class StreamAdapter(nn.Module):
         return states
 
     def forward(self, x: torch.Tensor, *rest: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """``rest`` is ``(lengths, *states)`` when ``takes_lengths`` else ``states``."""
+        """``rest`` is ``(lengths, *states, *memory)`` when ``takes_lengths`` else
+        ``(*states, *memory)``; returns ``(*outputs, *states, *memory)``."""
         lengths = rest[0] if self.takes_lengths else None
         states = list(rest[1:] if self.takes_lengths else rest)
+        n_mem = len(self.memory)
+        memory = states[len(states) - n_mem :] if n_mem else []
+        states = states[: len(states) - n_mem]
         self.reset_proxies()
         n_explicit = len(self.explicit.names) if self.explicit and self.carry_state else 0
         own = iter(states[n_explicit:])
@@ -240,11 +293,14 @@ class StreamAdapter(nn.Module):
             p.lengths = lengths
             p.frames = (x.shape[0], x.shape[1])
         args = self.explicit.args(states[:n_explicit]) if n_explicit else []  # type: ignore[union-attr]
-        outs, leaves = self._split(self.inner(x, *args))  # type: ignore[union-attr]
+        kwargs = dict(zip(self.memory, memory))
+        outs, leaves = self._split(self.inner(x, *args, **kwargs))  # type: ignore[union-attr]
         self.n_outputs = len(outs)
         if not self.carry_state:
             return outs
-        return (*outs, *leaves, *[t for p in carried for t in (p.state_out or ())])
+        carried_out = [t for p in carried for t in (p.state_out or ())]
+        # memory goes back out as it came in (an Identity node), so it rides with the state
+        return (*outs, *leaves, *carried_out, *(m.clone() for m in memory))
 
 
 class BareLayer(nn.Module):

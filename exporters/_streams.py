@@ -27,9 +27,12 @@ __all__ = ["batched_stream", "model_space", "predictor_stream", "spans"]
 
 
 def model_space(contract: Contract) -> Contract:
-    """``contract`` without input/output scaling: verification compares model-space values."""
+    """``contract`` without input/output scaling or fixed windows: verification compares
+    model-space values, frame by frame as the graph takes them."""
     vocab = contract.preprocessing.vocab
-    return dataclasses.replace(contract, preprocessing=Preprocessing(vocab=vocab))
+    extra = {k: v for k, v in contract.model.extra.items() if k != "window"}
+    model = dataclasses.replace(contract.model, extra=extra)
+    return dataclasses.replace(contract, preprocessing=Preprocessing(vocab=vocab), model=model)
 
 
 def spans(total: int, k: int | None) -> list[tuple[int, int]]:
@@ -45,10 +48,16 @@ def _join(parts: list[np.ndarray], axis: int | None) -> np.ndarray:
 
 
 def predictor_stream(
-    pred: StreamingPredictor, x: np.ndarray, k: int | None
+    pred: StreamingPredictor,
+    x: np.ndarray,
+    k: int | None,
+    memory: dict[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Feed ``x`` ``(1, T, ...)`` to ``pred`` from a reset, ``k`` frames per call (None: one)."""
+    """Feed ``x`` ``(1, T, ...)`` to ``pred`` from a reset (and ``memory``, batch 1, set as
+    its per-stream memory), ``k`` frames per call (None: one)."""
     pred.reset()
+    if memory:
+        pred.set_state({**pred.state, **memory})
     contract = pred.contract
     outs = contract.data_outputs()
     parts: dict[str, list[np.ndarray]] = {o.name: [] for o in outs}
@@ -75,12 +84,14 @@ def batched_stream(
     x: np.ndarray,
     lengths: np.ndarray,
     k: int | None,
+    memory: dict[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Feed rows of ``x`` ``(B, T, ...)`` (row ``r`` valid for ``lengths[r]`` frames) in calls
-    of ``k`` frames through ``session`` (anything with ``run(names, feed)``); return outputs
-    and final states."""
+    of ``k`` frames through ``session`` (anything with ``run(names, feed)``), from ``memory``
+    (by memory input name, batch ``B``) if given; return outputs and final states."""
     batch = x.shape[0]
     state = {p.input: initial_state(p, batch) for p in contract.states}
+    state.update(memory or {})
     outs = contract.data_outputs()
     names = [o.name for o in outs] + contract.state_outputs
     parts: dict[str, list[np.ndarray]] = {o.name: [] for o in outs}

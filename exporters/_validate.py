@@ -5,6 +5,7 @@ Each refusal says what was expected, what was got and what to do instead.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -15,8 +16,10 @@ from edgeseq.exporters.modes import MODES, ModeSpec, get_mode
 
 __all__ = [
     "check_args",
+    "check_memory",
     "fit_example",
     "initial_values",
+    "memory_rows",
     "pick_mode",
     "refuse_layers",
     "refuse_nothing",
@@ -158,3 +161,48 @@ def refuse_layers(layers: list[LayerInfo], spec: ModeSpec, backend: str, offline
             "would not accept other lengths. Use backend='torchscript' for native RNN "
             "ops, or mode='unrolled'."
         )
+
+
+def memory_rows(memory: list[torch.Tensor], batch: int) -> list[torch.Tensor]:
+    """Memory for ``batch`` rows: the example's rows, cycled along the batch axis (0)."""
+    return [m[torch.arange(batch) % m.shape[0]] for m in memory]
+
+
+def check_memory(
+    memory: Mapping[str, torch.Tensor] | None,
+    example: Any,
+    x: torch.Tensor,
+    offline: bool,
+) -> tuple[list[str], list[torch.Tensor]]:
+    """Memory names and examples with the (fitted) example's batch, or an ExportError."""
+    if not memory:
+        return [], []
+    if offline:
+        raise ExportError(
+            "memory is carried from call to call like state, but offline=True carries "
+            "nothing; pass the memory as a second input of an offline model's own wrapper, "
+            "or export it streaming."
+        )
+    names, values = [], []
+    for name, m in memory.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ExportError(
+                f"memory names must be Python identifiers (forward's keyword arguments), "
+                f"got {name!r}"
+            )
+        if not isinstance(m, torch.Tensor) or m.dtype != torch.float32 or m.dim() < 2:
+            got = f"{m.dtype} {tuple(m.shape)}" if isinstance(m, torch.Tensor) else type(m)
+            raise ExportError(
+                f"memory[{name!r}]: expected a float32 tensor (batch, ...) of rank >= 2, got "
+                f"{got}. Pass e.g. encoder outputs (batch, rows, size) and a float mask."
+            )
+        if m.shape[0] != example.shape[0]:
+            raise ExportError(
+                f"memory[{name!r}]: expected the example's batch {example.shape[0]} on axis 0, "
+                f"got shape {tuple(m.shape)}"
+            )
+        if not torch.isfinite(m).all():
+            raise ExportError(f"memory[{name!r}] contains NaN or Inf; pass finite values.")
+        names.append(name)
+        values.append(memory_rows([m.detach()], x.shape[0])[0])
+    return names, values

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,10 @@ from edgeseq.exporters._onnx import (
 )
 from edgeseq.exporters._validate import (
     check_args,
+    check_memory,
     fit_example,
     initial_values,
+    memory_rows,
     pick_mode,
     refuse_layers,
     refuse_nothing,
@@ -46,6 +49,8 @@ __all__ = [
     "check_ops",
     "expects_recurrent_ops",
     "export",
+    "memory_input_name",
+    "memory_output_name",
     "sibling_path",
     "state_input_name",
     "state_output_name",
@@ -65,6 +70,15 @@ def state_input_name(path: str, name: str) -> str:
 
 def state_output_name(path: str, name: str) -> str:
     return f"state_out.{path}.{name}" if name else f"state_out.{path}"
+
+
+def memory_input_name(name: str) -> str:
+    """Graph input carrying the per-stream memory passed to ``forward`` as ``name=``."""
+    return f"memory_in.{name}"
+
+
+def memory_output_name(name: str) -> str:
+    return f"memory_out.{name}"
 
 
 def _probe_axes(run, x: torch.Tensor) -> list[tuple[int | None, int | None, list[Any], str]]:
@@ -105,6 +119,7 @@ def export(
     output_names: list[str] | None = None,
     offline: bool = False,
     lengths: bool | None = None,
+    memory: Mapping[str, torch.Tensor] | None = None,
 ) -> Contract:
     """Export ``model`` as a streaming ONNX model at ``path`` and return its contract.
 
@@ -159,6 +174,14 @@ def export(
         ``unrolled`` keeps it: there it is a frame mask in basic ops every runtime runs.
         See ``docs/porting.md``. With ``lengths`` a conv cache keeps each row's last
         valid frames (a gather); without it, every row of a call has all its frames.
+    memory
+        Per-stream inputs the model's ``forward(x, **memory)`` reads on every call, such
+        as an encoder's outputs an attention decoder attends over: ``{name: example}``,
+        each float32 ``(batch, ...)`` with the example's batch and fixed trailing sizes
+        (a memory of fewer rows is padded by its user, with a mask passed as another
+        memory). Each becomes input ``memory_in.<name>``, returned unchanged as
+        ``memory_out.<name>``: the contract lists it under ``memory`` and the runtime
+        carries it like state, set when a stream starts (``set_state``).
 
     Raises
     ------
@@ -177,10 +200,16 @@ def export(
     if not isinstance(lengths, bool):
         raise ExportError(f"lengths must be True, False or None (the mode's), got {lengths!r}")
     x = fit_example(example, chunk)
+    mem_names, mem = check_memory(memory, example, x, offline)
     refuse_layers(layers, spec, backend, offline)
     adapter = StreamAdapter(
-        model, spec.runner, takes_lengths=spec.takes_lengths and lengths, carry_state=not offline
+        model,
+        spec.runner,
+        takes_lengths=spec.takes_lengths and lengths,
+        carry_state=not offline,
+        memory=mem_names,
     )
+    adapter.set_memory(mem)  # forward(x, **memory) reads it in every probe and check
     adapter.prepare(x)  # settles each streamed module, or refuses naming it (unless offline)
     refuse_nothing(adapter, offline)
     # offline fixed chunks still pad; a conv cache needs lengths to keep a row's last frames
@@ -204,23 +233,27 @@ def export(
         return out[:n], list(out[n:])
 
     def run(inp: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return run_states(inp, _rows(init_states, axes, inp.shape[0]))[0]
+        rows = _rows(init_states, axes, inp.shape[0]) + memory_rows(mem, inp.shape[0])
+        return run_states(inp, rows)[0]
 
     probed = _probe_axes(run, x)
     n_out = len(probed)
     out_names = list(output_names or (["y"] if n_out == 1 else [f"y{i}" for i in range(n_out)]))
     state_names = {f(p, n) for p, n in keys for f in (state_input_name, state_output_name)}
+    state_names |= {f(n) for n in mem_names for f in (memory_input_name, memory_output_name)}
     if len(out_names) != n_out or len(set(out_names)) != n_out:
         raise ExportError(f"output_names needs {n_out} distinct names, got {out_names}")
     if set(out_names) & (state_names | {"x", "lengths"}):
         raise ExportError(f"output_names {out_names} collide with the graph's input/state names")
     wire = spec.wire_native_lengths and lengths and not offline  # sequence_lens, idle rows
     if not offline:
-        check_streamable(adapter, run_states, x, init_states, out_names)
+        check_streamable(adapter, run_states, x, [*init_states, *mem], out_names)
         if takes_lengths or (wire and expects_recurrent_ops(adapter.streamed())):
             # rows of a call may have fewer frames than the call: their state must stop
             labels = [state_input_name(p, n) for p, n in keys]
-            check_ragged(adapter, x, init_states, labels, axes, chunk or 6, wire)
+            labels += [memory_input_name(n) for n in mem_names]
+            all_axes = [*axes, *[0] * len(mem)]
+            check_ragged(adapter, x, [*init_states, *mem], labels, all_axes, chunk or 6, wire)
 
     graph = _Graph(
         adapter=adapter,
@@ -229,6 +262,7 @@ def export(
         takes_lengths=takes_lengths,
         wire_lengths=wire,
         states=list(zip(keys, axes, init_states, inits)),
+        memory=list(zip(mem_names, mem)),
         outputs=list(zip(out_names, probed)),
         facts=_facts(
             facts, layers, x, mode, chunk, offline, backend, adapter.streamed(), mode_note
@@ -269,6 +303,7 @@ class _Graph:
     takes_lengths: bool  # the adapter masks frames through a lengths input
     wire_lengths: bool  # lengths wired into native sequence_lens after export
     states: list[tuple[tuple[str, str], int, torch.Tensor, Any]]  # key, batch axis, example, init
+    memory: list[tuple[str, torch.Tensor]]  # (name, example): per-stream, passed through
     outputs: list[tuple[str, tuple[int | None, int | None, list[Any], str]]]  # name, probed
     facts: ModelFacts
     preprocessing: Preprocessing
@@ -294,6 +329,13 @@ def _write(g: _Graph, x: torch.Tensor, chunk: int | None, path: Path, extra: dic
         in_names.append(i_name)
         args.append(s)
         dyn[i_name] = dyn[o_name] = {ax: "batch"}
+    recurrent = list(state_pairs)  # memory passes through: no idle row to keep
+    for name, m in g.memory:  # carried like state: batch axis 0, fixed rows
+        i_name, o_name = memory_input_name(name), memory_output_name(name)
+        state_pairs.append(StatePair(i_name, o_name, ["batch", *m.shape[1:]], 0, "float32"))
+        in_names.append(i_name)
+        args.append(memory_rows([m], x.shape[0])[0])
+        dyn[i_name] = dyn[o_name] = {0: "batch"}
     outputs = []
     for name, (b_ax, t_ax, shape, dtype) in g.outputs:
         shape = list(shape)
@@ -308,11 +350,11 @@ def _write(g: _Graph, x: torch.Tensor, chunk: int | None, path: Path, extra: dic
     if g.wire_lengths and wire_lengths(proto, "lengths"):
         lengths_name = "lengths"
     if g.wire_lengths and lengths_name:  # a row without frames keeps every state
-        pairs = [(p.input, p.output) for p in state_pairs]
-        layouts = [(p.batch_axis, len(p.shape)) for p in state_pairs]
+        pairs = [(p.input, p.output) for p in recurrent]
+        layouts = [(p.batch_axis, len(p.shape)) for p in recurrent]
         keep_idle_state(proto, "lengths", pairs, layouts)
-    recurrent = expects_recurrent_ops(g.facts.extra.get("streamed"))
-    check_ops(proto, g.mode, raise_error=True, expect_recurrent=recurrent)
+    expect = expects_recurrent_ops(g.facts.extra.get("streamed"))
+    check_ops(proto, g.mode, raise_error=True, expect_recurrent=expect)
 
     facts = dataclasses.replace(g.facts, chunk=chunk, extra={**g.facts.extra, **extra})
     contract = Contract(
@@ -321,6 +363,7 @@ def _write(g: _Graph, x: torch.Tensor, chunk: int | None, path: Path, extra: dic
         + [TensorSpec(p.output, p.shape, p.dtype, p.batch_axis, None) for p in state_pairs],
         states=state_pairs,
         lengths=lengths_name,
+        memory=[memory_input_name(n) for n, _ in g.memory],
         model=facts,
         preprocessing=g.preprocessing,
         producer=_producer(g.backend),

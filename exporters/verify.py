@@ -4,7 +4,8 @@
 model in chunkings {1, 3, 7, whole} at batch sizes {1, 3} (batch 1 through
 :class:`~edgeseq.runtime.StreamingPredictor`; batch 3 through one onnxruntime session with
 rows of different lengths and explicit state), compares every output and final state with
-PyTorch run on each whole row, and checks the graph's op types against its mode. It
+PyTorch run on each whole row, and checks the graph's op types against its mode. A model
+with per-stream memory starts every stream from random memory, given to PyTorch too. It
 returns a :class:`VerifyReport` of structured diffs; the caller decides pass or fail by
 tolerance (shape and dtype mismatches always fail).
 """
@@ -27,7 +28,12 @@ from edgeseq.exporters._onnx import read_contract
 from edgeseq.exporters._report import TensorDiff, VerifyReport, diff
 from edgeseq.exporters._runtimes import RUNTIMES, Runner, open_runtime
 from edgeseq.exporters._streams import batched_stream, model_space, predictor_stream
-from edgeseq.exporters.export import check_ops, expects_recurrent_ops, state_input_name
+from edgeseq.exporters.export import (
+    check_ops,
+    expects_recurrent_ops,
+    memory_input_name,
+    state_input_name,
+)
 from edgeseq.exporters.modes import MODES
 from edgeseq.runtime import StreamingPredictor
 
@@ -153,13 +159,26 @@ def _inputs(
 
 
 def _reference(
-    adapter: StreamAdapter, x: np.ndarray, n_keep: int
+    adapter: StreamAdapter, x: np.ndarray, n_keep: int, memory: dict[str, np.ndarray]
 ) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
     """PyTorch on the whole row(s): outputs and final states by state input name."""
     with torch.no_grad():
-        outs, states = adapter.run_plain(torch.from_numpy(x[:, :n_keep]))
-    names = [state_input_name(p, n) for p, n in adapter.state_keys()]
+        mem = [torch.from_numpy(m) for m in memory.values()]
+        outs, states = adapter.run_plain(torch.from_numpy(x[:, :n_keep]), mem)
+    names = [state_input_name(p, n) for p, n in adapter.state_keys()] + list(memory)
     return [o.numpy() for o in outs], dict(zip(names, (s.numpy() for s in states)))
+
+
+def _memory(contract: Contract, batch: int, seed: int) -> dict[str, np.ndarray]:
+    """Random per-stream memory ``(batch, ...)`` by memory input name: the streams start
+    from it, so the check covers what the model reads from it (and that it passes through)."""
+    rng = np.random.default_rng(seed + 1000)
+    pairs = {p.input: p for p in contract.states}
+    result = {}
+    for name in contract.memory:
+        shape = [batch if isinstance(d, str) else d for d in pairs[name].shape]
+        result[name] = rng.standard_normal(shape).astype(np.float32)
+    return result
 
 
 def _verify_graph(
@@ -186,7 +205,8 @@ def _verify_graph(
         )
     else:
         report.notes.append(f"mode {facts.mode!r} is not registered: op types not checked")
-    adapter = StreamAdapter(module, carry_state=facts.stateful)
+    kwargs = [n.removeprefix(memory_input_name("")) for n in contract.memory]
+    adapter = StreamAdapter(module, carry_state=facts.stateful, memory=kwargs)
     if not facts.stateful:
         chunkings = [None]
         report.notes.append("offline model: every call is a whole sequence, no state carried")
@@ -211,7 +231,8 @@ def _verify_graph(
         lengths = np.full((b,), total, dtype=np.int32)
         if b > 1 and contract.lengths and not timeless:
             lengths = np.maximum(1, total - np.arange(b) * 4).astype(np.int32)  # T, T-4, ...
-        refs = _references(adapter, x, lengths, path)
+        memory = _memory(contract, b, seed + b)
+        refs = _references(adapter, x, lengths, path, memory)
         for k in chunkings:
             label = f"batch {b}" + (
                 f" (lengths {','.join(map(str, lengths))})" if len(set(lengths)) > 1 else ""
@@ -219,9 +240,9 @@ def _verify_graph(
             label += f", {f'chunks of {k}' if k else 'whole'} ({total} frames)"
             try:
                 if b == 1 and pred is not None:
-                    got, got_states = predictor_stream(pred, x, k)
+                    got, got_states = predictor_stream(pred, x, k, memory)
                 else:
-                    got, got_states = batched_stream(session, contract, x, lengths, k)
+                    got, got_states = batched_stream(session, contract, x, lengths, k, memory)
             except Exception as exc:  # a run that fails is a failed check, not a crash
                 report.errors.append(f"{label}: {type(exc).__name__}: {exc}")
                 continue
@@ -244,11 +265,22 @@ def _verify_graph(
     return report
 
 
-def _references(adapter: StreamAdapter, x: np.ndarray, lengths: np.ndarray, path: Path) -> list:
-    """PyTorch on each row; a reference that cannot take the graph's frames is not the
-    model the graph was exported from, and is refused saying so."""
+def _references(
+    adapter: StreamAdapter,
+    x: np.ndarray,
+    lengths: np.ndarray,
+    path: Path,
+    memory: dict[str, np.ndarray],
+) -> list:
+    """PyTorch on each row (from its row of ``memory``); a reference that cannot take the
+    graph's frames is not the model the graph was exported from, and is refused saying so."""
     try:
-        return [_reference(adapter, x[r : r + 1], int(lengths[r])) for r in range(len(x))]
+        return [
+            _reference(
+                adapter, x[r : r + 1], int(lengths[r]), {k: v[r : r + 1] for k, v in memory.items()}
+            )
+            for r in range(len(x))
+        ]
     except ExportError as exc:
         cause = exc.__cause__ or exc
         per_step = list(x.shape[2:])

@@ -1,7 +1,8 @@
 """Decoders whose first state comes from another model: captioning and translation.
 
 The decoder's contract names its init model (``model.extra.init_model``, a file beside
-it). For ``seq2seq`` that is a streaming encoder whose final state starts the decoder;
+it). For ``seq2seq`` that is a streaming encoder whose final state starts the decoder
+(and, for an attention decoder, whose outputs become the decoder's per-stream memory);
 for ``one_to_many`` it is a small graph mapping a condition vector (e.g. an image's
 features) to the state.
 """
@@ -65,6 +66,8 @@ class EncoderDecoder:
             self._bridge_contract.check_graph(*graph_io(self._bridge))
         vocab = self.decoder.contract.preprocessing.vocab
         self.vocab: list[str] | None = vocab
+        # an attention decoder: {"kind", "memory", "mask", "max_source"} (its memory inputs)
+        self.attention: dict[str, Any] | None = extra.get("attention")
 
     def start(self, source: Any) -> None:
         """Prime the decoder: ``source`` is the encoder's frames ``[T, F]`` / token ids ``[T]``
@@ -80,8 +83,8 @@ class EncoderDecoder:
                     )
                 source = encode_prompt(source, vocab)
             self.encoder.reset()
-            self.encoder.step(source)
-            self.decoder.set_state(self.encoder.state)
+            outputs = self.encoder.step(source)
+            self.decoder.set_state({**self.encoder.state, **self._memory(outputs)})
             return
         spec = self._bridge_contract.inputs[0]
         cond = np.asarray(source, dtype=np.float32)
@@ -94,6 +97,29 @@ class EncoderDecoder:
         names = [o.name for o in self._bridge_contract.outputs]
         outs = self._bridge.run(names, {spec.name: cond[None]})
         self.decoder.set_state(dict(zip(names, outs, strict=True)))
+
+    def _memory(self, outputs: Any) -> dict[str, np.ndarray]:
+        """An attention decoder's per-stream memory from the encoder's outputs ``[S, M]``:
+        padded to the decoder's ``max_source`` rows, with a mask of the valid ones."""
+        spec = self.attention
+        if spec is None:
+            return {}
+        if isinstance(outputs, dict):
+            outputs = outputs[self.encoder.contract.data_outputs()[0].name]  # type: ignore[union-attr]
+        pairs = {p.input: p for p in self.decoder.contract.states}
+        rows, size = pairs[spec["memory"]].shape[1:]
+        out = np.asarray(outputs, np.float32)
+        out = out.reshape(-1, out.shape[-1]) if out.ndim else out
+        if out.ndim != 2 or out.shape[1] != size or not 1 <= len(out) <= rows:
+            raise InputError(
+                f"the encoder gave outputs of shape {out.shape}; this attention decoder's "
+                f"memory holds 1 to {rows} rows of {size}. Pass a source of at most {rows} "
+                "frames or tokens, or re-export with a larger max_source."
+            )
+        memory = np.zeros((1, rows, size), np.float32)
+        mask = np.zeros((1, rows), np.float32)
+        memory[0, : len(out)], mask[0, : len(out)] = out, 1.0
+        return {spec["memory"]: memory, spec["mask"]: mask}
 
     def greedy(self, source: Any, bos: int, eos: int, max_len: int = 64) -> Iterator[int]:
         """Yield the decoded token ids one by one (argmax at each step), stopping at ``eos``."""

@@ -224,7 +224,7 @@ def pair_batcher(model: Seq2Seq, pad_id: int) -> Callable[[Pairs, torch.Tensor],
         x, target = tgt[:, :-1], tgt[:, 1:]  # teacher forcing: read t[:-1], predict t[1:]
         valid = torch.arange(x.shape[1], device=device)[None] < (tgt_len[:, None] - 1).to(device)
         mask = valid & (target != pad_id)  # (B, T-1)
-        return x, target, mask, encode_packed(model.encoder, src, src_len)
+        return x, target, mask, model.encode(src, src_len)  # packed: as if each row were alone
 
     return batch
 

@@ -4,7 +4,7 @@ Layout, format version 1 (written by :func:`save_checkpoint` with :func:`torch.s
 
     {"format": "edgeseq.train.checkpoint", "format_version": 1,
      "kind": "SeqModel" | "Seq2Seq",
-     "config": "<JSON>",        # SeqConfig, or {"encoder": ..., "decoder": ...}
+     "config": "<JSON>",        # SeqConfig, or {"encoder": ..., "decoder": ...[, "attention"]}
      "state_dict": {name: tensor},
      "extra": "<JSON>",         # preprocessing mean/std, vocabulary, labels, data set, ...
      "edgeseq_version": "0.1.0", "torch_version": "2.x"}
@@ -63,6 +63,8 @@ def save_checkpoint(
             "encoder": asdict(model.encoder.config),
             "decoder": asdict(model.decoder.config),
         }
+        if model.attention is not None:  # absent in checkpoints of models without it
+            config["attention"] = model.attention
     elif isinstance(model, SeqModel):
         config = asdict(model.config)
     else:
@@ -117,7 +119,9 @@ def load_checkpoint(
 
 def _build(kind: str, raw: Any) -> SeqModel | Seq2Seq:
     if kind == "Seq2Seq":
-        return Seq2Seq(SeqConfig(**raw["encoder"]), SeqConfig(**raw["decoder"]))
+        return Seq2Seq(
+            SeqConfig(**raw["encoder"]), SeqConfig(**raw["decoder"]), raw.get("attention")
+        )
     return SeqModel(SeqConfig(**raw))
 
 

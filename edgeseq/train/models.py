@@ -12,21 +12,34 @@ Topologies (the four shapes of the lecture, plus encoder-decoder):
 - ``one_to_one``: each frame on its own, from the initial state; no state is carried.
 - ``one_to_many``: a conditioning vector (e.g. an image's features) sets the initial state
   through ``init_state(condition=...)``; the model then generates token by token.
-- ``seq2seq``: :class:`Seq2Seq`, an encoder whose final state starts a decoder.
+- ``seq2seq``: :class:`Seq2Seq`, an encoder whose final state starts a decoder; with
+  ``attention=`` the decoder also attends over the encoder's outputs (its *memory*), which
+  travel with the decoder's state as ``(*rnn state, memory, mask)``.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
-__all__ = ["CELLS", "TOPOLOGIES", "Seq2Seq", "SeqConfig", "SeqModel", "State"]
+__all__ = [
+    "ATTENTIONS",
+    "CELLS",
+    "TOPOLOGIES",
+    "Attention",
+    "AttentionDecoder",
+    "Seq2Seq",
+    "SeqConfig",
+    "SeqModel",
+    "State",
+]
 
 CELLS = ("rnn", "lstm", "gru")
+ATTENTIONS = ("dot", "general", "additive")  # Luong's dot and general scores; Bahdanau's additive
 TOPOLOGIES = ("one_to_one", "one_to_many", "many_to_one", "many_to_many", "seq2seq")
 State = tuple[torch.Tensor, ...]
 
@@ -143,15 +156,22 @@ class SeqModel(nn.Module):
         padding never enters the state (the rows are packed). Returns tensors
         ``(layers, batch, hidden)`` in input order.
         """
-        from torch.nn.utils.rnn import pack_padded_sequence
+        return self.run_packed(x, lengths)[1]
+
+    def run_packed(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, State]:
+        """Outputs ``(batch, time, output_size)`` (zeros after each row's ``lengths``) and
+        the final state of padded rows, each as if run alone (see :meth:`final_state`)."""
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
         if self.embed is not None:
             x = self.embed(x)  # (batch, time, input_size)
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         start = self.init_state(x.shape[0], device=x.device)
         # nn.RNN/GRU take h, nn.LSTM takes (h, c); both unsort the final state to input order
-        _, final = self.rnn(packed, start if len(start) == 2 else start[0])
-        return tuple(final) if isinstance(final, tuple) else (final,)
+        out, final = self.rnn(packed, start if len(start) == 2 else start[0])
+        y, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        state = tuple(final) if isinstance(final, tuple) else (final,)
+        return self.head(y), state
 
     def _run(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         if self.config.cell == "lstm":
@@ -161,28 +181,140 @@ class SeqModel(nn.Module):
         return y, (h,)
 
 
+class Attention(nn.Module):
+    """Global attention of a decoder's outputs over a memory (Luong et al., 2015).
+
+    For each decoder output ``q_t`` (the query) every memory row ``m_s`` gets a score,
+    ``dot``: ``q·m``, ``general``: ``q·W m``, ``additive`` (Bahdanau's): ``v·tanh(W q + U m)``;
+    the softmax over valid rows weights the context ``c_t = Σ a_ts m_s``, and
+    ``tanh(W_c [c_t; q_t])`` replaces ``q_t``. The query is the recurrent layer's output,
+    so attention adds no state of its own: a decoder with it streams token by token.
+    """
+
+    def __init__(self, kind: str, query_size: int, memory_size: int) -> None:
+        super().__init__()
+        if kind not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {ATTENTIONS}, got {kind!r}")
+        if kind == "dot" and query_size != memory_size:
+            raise ValueError(
+                f"dot attention needs the memory size ({memory_size}, the encoder's "
+                f"output_size) to equal the decoder's hidden size ({query_size}); use "
+                "'general' or 'additive', or make them equal"
+            )
+        self.kind = kind
+        self.key = (
+            None if kind == "dot" else nn.Linear(memory_size, query_size, bias=kind == "additive")
+        )
+        self.query = nn.Linear(query_size, query_size, bias=False) if kind == "additive" else None
+        self.score = nn.Linear(query_size, 1, bias=False) if kind == "additive" else None
+        self.combine = nn.Linear(query_size + memory_size, query_size)
+
+    def forward(
+        self, query: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``query`` (batch, T, Q), ``memory`` (batch, S, M), ``mask`` (batch, S) float, a row
+        counting where > 0.5 -> (attentional outputs (batch, T, Q), weights (batch, T, S)).
+        A memory with no valid row gives uniform weights."""
+        keys = memory if self.key is None else self.key(memory)  # (batch, S, Q)
+        if self.score is None:
+            scores = query @ keys.transpose(1, 2)  # (batch, T, S)
+        else:
+            assert self.query is not None
+            joint = torch.tanh(self.query(query)[:, :, None] + keys[:, None])  # (batch, T, S, Q)
+            scores = self.score(joint).squeeze(-1)  # (batch, T, S)
+        valid = (mask > 0.5)[:, None, :]  # (batch, 1, S)
+        scores = torch.where(valid, scores, torch.full_like(scores, -1e9))
+        weights = torch.softmax(scores, dim=-1)  # (batch, T, S)
+        context = weights @ memory  # (batch, T, M)
+        return torch.tanh(self.combine(torch.cat([context, query], dim=-1))), weights
+
+
+class AttentionDecoder(SeqModel):
+    """A token decoder that attends over a memory; its state is ``(*rnn state, memory, mask)``.
+
+    ``forward(x, state)`` keeps :class:`SeqModel`'s signature: the memory ``(batch, S, M)``
+    and its mask ``(batch, S)`` (1 for valid rows, 0 for padding) ride at the end of the
+    state tuple and come back unchanged, so training loops and the exported graph carry
+    them like recurrent state. ``config.extra["attention"]`` is the score kind and
+    ``config.extra["memory_size"]`` is ``M``.
+    """
+
+    def __init__(self, config: SeqConfig) -> None:
+        super().__init__(config)
+        kind, size = config.extra.get("attention"), config.extra.get("memory_size")
+        if not isinstance(size, int) or size < 1:
+            raise ValueError(f"config.extra['memory_size'] must be a positive int, got {size!r}")
+        self.attention = Attention(str(kind), config.hidden_size, size)
+
+    def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        n = len(self.config.state_names)
+        if state is None or len(state) != n + 2:
+            raise ValueError(
+                f"an attention decoder's state is ({', '.join(self.config.state_names)}, "
+                f"memory, mask): {n + 2} tensors, got {0 if state is None else len(state)}. "
+                "Start it from Seq2Seq.encode(src)."
+            )
+        y, rnn_state, _ = self.attend(x, state[-2], state[-1], state[:n])
+        return y, (*rnn_state, state[-2], state[-1])
+
+    def attend(
+        self,
+        x: torch.Tensor,
+        memory: torch.Tensor,
+        mask: torch.Tensor,
+        rnn_state: State | None = None,
+    ) -> tuple[torch.Tensor, State, torch.Tensor]:
+        """Logits ``(batch, T, vocab)``, the recurrent state, and the attention weights
+        ``(batch, T, S)`` for tokens ``x`` ``(batch, T)``."""
+        if self.embed is not None:
+            x = self.embed(x)  # (batch, T, input_size)
+        if rnn_state is None:  # the layer's own start (an exporter supplies it)
+            y, final = self.rnn(x)
+            rnn_state = tuple(final) if isinstance(final, tuple) else (final,)
+        else:
+            y, rnn_state = self._run(x, rnn_state)  # (batch, T, hidden)
+        out, weights = self.attention(y, memory, mask)
+        return self.head(out), rnn_state, weights
+
+
 class Seq2Seq(nn.Module):
-    """Encoder-decoder: the encoder's final state starts the decoder (no attention).
+    """Encoder-decoder: the encoder's final state starts the decoder.
 
     ``encoder`` reads source frames or tokens; ``decoder`` is a token model whose
     ``output_size`` is the target vocabulary. Both must share cell, layers and hidden size.
+    With ``attention`` (one of :data:`ATTENTIONS`) the decoder is an
+    :class:`AttentionDecoder` over the encoder's per-frame outputs (``encoder.output_size``
+    wide), and its state carries that memory and its mask.
     """
 
-    def __init__(self, encoder: SeqConfig, decoder: SeqConfig) -> None:
+    def __init__(
+        self, encoder: SeqConfig, decoder: SeqConfig, attention: str | None = None
+    ) -> None:
         super().__init__()
         for name in ("cell", "layers", "hidden_size"):
             if getattr(encoder, name) != getattr(decoder, name):
                 raise ValueError(f"encoder and decoder must share {name}")
         self.encoder = SeqModel(encoder)
-        self.decoder = SeqModel(decoder)
+        self.attention = attention
+        if attention is None:
+            self.decoder = SeqModel(decoder)
+        else:
+            extra = {**decoder.extra, "attention": attention, "memory_size": encoder.output_size}
+            self.decoder = AttentionDecoder(replace(decoder, extra=extra))
 
     def encode(self, src: torch.Tensor, lengths: torch.Tensor | None = None) -> State:
         """The decoder's first state from ``src`` ``(batch, S[, F])``; with ``lengths``
-        ``(batch,)`` each padded row is encoded as if alone."""
-        if lengths is not None:
+        ``(batch,)`` each padded row is encoded as if alone. With attention the state ends
+        with the memory ``(batch, S, M)`` and its mask ``(batch, S)``."""
+        if lengths is None:
+            lengths = torch.full((src.shape[0],), src.shape[1], dtype=torch.long)
+            if self.attention is None:
+                return self.encoder(src)[1]
+        if self.attention is None:
             return self.encoder.final_state(src, lengths)
-        _, state = self.encoder(src)
-        return state
+        memory, state = self.encoder.run_packed(src, lengths)  # (batch, S, M)
+        mask = torch.arange(src.shape[1], device=src.device)[None] < lengths.to(src.device)[:, None]
+        return (*state, memory, mask.to(memory.dtype))
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         """Teacher forcing: ``tgt_in`` ``(batch, T)`` -> logits ``(batch, T, vocab)``."""
