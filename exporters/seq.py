@@ -1,11 +1,18 @@
 """Export edgeseq's own models (SeqModel, Seq2Seq) with their topology, task and vocabulary.
 
-Single-graph topologies (many_to_many, many_to_one, one_to_one) give one file.
+Single-graph topologies (many_to_many, many_to_one, one_to_one) give one file, and so
+does a :class:`~edgeseq.train.audio.Transcriber`: raw-sample frames in, its front-end in
+the graph, its fixed windows (``window`` new samples per step, sample ``rate``) and CTC
+``blank`` in the
+contract, so the runtime takes any number of raw samples per call.
 Conditioned decoders give two: the decoder ``MODEL.onnx`` and an init model that
 produces its first state, named in the decoder's contract (``model.extra.init_model``):
 
 - ``one_to_many``: ``MODEL.init.onnx`` maps a condition ``(batch, C)`` to the state.
 - ``seq2seq``: ``MODEL.encoder.onnx`` streams the source; its final state starts the decoder.
+  An attention decoder also takes the encoder's outputs as per-stream memory
+  (``memory_in.memory``, ``memory_in.mask``; see :func:`~edgeseq.exporters.export`), padded
+  to ``max_source`` rows; ``model.extra.attention`` records the kind and those names.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import torch
 from torch import nn
 
 from edgeseq.contract import Contract, ModelFacts, Preprocessing, TensorSpec
+from edgeseq.errors import ExportError
 from edgeseq.exporters._onnx import (
     Backend,
     attach_contract,
@@ -25,8 +33,9 @@ from edgeseq.exporters._onnx import (
     save_checked,
     torch_to_onnx,
 )
-from edgeseq.exporters.export import _producer, export, state_input_name
-from edgeseq.train.models import Seq2Seq, SeqModel
+from edgeseq.exporters.export import _producer, export, memory_input_name, state_input_name
+from edgeseq.train.audio import Transcriber
+from edgeseq.train.models import AttentionDecoder, Seq2Seq, SeqModel
 
 __all__ = ["explain_model", "export_model", "graphs_to_verify", "init_model_path"]
 
@@ -40,6 +49,26 @@ class _Frames(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.m(x)[0]
+
+
+class _Attending(nn.Module):
+    """``x, memory, mask -> logits``: an attention decoder; state is lifted by the exporter."""
+
+    def __init__(self, model: AttentionDecoder) -> None:
+        super().__init__()
+        self.m = model
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.m.attend(x, memory, mask)[0]
+
+
+def _memory_example(model: AttentionDecoder, rows: int, batch: int = 2) -> dict[str, torch.Tensor]:
+    """A memory of ``rows`` rows per stream, the later ones masked as padding in row 1."""
+    g = torch.Generator().manual_seed(0)
+    memory = torch.randn(batch, rows, int(model.config.extra["memory_size"]), generator=g)
+    mask = torch.ones(batch, rows)
+    mask[1:, rows // 2 + 1 :] = 0.0
+    return {"memory": memory, "mask": mask}
 
 
 class _Bridge(nn.Module):
@@ -87,7 +116,7 @@ def _facts(model: SeqModel, topology: str, **extra: object) -> ModelFacts:
 
 
 def export_model(
-    model: SeqModel | Seq2Seq,
+    model: SeqModel | Seq2Seq | Transcriber,
     path: str | Path,
     *,
     mode: str | None = None,
@@ -96,18 +125,26 @@ def export_model(
     preprocessing: Preprocessing | None = None,
     source_preprocessing: Preprocessing | None = None,
     lengths: bool | None = None,
+    max_source: int = 64,
 ) -> dict[str, Contract]:
     """Export a trained edgeseq model; return ``{file path: contract}`` for every file written.
 
     ``preprocessing`` goes into the (decoder's) contract: feature mean/std, output scaling,
     or the vocabulary of token models. ``source_preprocessing`` is the encoder's, for
-    :class:`~edgeseq.train.models.Seq2Seq`. ``mode``, ``chunk``, ``backend`` and ``lengths``
-    are as in :func:`~edgeseq.exporters.export`. A fixed-chunk graph's one-step graph is
-    among the files returned.
+    :class:`~edgeseq.train.models.Seq2Seq`. ``max_source`` is the longest source (in
+    frames or tokens) an attention decoder's memory holds. ``mode``, ``chunk``, ``backend``
+    and ``lengths`` are as in :func:`~edgeseq.exporters.export`. A fixed-chunk graph's
+    one-step graph is among the files returned.
     """
     path = Path(path)
     model = model.eval()
     written: dict[str, Contract] = {}
+    if isinstance(model, Transcriber):
+        written[str(path)] = _export_transcriber(
+            model, path, mode, chunk, backend, preprocessing, lengths
+        )
+        _add_step(written, path)
+        return written
     if isinstance(model, Seq2Seq):
         enc_path = init_model_path(path, "encoder")
         parts = [  # the encoder first: the decoder's contract names it
@@ -119,11 +156,22 @@ def export_model(
             ),
             (model.decoder, path, preprocessing, {"role": "decoder", "init_model": enc_path.name}),
         ]
+        if isinstance(model.decoder, AttentionDecoder):
+            if not isinstance(max_source, int) or max_source < 1:
+                raise ExportError(f"max_source must be a positive int, got {max_source!r}")
+            parts[1][3]["attention"] = {
+                "kind": model.attention,
+                "memory": memory_input_name("memory"),
+                "mask": memory_input_name("mask"),
+                "max_source": max_source,
+            }
         for part, file, prep, extra in parts:
+            attending = isinstance(part, AttentionDecoder)
             written[str(file)] = export(
-                _Frames(part), file, example=_example(part), mode=mode, chunk=chunk,
-                backend=backend, preprocessing=prep, facts=_facts(part, "seq2seq", **extra),
-                lengths=lengths,
+                _Attending(part) if attending else _Frames(part), file, example=_example(part),
+                mode=mode, chunk=chunk, backend=backend, preprocessing=prep,
+                facts=_facts(part, "seq2seq", **extra), lengths=lengths,
+                memory=_memory_example(part, max_source) if attending else None,
             )  # fmt: skip
             _add_step(written, file)
         return written
@@ -193,19 +241,51 @@ def explain_model(
 
 
 def graphs_to_verify(
-    model: SeqModel | Seq2Seq, path: str | Path
+    model: SeqModel | Seq2Seq | Transcriber, path: str | Path
 ) -> list[tuple[Path, nn.Module | None]]:
     """Every file :func:`export_model` wrote for ``model`` at ``path``, with the module each
     streaming graph computes (None for the one-to-many bridge, checked by its own rule)."""
     path = Path(path)
+    if isinstance(model, Transcriber):
+        return [(path, model)]
     if isinstance(model, Seq2Seq):
+        decoder = model.decoder
         return [
-            (path, _Frames(model.decoder)),
+            (
+                path,
+                _Attending(decoder) if isinstance(decoder, AttentionDecoder) else _Frames(decoder),
+            ),
             (init_model_path(path, "encoder"), _Frames(model.encoder)),
         ]
     if model.config.topology == "one_to_many":
         return [(path, _Frames(model)), (init_model_path(path, "init"), None)]
     return [(path, _Frames(model))]
+
+
+def _export_transcriber(
+    model: Transcriber,
+    path: Path,
+    mode: str,
+    chunk: int | None,
+    backend: Backend,
+    preprocessing: Preprocessing | None,
+    lengths: bool | None,
+) -> Contract:
+    spec = model.front.spec
+    facts = _facts(
+        model.rnn,
+        "many_to_many",
+        front_end=dataclasses.asdict(spec),
+        window=spec.window,
+        rate=spec.rate,
+        blank=0,
+    )  # fmt: skip  (the frames' other window - context samples are the left context)
+    facts = dataclasses.replace(facts, input_size=spec.frame_size, task="transcribe")
+    example = torch.randn(2, 5, spec.frame_size) * 0.1
+    return export(
+        model, path, example=example, mode=mode, chunk=chunk, backend=backend,
+        preprocessing=preprocessing, facts=facts, lengths=lengths,
+    )  # fmt: skip
 
 
 def _export_bridge(model: SeqModel, path: Path, decoder: Contract, backend: Backend) -> Contract:
