@@ -6,6 +6,7 @@
 - :class:`Snapshot` / :class:`PoolSnapshot` persist state as self-describing bytes/files.
 - :func:`discover` / :class:`Discovery` run stateful models edgeseq did not export.
 - :class:`EncoderDecoder` drives captioning and translation decoders.
+- :class:`GreedyCTC` turns a transcriber's emissions into text as they arrive.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from edgeseq.contract import Contract, StatePair
 from edgeseq.runtime._engine import DiscoveryWarning, initial_state
 from edgeseq.runtime._session import parse_device, resolve_providers
 from edgeseq.runtime.conditioned import EncoderDecoder
+from edgeseq.runtime.ctc import GreedyCTC
 from edgeseq.runtime.discover import Discovery, discover, named_contract
 from edgeseq.runtime.generate import encode_prompt, sample_token
 from edgeseq.runtime.pool import StreamPool
@@ -25,6 +27,7 @@ __all__ = [
     "Discovery",
     "DiscoveryWarning",
     "EncoderDecoder",
+    "GreedyCTC",
     "PoolSnapshot",
     "Snapshot",
     "StatePair",
