@@ -105,11 +105,11 @@ def stream(predictor, samples: np.ndarray):
     predictor.reset()
     ctc = GreedyCTC.from_contract(predictor.contract)
     outs, arrival = [], []
-    for start in range(0, len(samples), CHUNK):
-        e = predictor.step(samples[start : start + CHUNK])
+    for at in range(0, len(samples), CHUNK):
+        e = predictor.step(samples[at : at + CHUNK])
         ctc.push(e)
         outs.append(e)
-        arrival += [(start + CHUNK) / 16_000] * len(e)
+        arrival += [(at + CHUNK) / 16_000] * len(e)
     return np.concatenate(outs), ctc, arrival
 
 
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
         return x
 
     train = TrainConfig(
-        epochs=run.pick(30, 1), batch_size=8, lr=2e-3, val_fraction=0.05, patience=4,
+        epochs=run.pick(40, 1), batch_size=8, lr=2e-3, val_fraction=0.05, patience=4,
         seed=run.seed, max_steps=None if not run.quick else 4, progress=not run.quick,
     )  # fmt: skip
     result = fit_ctc(model.rnn, feats, targets, train, augment=augment)
@@ -217,21 +217,29 @@ def main(argv: list[str] | None = None) -> dict:
     )
     run.record("cer_by_snr", {r[0]: round(r[1], 4) for r in rows})
     run.record("wer_by_snr", {r[0]: round(r[2], 4) for r in rows})
-    lat = np.array(lat_ms)
+    lat, steps = np.array(lat_ms), np.array(lat_steps)
+
+    def pcts(a: np.ndarray) -> str:
+        return f"{np.median(a):.0f} / {np.percentile(a, 90):.0f}" if len(a) else "-"
+
     run.table(
         "Latency: end of a correctly recognised word -> its last character on screen",
         ["measure", "value"],
         [
             ["words measured (all SNRs)", len(lat)],
-            ["median ms / 90th percentile ms", f"{np.median(lat):.0f} / {np.percentile(lat, 90):.0f}"
-             if len(lat) else "-"],
-            ["median / 90th percentile, in 30 ms model steps",
-             f"{np.median(lat_steps):.0f} / {np.percentile(lat_steps, 90):.0f}" if len(lat) else "-"],
+            ["median / 90th percentile, ms", pcts(lat)],
+            ["median / 90th percentile, 30 ms model steps", pcts(steps)],
         ],
-    )  # fmt: skip
+    )
     if len(lat):
         run.record(
-            "latency_ms", {"median": float(np.median(lat)), "p90": float(np.percentile(lat, 90))}
+            "latency",
+            {
+                "ms_median": float(np.median(lat)),
+                "ms_p90": float(np.percentile(lat, 90)),
+                "steps_median": float(np.median(steps)),
+                "steps_p90": float(np.percentile(steps, 90)),
+            },
         )
 
     # ---- several microphones through one pool; real-time factor on one core

@@ -180,7 +180,7 @@ def test_checkpoint_cli_export_and_verify(tmp_path: Path) -> None:
     res = run(main, ["verify", str(tmp_path / "a.pt"), str(out)])
     assert res.exit_code == 0 and "PASS" in res.output, res.output
     res = run(main, ["inspect", str(out)])
-    assert res.exit_code == 0 and "memory_in.memory" in res.output, res.output
+    assert res.exit_code == 0 and "per-stream memory" in res.output, res.output
 
 
 def test_unrolled_mode_streams_the_attention_decoder(tmp_path: Path) -> None:

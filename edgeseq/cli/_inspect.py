@@ -70,7 +70,8 @@ def describe_model(
         rows.append(("input", name, "", "", "constant: pass constants={...}"))
     for s in c.states:
         init = s.init if isinstance(s.init, str) else "constant"
-        rows.append(("state", f"{s.input} -> {s.output}", s.shape, s.dtype, f"init {init}"))
+        note = "per-stream memory, set at start" if s.input in c.memory else f"init {init}"
+        rows.append(("state", f"{s.input} -> {s.output}", s.shape, s.dtype, note))
     for t in c.data_outputs():
         rows.append(("output", t.name, t.shape, t.dtype, ""))
     lines += ["", format_table(["kind", "name", "shape", "dtype", "note"], rows)]

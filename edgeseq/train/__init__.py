@@ -6,8 +6,9 @@ family (``SeqModel`` for RNN/LSTM/GRU in the four topologies, ``Seq2Seq``);
 :mod:`.training` trains them by backpropagation through time (whole sequences or
 truncated BPTT, with clipping), :mod:`.ctc` with CTC for transcription; :mod:`.audio` is
 a log-mel front-end that exports into the graph; :mod:`.data` and :mod:`.catalogues` load
-the real data sets that ship inside packages, :mod:`.speech` synthesises speech; :mod:`.tasks` backs ``edgeseq train``; :mod:`.checkpoint` saves and loads
-``weights_only`` checkpoints; :mod:`.demo` backs ``edgeseq demo``.
+the real data sets that ship inside packages, :mod:`.speech` synthesises speech;
+:mod:`.tasks` backs ``edgeseq train``; :mod:`.checkpoint` saves and loads ``weights_only``
+checkpoints; :mod:`.demo` backs ``edgeseq demo``.
 
 Import direction: this subpackage may import the torch-free core (:mod:`edgeseq.contract`,
 :mod:`edgeseq.errors`, :mod:`edgeseq.vocab`, :mod:`edgeseq.table`) and torch; the core and
