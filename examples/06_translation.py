@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import start
+from _common import keep, reuse, reuse_option, start
 
 MAX_CHARS = 40
 
@@ -113,7 +113,7 @@ def greedy_batch(model, sources: list[np.ndarray], max_len: int, batch: int = 12
 
 
 def main(argv: list[str] | None = None) -> dict:
-    run = start("06_translation", __doc__, argv)
+    run = start("06_translation", __doc__, argv, add_args=reuse_option)
     import torch
 
     from edgeseq.contract import Preprocessing
@@ -166,7 +166,12 @@ def main(argv: list[str] | None = None) -> dict:
     for name, attention in (("attention", "general"), ("no attention", None)):
         print(f"\ntraining the GRU encoder-decoder with {name}", flush=True)
         models[name] = build(attention)
-        fits[name] = fit_seq2seq(models[name], sources, targets, train)
+        saved = run.path(f"translate-{attention or 'plain'}.pt")
+        key = f"{attention} {hidden} {embed} {train} {len(tr)} {len(src_vocab)} {len(tgt_vocab)}"
+        fits[name] = reuse(run, saved, models[name], key)
+        if fits[name] is None:
+            fits[name] = fit_seq2seq(models[name], sources, targets, train)
+            keep(saved, models[name], key, fits[name])
     model = models["attention"].eval()
 
     # ---- export the attention model and check it streams as PyTorch computes it

@@ -38,10 +38,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import start
+from _common import keep, reuse, reuse_option, start
 from _speech_data import ALPHABET, sentence, speak, split_voices
+from _speech_live import pool_and_rtf, stream, through_server
 
-CHUNK = 320  # samples per microphone packet: 20 ms at 16 kHz
 SNRS = (None, 20, 10, 5, 0)  # None: clean
 TRAIN_SNRS = (None, 30, 20, 10, 5)
 VOCAB = ["<blank>", *ALPHABET]
@@ -97,24 +97,8 @@ def noisy(samples: np.ndarray, snr, kind: str, seed: int) -> np.ndarray:
     return samples if snr is None else add_noise(samples, snr, np.random.default_rng(seed), kind)
 
 
-def stream(predictor, samples: np.ndarray):
-    """Feed ``samples`` in 20 ms packets; return emissions, the decoder and, for each
-    emitted step, the time (s) its packet arrived."""
-    from edgeseq.runtime.ctc import GreedyCTC
-
-    predictor.reset()
-    ctc = GreedyCTC.from_contract(predictor.contract)
-    outs, arrival = [], []
-    for at in range(0, len(samples), CHUNK):
-        e = predictor.step(samples[at : at + CHUNK])
-        ctc.push(e)
-        outs.append(e)
-        arrival += [(at + CHUNK) / 16_000] * len(e)
-    return np.concatenate(outs), ctc, arrival
-
-
 def main(argv: list[str] | None = None) -> dict:
-    run = start("10_transcription", __doc__, argv)
+    run = start("10_transcription", __doc__, argv, add_args=reuse_option)
     import torch
 
     from edgeseq.contract import Preprocessing
@@ -175,10 +159,14 @@ def main(argv: list[str] | None = None) -> dict:
         return x
 
     train = TrainConfig(
-        epochs=run.pick(40, 1), batch_size=8, lr=2e-3, val_fraction=0.05, patience=4,
+        epochs=run.pick(60, 1), batch_size=8, lr=2e-3, val_fraction=0.05, patience=5,
         seed=run.seed, max_steps=None if not run.quick else 4, progress=not run.quick,
     )  # fmt: skip
-    result = fit_ctc(model.rnn, feats, targets, train, augment=augment)
+    saved, key = run.path("transcriber.pt"), f"{cfg.to_json()} {train} {n_train}"
+    result = reuse(run, saved, model, key)
+    if result is None:
+        result = fit_ctc(model.rnn, feats, targets, train, augment=augment)
+        keep(saved, model, key, result)
     model.eval()
 
     path = run.path("transcriber.onnx")
@@ -205,6 +193,8 @@ def main(argv: list[str] | None = None) -> dict:
             for h, r in matched_words(hyp, ref_words):
                 step = ctc.steps[spans[h].end() - 1]  # when the word's last character came
                 word_end = u.words[r][2]
+                if word_end is None:  # spoken together with the next word: no end reported
+                    continue
                 lat_ms.append(1000 * (arrival[step] - word_end))
                 lat_steps.append(step - int(word_end * 16_000) // spec.window)
             if snr == 10 and example is None:
@@ -243,11 +233,22 @@ def main(argv: list[str] | None = None) -> dict:
         )
 
     # ---- several microphones through one pool; real-time factor on one core
-    pool_rows = _pool_and_rtf(
+    pool_rows = pool_and_rtf(
         run, path, predictor, [noisy(u.samples, 10, kd, k) for k, (u, kd) in enumerate(test_set)]
     )
-    run.table("Many microphones and real-time factor (timing measured under the machine's load)",
-              ["measure", "value"], pool_rows)  # fmt: skip
+    run.table(
+        "Many microphones and real-time factor (timing measured under the machine's load)",
+        ["measure", "value"],
+        pool_rows,
+    )  # fmt: skip
+    noisy10 = [noisy(u.samples, 10, kd, k) for k, (u, kd) in enumerate(test_set)]
+    serve_rows = through_server(run, path, predictor, noisy10[: run.pick(4, 2)])
+    run.table(
+        "edgeseq serve: StreamClients sending 20 ms packets over WebSocket (127.0.0.1)",
+        ["measure", "value"],
+        serve_rows,
+    )
+
     run.table(
         "Training",
         ["measure", "value"],
@@ -257,59 +258,11 @@ def main(argv: list[str] | None = None) -> dict:
             ["epochs (best), best val CTC loss per character",
              f"{len(result.history)} ({(result.best_epoch or 0) + 1}), {result.best_val_loss:.3f}"],
             ["train seconds", round(result.seconds, 1)],
-            ["serve: edgeseq serve + StreamClient", "not on main yet (issue 15): not run"],
         ],
     )  # fmt: skip
     if example is not None:
         _plot(run, spec, *example)
     return run.finish()
-
-
-def _pool_and_rtf(run, path, predictor, mics: list[np.ndarray]) -> list[list]:
-    """Every microphone through one StreamPool, 20 ms packets with staggered starts; the
-    transcripts equal solo streaming. Real-time factor solo and pooled."""
-    from edgeseq.runtime import StreamPool
-    from edgeseq.runtime.ctc import GreedyCTC
-
-    mics = mics[: run.pick(8, 3)]
-    solo = [stream(predictor, x) for x in mics]
-    t0 = time.perf_counter()
-    for x in mics:
-        stream(predictor, x)
-    solo_s = time.perf_counter() - t0
-    audio_s = sum(len(x) for x in mics) / 16_000
-    offsets = [k * 7 for k in range(len(mics))]  # packets: microphones start 140 ms apart
-    got: list[list[np.ndarray]] = [[] for _ in mics]
-    with StreamPool(path, max_streams=len(mics), threads=1) as pool:
-        ids = [pool.open() for _ in mics]
-        ticks = max(o + -(-len(x) // CHUNK) for o, x in zip(offsets, mics))
-        t0 = time.perf_counter()
-        for tick in range(ticks):
-            packets = {}
-            for sid, x, off in zip(ids, mics, offsets):
-                start = (tick - off) * CHUNK
-                if 0 <= start < len(x):
-                    packets[sid] = x[start : start + CHUNK]
-            for sid, out in pool.step(packets).items():
-                got[ids.index(sid)].append(out)
-        pool_s = time.perf_counter() - t0
-    diff = max(float(np.max(np.abs(np.concatenate(g) - s[0]))) for g, s in zip(got, solo))
-    texts = []
-    for g in got:
-        ctc = GreedyCTC.from_contract(predictor.contract)
-        ctc.push(np.concatenate(g))
-        texts.append(ctc.text)
-    same = sum(t == s[1].text for t, s in zip(texts, solo))
-    print(f"parity [pool vs solo]: {len(mics)} microphones, max |diff| {diff:.1e}", flush=True)
-    run.results.setdefault("parity", {})["pool vs solo"] = {"max_abs": diff, "streams": len(mics)}
-    assert diff <= 1e-5 and same == len(mics), (diff, same)
-    run.record("rtf", {"solo": solo_s / audio_s, "pool": pool_s / audio_s, "under_load": True})
-    return [
-        ["microphones in one StreamPool, 20 ms packets", len(mics)],
-        ["pool transcripts == solo transcripts", f"{same} / {len(mics)}"],
-        ["real-time factor per stream, solo (1 thread)", f"{solo_s / audio_s:.4f}"],
-        ["real-time factor per stream, pooled (1 thread)", f"{pool_s / audio_s:.4f}"],
-    ]
 
 
 def _plot(run, spec, u, x, emissions, ctc, arrival) -> None:
@@ -319,6 +272,8 @@ def _plot(run, spec, u, x, emissions, ctc, arrival) -> None:
     t = np.arange(len(x)) / 16_000
     axes[0].plot(t, x, lw=0.4)
     for w, _, end in u.words:
+        if end is None:
+            continue
         axes[0].axvline(end, color="tab:red", lw=0.6, alpha=0.6)
         axes[0].text(end, 0.9 * np.abs(x).max(), w, fontsize=7, ha="right", color="tab:red")
     axes[0].set_title(f"held-out voice {u.voice}, 10 dB SNR: {u.text!r} (red: word ends)")

@@ -224,3 +224,50 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+def reuse_option(parser: argparse.ArgumentParser) -> None:
+    """``--reuse``: load the weights a previous full run saved instead of training again
+    (to rerun the streaming and timing parts on another machine)."""
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse the model a previous run of the same configuration saved in the "
+        "artifacts directory instead of training it again",
+    )
+
+
+def keep(path: Path, model: Any, config: str, result: Any) -> None:
+    """Save ``model``'s weights, its ``config`` (text) and its training ``result``."""
+    import dataclasses
+
+    import torch
+
+    torch.save(
+        {
+            "config": config,
+            "state_dict": model.state_dict(),
+            "result": json.dumps(dataclasses.asdict(result)),
+        },
+        path,
+    )
+
+
+def reuse(run: Run, path: Path, model: Any, config: str) -> Any:
+    """With ``--reuse``: load what :func:`keep` saved at ``path`` into ``model`` and return
+    its training result; None (train) without the option or without a matching file."""
+    import torch
+
+    from edgeseq.train.training import EpochLog, TrainResult
+
+    if not getattr(run.args, "reuse", False) or not path.exists():
+        return None
+    saved = torch.load(path, weights_only=True)
+    if saved["config"] != config:
+        print(f"--reuse: {path.name} was trained with another configuration; training", flush=True)
+        return None
+    model.load_state_dict(saved["state_dict"])
+    result = TrainResult(**json.loads(saved["result"]))
+    result.history = [EpochLog(**e) for e in result.history]  # type: ignore[arg-type]
+    print(f"--reuse: loaded {path.name} (trained before, {result.seconds:.0f} s)", flush=True)
+    return result

@@ -142,5 +142,8 @@ def speak(text: str, voice: str, rng: np.random.Generator):
         [np.zeros(lead, np.float32), u.samples, np.zeros(int(0.4 * RATE), np.float32)]
     )
     shift = lead / RATE
-    words = [(w, a + shift, b + shift) for w, a, b in u.words]
+    words = [
+        (w, None if a is None else a + shift, None if b is None else b + shift)
+        for w, a, b in u.words
+    ]
     return Utterance(text, voice, samples, words)

@@ -18,7 +18,8 @@ __all__ = ["WireFormat"]
 
 
 class WireFormat:
-    """One model's frames as ``T × F`` wire values and its outputs as rows per frame."""
+    """One model's frames as ``T × F`` wire values and its outputs as rows per frame (per
+    completed window for a windowed model)."""
 
     def __init__(self, engine: Engine) -> None:
         spec = engine.frames
@@ -28,17 +29,15 @@ class WireFormat:
                 "wire protocol needs a fixed number of values per frame. Store a contract with "
                 "fixed sizes (`edgeseq inspect MODEL --write-contract OUT.onnx`)."
             )
-        if getattr(engine, "windows", None) is not None:
-            raise InputError(
-                "this model takes its samples in buffered windows (one output per window, "
-                "not per frame); edgeseq serve answers one row per frame and does not serve "
-                "windowed models yet. Stream it locally: edgeseq stream MODEL --window N."
-            )
+        plan = getattr(engine, "windows", None)
+        # a windowed model takes raw samples (the pool keeps an unfinished window's samples)
+        # and answers one row per completed window: none, one or several per message
+        self.window_samples: int | None = plan.window if plan is not None else None
         self.trailing: tuple[int, ...] = spec.trailing_ints
         self.features = math.prod(self.trailing) if self.trailing else 1
         self.dtype = "int64" if spec.is_int else "float32"
         c = engine.contract
-        self.window = c.model.chunk
+        self.window = c.model.chunk if plan is None else None
         self._outs = []  # (name, time axis of one stream's output or None)
         self.outputs: list[OutputSpec] = []
         for o in engine.data_outputs:
@@ -54,8 +53,11 @@ class WireFormat:
 
     def to_model(self, arr: np.ndarray) -> tuple[np.ndarray, bool]:
         """Wire frames ``(T, F)`` as the pool takes them: one frame when ``T == 1`` (the
-        pool's fast path), else a chunk ``(T, *per-frame shape)``."""
+        pool's fast path), else a chunk ``(T, *per-frame shape)``; raw samples ``(T,)`` for
+        a windowed model."""
         t = arr.shape[0]
+        if self.window_samples is not None:
+            return arr.reshape(t), False
         if t == 1:
             return arr.reshape(self.trailing), True
         return arr.reshape((t, *self.trailing)), False

@@ -289,6 +289,7 @@ class StreamService:
             saved_at=restored.saved_at if restored else None,
             saved=rec.saved if self.registry.store is not None else None,
             redeliver=redeliver,
+            window_samples=w.window_samples,
         )
 
 

@@ -174,7 +174,13 @@ def test_synthesis_has_word_timings_and_noise_has_its_snr() -> None:
     assert u.samples.dtype == np.float32 and 0.8 < u.seconds < 3.0
     assert [w for w, _, _ in u.words] == ["one", "two", "three", "four"]
     starts = [a for _, a, _ in u.words]
-    assert starts == sorted(starts) and u.words[-1][2] <= u.seconds + 1e-6
+    assert None not in starts and starts == sorted(starts) and u.words[-1][2] <= u.seconds
+    merged = synthesize("play some jazz in the garden", "en-us")  # "the" joins "garden"
+    assert [w for w, _, _ in merged.words] == ["play", "some", "jazz", "in", "the", "garden"]
+    assert any(a is None for _, a, _ in merged.words)
+    for (_, start, end), (_, nxt, _) in zip(merged.words, merged.words[1:]):
+        assert (end is None) == (start is None or nxt is None)  # ends where the next starts
+    assert merged.words[-1][2] is not None
     rng = np.random.default_rng(0)
     speech = u.samples[np.abs(u.samples) > 0.01 * np.abs(u.samples).max()]
     for kind in ("white", "pink", "brown"):

@@ -138,6 +138,8 @@ class StreamClient:
         out = {}
         for spec in self.ready.output_specs:
             rows = np.asarray(reply.outputs[spec.name], dtype=spec.dtype)
+            if not rows.size and None not in spec.shape:  # no row (a window not yet complete)
+                rows = rows.reshape(0, *spec.shape)  # type: ignore[arg-type]
             out[spec.name] = rows[0] if single or not spec.time else rows
         return next(iter(out.values())) if len(out) == 1 else out
 

@@ -143,7 +143,10 @@ class Ready(Message):
     or ``"handover"``, and a :class:`Resumed` notice follows the re-delivered replies).
     ``redeliver`` replies follow at once: those applied after the client's ``acked``.
     ``frame_shape`` is one frame's shape (``[F]``; ``[]`` for token ids or raw samples):
-    an array of that rank is one frame, one rank more is ``T`` frames.
+    an array of that rank is one frame, one rank more is ``T`` frames. ``window_samples``
+    is set for a model that takes raw samples in fixed windows (e.g. a transcriber):
+    frames are then samples, any number per message, and each reply holds one row per
+    window completed (zero or more); the server keeps an unfinished window's samples.
     """
 
     type: ClassVar[str] = "ready"
@@ -164,6 +167,7 @@ class Ready(Message):
     saved: int | None = None
     redeliver: int = 0
     protocol: int = PROTOCOL_VERSION
+    window_samples: int | None = None
 
     @property
     def output_specs(self) -> list[OutputSpec]:
@@ -175,7 +179,8 @@ class Ready(Message):
 
 @dataclass(frozen=True)
 class Outputs(Message):
-    """Server → client, one per binary message: ``{name: rows}``, one row per frame."""
+    """Server → client, one per binary message: ``{name: rows}``, one row per frame (per
+    completed window when ``ready.window_samples`` is set)."""
 
     type: ClassVar[str] = "outputs"
     sender: ClassVar[str] = "server"

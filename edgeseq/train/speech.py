@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -43,14 +44,17 @@ _UTF8, _POS_CHARACTER = 1, 1
 class Utterance:
     """One synthesised utterance at 16 kHz.
 
-    ``words`` holds ``(word, start, end)`` in seconds: a word starts where espeak-ng's
-    word event says and ends where the next word starts (the last one where speech ends).
+    ``words`` holds ``(word, start, end)`` for every word of the text, in seconds: a word
+    starts where espeak-ng's word event says and ends where the next word's starts (the
+    last one where speech ends). espeak-ng speaks some short words together with the next
+    one ("the cellar") and reports one event for both: such a word has ``start`` and
+    ``end`` None, and the word before it ``end`` None (where it ends is not reported).
     """
 
     text: str
     voice: str
     samples: np.ndarray  # float32 in [-1, 1], (n,)
-    words: list[tuple[str, float, float]] = field(default_factory=list)
+    words: list[tuple[str, float | None, float | None]] = field(default_factory=list)
 
     @property
     def seconds(self) -> float:
@@ -139,14 +143,29 @@ def synthesize(
     g = np.gcd(RATE, src_rate)
     samples = resample_poly(audio.astype(np.float32) / 32768.0, RATE // g, src_rate // g)
     samples = samples.astype(np.float32)
-    starts = [(pos, s) for kind, pos, s in events if kind == _WORD]
     end = next((s for kind, _, s in events if kind == _END), len(audio))
-    words = []
-    for k, (pos, s) in enumerate(starts):
-        stop = starts[k + 1][1] if k + 1 < len(starts) else end
-        word = text[pos - 1 :].split(maxsplit=1)[0] if pos >= 1 else ""
-        words.append((word, s / src_rate, stop / src_rate))
+    words = _word_times(text, events, end, src_rate)
     return Utterance(text, voice, samples, words)
+
+
+def _word_times(
+    text: str, events: list[tuple[int, int, int]], end: int, rate: int
+) -> list[tuple[str, float | None, float | None]]:
+    """Each word of ``text`` with the start and end (s) its espeak-ng word events give."""
+    spans = [(m.start(), m.end(), m.group()) for m in re.finditer(r"\S+", text)]
+    starts: dict[int, int] = {}  # word index -> first sample
+    for kind, pos, sample in events:
+        k = next((i for i, (a, b, _) in enumerate(spans) if a <= pos - 1 < b), None)
+        if kind == _WORD and k is not None:
+            starts.setdefault(k, sample)
+    words: list[tuple[str, float | None, float | None]] = []
+    for k, (_, _, word) in enumerate(spans):
+        if k not in starts:
+            words.append((word, None, None))
+            continue
+        stop = end if k == len(spans) - 1 else starts.get(k + 1)
+        words.append((word, starts[k] / rate, None if stop is None else stop / rate))
+    return words
 
 
 def espeak_voices(kind: str = "en") -> list[str]:
