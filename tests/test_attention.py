@@ -134,7 +134,7 @@ def test_verify_covers_the_memory(attention: str, tmp_path: Path) -> None:
     report = verify(model, path)
     assert report.ok(1e-5), report.table(per_case=True)
     names = {d.name for d in report.diffs}
-    assert {"memory_in.memory", "memory_in.mask", "m.encoder.onnx: y"} <= names
+    assert {"memory_out.memory", "memory_out.mask", "m.encoder.onnx: y"} <= names
     with torch.no_grad():
         model.decoder.attention.combine.weight[:, :8] += 0.5  # the context's weights only
     assert not verify(model, path).ok(1e-3)
