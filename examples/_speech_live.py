@@ -28,13 +28,15 @@ def stream(predictor, samples: np.ndarray):
     return np.concatenate(outs), ctc, arrival
 
 
-def pool_and_rtf(run, path, predictor, mics: list[np.ndarray]) -> list[list]:
-    """Every microphone through one StreamPool, 20 ms packets with staggered starts; the
-    transcripts equal solo streaming. Real-time factor solo and pooled."""
+def pool_and_rtf(run, path, predictor, mics: list[np.ndarray], ends: list[float]) -> list[list]:
+    """Every microphone through one StreamPool, 20 ms packets with staggered starts, each
+    decoded live (a GreedyCTC per stream, pushed every packet): the transcripts equal solo
+    streaming, and the text on screen when each speaker's last word ends (``ends``, s) is
+    measured. Real-time factor solo and pooled."""
     from edgeseq.runtime import StreamPool
     from edgeseq.runtime.ctc import GreedyCTC
 
-    mics = mics[: run.pick(8, 3)]
+    mics, ends = mics[: run.pick(8, 3)], ends[: run.pick(8, 3)]
     solo = [stream(predictor, x) for x in mics]
     t0 = time.perf_counter()
     for x in mics:
@@ -43,6 +45,8 @@ def pool_and_rtf(run, path, predictor, mics: list[np.ndarray]) -> list[list]:
     audio_s = sum(len(x) for x in mics) / 16_000
     offsets = [k * 7 for k in range(len(mics))]  # packets: microphones start 140 ms apart
     got: list[list[np.ndarray]] = [[] for _ in mics]
+    live = [GreedyCTC.from_contract(predictor.contract) for _ in mics]
+    growth: list[list[tuple[float, str]]] = [[] for _ in mics]  # (s of its audio, text)
     with StreamPool(path, max_streams=len(mics), threads=1) as pool:
         ids = [pool.open() for _ in mics]
         ticks = max(o + -(-len(x) // CHUNK) for o, x in zip(offsets, mics))
@@ -54,25 +58,56 @@ def pool_and_rtf(run, path, predictor, mics: list[np.ndarray]) -> list[list]:
                 if 0 <= start < len(x):
                     packets[sid] = x[start : start + CHUNK]
             for sid, out in pool.step(packets).items():
-                got[ids.index(sid)].append(out)
+                k = ids.index(sid)
+                got[k].append(out)
+                if live[k].push(out):  # new characters: on screen now
+                    heard = min(len(mics[k]), (tick - offsets[k] + 1) * CHUNK) / 16_000
+                    growth[k].append((heard, live[k].text))
         pool_s = time.perf_counter() - t0
     diff = max(float(np.max(np.abs(np.concatenate(g) - s[0]))) for g, s in zip(got, solo))
-    texts = []
-    for g in got:
-        ctc = GreedyCTC.from_contract(predictor.contract)
-        ctc.push(np.concatenate(g))
-        texts.append(ctc.text)
-    same = sum(t == s[1].text for t, s in zip(texts, solo))
+    same = sum(c.text == s[1].text for c, s in zip(live, solo))
     print(f"parity [pool vs solo]: {len(mics)} microphones, max |diff| {diff:.1e}", flush=True)
     run.results.setdefault("parity", {})["pool vs solo"] = {"max_abs": diff, "streams": len(mics)}
     assert diff <= 1e-5 and same == len(mics), (diff, same)
+    _show_growth(growth, offsets)
+    # words complete on screen (a space after them) before the speaker finished talking
+    early = [_words_before(g, end) for g, end in zip(growth, ends)]
+    final = [len(c.text.split()) for c in live]
+    run.record(
+        "pool_live",
+        {
+            "microphones": len(mics),
+            "words_on_screen_before_speaker_finished": sum(early),
+            "words_in_final_transcripts": sum(final),
+            "growth": [[(round(t, 2), text) for t, text in g] for g in growth],
+        },
+    )
     run.record("rtf", {"solo": solo_s / audio_s, "pool": pool_s / audio_s, "under_load": True})
     return [
         ["microphones in one StreamPool, 20 ms packets", len(mics)],
         ["pool transcripts == solo transcripts", f"{same} / {len(mics)}"],
+        ["words on screen before the speaker's last word ended", f"{sum(early)} / {sum(final)}"],
         ["real-time factor per stream, solo (1 thread)", f"{solo_s / audio_s:.4f}"],
         ["real-time factor per stream, pooled (1 thread)", f"{pool_s / audio_s:.4f}"],
     ]
+
+
+def _words_before(growth: list[tuple[float, str]], end: float) -> int:
+    """Words followed by a space (so complete) in the text on screen before ``end`` s."""
+    shown = [text for t, text in growth if t <= end]
+    return len(shown[-1].split(" ")[:-1]) if shown else 0
+
+
+def _show_growth(growth: list[list[tuple[float, str]]], offsets: list[int]) -> None:
+    """Print the pooled transcripts as they grew, on one clock, for the first microphones."""
+    events = sorted(
+        (off * CHUNK / 16_000 + t, k, text)
+        for k, (g, off) in enumerate(zip(growth[:3], offsets))
+        for t, text in g
+    )
+    print("live transcripts of the first microphones (seconds since the first spoke):")
+    for at, k, text in events[:40]:
+        print(f"  {at:5.2f} s  mic {k + 1}: {text}", flush=True)
 
 
 def through_server(run, path, predictor, mics: list[np.ndarray]) -> list[list]:

@@ -32,8 +32,8 @@ def _load(name: str):
     return module
 
 
-def test_there_are_nine_examples() -> None:
-    assert len(SCRIPTS) == 9, SCRIPTS
+def test_there_are_ten_examples() -> None:
+    assert len(SCRIPTS) == 10, SCRIPTS
 
 
 @pytest.mark.parametrize("name", SCRIPTS)

@@ -1,0 +1,161 @@
+"""The language examples' own claims: transcription's test voices are never heard in
+training, pooled microphones show text while their audio still arrives (and equal solo
+streaming), and the committed gallery numbers of examples 06 and 10 are the examples'
+own results (attention beating every baseline, CER/WER at each SNR)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+if str(EXAMPLES) not in sys.path:
+    sys.path.insert(0, str(EXAMPLES))
+
+from _common import Run  # noqa: E402
+from _speech_data import TEST_ACCENTS, split_voices  # noqa: E402
+from _speech_live import pool_and_rtf  # noqa: E402
+
+RATE = 16_000
+VOCAB = ["_", " ", "a", "b", "c"]
+
+
+def _accent_variant(voice: str) -> tuple[str, str]:
+    accent, _, variant = voice.partition("+")
+    return accent, variant
+
+
+def _check_split(train: list[str], test: list[str]) -> None:
+    assert train and test and not set(train) & set(test)
+    train_variants = {_accent_variant(v)[1] for v in train}
+    train_accents = {_accent_variant(v)[0] for v in train}
+    for voice in test:
+        variant = _accent_variant(voice)[1]
+        assert variant not in train_variants, voice  # a test speaker is never heard
+    assert not set(TEST_ACCENTS) & train_accents
+
+
+def test_test_voices_are_never_heard_in_training() -> None:
+    accents = ["en-us", "en-gb", *TEST_ACCENTS]
+    variants = [f"m{i}" for i in range(1, 8)] + [f"f{i}" for i in range(1, 6)] + ["whisper"]
+    train, test = split_voices(accents, variants)
+    _check_split(train, test)
+    assert not any("whisper" in v for v in train + test)  # unvoiced speech is left out
+    assert {_accent_variant(v)[0] for v in test} == set(accents)  # every accent is tested
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_installed_espeak_voices_split_too() -> None:
+    from edgeseq.train.speech import espeak_voices
+
+    train, test = split_voices(espeak_voices("en"), espeak_voices("variant"))
+    _check_split(train, test)
+    assert len(test) >= 20 and len(train) >= 100
+
+
+def _mics() -> list[np.ndarray]:
+    out = []
+    for k, seconds in enumerate((1.2, 0.9, 1.5)):
+        rng = np.random.default_rng(k)
+        t = np.arange(int(seconds * RATE)) / RATE
+        tone = 0.3 * np.sin(2 * np.pi * (300 + 100 * k) * t) * (np.sin(2 * np.pi * 3 * t) > 0)
+        out.append((tone + 0.02 * rng.standard_normal(len(t))).astype(np.float32))
+    return out
+
+
+def test_pooled_microphones_show_text_while_audio_arrives(tmp_path: Path) -> None:
+    """A transcriber whose head is scaled up (so its argmax moves with the audio) emits
+    characters as packets arrive: each pooled stream's text grows before its audio ends,
+    every snapshot is a prefix of the final text, and the pool equals solo streaming."""
+    from edgeseq.contract import Preprocessing
+    from edgeseq.exporters import export_model
+    from edgeseq.runtime import StreamingPredictor
+    from edgeseq.train.audio import FrontEnd, Transcriber, cut_frames
+    from edgeseq.train.models import SeqConfig
+
+    torch.manual_seed(3)
+    spec = FrontEnd()
+    cfg = SeqConfig(cell="gru", input_size=spec.features, hidden_size=8, output_size=len(VOCAB))
+    model = Transcriber(cfg, spec).eval()
+    mics = _mics()
+    with torch.no_grad():
+        raw = model.front.raw(torch.from_numpy(cut_frames(mics[0], spec))[None])[0]
+        model.front.set_stats(raw)
+        for p in model.rnn.head.parameters():
+            p.mul_(20.0)
+    path = tmp_path / "asr.onnx"
+    export_model(model, path, preprocessing=Preprocessing(vocab=VOCAB))
+    predictor = StreamingPredictor(path, threads=1)
+    run = Run("10_transcription", True, 0, tmp_path, tmp_path)
+    ends = [len(x) / RATE - 0.3 for x in mics]
+    rows = pool_and_rtf(run, path, predictor, mics, ends)  # asserts pool == solo itself
+
+    live = run.results["pool_live"]
+    assert live["microphones"] == 3 and run.results["parity"]["pool vs solo"]["max_abs"] <= 1e-5
+    grown = 0
+    for growth, x in zip(live["growth"], mics):
+        texts = [text for _, text in growth]
+        assert all(b.startswith(a) for a, b in itertools.pairwise(texts))  # text only grows
+        times = [t for t, _ in growth]
+        assert times == sorted(times) and all(0 < t <= len(x) / RATE for t in times)
+        grown += len(growth) > 1 and times[0] < len(x) / RATE - 0.2
+    assert grown >= 2, live["growth"]  # text on screen while the audio still arrives
+    assert live["words_on_screen_before_speaker_finished"] >= 0
+    assert live["words_on_screen_before_speaker_finished"] <= live["words_in_final_transcripts"]
+    labels = [r[0] for r in rows]
+    assert "words on screen before the speaker's last word ended" in labels
+    assert run.results["rtf"]["solo"] > 0 and run.results["rtf"]["pool"] > 0
+
+
+# ---- the committed gallery: numbers written by the examples' full runs
+
+
+def _gallery(name: str) -> dict:
+    results = json.loads((EXAMPLES / "results.json").read_text())
+    assert name in results, f"examples/results.json has no full run of {name}: run make plots"
+    res = results[name]
+    assert res["status"] == "ok" and res["quick"] is False
+    return res
+
+
+def _numbers(text: str) -> set[str]:
+    return set(re.findall(r"\d+(?:\.\d+)?", text))
+
+
+def _row(doc: str, marker: str) -> str:
+    lines = [ln for ln in doc.splitlines() if marker in ln and ln.startswith("|")]
+    assert lines, f"no gallery row mentions {marker}"
+    return lines[0]
+
+
+def test_translation_gallery_is_the_full_runs_and_attention_wins() -> None:
+    res = _gallery("06_translation")
+    assert all(res["attention_beats_every_baseline"].values()), res["scores"]
+    scores = res["scores"]
+    assert len(scores) == 4 and any("attention" in k for k in scores)
+    for doc in (ROOT / "README.md", EXAMPLES / "README.md"):
+        row = _row(doc.read_text(), "06_translation.py")
+        attention = next(v for k, v in scores.items() if "+ attention" in k)
+        for value in (attention["cer"], attention["bleu"]):
+            assert _numbers(f"{value}") <= _numbers(row), (doc.name, value, row)
+
+
+def test_transcription_gallery_is_the_full_runs() -> None:
+    res = _gallery("10_transcription")
+    cer, wer = res["cer_by_snr"], res["wer_by_snr"]
+    assert list(cer) == ["clean", "20 dB", "10 dB", "5 dB", "0 dB"] and cer.keys() == wer.keys()
+    assert res["pool_live"]["words_on_screen_before_speaker_finished"] > 0
+    assert res["latency"]["ms_median"] > 0 and res["rtf"]["solo"] > 0
+    for doc in (ROOT / "README.md", EXAMPLES / "README.md"):
+        row = _row(doc.read_text(), "10_transcription.py")
+        for value in (cer["clean"], cer["10 dB"]):
+            assert _numbers(f"{value}") <= _numbers(row), (doc.name, value, row)
