@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
         return x
 
     train = TrainConfig(
-        epochs=run.pick(60, 1), batch_size=8, lr=2e-3, val_fraction=0.05, patience=5,
+        epochs=run.pick(30, 1), batch_size=8, lr=2e-3, val_fraction=0.05, patience=5,
         seed=run.seed, max_steps=None if not run.quick else 4, progress=not run.quick,
     )  # fmt: skip
     saved, key = run.path("transcriber.pt"), f"{cfg.to_json()} {train} {n_train}"

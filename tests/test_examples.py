@@ -32,6 +32,13 @@ def _load(name: str):
     return module
 
 
+# what an example's own claims rest on, beyond tables, parity and a plot
+REQUIRED = {
+    "06_translation": {"scores", "attention_beats_every_baseline", "margin_over_best_baseline"},
+    "10_transcription": {"cer_by_snr", "wer_by_snr", "pool_live", "rtf", "serve_packet_ms"},
+}
+
+
 def test_there_are_ten_examples() -> None:
     assert len(SCRIPTS) == 10, SCRIPTS
 
@@ -69,6 +76,7 @@ def test_example_quick(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[
     assert pngs and all(p.stat().st_size > 1000 for p in pngs), pngs
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["tables"].keys() == results["tables"].keys()
+    assert REQUIRED.get(name, set()) <= results.keys(), REQUIRED[name] - results.keys()
 
 
 def test_only_a_gallery_refresh_writes_the_committed_plots(
