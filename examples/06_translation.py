@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
         return Seq2Seq(enc, dec, attention=attention)
 
     train = TrainConfig(
-        epochs=run.pick(10, 2),
+        epochs=run.pick(4, 2),
         batch_size=64 if not run.quick else 16,
         lr=2e-3,
         val_fraction=0.05,
