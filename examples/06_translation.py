@@ -115,7 +115,7 @@ def greedy_batch(model, sources: list[np.ndarray], max_len: int, batch: int = 12
 def _options(parser) -> None:
     reuse_option(parser)
     parser.add_argument(
-        "--epochs", type=int, default=None, help="training epochs of both models (default 4)"
+        "--epochs", type=int, default=None, help="training epochs of both models (default 12)"
     )
 
 
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> dict:
         return Seq2Seq(enc, dec, attention=attention)
 
     train = TrainConfig(
-        epochs=run.args.epochs or run.pick(4, 2),
+        epochs=run.args.epochs or run.pick(12, 2),
         batch_size=64 if not run.quick else 16,
         lr=2e-3,
         val_fraction=0.05,
