@@ -281,7 +281,8 @@ def export(
         }
     contract = _write(graph, x[:, :chunk] if chunk else x, chunk, Path(path), extra)
     if chunk is None:  # a Python loop over time may have fixed the traced frame count
-        note = one_step_note(Path(path), run_states, x, init_states, offline, mode_note)
+        states = [*init_states, *mem]  # memory rides after the states, as the graph takes it
+        note = one_step_note(Path(path), run_states, x, states, offline, mode_note)
         if note:  # the graph is one step of the loop, as for a cell loop
             contract = _write(graph, x[:, :1], 1, Path(path), {**extra, "mode_note": note})
     return contract
