@@ -17,7 +17,9 @@ A streaming graph looks like this (names are free, the contract says which is wh
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -33,6 +35,7 @@ __all__ = [
     "ModelFacts",
     "Preprocessing",
     "StatePair",
+    "StateView",
     "TensorSpec",
     "json_schema",
     "onnx_type_to_dtype",
@@ -141,6 +144,11 @@ class StatePair:
     ``init`` is ``"zeros"`` or a flat list of numbers that fills ``shape`` with batch 1
     (it is repeated along ``batch_axis`` for larger batches). ``batch_axis`` is None for the
     state of a model that runs one stream per call (no batch axis, e.g. ``(1, 1, hidden)``).
+
+    ``part_of`` names the state a user sees when the graph carries it in parts, as the
+    recurrent op wants it: a 2-layer LSTM's ``h`` ``(2, batch, hidden)`` travels as two
+    pairs ``(1, batch, hidden)``, each with ``part_of="state_in.<path>.h"``. The pairs
+    naming one state stack along axis 0 in contract order (:meth:`Contract.state_views`).
     """
 
     input: str
@@ -149,6 +157,7 @@ class StatePair:
     batch_axis: int | None = 1
     dtype: str = "float32"
     init: str | list[float] = "zeros"
+    part_of: str | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], path: str) -> StatePair:
@@ -164,6 +173,11 @@ class StatePair:
         ):
             raise _fail(f"{path}.init", '"zeros" or a list of numbers', init)
         axis = _check_axis(f"{path}.batch_axis", d.get("batch_axis", 1), len(shape), True)
+        part_of = d.get("part_of")
+        if part_of is not None and (not isinstance(part_of, str) or not part_of):
+            raise _fail(
+                f"{path}.part_of", "the name of the state this pair is a part of, or null", part_of
+            )
         return cls(
             input=d["input"],
             output=d["output"],
@@ -171,7 +185,21 @@ class StatePair:
             batch_axis=axis,  # type: ignore[arg-type]
             dtype=_check_dtype(f"{path}.dtype", d.get("dtype", "float32")),
             init=init,
+            part_of=part_of,
         )
+
+
+@dataclass(frozen=True)
+class StateView:
+    """A state as users see it (``StreamingPredictor.state``, ``set_state``): one pair, or
+    the parts of a state stacked on axis 0. ``pairs`` index :attr:`Contract.states`."""
+
+    name: str  # the pair's input name, or the parts' ``part_of``
+    output: str  # the pair's output name, or the parts' output without their ``.l<k>``
+    pairs: tuple[int, ...]
+    shape: list[Dim]
+    batch_axis: int | None = 1
+    dtype: str = "float32"
 
 
 @dataclass(frozen=True)
@@ -238,6 +266,9 @@ class Contract:
         d = asdict(self)
         if not d["memory"]:  # left out when unused: older contracts keep their JSON and hash
             del d["memory"]
+        for pair in d["states"]:  # written only when set: older contracts keep their hash
+            if pair["part_of"] is None:
+                del pair["part_of"]
         return d
 
     def to_json(self) -> str:
@@ -329,6 +360,7 @@ class Contract:
         )
         check_rules(contract)
         _ = contract.features  # malformed feature names fail at load, not mid-stream
+        contract.state_views()  # parts that cannot stack are refused here
         return contract
 
     @classmethod
@@ -374,12 +406,51 @@ class Contract:
         carried = set(self.state_outputs)
         return [o for o in self.outputs if o.name not in carried]
 
+    def state_views(self) -> list[StateView]:
+        """The states as a user sees them, in contract order: one per pair, except that the
+        parts of a state (pairs with the same ``part_of``) make one view, stacked on axis 0.
+
+        Raises :class:`ContractError` when parts cannot stack (see :class:`StatePair`).
+        """
+        views: dict[str, list[int]] = {}
+        for i, p in enumerate(self.states):
+            views.setdefault(p.part_of or p.input, []).append(i)
+        out = []
+        for name, idx in views.items():
+            parts = [self.states[i] for i in idx]
+            first = parts[0]
+            if first.part_of is None:
+                view = StateView(name, first.output, (idx[0],), first.shape, first.batch_axis)
+                out.append(dataclasses.replace(view, dtype=first.dtype))
+                continue
+            where = f"states[{idx[0]}].part_of"
+            if name in {p.input for p in self.states}:
+                raise _fail(where, "a name no state pair has as its input", name)
+            rest = [(p.shape[1:], p.batch_axis, p.dtype) for p in parts]
+            if len(set(map(repr, rest))) != 1 or not all(
+                isinstance(p.shape[0], int) for p in parts
+            ):
+                raise _fail(
+                    where,
+                    f"parts of {name!r} that differ only in a fixed size on axis 0",
+                    [p.shape for p in parts],
+                )
+            if first.batch_axis == 0:
+                raise _fail(where, "parts stacked on axis 0, which is not their batch axis", name)
+            size = sum(int(p.shape[0]) for p in parts)
+            bases = {re.sub(r"\.l\d+$", "", p.output) for p in parts}
+            output = bases.pop() if len(bases) == 1 else " + ".join(p.output for p in parts)
+            shape = [size, *first.shape[1:]]
+            out.append(StateView(name, output, tuple(idx), shape, first.batch_axis, first.dtype))
+        return out
+
     # ---------------------------------------------------------------- checks
     def check_graph(
         self, graph_inputs: Iterable[GraphIO], graph_outputs: Iterable[GraphIO]
     ) -> None:
         """Refuse a contract that disagrees with the graph, naming the field that is wrong."""
         check_rules(self)  # a contract given as an object was never parsed
+        self.state_views()
         gin = {g.name: g for g in graph_inputs}
         gout = {g.name: g for g in graph_outputs}
 

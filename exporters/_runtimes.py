@@ -137,7 +137,8 @@ class _Graph:
         if self.fed_sequence_lens is None:
             return
         frames = feed[self.contract.frames.name]
-        total = frames.shape[self.contract.frames.time_axis or 1]
+        t_axis = self.contract.frames.time_axis
+        total = frames.shape[1 if t_axis is None else t_axis]
         valid = np.asarray(feed[self.fed_sequence_lens])
         partial = valid[(valid > 0) & (valid < total)]
         if partial.size:

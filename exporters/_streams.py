@@ -7,7 +7,8 @@
   and read explicitly, ``lengths`` telling each row's valid frames, fixed-chunk
   graphs padded (an independent re-implementation of the predictor's loop).
 
-Both return ``(outputs by name, final states by state input name)`` with the batch axis.
+Both return ``(outputs by name, final states by state input name)`` with the batch axis;
+a state the graph carries in parts comes back whole, as the predictor's ``state`` has it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import numpy as np
 
 from edgeseq.contract import Contract, Preprocessing
 from edgeseq.runtime import StreamingPredictor, initial_state
+from edgeseq.runtime._views import join_states
+from edgeseq.runtime._window import GraphLayout
 
 if TYPE_CHECKING:
     from edgeseq.exporters._runtimes import Runner
@@ -96,6 +99,7 @@ def batched_stream(
     names = [o.name for o in outs] + contract.state_outputs
     parts: dict[str, list[np.ndarray]] = {o.name: [] for o in outs}
     graph_t = contract.model.chunk
+    layout = GraphLayout(contract.frames)  # e.g. time-major, as the recurrent op takes it
     for start, stop in spans(x.shape[1], k):
         for p_start, p_stop in spans(stop - start, graph_t):  # a fixed graph takes `chunk` frames
             xs = x[:, start + p_start : start + p_stop]
@@ -103,7 +107,7 @@ def batched_stream(
             if graph_t and n < graph_t:
                 pad = np.zeros((batch, graph_t - n, *xs.shape[2:]), xs.dtype)
                 xs = np.concatenate([xs, pad], axis=1)
-            feed = {contract.frames.name: xs, **state}
+            feed = {contract.frames.name: np.ascontiguousarray(layout.to_graph(xs)), **state}
             if contract.lengths:
                 valid = np.clip(lengths - (start + p_start), 0, n).astype(np.int32)
                 feed[contract.lengths] = valid
@@ -113,4 +117,5 @@ def batched_stream(
                     arr = np.take(arr, np.arange(n), axis=o.time_axis)
                 parts[o.name].append(arr)
             state = dict(zip(contract.state_inputs, res[len(outs) :]))
-    return {o.name: _join(parts[o.name], o.time_axis) for o in outs}, state
+    finals = join_states(contract.state_views(), [state[p.input] for p in contract.states])
+    return {o.name: _join(parts[o.name], o.time_axis) for o in outs}, finals

@@ -24,6 +24,7 @@ from edgeseq.exporters._adapter import (
 )
 from edgeseq.exporters._anytime import one_step_note
 from edgeseq.exporters._causal import check_ragged, check_streamable
+from edgeseq.exporters._layout import to_op_layout
 from edgeseq.exporters._onnx import (
     Backend,
     attach_contract,
@@ -350,6 +351,11 @@ def _write(g: _Graph, x: torch.Tensor, chunk: int | None, path: Path, extra: dic
     lengths_name = "lengths" if g.takes_lengths else None
     if g.wire_lengths and wire_lengths(proto, "lengths"):
         lengths_name = "lengths"
+    # tensors at the edges as the recurrent ops take them: the contract records how
+    layout = to_op_layout(proto, "x", state_pairs)
+    state_pairs = layout.states
+    if layout.time_major:
+        frames_shape[0], frames_shape[1] = frames_shape[1], frames_shape[0]
     if g.wire_lengths and lengths_name:  # a row without frames keeps every state
         pairs = [(p.input, p.output) for p in recurrent]
         layouts = [(p.batch_axis, len(p.shape)) for p in recurrent]
@@ -358,8 +364,9 @@ def _write(g: _Graph, x: torch.Tensor, chunk: int | None, path: Path, extra: dic
     check_ops(proto, g.mode, raise_error=True, expect_recurrent=expect)
 
     facts = dataclasses.replace(g.facts, chunk=chunk, extra={**g.facts.extra, **extra})
+    axes = (1, 0) if layout.time_major else (0, 1)
     contract = Contract(
-        inputs=[TensorSpec("x", frames_shape, str(x.dtype).replace("torch.", ""), 0, 1)],
+        inputs=[TensorSpec("x", frames_shape, str(x.dtype).replace("torch.", ""), *axes)],
         outputs=outputs
         + [TensorSpec(p.output, p.shape, p.dtype, p.batch_axis, None) for p in state_pairs],
         states=state_pairs,

@@ -72,14 +72,23 @@ def _memory_example(model: AttentionDecoder, rows: int, batch: int = 2) -> dict[
 
 
 class _Bridge(nn.Module):
-    """``condition (batch, C) -> initial state tensors``, for one-to-many decoders."""
+    """``condition (batch, C) -> initial state tensors``, for one-to-many decoders.
 
-    def __init__(self, model: SeqModel) -> None:
+    ``parts`` gives, per decoder state pair, ``(state index, first, stop)`` along axis 0:
+    the decoder may carry a state in parts (one pair per layer).
+    """
+
+    def __init__(self, model: SeqModel, parts: list[tuple[int, int, int]]) -> None:
         super().__init__()
         self.m = model
+        self.parts = parts
 
     def forward(self, condition: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.m.init_state(condition=condition)
+        states = self.m.init_state(condition=condition)
+        whole = [states[i] for i, start, stop in self.parts if stop - start == len(states[i])]
+        if len(whole) == len(self.parts):
+            return tuple(whole)
+        return tuple(states[i][start:stop] for i, start, stop in self.parts)
 
 
 def init_model_path(path: str | Path, role: str) -> Path:
@@ -292,11 +301,20 @@ def _export_bridge(model: SeqModel, path: Path, decoder: Contract, backend: Back
     """The condition -> initial state graph; its outputs are named as the decoder's inputs."""
     c = model.config
     cond = torch.randn(2, c.condition_size or 1)
-    out_names = [state_input_name("m.rnn", n) for n in c.state_names]
-    if out_names != decoder.state_inputs:
-        raise AssertionError(f"bridge outputs {out_names} != decoder states {decoder.state_inputs}")
+    names = [state_input_name("m.rnn", n) for n in c.state_names]
+    views = decoder.state_views()
+    if [v.name for v in views] != names:
+        raise AssertionError(f"bridge states {names} != decoder states {decoder.state_views()}")
+    parts = []  # each decoder pair: which state, which layers
+    for i, v in enumerate(views):
+        start = 0
+        for k in v.pairs:
+            size = int(decoder.states[k].shape[0]) if len(v.pairs) > 1 else c.layers
+            parts.append((i, start, start + size))
+            start += size
+    out_names = decoder.state_inputs  # one output per decoder pair, named as its input
     dyn = {"condition": {0: "batch"}, **{n: {1: "batch"} for n in out_names}}
-    proto = torch_to_onnx(_Bridge(model), (cond,), ["condition"], out_names, dyn, backend)
+    proto = torch_to_onnx(_Bridge(model, parts), (cond,), ["condition"], out_names, dyn, backend)
     outputs = [TensorSpec(s.input, s.shape, s.dtype, s.batch_axis, None) for s in decoder.states]
     contract = Contract(
         inputs=[TensorSpec("condition", ["batch", c.condition_size or 1], "float32", 0, None)],

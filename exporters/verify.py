@@ -36,6 +36,7 @@ from edgeseq.exporters.export import (
 )
 from edgeseq.exporters.modes import MODES
 from edgeseq.runtime import StreamingPredictor
+from edgeseq.runtime._views import join_states
 
 __all__ = ["TensorDiff", "VerifyReport", "verify"]
 
@@ -100,7 +101,8 @@ def verify(
     report = VerifyReport(model=str(path), runtime=runtime)
     for sub_path, module in [*graphs, *_step_graphs(graphs)]:
         if module is None:  # the one-to-many bridge: condition -> state
-            report.merge(_verify_bridge(reference, sub_path, seed, runtime), prefix=sub_path.name)
+            bridge = _verify_bridge(reference, sub_path, _read_contract(path), seed, runtime)
+            report.merge(bridge, prefix=sub_path.name)
             continue
         sub = _verify_graph(module, sub_path, time, chunkings, batches, vocab_size, seed, runtime)
         report.merge(sub, prefix=sub_path.name if sub_path != path else "")
@@ -252,11 +254,11 @@ def _verify_graph(
                     for r, ref in enumerate(refs)
                 ]
                 report.diffs.append(diff(label, o.name, "output", pairs))
-            for s in contract.states:
+            for s in contract.state_views():  # parts of a state compared whole
                 pairs = [
-                    (np.take(got_states[s.input], [r], axis=s.batch_axis), ref[1][s.input])
+                    (np.take(got_states[s.name], [r], axis=s.batch_axis), ref[1][s.name])
                     for r, ref in enumerate(refs)
-                    if s.input in ref[1]
+                    if s.name in ref[1]
                 ]
                 if pairs:  # the final state: what the graph returns as s.output
                     report.diffs.append(diff(label, s.output, "state", pairs))
@@ -304,8 +306,12 @@ def _row(arr: np.ndarray, b_ax: int | None, t_ax: int | None, r: int, n: int) ->
     return arr
 
 
-def _verify_bridge(model: Any, path: Path, seed: int, runtime: str) -> VerifyReport:
-    """The one-to-many init model: condition ``(batch, C)`` -> initial state, vs PyTorch."""
+def _verify_bridge(
+    model: Any, path: Path, decoder: Contract, seed: int, runtime: str
+) -> VerifyReport:
+    """The one-to-many init model: condition ``(batch, C)`` -> initial state, vs PyTorch.
+
+    It gives one output per ``decoder`` state pair; parts of a state are compared whole."""
     contract = _read_contract(path)
     report = VerifyReport(model=str(path), mode=contract.model.mode, runtime=runtime)
     session = open_runtime(runtime, path)
@@ -314,9 +320,10 @@ def _verify_bridge(model: Any, path: Path, seed: int, runtime: str) -> VerifyRep
     names = [o.name for o in contract.outputs]
     for b in (1, 3):
         cond = rng.standard_normal((b, int(spec.shape[-1]))).astype(np.float32)
-        got = session.run(names, {spec.name: cond})
+        got = dict(zip(names, session.run(names, {spec.name: cond})))
+        whole = join_states(decoder.state_views(), [got[p.input] for p in decoder.states])
         with torch.no_grad():
             want = [t.numpy() for t in model.init_state(condition=torch.from_numpy(cond))]
-        for name, g, w in zip(names, got, want):
+        for (name, g), w in zip(whole.items(), want, strict=True):
             report.diffs.append(diff(f"batch {b}", name, "state", [(g, w)]))
     return report

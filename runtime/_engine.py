@@ -110,6 +110,7 @@ class Engine:
         self.layout = GraphLayout(c.frames)
         self.lengths_name = c.lengths
         self.pairs: list[StatePair] = list(c.states)
+        self.views = c.state_views()  # the states as users see them (parts stacked)
         self.data_outputs: list[TensorSpec] = c.data_outputs()
         if not self.data_outputs:
             raise ContractError(

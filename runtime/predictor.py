@@ -12,6 +12,7 @@ from edgeseq.errors import InputError
 from edgeseq.runtime._engine import Engine, Outputs, initial_state
 from edgeseq.runtime._gate import Gate
 from edgeseq.runtime._session import ModelSource
+from edgeseq.runtime._views import join_states, split_states
 from edgeseq.runtime._window import Windower
 from edgeseq.runtime.discover import StateSpec
 from edgeseq.runtime.snapshot import Snapshot, check_snapshot
@@ -115,7 +116,8 @@ class StreamingPredictor:
         self._buffer = buffer
         self._fast = (
             engine.device.memory == "cpu"
-            and engine.layout.standard
+            and engine.layout.batch_axis in (0, 1)  # batch-first or time-major: one frame
+            and engine.layout.time_axis in (0, 1)  # of one row is x[0, 0] either way
             and plan is None
             and engine.graph_for(1).chunk in (None, 1)  # any frames, or a one-step graph
             and not engine.context
@@ -137,41 +139,21 @@ class StreamingPredictor:
 
     @property
     def state(self) -> dict[str, np.ndarray]:
-        """A copy of the current state, by state input name, each with batch 1."""
+        """A copy of the current state, by state input name, each with batch 1.
+
+        A state the graph carries in parts (one pair per layer, as the recurrent op takes
+        it) comes back whole under its own name, e.g. ``(layers, 1, hidden)``.
+        """
         with self._gate:
-            return dict(zip(self.contract.state_inputs, self._slot.read()))
+            return join_states(self.engine.views, self._slot.read())
 
     def set_state(self, states: Mapping[str, Any]) -> None:
-        """Replace the state, e.g. with an encoder's final state; every pair must be given.
+        """Replace the state, e.g. with an encoder's final state; every state must be given.
 
-        ``states`` maps state input names to arrays of the contract's shape with batch 1
-        (e.g. ``(layers, 1, hidden)``). Nothing changes if any is wrong.
+        ``states`` maps state names (as :attr:`state` has them) to arrays of the contract's
+        shape with batch 1 (e.g. ``(layers, 1, hidden)``). Nothing changes if any is wrong.
         """
-        pairs = self.engine.pairs
-        names = [p.input for p in pairs]
-        if not isinstance(states, Mapping) or set(states) != set(names):
-            got = sorted(states) if isinstance(states, Mapping) else type(states).__name__
-            raise InputError(
-                f"set_state needs exactly the states {sorted(names)}; got {got}. Pass a dict "
-                "like predictor.state."
-            )
-        new = []
-        for p in pairs:
-            ref = initial_state(p)
-            arr = np.asarray(states[p.input])
-            if arr.shape != ref.shape or arr.dtype.kind != "f":
-                raise InputError(
-                    f"state {p.input!r}: expected a float array of shape {ref.shape}, got "
-                    f"{arr.dtype} {arr.shape}. Pass batch-1 state as predictor.state has it."
-                )
-            with np.errstate(over="ignore", invalid="ignore"):  # checked as the model gets it
-                value = np.array(arr, dtype=ref.dtype)
-            if not np.isfinite(value).all():
-                raise InputError(
-                    f"state {p.input!r} contains NaN or Inf (or values beyond {ref.dtype}'s "
-                    "range); expected finite values. Nothing was changed."
-                )
-            new.append(value)
+        new = split_states(self.engine.views, self.engine.pairs, states)
         with self._gate:
             self._slot.load(new)
 

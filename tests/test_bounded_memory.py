@@ -136,8 +136,9 @@ def test_declared_shapes_are_checked_against_the_model_before_reading() -> None:
     p = StreamingPredictor(zoo.get("lstm"))
     good = p.snapshot()
     name = next(iter(good.states))
+    want = ", ".join(map(str, good.states[name].shape))  # the pair: (2, 1, 8) or (1, 1, 8)
     wrong = Snapshot(good.contract_hash, {**good.states, name: np.zeros((2, 1, 9), np.float32)})
-    with pytest.raises(SnapshotError, match=r"this model's is float32 \[2, 1, 8\]"):
+    with pytest.raises(SnapshotError, match=rf"this model's is float32 \[{want}\]"):
         p.restore(wrong.to_bytes())
 
 

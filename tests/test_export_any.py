@@ -11,6 +11,7 @@ from torch import nn
 
 from edgeseq.errors import ExportError
 from edgeseq.exporters import export, verify
+from edgeseq.exporters._onnx import read_contract
 from edgeseq.runtime import StreamingPredictor
 
 X = torch.randn(2, 6, 3)
@@ -29,8 +30,16 @@ def test_user_module_streams_with_parity(mode, tmp_path) -> None:
     chunk = 5 if mode == "unrolled" else None  # 17 frames: a padded tail
     contract = export(model, path, example=X, mode=mode, chunk=chunk)
     assert model.training
-    assert contract.state_inputs == ["state_in.lstm.h", "state_in.lstm.c"]
-    assert contract.states[0].shape == [2, "batch", 6]
+    # users see each layer's state whole; the graph carries it per layer, as LSTM nodes take it
+    views = contract.state_views()
+    assert [(v.name, v.shape) for v in views] == [
+        ("state_in.lstm.h", [2, "batch", 6]),
+        ("state_in.lstm.c", [2, "batch", 6]),
+    ]
+    assert [(p.input, p.shape, p.part_of) for p in contract.states[:2]] == [
+        ("state_in.lstm.h.l0", [1, "batch", 6], "state_in.lstm.h"),
+        ("state_in.lstm.h.l1", [1, "batch", 6], "state_in.lstm.h"),
+    ]
     x = _frames()
     want = torch_whole(model, x)
     pred = StreamingPredictor(path)
@@ -83,9 +92,10 @@ def test_learned_initial_state_is_stored_in_the_contract(tmp_path) -> None:
     torch.manual_seed(0)
     model = Net("lstm", layers=2, init=True).eval()
     c = export(model, tmp_path / "init.onnx", example=X)
-    h = c.states[0]
-    assert h.input == "state_in.rnn.h"
-    np.testing.assert_allclose(np.reshape(h.init, (2, 1, 5)), model.h0.detach(), rtol=1e-6)
+    h0, h1 = c.states[:2]  # the graph carries h per layer, each with its initial value
+    assert (h0.part_of, h1.part_of) == ("state_in.rnn.h", "state_in.rnn.h")
+    init = np.concatenate([np.reshape(h.init, (1, 1, 5)) for h in (h0, h1)])
+    np.testing.assert_allclose(init, model.h0.detach(), rtol=1e-6)
     x = _frames()
     pred = StreamingPredictor(tmp_path / "init.onnx")
     np.testing.assert_allclose(stream(pred, x, 3), torch_whole(model, x), atol=1e-5)
@@ -222,7 +232,8 @@ def test_a_bare_recurrent_layer_exports(tmp_path) -> None:
     rnn = nn.LSTM(3, 4, num_layers=2)  # batch_first=False: export still takes (batch, time, F)
     path = tmp_path / "bare.onnx"
     c = export(rnn, path, example=X)
-    assert c.state_inputs == ["state_in.rnn.h", "state_in.rnn.c"]
+    assert [v.name for v in c.state_views()] == ["state_in.rnn.h", "state_in.rnn.c"]
+    assert c.frames.batch_axis == 1  # the layer's own time-major layout, no Transpose
     x = _frames()
     with torch.no_grad():
         want = rnn(torch.from_numpy(x)[:, None])[0][:, 0].numpy()
@@ -258,7 +269,10 @@ def test_a_row_without_frames_keeps_its_state(tmp_path) -> None:
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     h = np.random.default_rng(0).standard_normal((1, 2, 5)).astype(np.float32)
     c = np.random.default_rng(1).standard_normal((1, 2, 5)).astype(np.float32)
-    feed = {"x": _frames(6)[None].repeat(2, 0), "lengths": np.array([6, 0], np.int32)}
+    x = _frames(6)[None].repeat(2, 0)
+    if read_contract(path).frames.batch_axis == 1:  # time-major, as the LSTM node takes it
+        x = np.ascontiguousarray(x.swapaxes(0, 1))
+    feed = {"x": x, "lengths": np.array([6, 0], np.int32)}
     h2, c2 = sess.run(
         ["state_out.rnn.h", "state_out.rnn.c"],
         {**feed, "state_in.rnn.h": h, "state_in.rnn.c": c},

@@ -116,10 +116,13 @@ def test_refused_calls_would_be_wrong(exported, runtime: str) -> None:
         graph = rt._Graph.read(path)
         runner = open_runtime(runtime, path)
         rng = np.random.default_rng(0)
-        feed = {"x": rng.standard_normal((2, 5, 3)).astype(np.float32)}
-        feed["lengths"] = np.array([5, 2], np.int32)
-        for p in graph.contract.states:
-            feed[p.input] = rng.standard_normal((2, 2, 5)).astype(np.float32)
+        x = rng.standard_normal((2, 5, 3)).astype(np.float32)  # (batch, time, F)
+        if graph.contract.frames.batch_axis == 1:  # the graph takes frames time-major
+            x = np.ascontiguousarray(x.swapaxes(0, 1))
+        feed = {"x": x, "lengths": np.array([5, 2], np.int32)}
+        for p in graph.contract.states:  # (layers, batch 2, hidden), or one layer's part
+            shape = [2 if isinstance(d, str) else d for d in p.shape]
+            feed[p.input] = rng.standard_normal(shape).astype(np.float32)
         names = graph.contract.state_outputs
         with pytest.raises(InputError, match=r"ignores sequence_lens.*--no-lengths"):
             runner.run(names, feed)

@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from edgeseq.exporters._onnx import op_histogram
+from edgeseq.exporters._onnx import op_histogram, read_contract
 from edgeseq.exporters.seq import export_model
 from edgeseq.runtime import StreamingPredictor
 from edgeseq.runtime.conditioned import EncoderDecoder
@@ -163,7 +163,8 @@ def _check_batched_ragged(
     names = [i.name for i in session.get_inputs()]
     lengths = np.array([17, 9, 4], np.int32)
     batch = np.stack([x, rng.standard_normal((17, 3)), rng.standard_normal((17, 3))])
-    feed = {"x": batch.astype(np.float32)}
+    batch = batch.astype(np.float32)
+    feed = {"x": _as_graph_frames(path, batch)}
     if "lengths" in names:
         feed["lengths"] = lengths
     for i in session.get_inputs():
@@ -172,8 +173,17 @@ def _check_batched_ragged(
     y = session.run(None, feed)[0]
     for row, n in enumerate(lengths if "lengths" in names else [17, 17, 17]):
         with torch.no_grad():
-            ref = model(torch.from_numpy(feed["x"][row : row + 1, :n]))[0][0].numpy()
+            ref = model(torch.from_numpy(batch[row : row + 1, :n]))[0][0].numpy()
         assert np.abs(y[row, :n] - ref).max() <= TOL
+
+
+def _as_graph_frames(path: Path, x: np.ndarray) -> np.ndarray:
+    """Batch-first frames as the graph takes them (the contract's axes: maybe time-major)."""
+    frames = read_contract(path).frames
+    if (frames.batch_axis, frames.time_axis) == (1, 0):
+        return np.ascontiguousarray(x.swapaxes(0, 1))
+    assert (frames.batch_axis, frames.time_axis) == (0, 1)
+    return x
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -185,7 +195,8 @@ def test_dynamo_backend_keeps_native_ops_and_dynamic_axes(cell: str, tmp_path: P
     proto = onnx.load(path)
     assert op_histogram(proto).get(NATIVE_OP[cell]) == 1
     x_dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
-    assert x_dims == ["batch", "time", 3]
+    frames = read_contract(path).frames  # batch-first, or time-major as the op takes it
+    assert x_dims == frames.shape and x_dims[2] == 3 and set(x_dims[:2]) == {"batch", "time"}
     x = np.random.default_rng(1).standard_normal((11, 3)).astype(np.float32)
     with torch.no_grad():
         ref = model(torch.from_numpy(x)[None])[0][0].numpy()
@@ -221,7 +232,10 @@ def test_example_with_batch_1_and_length_1_does_not_specialise(tmp_path: Path) -
     export(model, tmp_path / "u.onnx", example=torch.randn(1, 1, 3))
     x = np.random.default_rng(2).standard_normal((4, 13, 3)).astype(np.float32)
     session = ort.InferenceSession(str(tmp_path / "u.onnx"))
-    feed = {"x": x, "state_in.rnn.h": np.zeros((1, 4, 8), np.float32)}
+    feed = {
+        "x": _as_graph_frames(tmp_path / "u.onnx", x),
+        "state_in.rnn.h": np.zeros((1, 4, 8), np.float32),
+    }
     if "lengths" in {i.name for i in session.get_inputs()}:
         feed["lengths"] = np.full(4, 13, np.int32)
     y = session.run(["y"], feed)[0]

@@ -79,7 +79,9 @@ def test_default_chunk_graph_has_only_basic_ops_and_streams(cell, tmp_path) -> N
     contract = export(model, path, example=torch.randn(1, 5, 3), mode="unrolled")
     chunk = MODES["unrolled"].default_chunk
     assert contract.model.chunk == chunk == 16
-    assert contract.inputs[0].shape == ["batch", 16, 3]
+    frames = contract.inputs[0]  # batch-first, or time-major as the cells read it
+    assert frames.shape[frames.batch_axis] == "batch" and frames.shape[frames.time_axis] == 16
+    assert frames.shape[2] == 3
     assert contract.lengths == "lengths"
     ops = op_histogram(onnx.load(str(path)))
     assert not RECURRENT & set(ops), ops

@@ -72,10 +72,11 @@ def _check_supported(c: Contract, what: str) -> None:
             "the onnxruntime-backend graph cannot carry them yet. Use --backend python (the "
             "StreamPool runtime carries context)."
         )
-    if c.frames.batch_axis != 0 or c.frames.time_axis != 1:
+    if (c.frames.batch_axis, c.frames.time_axis) not in ((0, 1), (1, 0)):
         raise ExportError(
-            f"{what}: expected frames shaped (batch, time, ...), got batch axis "
-            f"{c.frames.batch_axis} and time axis {c.frames.time_axis}. Re-export batch-first."
+            f"{what}: expected frames shaped (batch, time, ...) or (time, batch, ...), got "
+            f"batch axis {c.frames.batch_axis} and time axis {c.frames.time_axis}. Re-export "
+            "the model with edgeseq."
         )
     for o in c.data_outputs():
         if o.batch_axis is None:
@@ -142,6 +143,9 @@ class _Rewriter:
             zeros = self.e.node("ConstantOfShape", [dims], value=zero)
             cur = self.e.node("Concat", [cur, zeros], axis=1)
             trim = time
+        if f.batch_axis == 1:  # the core takes frames time-major (the op's layout)
+            rank = len(f.shape)
+            cur = self.e.node("Transpose", [cur], perm=[1, 0, *range(2, rank)])
         self.e.node("Identity", [cur], internal)
         shape = ["batch", "time", *f.shape[2:]]
         self.inputs.append(value_info(f.name, f.dtype, shape))
@@ -214,7 +218,8 @@ class _Rewriter:
                 new_bf = self.e.node("Transpose", [new], perm=perm)
                 self.e.node("Where", [ready_r, new_bf, used], s.output)
             self.outputs.append(value_info(s.output, s.dtype, bf))
-            pairs.append(dataclasses.replace(s, shape=bf, batch_axis=0))
+            # each part of a state is a Triton state of its own: no stacking in the variant
+            pairs.append(dataclasses.replace(s, shape=bf, batch_axis=0, part_of=None))
         return pairs, seeds
 
     def finish(self) -> onnx.ModelProto:
@@ -264,9 +269,11 @@ def triton_variant(
             controls["READY"] = CONTROLS["READY"][0]
         pairs, seeds = r.states(start, ready, seeded)
     out = r.finish()
-    frames = c.frames
-    time = frames.shape[1] if chunk is None else "time"
-    frames = dataclasses.replace(frames, shape=[frames.shape[0], time, *frames.shape[2:]])
+    frames = c.frames  # Triton's frames are batch-first whatever the core takes
+    time = frames.shape[frames.time_axis] if chunk is None else "time"  # type: ignore[index]
+    frames = dataclasses.replace(
+        frames, shape=["batch", time, *frames.shape[2:]], batch_axis=0, time_axis=1
+    )
     control_specs = [TensorSpec(n, ["batch", 1], "int32", 0, None) for n in controls]
     variant = Contract(
         inputs=[frames, *control_specs, *seeds],
@@ -348,7 +355,8 @@ def init_variant(
     proto_out = r.finish()
     source = contract.frames if contract.states else contract.inputs[0]
     if contract.states:
-        source = dataclasses.replace(source, shape=["batch", "time", *source.shape[2:]])
+        shape = ["batch", "time", *source.shape[2:]]
+        source = dataclasses.replace(source, shape=shape, batch_axis=0, time_axis=1)
     variant = Contract(
         inputs=[source],
         outputs=outputs,
