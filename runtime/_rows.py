@@ -3,7 +3,9 @@
 Host rows (the default on CPU): each state pair has one array of ``capacity`` rows on its
 batch axis (e.g. ``(layers, capacity, hidden)``); left context has ``(capacity, N, ...)``.
 A batched call gathers the rows it needs into a :class:`StateSlot`, runs the shared
-:class:`Engine` once, and scatters the new rows back only after every call succeeded.
+:class:`Engine` once, and scatters the new rows back only after every call succeeded. On
+CPU those arrays are the buffers of a ``capacity``-row slot, so a call of one frame for
+every row runs on them in place (no gather, no scatter).
 
 Resident rows (the default on a GPU): the whole table is one :class:`StateSlot` of
 ``capacity`` rows that never leaves the device. A call runs every row; the rows not
@@ -54,13 +56,23 @@ class RowStore:
             )
         self._init = engine.initial(1)
         self._slots: dict[int, StateSlot] = {}  # by batch size, least recently used first
+        self._whole: StateSlot | None = None
+        self._states: list[np.ndarray] = []
         if self.resident:
             self.table = engine.slot(capacity)  # every row, on the device
-            self.states: list[np.ndarray] = []
             self.context = None
             return
-        self.states = engine.initial(capacity)  # per pair, capacity rows on batch_axis
+        if engine.device.memory == "cpu":  # the rows are a slot's buffers: see run_frames
+            self._whole = engine.slot(capacity)
+            self._order = np.arange(capacity)
+        else:
+            self._states = engine.initial(capacity)  # per pair, capacity rows on batch_axis
         self.context = engine.initial_context(capacity)  # (capacity, N, ...) or None
+
+    @property
+    def states(self) -> list[np.ndarray]:
+        """Per pair, the ``capacity`` rows on its batch axis (host arrays, written in place)."""
+        return self._whole.views() if self._whole is not None else self._states
 
     def write(self, row: int, states: Sequence[np.ndarray] | None = None, ctx: Any = 0) -> None:
         """Set one row: batch-1 ``states`` (default: the initial state) and context ``(N, ...)``."""
@@ -149,6 +161,43 @@ class RowStore:
                 np.moveaxis(store, p.batch_axis, 0)[rows] = np.moveaxis(arr, p.batch_axis, 0)[:n]
             if ctx is not None:
                 self.context[rows] = ctx[:n]  # type: ignore[index]
+        return results
+
+    def run_frames(self, rows: np.ndarray, x: np.ndarray) -> list[Outputs]:
+        """One checked frame per row (``x`` ``(n, *frame)``, rows distinct), in one call:
+        the many-streams hot path of :meth:`run`, with no per-row Python."""
+        if self.resident:
+            return self._run_resident([(r, f[None], True) for r, f in zip(rows.tolist(), x)])
+        eng = self.engine
+        n = len(rows)
+        whole = self._whole
+        if whole is not None and n == self.capacity and self.context is None:
+            # every row steps (rows: a permutation of them): run the rows in place, no
+            # gather or scatter; the call's flip makes its new state the rows' state
+            ordered = np.array_equal(rows, self._order)
+            if not ordered:
+                x_rows = np.empty_like(x)
+                x_rows[rows] = x
+                x = x_rows
+            ones = np.ones(n, np.int32)
+            results = eng.split(eng.run(x[:, None], None, whole), ones, [True] * n)
+            return results if ordered else [results[r] for r in rows.tolist()]
+        slot = self._slot(n)
+        pad = slot.batch - n  # rows that ride along (copies of the first); dropped after
+        if pad:
+            x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+            gathered = np.concatenate([rows, np.full(pad, rows[0])])
+        else:
+            gathered = rows
+        slot.gather(self.states, gathered)
+        if self.context is not None:
+            slot.context = self.context[gathered]
+        outs = eng.run(x[:, None], None, slot)
+        results = eng.split(outs, np.ones(slot.batch, np.int32), [True] * slot.batch)[:n]
+        for store, arr, p in zip(self.states, slot.views(), eng.pairs):  # succeeded: commit
+            np.moveaxis(store, p.batch_axis, 0)[rows] = np.moveaxis(arr, p.batch_axis, 0)[:n]
+        if slot.context is not None:
+            self.context[rows] = slot.context[:n]  # type: ignore[index]
         return results
 
     def _run_resident(self, items: Sequence[tuple[int, np.ndarray, bool]]) -> list[Outputs]:

@@ -132,6 +132,16 @@ class StreamTable:
                 out.append((sid, idle))
         return out
 
+    def used_once(self, sids: Iterable[int], streams: Iterable[Stream], now: float) -> None:
+        """Commit a call of one frame per stream (:meth:`used` without the tuples)."""
+        lru = self._lru
+        for stream in streams:
+            stream.frames_seen += 1
+            stream.last_used = now
+        if lru is not None:
+            for sid in sids:
+                lru.move_to_end(sid)
+
     def used(self, items: Iterable[tuple[int, Stream, int]], now: float) -> None:
         """Commit a call: ``(id, stream, frames)`` each advanced by ``frames``, used at ``now``."""
         lru = self._lru
