@@ -156,6 +156,12 @@ def test_every_reported_ratio_is_computed_from_the_reported_timings(
         "predictor_vs_identity": lat["predictor"]["median"] / lat["identity"]["median"],
         "torch_eager_speedup": lat["torch_eager"]["median"] / lat["predictor"]["median"],
         "pool_vs_loop": streams["pool"]["fps"] / streams["loop_predictors"]["fps"],
+        "pool_vs_ort_batched": streams["pool"]["median"] / streams["ort_batched"]["median"],
+        "pool_vs_ort_batched_wide": c["streams_wide"]["pool"]["median"]
+        / c["streams_wide"]["ort_batched"]["median"],
+        "recurrent_kernel_share": sum(
+            v for k, v in c["profile"]["op_share"].items() if k in ("LSTM", "GRU", "RNN")
+        ),
         "chunk32_vs_chunk1": chunks["32"]["fps"] / chunks["1"]["fps"],
         "unrolled_per_frame": modes["unrolled"]["median"] / modes["native"]["median"],
         "int8_size": modes["int8"]["size_bytes"] / modes["native"]["size_bytes"],

@@ -5,7 +5,8 @@ fixed thread count, seven sections are measured in one process on one machine:
 
 1. per-frame latency: ``StreamingPredictor`` vs a hand-written ``session.run`` loop vs
    PyTorch eager vs the floor (one call of an Identity model);
-2. many streams × 1 frame: ``StreamPool`` vs looping predictors vs batched runs;
+2. many streams × 1 frame: ``StreamPool`` vs looping predictors vs batched runs (and, at
+   a wide stream count, ``StreamPool`` vs one batched run only);
 3. frames per call (chunk sizes);
 4. export modes and precisions: latency, file size, output drift;
 5. footprint: wall time and peak RSS of fresh processes (runtime vs PyTorch);
@@ -76,6 +77,7 @@ class BenchConfig:
     layers: int = 2
     output_size: int = 8
     streams: int = 256
+    wide_streams: int = 4096  # StreamPool vs one batched session.run only
     chunk_sizes: tuple[int, ...] = (1, 8, 32, 128)
     footprint_frames: int = 1000
     footprint_runs: int = 5
@@ -101,6 +103,7 @@ class BenchConfig:
             layers=1,
             output_size=2,
             streams=16,
+            wide_streams=64,
             footprint_runs=1,
             export_repeats=1,
             budget=Budget(rounds=3, block_s=0.002, warmup_s=0.005, max_calls_per_block=50),
@@ -134,6 +137,8 @@ def _run_cell(
     out["latency"] = sec.latency(prep, t, b)
     say("streams", f"{config.streams} streams × 1 frame")
     out["streams"] = sec.streams(prep, t, b, config.streams)
+    say("streams", f"{config.wide_streams} streams × 1 frame: StreamPool vs one batched run")
+    out["streams_wide"] = sec.streams_wide(prep, t, b, config.wide_streams)
     say("chunks", f"chunk sizes {', '.join(map(str, config.chunk_sizes))}")
     out["chunks"] = sec.chunks(prep, t, b, config.chunk_sizes)
     say("modes", f"variants {', '.join(prep.files)}")

@@ -79,6 +79,14 @@ def _section_tables(results: dict[str, Any]) -> list[str]:
             markdown=True,
         )
     )
+    wide = {c: d["streams_wide"] for c, d in cells.items() if "streams_wide" in d}
+    if wide:
+        w = next(iter(wide.values()))["streams"]
+        out += ["", f"At {w} streams × 1 frame (frames/s):", ""]
+        rows = [[c, _rate(r.get("pool")), _rate(r.get("ort_batched"))] for c, r in wide.items()]
+        out.append(
+            format_table(["cell", "StreamPool", "ORT batched, hand-written"], rows, markdown=True)
+        )
     sizes = list(next(iter(cells.values()))["chunks"])
     out += ["", "## 3. One stream, T frames per call: frames/s", ""]
     out.append(

@@ -17,7 +17,16 @@ import numpy as np
 from edgeseq.bench._models import Prepared
 from edgeseq.bench._timing import Budget, Stats, interleave
 
-__all__ = ["HandLoop", "TorchStream", "chunks", "latency", "modes", "streams", "unavailable"]
+__all__ = [
+    "HandLoop",
+    "TorchStream",
+    "chunks",
+    "latency",
+    "modes",
+    "streams",
+    "streams_wide",
+    "unavailable",
+]
 
 
 def unavailable(reason: str) -> dict[str, Any]:
@@ -50,6 +59,7 @@ class HandLoop:
         )
         contract = Contract.from_metadata(self.session.get_modelmeta().custom_metadata_map)
         self.frames = contract.frames.name
+        self.time_major = (contract.frames.batch_axis, contract.frames.time_axis) == (1, 0)
         self.state_inputs = contract.state_inputs
         self.outputs = [contract.data_outputs()[0].name, *contract.state_outputs]
         self.feed: dict[str, np.ndarray] = {
@@ -60,8 +70,11 @@ class HandLoop:
             self.feed[contract.lengths] = np.ones(batch, np.int32)  # one frame per call
 
     def step(self, x: np.ndarray) -> np.ndarray:
-        """``x`` ``(batch, 1, F)`` -> ``y``; the returned state is fed to the next call."""
-        self.feed[self.frames] = x
+        """``x`` ``(batch, 1, F)`` -> ``y``; the returned state is fed to the next call.
+
+        A graph that takes frames time-major gets ``(1, batch, F)``: the same memory.
+        """
+        self.feed[self.frames] = x.reshape(1, *x.shape[:1], *x.shape[2:]) if self.time_major else x
         out = self.session.run(self.outputs, self.feed)
         for name, value in zip(self.state_inputs, out[1:]):
             self.feed[name] = value
@@ -144,7 +157,7 @@ def _pool_call(path: Path, threads: int, frames: np.ndarray) -> Callable[[], obj
         from edgeseq.runtime import StreamPool  # type: ignore[attr-defined]
     except ImportError:
         return "edgeseq.runtime.StreamPool is not available in this build"
-    pool = StreamPool(path, threads=threads)
+    pool = StreamPool(path, max_streams=max(256, len(frames)), threads=threads)
     feed = {pool.open(): f for f in frames}  # stream id -> [F]
     return lambda: pool.step(feed)
 
@@ -181,6 +194,23 @@ def streams(prep: Prepared, threads: int, budget: Budget, n: int) -> dict[str, A
     out["pool"] = unavailable(pool) if isinstance(pool, str) else _timing(stats["pool"], n)
     for name in ("loop_predictors", "ort_batched", "torch_batched"):
         out[name] = _timing(stats[name], n)
+    return out
+
+
+def streams_wide(prep: Prepared, threads: int, budget: Budget, n: int) -> dict[str, Any]:
+    """Section 2b: ``n`` streams × 1 frame, StreamPool against one hand-written batched
+    ``session.run`` of the same rows only (``n`` predictors would take too long to loop)."""
+    rng = np.random.default_rng(8)
+    frames = rng.standard_normal((n, prep.spec.input_size)).astype(np.float32)
+    native = prep.files["native"]
+    hand = HandLoop(native, threads, batch=n)
+    calls: dict[str, Callable[[], object]] = {"ort_batched": lambda: hand.step(frames[:, None])}
+    pool = _pool_call(native, threads, frames)
+    if not isinstance(pool, str):
+        calls["pool"] = pool
+    stats = interleave(calls, budget)
+    out: dict[str, Any] = {"streams": n, "ort_batched": _timing(stats["ort_batched"], n)}
+    out["pool"] = unavailable(pool) if isinstance(pool, str) else _timing(stats["pool"], n)
     return out
 
 

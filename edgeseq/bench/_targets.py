@@ -1,4 +1,4 @@
-"""The benchmark targets (issues 6 and 14), each a figure from one cell's results and a limit."""
+"""The benchmark targets (issues 6, 14 and 20): each a figure from one cell and a limit."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["NA", "TARGETS", "Cell", "Target", "evaluate"]
+__all__ = ["NA", "RECURRENT_OPS", "TARGETS", "Cell", "Target", "evaluate"]
 
 NA = "not available"
 
@@ -31,6 +31,17 @@ def _med(section: Cell, name: str) -> Any:
 def _fps(section: Cell, name: str) -> Any:
     rec = section.get(name)
     return rec["fps"] if rec and rec.get("available") else rec
+
+
+RECURRENT_OPS = ("LSTM", "GRU", "RNN", "DynamicQuantizeLSTM")
+
+
+def _recurrent_share(c: Cell) -> float | str:
+    """The recurrent ops' share of kernel time per frame (onnxruntime's profiler)."""
+    shares = c.get("profile", {}).get("op_share")
+    if not shares:
+        return "not measured in this run"
+    return sum(v for k, v in shares.items() if k in RECURRENT_OPS)
 
 
 def _size(modes: Cell, name: str) -> Any:
@@ -98,6 +109,32 @@ TARGETS: tuple[Target, ...] = (
         "min",
         "×",
         lambda c: _ratio(_fps(c["streams"], "pool"), _fps(c["streams"], "loop_predictors")),
+    ),
+    Target(
+        "pool_vs_ort_batched",
+        "StreamPool per round / one hand-written batched session.run, many streams",
+        1.1,
+        "max",
+        "×",
+        lambda c: _ratio(_med(c["streams"], "pool"), _med(c["streams"], "ort_batched")),
+    ),
+    Target(
+        "pool_vs_ort_batched_wide",
+        "the same at the wide stream count (4,096 by default)",
+        1.1,
+        "max",
+        "×",
+        lambda c: _ratio(
+            _med(c.get("streams_wide", {}), "pool"), _med(c.get("streams_wide", {}), "ort_batched")
+        ),
+    ),
+    Target(
+        "recurrent_kernel_share",
+        "recurrent ops' share of kernel time, one frame (onnxruntime profiler)",
+        0.8,
+        "min",
+        "",
+        _recurrent_share,
     ),
     Target(
         "chunk32_vs_chunk1",
