@@ -52,7 +52,10 @@ class Snapshot:
     """A copy of one stream's state; ``restore`` accepts it on a predictor of the same model."""
 
     contract_hash: str
-    states: dict[str, np.ndarray]  # state input name -> array with batch 1
+    # the graph's state input name -> array with batch 1: a state carried in parts (one pair
+    # per layer, the contract's part_of) is kept in its parts; StreamingPredictor.state
+    # shows it whole
+    states: dict[str, np.ndarray]
     frames_seen: int = 0
     context: np.ndarray | None = None  # (1, N, ...) left-context frames
     meta: dict[str, Any] = field(default_factory=dict)

@@ -70,7 +70,7 @@ def test_threads_submitting_to_one_pool_match_a_sequential_reference() -> None:
         for step in range(STEPS):
             expect = ref.step(frames[s][step])
             np.testing.assert_array_equal(results[s][step], expect, err_msg=f"stream {s}")
-        for k, v in ref.state.items():
+        for k, v in ref.snapshot().states.items():  # the graph's pairs, both
             np.testing.assert_array_equal(final[s][k], v)
 
 
