@@ -98,7 +98,7 @@ function statePair(d, path) {
   if (init !== "zeros" && !(Array.isArray(init) && init.every(isNum))) {
     throw fail(`${path}.init`, '"zeros" or a list of numbers', init);
   }
-  return {
+  const pair = {
     input: d.input,
     output: d.output,
     shape,
@@ -107,6 +107,43 @@ function statePair(d, path) {
     dtype: checkDtype(`${path}.dtype`, get(d, "dtype", "float32")),
     init,
   };
+  // a part of a state the graph carries per layer (Python's StatePair.part_of): written
+  // only when set, so older contracts keep their text and digest
+  const partOf = get(d, "part_of", null);
+  if (partOf !== null && (typeof partOf !== "string" || !partOf)) {
+    throw fail(`${path}.part_of`, "the name of the state this pair is a part of, or null", partOf);
+  }
+  if (partOf !== null) pair.part_of = partOf;
+  return pair;
+}
+
+/**
+ * The states as users see them (Python's `Contract.state_views()`): one per pair, except
+ * that the parts of a state (pairs with the same `part_of`) make one view, stacked on
+ * axis 0. `pairs` index `contract.states`; `dims` is the stacked batch-1 shape.
+ */
+function stateViews(states) {
+  const groups = new Map();
+  states.forEach((p, k) => {
+    const name = p.part_of ?? p.input;
+    if (!groups.has(name)) groups.set(name, []);
+    groups.get(name).push(k);
+  });
+  const inputs = new Set(states.map((p) => p.input));
+  return [...groups].map(([name, pairs]) => {
+    const first = states[pairs[0]];
+    if (first.part_of === undefined) return { name, pairs, shape: first.shape };
+    const where = `states[${pairs[0]}].part_of`;
+    if (inputs.has(name)) throw fail(where, "a name no state pair has as its input", name);
+    const rest = pairs.map((k) => JSON.stringify([states[k].shape.slice(1), states[k].batch_axis, states[k].dtype]));
+    const fixed = pairs.every((k) => typeof states[k].shape[0] === "number");
+    if (new Set(rest).size !== 1 || !fixed) {
+      throw fail(where, `parts of ${show(name)} that differ only in a fixed size on axis 0`, pairs.map((k) => states[k].shape));
+    }
+    if (first.batch_axis === 0) throw fail(where, "parts stacked on axis 0, which is not their batch axis", name);
+    const total = pairs.reduce((n, k) => n + states[k].shape[0], 0);
+    return { name, pairs, shape: [total, ...first.shape.slice(1)] };
+  });
 }
 
 function dataclass(name, given, fields) {
@@ -197,6 +234,7 @@ export class Contract {
       producer: isObj(producer) ? producer : {},
       version: data.version,
     };
+    stateViews(toPlain({ states: tree.states }).states); // parts that cannot stack: refused here
     return new Contract(tree);
   }
 
@@ -239,6 +277,11 @@ export class Contract {
 
   get stateOutputs() {
     return this.states.map((s) => s.output);
+  }
+
+  /** The states as users see them: `[{name, pairs, shape}]` (see `stateViews`). */
+  stateViews() {
+    return stateViews(this.states);
   }
 
   /** Outputs that are not state: what a call returns to the user. */

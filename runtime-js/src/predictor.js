@@ -99,6 +99,7 @@ export class StreamingPredictor {
     this.contract = contract;
     this.frameSpec = new FrameSpec(contract);
     this.pairs = contract.states;
+    this.views = contract.stateViews(); // a state carried in parts is shown whole
     this.dataOutputs = contract.dataOutputs();
     if (!this.dataOutputs.length) {
       throw new ContractError(
@@ -153,44 +154,72 @@ export class StreamingPredictor {
     this._generation++;
   }
 
-  /** A copy of the current state, by state input name, each an ort.Tensor with batch 1. */
+  /**
+   * A copy of the current state, by state input name, each an ort.Tensor with batch 1. A
+   * state the graph carries in parts (one pair per layer, the contract's `part_of`) comes
+   * back whole under its own name, e.g. `[layers, 1, hidden]`.
+   */
   get state() {
     return Object.fromEntries(
-      this.pairs.map((p, k) => [p.input, new this.ort.Tensor(p.dtype, this._states[k].data.slice(), [...this._states[k].dims])]),
+      this.views.map((v) => {
+        const parts = v.pairs.map((k) => this._states[k]);
+        const dims = parts.length === 1 ? [...parts[0].dims] : batchOne(v.shape);
+        const data = new (ARRAY_OF[this.pairs[v.pairs[0]].dtype])(size(dims));
+        let at = 0;
+        for (const t of parts) {
+          data.set(t.data, at); // batch-1 parts stack on axis 0: their data in order
+          at += t.data.length;
+        }
+        return [v.name, new this.ort.Tensor(this.pairs[v.pairs[0]].dtype, data, dims)];
+      }),
     );
   }
 
   /**
-   * Replace the state (e.g. with an encoder's final state); every pair must be given as
-   * `{data, dims}` (an ort.Tensor will do) of the contract's batch-1 shape. Nothing
+   * Replace the state (e.g. with an encoder's final state); every state must be given as
+   * `{data, dims}` (an ort.Tensor will do) of the batch-1 shape `predictor.state` has, or
+   * every pair of the graph by its input name (e.g. an init model's outputs). Nothing
    * changes if any is wrong.
    */
   setState(states) {
-    const names = this.pairs.map((p) => p.input);
     const given = states && typeof states === "object" ? Object.keys(states) : null;
-    if (!given || given.length !== names.length || !names.every((n) => given.includes(n))) {
+    const same = (names) => given && given.length === names.length && names.every((n) => given.includes(n));
+    let views = this.views;
+    if (!same(views.map((v) => v.name)) && same(this.pairs.map((p) => p.input))) {
+      views = this.pairs.map((p, k) => ({ name: p.input, pairs: [k], shape: p.shape }));
+    }
+    const names = views.map((v) => v.name);
+    if (!same(names)) {
       throw new InputError(
         `setState needs exactly the states ${JSON.stringify([...names].sort())}; got ` +
           `${given ? JSON.stringify([...given].sort()) : typeof states}. Pass an object like predictor.state.`,
       );
     }
-    const next = this.pairs.map((p) => {
-      const want = batchOne(p.shape);
-      const { data, dims } = states[p.input] ?? {};
+    const next = new Array(this.pairs.length);
+    for (const v of views) {
+      const want = batchOne(v.shape);
+      const { data, dims } = states[v.name] ?? {};
       const ok = ArrayBuffer.isView(data) && /Float/.test(data.constructor.name) && Array.isArray(dims) &&
         dims.length === want.length && dims.every((d, k) => d === want[k]) && data.length === size(want);
       if (!ok) {
         throw new InputError(
-          `state '${p.input}': expected a float array of shape [${want.join(", ")}], got ` +
+          `state '${v.name}': expected a float array of shape [${want.join(", ")}], got ` +
             `${data?.constructor?.name ?? typeof data} [${Array.isArray(dims) ? dims.join(", ") : "?"}]. ` +
             "Pass batch-1 state as predictor.state has it.",
         );
       }
       if (!data.every(Number.isFinite)) {
-        throw new InputError(`state '${p.input}' contains NaN or Inf; expected finite values. Nothing was changed.`);
+        throw new InputError(`state '${v.name}' contains NaN or Inf; expected finite values. Nothing was changed.`);
       }
-      return new this.ort.Tensor(p.dtype, ARRAY_OF[p.dtype].from(data), want);
-    });
+      let at = 0;
+      for (const k of v.pairs) {
+        const p = this.pairs[k];
+        const part = v.pairs.length === 1 ? want : batchOne(p.shape);
+        const n = size(part);
+        next[k] = new this.ort.Tensor(p.dtype, ARRAY_OF[p.dtype].from(data.subarray(at, at + n)), part);
+        at += n;
+      }
+    }
     this._states = next;
     this._generation++;
   }

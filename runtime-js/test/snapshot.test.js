@@ -76,6 +76,15 @@ async function refusedKeepsState(p, bad, pattern) {
   assert.equal(p.framesSeen, seen);
 }
 
+/** A byte inside the data of the last .npy array stored in snapshot bytes `b`. */
+function lastArrayByte(b) {
+  const magic = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // "\x93NUMPY"
+  for (let at = b.length - magic.length; at >= 0; at--) {
+    if (magic.every((m, k) => b[at + k] === m)) return at + 10 + (b[at + 8] | (b[at + 9] << 8)) + 4;
+  }
+  throw new Error("no stored .npy array in the snapshot bytes");
+}
+
 test("a snapshot of another model, corrupt or truncated bytes are refused; state unchanged", async () => {
   const lstm = cases.find((x) => x.name === "lstm-native");
   const gru = cases.find((x) => x.name === "gru-native");
@@ -85,7 +94,7 @@ test("a snapshot of another model, corrupt or truncated bytes are refused; state
   await refusedKeepsState(p, other, /belongs to a model with contract [0-9a-f]{16}; this model's contract is [0-9a-f]{16}/);
   const good = p.snapshot().toBytes();
   const flipped = good.slice();
-  flipped[good.length - 200] ^= 0xff; // inside the last state array
+  flipped[lastArrayByte(good)] ^= 0xff; // inside the last state array
   await refusedKeepsState(p, flipped, /corrupt.*CRC/);
   await refusedKeepsState(p, good.slice(0, good.length - 30), /corrupt/);
   await refusedKeepsState(p, new TextEncoder().encode("not a snapshot"), /corrupt or not an edgeseq snapshot/);
@@ -97,7 +106,7 @@ test("a snapshot whose states do not fit the model is refused", async () => {
   const p = await open(c);
   const snap = p.snapshot();
   const name = Object.keys(snap.states)[0];
-  snap.states[name] = { dtype: "float32", dims: [1, 1, 8], data: new Float32Array(8) };
+  snap.states[name] = { dtype: "float32", dims: [3, 1, 8], data: new Float32Array(24) }; // no pair's shape
   await refusedKeepsState(p, snap, /do not match the model's/);
   const nan = p.snapshot();
   nan.states[name].data[0] = NaN;
