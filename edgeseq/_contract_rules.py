@@ -9,15 +9,16 @@ is a :class:`~edgeseq.errors.ContractError` naming the field.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from edgeseq.errors import ContractError
 
 if TYPE_CHECKING:
-    from edgeseq.contract import Contract, ModelFacts, StatePair, TensorSpec
+    from edgeseq.contract import Contract, ModelFacts, StatePair, StateView, TensorSpec
 
-__all__ = ["check_facts", "check_producer", "check_rules"]
+__all__ = ["check_facts", "check_producer", "check_rules", "state_views"]
 
 _F32_MAX = 3.4028234663852886e38
 _F32_TINY = 2.0**-126  # the smallest normal float32: 1 / a subnormal overflows
@@ -144,3 +145,42 @@ def _scale_values(path: str, vals: list[float] | None, size: int | None, scale: 
 
 def _finite32(v: Any) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v) and abs(v) <= _F32_MAX
+
+
+def state_views(states: Sequence[StatePair]) -> list[StateView]:
+    """The states as a user sees them, in contract order: one per pair, except that the
+    parts of a state (pairs with the same ``part_of``) make one view, stacked on axis 0
+    (:meth:`Contract.state_views`); parts that cannot stack are refused, naming the field."""
+    from edgeseq.contract import StateView
+
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(states):
+        groups.setdefault(p.part_of or p.input, []).append(i)
+    out = []
+    inputs = {p.input for p in states}
+    for name, idx in groups.items():
+        parts = [states[i] for i in idx]
+        first = parts[0]
+        if first.part_of is None:
+            out.append(
+                StateView(name, first.output, (idx[0],), first.shape, first.batch_axis, first.dtype)
+            )
+            continue
+        where = f"states[{idx[0]}].part_of"
+        if name in inputs:
+            raise _fail(where, "a name no state pair has as its input", name)
+        rest = {repr((p.shape[1:], p.batch_axis, p.dtype)) for p in parts}
+        if len(rest) != 1 or not all(isinstance(p.shape[0], int) for p in parts):
+            raise _fail(
+                where,
+                f"parts of {name!r} that differ only in a fixed size on axis 0",
+                [p.shape for p in parts],
+            )
+        if first.batch_axis == 0:
+            raise _fail(where, "parts stacked on axis 0, which is not their batch axis", name)
+        size = sum(int(p.shape[0]) for p in parts)
+        bases = {re.sub(r"\.l\d+$", "", p.output) for p in parts}  # outputs named as parts
+        output = bases.pop() if len(bases) == 1 else " + ".join(p.output for p in parts)
+        shape = [size, *first.shape[1:]]
+        out.append(StateView(name, output, tuple(idx), shape, first.batch_axis, first.dtype))
+    return out

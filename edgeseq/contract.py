@@ -17,14 +17,12 @@ A streaming graph looks like this (names are free, the contract says which is wh
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from edgeseq._contract_rules import check_producer, check_rules
+from edgeseq._contract_rules import check_producer, check_rules, state_views
 from edgeseq.errors import ContractError
 
 __all__ = [
@@ -412,37 +410,7 @@ class Contract:
 
         Raises :class:`ContractError` when parts cannot stack (see :class:`StatePair`).
         """
-        views: dict[str, list[int]] = {}
-        for i, p in enumerate(self.states):
-            views.setdefault(p.part_of or p.input, []).append(i)
-        out = []
-        for name, idx in views.items():
-            parts = [self.states[i] for i in idx]
-            first = parts[0]
-            if first.part_of is None:
-                view = StateView(name, first.output, (idx[0],), first.shape, first.batch_axis)
-                out.append(dataclasses.replace(view, dtype=first.dtype))
-                continue
-            where = f"states[{idx[0]}].part_of"
-            if name in {p.input for p in self.states}:
-                raise _fail(where, "a name no state pair has as its input", name)
-            rest = [(p.shape[1:], p.batch_axis, p.dtype) for p in parts]
-            if len(set(map(repr, rest))) != 1 or not all(
-                isinstance(p.shape[0], int) for p in parts
-            ):
-                raise _fail(
-                    where,
-                    f"parts of {name!r} that differ only in a fixed size on axis 0",
-                    [p.shape for p in parts],
-                )
-            if first.batch_axis == 0:
-                raise _fail(where, "parts stacked on axis 0, which is not their batch axis", name)
-            size = sum(int(p.shape[0]) for p in parts)
-            bases = {re.sub(r"\.l\d+$", "", p.output) for p in parts}
-            output = bases.pop() if len(bases) == 1 else " + ".join(p.output for p in parts)
-            shape = [size, *first.shape[1:]]
-            out.append(StateView(name, output, tuple(idx), shape, first.batch_axis, first.dtype))
-        return out
+        return state_views(self.states)
 
     # ---------------------------------------------------------------- checks
     def check_graph(
