@@ -169,6 +169,14 @@ def state_views(states: Sequence[StatePair]) -> list[StateView]:
         where = f"states[{idx[0]}].part_of"
         if name in inputs:
             raise _fail(where, "a name no state pair has as its input", name)
+        for k, p in zip(idx, parts):  # axis 0 stacks the parts: the batch is elsewhere
+            if p.batch_axis is not None and not isinstance(p.shape[p.batch_axis], str):
+                raise _fail(
+                    f"states[{k}].batch_axis",
+                    f"the symbolic batch axis of a part of {name!r} {p.shape} (axis 0 stacks "
+                    "the parts)",
+                    p.batch_axis,
+                )
         rest = {repr((p.shape[1:], p.batch_axis, p.dtype)) for p in parts}
         if len(rest) != 1 or not all(isinstance(p.shape[0], int) for p in parts):
             raise _fail(

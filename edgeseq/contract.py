@@ -358,7 +358,6 @@ class Contract:
         )
         check_rules(contract)
         _ = contract.features  # malformed feature names fail at load, not mid-stream
-        contract.state_views()  # parts that cannot stack are refused here
         return contract
 
     @classmethod
@@ -418,7 +417,6 @@ class Contract:
     ) -> None:
         """Refuse a contract that disagrees with the graph, naming the field that is wrong."""
         check_rules(self)  # a contract given as an object was never parsed
-        self.state_views()
         gin = {g.name: g for g in graph_inputs}
         gout = {g.name: g for g in graph_outputs}
 
@@ -470,3 +468,4 @@ class Contract:
                 f"every graph input declared (undeclared: {missing})",
                 [t.name for t in self.inputs],
             )
+        self.state_views()  # parts of a state that cannot stack (each pair checked above)
