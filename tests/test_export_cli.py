@@ -74,7 +74,7 @@ def test_factory_with_weights(tmp_path, monkeypatch) -> None:
         "--example-shape", "2,8,3", "-o", tmp_path / "f.onnx", "--verify",
     )  # fmt: skip
     assert res.exit_code == 0, res.output
-    assert "state_in.lstm.h" in StreamingPredictor(tmp_path / "f.onnx").contract.state_inputs
+    assert "state_in.lstm.h" in StreamingPredictor(tmp_path / "f.onnx").state  # shown whole
     res = run("verify", "test_export_support:build_user", tmp_path / "f.onnx")
     assert res.exit_code == 1  # without the weights the factory's model differs
 
