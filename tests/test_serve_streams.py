@@ -95,7 +95,7 @@ def test_reset_snapshot_restore_match_a_local_predictor(lstm_server: ServerProce
         data = client.snapshot()
         snap = Snapshot.from_bytes(data)  # the runtime's own format
         assert snap.frames_seen == local.frames_seen
-        for k, v in local.state.items():
+        for k, v in local.snapshot().states.items():  # the graph's pairs, both
             np.testing.assert_array_equal(snap.states[k], v)
         after = [client.step(x) for x in xs[3:]]
         client.reset()
