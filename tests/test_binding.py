@@ -31,7 +31,8 @@ def _plain_reference(path: Path, chunks: list[np.ndarray]) -> list[np.ndarray]:
         x = np.asarray(x)
         single = x.ndim == len(c.frames.shape) - 2
         x = x[None] if single else x
-        feed = {c.frames.name: x[None], **state}
+        time_major = (c.frames.batch_axis, c.frames.time_axis) == (1, 0)  # as the op takes it
+        feed = {c.frames.name: x[:, None] if time_major else x[None], **state}
         if c.lengths:
             feed[c.lengths] = np.array([len(x)], np.int32)
         y, *new = sess.run(names, feed)
