@@ -17,7 +17,9 @@ import numpy as np
 import torch
 
 from edgeseq.errors import ExportError
+from edgeseq.exporters._onnx import read_contract
 from edgeseq.exporters._proxy import probe_sequence
+from edgeseq.runtime._views import join_states
 
 __all__ = ["one_step_note", "time_fixed"]
 
@@ -46,14 +48,27 @@ def time_fixed(
     want = [t.numpy() for t in (*outs, *finals)]
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [i.name for i in sess.get_inputs()]
-    feeds = {"x": seq.numpy()}
+    contract = read_contract(path)  # frames and state as the graph takes them
+    xs = seq.numpy()
+    if (contract.frames.batch_axis, contract.frames.time_axis) == (1, 0):
+        xs = np.ascontiguousarray(xs.swapaxes(0, 1))
+    feeds = {"x": xs}
     if "lengths" in names:  # taken by the model, or wired into native ops after export
         feeds["lengths"] = np.full((seq.shape[0],), seq.shape[1], dtype=np.int32)
-    feeds.update(zip([n for n in names if n not in feeds], (s.numpy() for s in states)))
+    views = contract.state_views()  # ``states`` are whole, in the views' order
+    for view, s in zip(views, states, strict=True):
+        start, arr = 0, s.numpy()
+        for k in view.pairs:
+            pair = contract.states[k]
+            size = int(pair.shape[0]) if len(view.pairs) > 1 else len(arr)
+            feeds[pair.input] = arr[start : start + size]
+            start += size
+    data = [o.name for o in contract.data_outputs()]
     try:
-        got = sess.run(None, feeds)
+        got = sess.run([*data, *contract.state_outputs], feeds)
     except Exception as exc:  # onnxruntime's own errors: a shape fixed by the trace
         return f"onnxruntime refused {seq.shape[1]} frames ({str(exc).splitlines()[0][:120]})"
+    got = got[: len(data)] + list(join_states(views, got[len(data) :]).values())
     for g, w in zip(got, want):
         if g.shape != w.shape:
             return f"an output of shape {g.shape} where PyTorch gives {w.shape}"
