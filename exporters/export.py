@@ -353,6 +353,8 @@ def _write(g: _Graph, x: torch.Tensor, chunk: int | None, path: Path, extra: dic
         lengths_name = "lengths"
     # tensors at the edges as the recurrent ops take them: the contract records how
     layout = to_op_layout(proto, "x", state_pairs)
+    kept = {p.input for p in recurrent}  # memory passes through: no idle row to keep
+    recurrent = [p for p in layout.states if (p.part_of or p.input) in kept]
     state_pairs = layout.states
     if layout.time_major:
         frames_shape[0], frames_shape[1] = frames_shape[1], frames_shape[0]
