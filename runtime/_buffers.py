@@ -61,7 +61,17 @@ class Buffer:
 class _Plan:
     """Buffers and the two bindings for one call shape ``(batch, t_in, *frame shape)``."""
 
-    __slots__ = ("bindings", "dynamic", "full", "lengths", "outputs", "runs", "single", "x")
+    __slots__ = (
+        "bindings",
+        "dynamic",
+        "full",
+        "lengths",
+        "outputs",
+        "rows",
+        "runs",
+        "single",
+        "x",
+    )
 
     def __init__(self, engine: Engine, slot: StateSlot, key: tuple[int, ...]) -> None:
         t_in = key[0]
@@ -84,6 +94,25 @@ class _Plan:
                 row_view(b.host, s, 0, True)  # type: ignore[union-attr, arg-type]
                 for b, s in zip(self.outputs, engine.data_outputs)
             ]
+        # one row's chunk: views of the bound input as (t_in, ...) and flat (+ ones: x·1 is
+        # finite only if every x is), and of the outputs without batch axis, so a chunk is
+        # written straight into the graph's layout (one copy, no transpose first), checked
+        # where the model reads it, and read back in place
+        self.rows: tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]] | None = None
+        host, at = self.x.host, engine.layout.batch_axis
+        if (
+            batch == 1
+            and not self.dynamic
+            and host is not None
+            and engine.layout.time_axis is not None
+        ):
+            frames = host if at is None else host[(slice(None),) * at + (0,)]  # batch axis out
+            outs = [
+                row_view(b.host, s, 0, False)  # type: ignore[union-attr, arg-type]
+                for b, s in zip(self.outputs, engine.data_outputs)
+            ]
+            flat = host.reshape(-1)  # every value the model reads, for the finiteness check
+            self.rows = (frames, flat, np.ones_like(flat), outs)
         self.bindings = []
         for parity in (0, 1):
             b = session.io_binding()
@@ -291,6 +320,13 @@ class StateSlot:
         elif n < 2 and not build:
             return None
         plan = self._plans[key] = _Plan(self.engine, self, key)
+        return plan
+
+    def bound(self, key: tuple[int, ...]) -> _Plan | None:
+        """The plan already built for ``key`` (counted as a use), or None; builds nothing."""
+        plan = self._plans.get(key)
+        if plan is not None:
+            self._uses[key] += 1
         return plan
 
     def call(self, xs: np.ndarray, valid: np.ndarray | None) -> list[np.ndarray]:

@@ -81,6 +81,23 @@ class FrameSpec:
             return None
         return frames
 
+    def fast_chunk(self, frames: Any) -> np.ndarray | None:
+        """A chunk ``[T, ...]`` of the exact dtype and frame shape, scaled as the model takes
+        it, or None to take the full check. Its values are NOT checked here: the caller
+        writes them where the model reads them and checks them there, taking the full
+        check (which names the bad value) if any is not finite."""
+        if (
+            type(frames) is not np.ndarray
+            or frames.dtype != self.dtype
+            or frames.shape[1:] != self.one_shape
+            or frames.ndim != len(self.one_shape) + 1
+            or not frames.shape[0]
+            or self.is_int
+            or not self.fixed
+        ):
+            return None
+        return self._scale(frames) if self.scaled else frames
+
     def batch(self, values: list[Any]) -> np.ndarray | None:
         """Many streams' single frames as one checked array ``(n, *frame)``, or None to
         check each one (:meth:`fast`, :meth:`check`), which also names the stream at fault.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -125,6 +126,18 @@ class StreamingPredictor:
             and not engine.frames.is_int
         )
         self._plan1: Any = None
+        # chunks [T, F] of one call each (any frame count, no windows, no context): written
+        # straight into a recurring shape's bound plan (see _step_chunk)
+        self._chunks = (
+            engine.device.memory == "cpu"
+            and engine.layout.time_axis is not None
+            and engine.step_frames is None
+            and engine.lengths_name is None
+            and plan is None
+            and not engine.context
+            and engine.frames.fixed
+            and not engine.frames.is_int
+        )
         self._gate = Gate()  # one call at a time: a call is never half-applied
         self.frames_seen = 0
 
@@ -210,6 +223,13 @@ class StreamingPredictor:
                     gate.free.append(True)
                     if gate.waiting:
                         gate.wake()
+        if self._chunks:
+            arr = self._frames.fast_chunk(frames)
+            if arr is not None:
+                with self._gate:
+                    out = self._step_chunk(arr)
+                if out is not None:
+                    return out
         chunk, single = self._frames.check(frames)
         with self._gate:
             if self._windower is not None:
@@ -258,6 +278,30 @@ class StreamingPredictor:
         if len(views) == 1:
             return y
         return {self._names[0]: y, **{n: v.copy() for n, v in zip(self._names[1:], views[1:])}}
+
+    def _step_chunk(self, chunk: np.ndarray) -> Outputs | None:
+        """A chunk ``[T, ...]`` (dtype and shape checked) through the bound plan of its shape,
+        in one graph call; None (nothing run) when the shape has no plan yet, or a value the
+        model would read is not finite (the full check then names it)."""
+        plan = self._slot.bound(chunk.shape)
+        rows = None if plan is None else plan.rows
+        if rows is None:
+            return None
+        frames, flat, ones, outs = rows
+        frames[...] = chunk  # into the graph's layout: the one copy of the frames
+        if not math.isfinite(flat.dot(ones)):  # checked where the model reads them
+            return None
+        slot = self._slot
+        try:
+            plan.runs[slot.cur]()
+        except Exception as exc:
+            raise Engine.refused(exc) from None
+        slot.cur ^= 1
+        self.frames_seen += len(chunk)
+        ys = [v.copy() for v in outs]
+        if self._scaled:
+            ys[0] = self.engine.postprocess(ys[0])
+        return ys[0] if len(ys) == 1 else dict(zip(self._names, ys))
 
     def generate(
         self,
