@@ -1,10 +1,11 @@
 """Per-frame hot path, A/B: this checkout's runtime against another checkout's, interleaved
 in one process so that machine load hits both sides alike.
 
-Measures ``StreamingPredictor.step`` on one frame and ``StreamPool.step`` over S streams x
-1 frame, for each cell, alternating the two runtimes call by call, and prints each side's
-median time per call (the median call of each round, then the median over rounds) and
-the median of the per-round ratios (new / base). The ratio is what survives a loaded
+Measures ``StreamingPredictor.step`` on one frame and on chunks ``[T, F]`` (``--chunks``)
+and ``StreamPool.step`` over S streams x 1 frame, for each cell, alternating the two
+runtimes call by call, and prints each side's median time per call (the median call of
+each round, then the median over rounds) and the median of the per-round ratios (new /
+base). The ratio is what survives a loaded
 machine; the absolute figures need a quiet one.
 
 Example (the base is any checkout of edgeseq, e.g. ``git worktree add /tmp/base main``):
@@ -121,18 +122,19 @@ def _interleaved(a: Any, b: Any, calls: int) -> tuple[float, float]:
     return statistics.median(ta) * 1e6, statistics.median(tb) * 1e6
 
 
-def _cases(rt: Any, path: Path, streams: int, features: int) -> dict[str, Any]:
+def _cases(rt: Any, path: Path, streams: int, features: int, chunks: list[int]) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     frame = rng.standard_normal(features).astype(np.float32)
     pred = rt.StreamingPredictor(str(path), threads=1)
     pool = rt.StreamPool(str(path), max_streams=streams, threads=1)
     ids = [pool.open() for _ in range(streams)]
     req = {i: rng.standard_normal(features).astype(np.float32) for i in ids}
-    return {
-        "StreamingPredictor.step, 1 frame": lambda: pred.step(frame),
-        f"StreamPool.step, {streams} streams x 1 frame": lambda: pool.step(req),
-        "_keep": (pred, pool),
-    }
+    cases = {"StreamingPredictor.step, 1 frame": lambda: pred.step(frame)}
+    for t in chunks:  # one stream's chunks [T, F], through the same predictor
+        x = rng.standard_normal((t, features)).astype(np.float32)
+        cases[f"StreamingPredictor.step, chunk [{t}, F]"] = lambda x=x: pred.step(x)
+    cases[f"StreamPool.step, {streams} streams x 1 frame"] = lambda: pool.step(req)
+    return {**cases, "_keep": (pred, pool)}
 
 
 def main() -> None:
@@ -146,9 +148,11 @@ def main() -> None:
     ap.add_argument("--streams", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--calls", type=int, default=2000, help="predictor calls per round")
+    ap.add_argument("--chunks", default="1,2,32", help="chunk lengths T to time ('' for none)")
     args = ap.parse_args()
     new_rt, base_rt = _runtime(None), _runtime(args.base)
     pool_calls = max(10, args.calls // 20)
+    chunks = [int(t) for t in args.chunks.split(",") if t]
     print(
         f"| case | cell | base µs/call | new µs/call | new/base (median of {args.rounds} "
         "rounds) |\n|---|---|---|---|---|"
@@ -157,8 +161,8 @@ def main() -> None:
         for cell in args.cells.split(","):
             path = _model(cell, args.hidden, args.features, Path(tmp), args.layers)
             sides = {
-                "base": _cases(base_rt, path, args.streams, args.features),
-                "new": _cases(new_rt, path, args.streams, args.features),
+                "base": _cases(base_rt, path, args.streams, args.features, chunks),
+                "new": _cases(new_rt, path, args.streams, args.features, chunks),
             }
             for case in [k for k in sides["new"] if not k.startswith("_")]:
                 calls = pool_calls if "Pool" in case else args.calls
