@@ -138,13 +138,16 @@ def _drive(
         barrier.wait(300)
     timeout = config.warmup + config.seconds + 120
     merged: list[int] = []
-    frames = 0
+    frames = sent = 0
+    cpu = 0.0
     for _ in workers:
         got = results.get(timeout=timeout)
         if "error" in got:
             raise RuntimeError(f"a client process failed: {got['error']}")
         merged += got["latencies_ns"]
         frames += got["frames"]
+        cpu += got["cpu_s"]
+        sent += got["sent"]
     for w in workers:
         w.join(30)
     ms = sorted(v / 1e6 for v in merged)
@@ -156,6 +159,7 @@ def _drive(
         "fps": frames / config.seconds,
         "p50_ms": percentile(ms, 50) if ms else None,
         "p99_ms": percentile(ms, 99) if ms else None,
+        "client_cpu_us_per_message": cpu / sent * 1e6 if sent else None,
     }
 
 

@@ -5,6 +5,11 @@ Closed loop (``interval`` None): each connection sends its next message when the
 to the last one arrived — the server's throughput. Open loop (``interval`` seconds): each
 connection sends on a fixed schedule (phases spread over the interval), so latency is
 measured at a given offered rate.
+
+Each connection runs websockets' sans-I/O protocol from asyncio callbacks (no task, queue
+or future per message): the clients share the server's cores, so the less CPU they take
+per message, the less they hold down the throughput the benchmark reports. Each process
+reports its CPU per message (``cpu_s`` / ``sent``).
 """
 
 from __future__ import annotations
@@ -33,58 +38,129 @@ class Load:
     seed: int = 0
 
 
-async def _connection(
-    load: Load, index: int, ws: Any, t_start: float, t_end: float, out: list[int]
-) -> int:
-    rng = np.random.default_rng(load.seed * 100_003 + index)
-    payloads = [
-        rng.standard_normal((load.frames_per_message, load.features)).astype("<f4").tobytes()
-        for _ in range(8)
-    ]
-    sent = 0
-    loop = asyncio.get_running_loop()
-    phase = (index / max(load.connections, 1)) * (load.interval or 0.0)
-    next_at = t_start + phase
-    while True:
+class _Stream(asyncio.Protocol):
+    """One connection driven by websockets' sans-I/O protocol, straight from asyncio's
+    callbacks: a reply arriving sends the next message (closed loop) in the same callback,
+    so the client adds no task, future or queue per message to the server's CPU budget."""
+
+    def __init__(self, load: Load, index: int, out: list[int]) -> None:
+        from websockets.client import ClientProtocol
+        from websockets.uri import parse_uri
+
+        self.load, self.out = load, out
+        self.proto = ClientProtocol(parse_uri(load.url), max_size=None)
+        rng = np.random.default_rng(load.seed * 100_003 + index)
+        shape = (load.frames_per_message, load.features)
+        self.payloads = [rng.standard_normal(shape).astype("<f4").tobytes() for _ in range(8)]
+        self.phase = (index / max(load.connections, 1)) * (load.interval or 0.0)
+        self.ready: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.done: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.sent = 0
+        self.t0 = 0
+        self.measure_from = self.t_end = 0.0
+        self.ending = False
+
+    # asyncio callbacks
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self.proto.send_request(self.proto.connect())
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        from websockets.frames import Opcode
+
+        self.proto.receive_data(data)
+        self._flush()
+        for event in self.proto.events_received():
+            if getattr(event, "opcode", None) not in (Opcode.TEXT, Opcode.BINARY):
+                continue  # the handshake response, pings, close
+            if not self.ready.done():
+                self.ready.set_result(None)  # `ready`
+            elif self.ending:
+                if not self.done.done():
+                    self.done.set_result(self.sent)
+            else:
+                self._reply()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for fut in (self.ready, self.done):
+            if not fut.done():
+                fut.set_exception(exc or ConnectionError("the server closed the connection"))
+
+    # the load
+    def start(self, t_start: float) -> None:
+        loop = asyncio.get_running_loop()
+        self.measure_from = t_start + self.load.warmup
+        self.t_end = self.measure_from + self.load.duration
+        self.next_at = t_start + self.phase
+        loop.call_at(self.next_at, self._send)
+
+    def _send(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self.t_end:
+            self.ending = True
+            self.proto.send_text(b'{"type": "end"}')
+            self._flush()
+            return
+        self.t0 = time.perf_counter_ns()
+        self.proto.send_binary(self.payloads[self.sent % len(self.payloads)])
+        self._flush()
+
+    def _reply(self) -> None:
+        loop = asyncio.get_running_loop()
         now = loop.time()
-        if load.interval is not None:
-            if next_at > now:
-                await asyncio.sleep(next_at - now)
-            next_at += load.interval
-        if loop.time() >= t_end:
-            break
-        t0 = time.perf_counter_ns()
-        await ws.send(payloads[sent % len(payloads)])
-        await ws.recv()
-        if loop.time() >= t_start + load.warmup:
-            out.append(time.perf_counter_ns() - t0)
-        sent += 1
-    await ws.send('{"type": "end"}')
-    await ws.recv()
-    return sent
+        if now >= self.measure_from:
+            self.out.append(time.perf_counter_ns() - self.t0)
+        self.sent += 1
+        if self.load.interval is None:
+            self._send()
+        else:
+            self.next_at += self.load.interval
+            loop.call_at(max(self.next_at, now), self._send)
+
+    def _flush(self) -> None:
+        for chunk in self.proto.data_to_send():
+            if chunk:
+                self.transport.write(chunk)
+
+    def close(self) -> None:
+        from websockets.protocol import State
+
+        if self.proto.state is State.OPEN:  # the server usually closed it after `end`
+            self.proto.send_close()
+            self._flush()
+        self.transport.close()
 
 
-async def _open(url: str) -> Any:
-    from websockets.asyncio.client import connect
+async def _open(load: Load, index: int, out: list[int]) -> _Stream:
+    from websockets.uri import parse_uri
 
-    ws = await connect(url, compression=None, max_size=None, open_timeout=120)
-    await ws.recv()  # ready
-    return ws
+    uri = parse_uri(load.url)
+    loop = asyncio.get_running_loop()
+    _, stream = await loop.create_connection(lambda: _Stream(load, index, out), uri.host, uri.port)
+    await asyncio.wait_for(stream.ready, 120)
+    return stream
 
 
 async def _run(load: Load, barrier: Any) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
-    sockets = await asyncio.gather(*(_open(load.url) for _ in range(load.connections)))
+    latencies: list[int] = []
+    streams = await asyncio.gather(*(_open(load, i, latencies) for i in range(load.connections)))
     await loop.run_in_executor(None, barrier.wait, 300)  # every process connected: go
     t_start = loop.time() + 0.05
-    t_end = t_start + load.warmup + load.duration
-    latencies: list[int] = []
-    await asyncio.gather(
-        *(_connection(load, i, ws, t_start, t_end, latencies) for i, ws in enumerate(sockets))
-    )
-    for ws in sockets:
-        await ws.close()
-    return {"latencies_ns": latencies, "frames": len(latencies) * load.frames_per_message}
+    cpu = time.process_time()
+    for s in streams:
+        s.start(t_start)
+    sent = sum(await asyncio.gather(*(s.done for s in streams)))
+    cpu = time.process_time() - cpu
+    for s in streams:
+        s.close()
+    return {
+        "latencies_ns": latencies,
+        "frames": len(latencies) * load.frames_per_message,
+        "cpu_s": cpu,  # this process's CPU while sending (warm-up included)
+        "sent": sent,  # messages answered, warm-up included
+    }
 
 
 def run_load(load: Load, results: Any, barrier: Any) -> None:
