@@ -17,23 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from edgeseq.errors import RepositoryError
+from edgeseq.exporters.triton._read import (
+    _CONTROL_DTYPES,
+    _DTYPES,
+    _dtype_name,
+    _graph,
+    _kind_name,
+    load_config,
+)
 
 __all__ = ["ModelCheck", "check_model", "check_repository", "load_config"]
-
-_DTYPES = {
-    "TYPE_FP32": "float32",
-    "TYPE_FP16": "float16",
-    "TYPE_FP64": "float64",
-    "TYPE_INT64": "int64",
-    "TYPE_INT32": "int32",
-    "TYPE_BOOL": "bool",
-    "TYPE_UINT8": "uint8",
-    "TYPE_INT8": "int8",
-    "TYPE_UINT64": "uint64",
-    "TYPE_STRING": "string",
-}
-_CONTROL_DTYPES = {"int32_false_true": "int32", "fp32_false_true": "float32"}
-_CONTROL_DTYPES["bool_false_true"] = "bool"
 
 
 @dataclass
@@ -50,72 +43,8 @@ class ModelCheck:
         return not self.problems
 
 
-def load_config(path: Path) -> Any:
-    """Parse ``config.pbtxt`` with Triton's schema; RepositoryError names the line and field."""
-    try:
-        from google.protobuf import text_format
-        from tritonclient.grpc import model_config_pb2
-    except ImportError:
-        raise RepositoryError(
-            "validating a Triton config needs tritonclient (Triton's schema); install it: "
-            "pip install 'edgeseq[triton]'."
-        ) from None
-    try:
-        text = path.read_text("utf-8")
-    except OSError as exc:
-        raise RepositoryError(f"cannot read {path}: {exc.strerror or exc}.") from None
-    try:
-        return text_format.Parse(text, model_config_pb2.ModelConfig())
-    except text_format.ParseError as exc:
-        raise RepositoryError(
-            f"{path}:{str(exc).rstrip('.')}; expected Triton's ModelConfig text format "
-            "(model_config.proto). Fix the field, or regenerate with edgeseq triton."
-        ) from None
-
-
-def _dtype_name(value: int) -> str:
-    from tritonclient.grpc import model_config_pb2
-
-    return model_config_pb2.DataType.Name(value)
-
-
-def _kind_name(value: int) -> str:
-    from tritonclient.grpc import model_config_pb2
-
-    return model_config_pb2.ModelSequenceBatching.Control.Kind.Name(value)
-
-
 def _dims(shape: list) -> list[int]:
     return [d if isinstance(d, int) else -1 for d in shape]
-
-
-def _graph(path: Path) -> tuple[dict, dict, dict]:
-    """``(inputs, outputs, metadata)`` of an ONNX file, by name -> (dtype, shape)."""
-    import onnxruntime as ort
-
-    from edgeseq.contract import onnx_type_to_dtype
-
-    try:
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        s = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise RepositoryError(f"{path}: onnxruntime cannot load it ({first}).") from None
-
-    def table(items: list) -> dict:
-        out = {}
-        for v in items:
-            try:
-                dtype = onnx_type_to_dtype(v.type)
-            except Exception:
-                dtype = v.type
-            shape = [d if isinstance(d, int) else "?" for d in v.shape]
-            out[v.name] = (dtype, shape)
-        return out
-
-    meta = s.get_modelmeta().custom_metadata_map
-    return table(s.get_inputs()), table(s.get_outputs()), dict(meta)
 
 
 class _Checker:

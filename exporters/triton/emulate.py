@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from edgeseq.errors import InputError, StreamError
-from edgeseq.exporters.triton._check import _dtype_name, _kind_name, load_config
+from edgeseq.exporters.triton._read import _dtype_name, _kind_name, load_config
 
 __all__ = ["Request", "SequenceBatcher"]
 
