@@ -1,4 +1,5 @@
-"""Tiny user-style models shared by the exporter tests (no tests here).
+"""Tiny user-style models shared by the exporter tests, and the helpers that export,
+stream and compare them (no tests here).
 
 Importable as ``test_export_support`` (pytest puts tests/ on sys.path), also by the CLI
 ``--factory test_export_support:build_user`` tests.
@@ -11,10 +12,22 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-__all__ = ["Net", "UserNet", "build_bidirectional", "build_user", "stream", "torch_whole"]
+__all__ = [
+    "Net",
+    "UserNet",
+    "X",
+    "build_bidirectional",
+    "build_user",
+    "export_as",
+    "pool_matches_solo",
+    "random_frames",
+    "stream",
+    "torch_whole",
+]
 
 LAYER = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 FEATURES, HIDDEN, OUT = 3, 5, 2
+X = torch.randn(2, 6, FEATURES, generator=torch.Generator().manual_seed(0))  # example input
 
 
 class Net(nn.Module):
@@ -119,3 +132,66 @@ def build_bidirectional() -> nn.Module:
     """A factory whose model cannot stream (``--offline`` needed)."""
     torch.manual_seed(0)
     return Net("gru", bidirectional=True)
+
+
+def random_frames(n: int = 23, seed: int = 0) -> np.ndarray:
+    """``n`` frames ``(n, 3)`` of standard normal noise."""
+    return np.random.default_rng(seed).standard_normal((n, FEATURES)).astype(np.float32)
+
+
+def export_as(model: nn.Module, tmp_path, mode: str, **kw):
+    """Export ``model`` from :data:`X` to ``tmp_path/m.onnx``: ``(path, contract)``.
+
+    ``mode`` "native+lengths" is native with a lengths input (ragged rows in one call);
+    "unrolled" uses chunks of 5 frames.
+    """
+    from edgeseq.exporters import export
+
+    path = tmp_path / "m.onnx"
+    chunk = 5 if mode == "unrolled" else None
+    if mode == "native+lengths":
+        mode, kw = "native", {**kw, "lengths": True}
+    return path, export(model, path, example=X, mode=mode, chunk=chunk, **kw)
+
+
+def pool_matches_solo(path, frames_per_call, seed=1) -> None:
+    """Ragged pool steps == separate predictors; snapshots resume exactly, in and out."""
+    from edgeseq.runtime import StreamingPredictor, StreamPool
+
+    rng = np.random.default_rng(seed)
+    pool = StreamPool(path, max_streams=6)
+    ids = [pool.open() for _ in range(4)]
+    solo = {i: StreamingPredictor(path) for i in ids}
+    for _ in range(6):
+        req = {
+            i: random_frames(int(rng.integers(*frames_per_call)), int(rng.integers(1e6)))
+            for i in ids
+        }
+        req = {i: f for i, f in req.items() if len(f) and rng.random() < 0.8} or {
+            ids[0]: random_frames(2)
+        }
+        out = pool.step(req)
+        for i, f in req.items():
+            np.testing.assert_allclose(out[i], solo[i].step(f), rtol=0, atol=1e-6)
+    a = ids[0]
+    snap = pool.snapshot(a)
+    f = random_frames(4, 9)
+    after = pool.step({a: f})[a]
+    pool.restore(a, snap)
+    np.testing.assert_array_equal(pool.step({a: f})[a], after)
+    p = StreamingPredictor(path)
+    p.restore(pool.snapshot(a).to_bytes())  # the stream continues outside the pool
+    g = random_frames(3, 10)
+    np.testing.assert_allclose(p.step(g), pool.step({a: g})[a], rtol=0, atol=1e-6)
+    for k, v in pool.snapshot(ids[1]).states.items():
+        np.testing.assert_allclose(v, solo[ids[1]].state[k], rtol=0, atol=1e-6)
+    if StreamingPredictor(path).contract.lengths is None:
+        return  # rows of one call all have the same frames: no idle rows to keep
+    resident = StreamPool(path, max_streams=4, resident=True)  # idle rows get zero frames
+    r_ids = [resident.open() for _ in range(3)]
+    r_solo = {i: StreamingPredictor(path) for i in r_ids}
+    for step in range(4):
+        req = {i: random_frames(2 + step, step) for i in r_ids if (i + step) % 2}
+        out = resident.step(req)
+        for i, f in req.items():
+            np.testing.assert_allclose(out[i], r_solo[i].step(f), rtol=0, atol=1e-6)
