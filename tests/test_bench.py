@@ -183,3 +183,20 @@ def test_every_reported_ratio_is_computed_from_the_reported_timings(
         if r.get("available"):
             assert f"{r['median'] / modes['native']['median']:.2f}×" in printed, variant
             assert f"{r['size_bytes'] / modes['native']['size_bytes']:.2f}×" in printed, variant
+
+
+def test_write_section_replaces_its_own_block_and_keeps_the_rest(tmp_path: Path) -> None:
+    """The writer `bench --serve` and `--serve-ray` share: one block between its markers."""
+    from edgeseq.bench._report import write_section
+
+    begin, end = "<!-- s: begin -->", "<!-- s: end -->"
+    doc = tmp_path / "B.md"
+    write_section("first\n", doc, begin, end)  # a new file: just the block
+    assert doc.read_text() == f"{begin}\nfirst\n{end}\n"
+    doc.write_text(f"# figures\n\n{begin}\nold\n{end}\n\n\nnotes kept\n")
+    write_section("new\n", doc, begin, end)
+    assert doc.read_text() == f"# figures\n\n{begin}\nnew\n{end}\nnotes kept\n"
+    other = tmp_path / "C.md"
+    other.write_text("text\n")  # no block yet: appended after one blank line
+    write_section("x\n", other, begin, end)
+    assert other.read_text() == f"text\n\n{begin}\nx\n{end}\n"

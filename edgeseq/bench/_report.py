@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from edgeseq.bench._js import js_tables
 from edgeseq.bench._targets import NA, TARGETS, Cell
 from edgeseq.table import format_table
 
-__all__ = ["NOTES_MARKER", "render"]
+__all__ = ["NOTES_MARKER", "render", "write_section"]
 
 NOTES_MARKER = "<!-- notes: `edgeseq bench --out` keeps everything below this line -->"
 
@@ -326,3 +328,18 @@ def _json(obj: Any) -> str:
     import json
 
     return json.dumps(obj, indent=2, sort_keys=True)
+
+
+def write_section(markdown: str, path: str | os.PathLike[str], begin: str, end: str) -> Path:
+    """Put ``markdown`` into ``path`` between the ``begin`` and ``end`` marker lines,
+    replacing an older section there, or append it; the rest of the file is kept."""
+    path = Path(path)
+    block = f"{begin}\n{markdown}{end}\n"
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    if begin in old and end in old:
+        head, rest = old.split(begin, 1)
+        new = head + block + rest.split(end, 1)[1].lstrip("\n")
+    else:
+        new = old + ("\n" if old and not old.endswith("\n\n") else "") + block
+    path.write_text(new, encoding="utf-8")
+    return path

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeseq.bench._procs import Command, cpu_by_kind, rss_mb, tree
+from edgeseq.bench._report import write_section
 from edgeseq.bench._serve import _drive, _export
 from edgeseq.bench._timing import machine_info
 
@@ -308,16 +309,7 @@ def render_serve_ray(results: dict[str, Any]) -> str:
 
 def write_serve_ray(markdown: str, path: str | os.PathLike[str]) -> Path:
     """Put the section into ``path`` between its markers (replacing an older one)."""
-    path = Path(path)
-    block = f"{BEGIN}\n{markdown}{END}\n"
-    old = path.read_text(encoding="utf-8") if path.exists() else ""
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        new = head + block + rest.split(END, 1)[1].lstrip("\n")
-    else:
-        new = old + ("\n" if old and not old.endswith("\n\n") else "") + block
-    path.write_text(new, encoding="utf-8")
-    return path
+    return write_section(markdown, path, BEGIN, END)
 
 
 # what `edgeseq bench --serve-ray` runs: config class, run, render, write
