@@ -79,7 +79,8 @@ def proxy_for(module: nn.Module) -> type[StreamProxy] | None:
     return None
 
 
-register_style(
+# the built-in styles, registered in this order (proxy_for tries them in it)
+_BUILT_IN = (
     Style(
         name="recurrent",
         modules=(nn.RNNBase,),
@@ -88,9 +89,7 @@ register_style(
         streamed="native ONNX LSTM/GRU/RNN ops, or unrolled cells; (h[, c]) as state pairs",
         refused="bidirectional layers (offline only); LSTM proj_size in native mode "
         "(exported unrolled when no mode is asked for)",
-    )
-)
-register_style(
+    ),
     Style(
         name="cell_loop",
         modules=(nn.RNNCellBase,),
@@ -99,9 +98,7 @@ register_style(
         streamed="the loop body is the step: native one-frame graph, or the chunk unrolled",
         refused="a cell not stepped once per frame, or a loop that changes h between steps "
         "(carry it with forward(x, state) instead)",
-    )
-)
-register_style(
+    ),
     Style(
         name="conv_cache",
         modules=(nn.Conv1d, nn.Conv2d),
@@ -111,9 +108,7 @@ register_style(
         streamed="a cache of the last (k-1)*d input frames as one more state pair",
         refused="centered or unpadded convolutions over time (they look ahead: offline "
         "only); stride over time; non-zero padding",
-    )
-)
-register_style(
+    ),
     Style(
         name="explicit_state",
         modules=(),
@@ -122,5 +117,7 @@ register_style(
         "or forward(x, h=None, c=None) -> (y, h, c)",
         streamed="every tensor of the state as a pair named after its place (state_in.state.0.1)",
         refused="a state argument without a default, or a state without a batch axis",
-    )
+    ),
 )
+for _style in _BUILT_IN:
+    register_style(_style)
