@@ -9,8 +9,9 @@ from pathlib import Path
 
 import click
 
+from edgeseq.cli._options import only_with
 from edgeseq.cli._paths import refuse_overwriting_an_input
-from edgeseq.cli._verify import RUNTIME_NAMES, TOLERANCE
+from edgeseq.cli._verify import TOLERANCE, runtime_option
 
 __all__ = ["command"]
 
@@ -91,15 +92,9 @@ __all__ = ["command"]
 @click.option(
     "--verify", "do_verify", is_flag=True, help="Check parity with PyTorch; exit 1 if it fails."
 )
-@click.option(
-    "--runtime",
-    "runtimes",
-    multiple=True,
-    type=click.Choice(RUNTIME_NAMES),
-    default=("onnxruntime",),
-    show_default=True,
-    help="--verify on this ONNX runtime (repeat for several): onnxruntime, openvino, tract, "
-    "or reference (onnx.reference).",
+@runtime_option(
+    "--verify on this ONNX runtime (repeat for several): onnxruntime, openvino, tract, "
+    "or reference (onnx.reference)."
 )
 @click.option(
     "--atol", type=TOLERANCE, default=1e-5, show_default=True, help="--verify tolerance (max abs)."
@@ -181,8 +176,8 @@ def command(
         if not all(r.streams for r in reports):
             raise click.exceptions.Exit(1)
         return
-    if runtimes != ("onnxruntime",) and not do_verify:
-        raise click.UsageError("--runtime chooses where --verify runs; add --verify")
+    if not do_verify:
+        only_with("--verify", ["runtimes"], "{option} chooses where {flag} runs; add {flag}")
     from edgeseq.exporters._runtimes import require_runtime
 
     for runtime in runtimes:  # missing: say which extra to install before exporting

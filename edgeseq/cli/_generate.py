@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from edgeseq.cli._options import PREDICTOR_OPTIONS
+
 __all__ = ["command", "generate_text"]
 
 
@@ -92,10 +94,7 @@ def generate_text(
     multiple=True,
     help="Stop before this string; \\n and \\t are understood (repeatable).",
 )
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, or a provider name.")
-@click.option(
-    "--threads", type=click.IntRange(1), default=1, show_default=True, help="onnxruntime threads."
-)
+@PREDICTOR_OPTIONS
 def command(
     model: str,
     prompt: str,

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from edgeseq.cli._options import only_with
+
 __all__ = ["command"]
 
 
@@ -182,14 +184,7 @@ def command(
         device=device,
     )
     if not use_ray:
-        for flag, value, default in (
-            ("--ray-address", ray_address, None),
-            ("--replicas", replicas, 2),
-            ("--replica-cpus", replica_cpus, 1.0),
-            ("--lease-seconds", lease_seconds, 5.0),
-        ):
-            if value != default:
-                raise click.UsageError(f"{flag} works with --ray only; add --ray.")
+        only_with("--ray", ["ray_address", "replicas", "replica_cpus", "lease_seconds"])
         sys.exit(Server(model, options).run())
     import importlib.util
 

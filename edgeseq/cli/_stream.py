@@ -17,6 +17,7 @@ from typing import Any, TextIO
 import click
 
 from edgeseq.cli._frames import BadRecord, Frame, FrameLayout
+from edgeseq.cli._options import PREDICTOR_OPTIONS
 
 __all__ = ["CsvOptions", "StreamCounts", "command", "stream_frames", "stream_whole"]
 
@@ -214,10 +215,7 @@ def _check_streamable(predictor, model: str, whole: bool) -> None:
     show_default=True,
     help="Output line format.",
 )
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, or a provider name.")
-@click.option(
-    "--threads", type=click.IntRange(1), default=1, show_default=True, help="onnxruntime threads."
-)
+@PREDICTOR_OPTIONS
 @click.option("--state", "states", multiple=True, help="State pair IN:OUT[:SHAPE], as for inspect.")
 @click.option(
     "--constant", "constants", multiple=True, help="Constant input NAME=VALUE, e.g. sr=16000."

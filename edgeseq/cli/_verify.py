@@ -4,10 +4,24 @@ from __future__ import annotations
 
 import click
 
-__all__ = ["RUNTIME_NAMES", "TOLERANCE", "check", "command"]
+__all__ = ["RUNTIME_NAMES", "TOLERANCE", "check", "command", "runtime_option"]
 
 # the names of edgeseq.exporters.RUNTIMES, here so `--help` needs no torch or onnx
 RUNTIME_NAMES = ("onnxruntime", "openvino", "tract", "reference")
+
+
+def runtime_option(help: str):  # type: ignore[no-untyped-def]
+    """``--runtime`` (repeatable, default onnxruntime): where verify runs the ONNX side;
+    `edgeseq verify` and `edgeseq export --verify` each say it in their own words."""
+    return click.option(
+        "--runtime",
+        "runtimes",
+        multiple=True,
+        type=click.Choice(RUNTIME_NAMES),
+        default=("onnxruntime",),
+        show_default=True,
+        help=help,
+    )
 
 
 class _Tolerance(click.ParamType):
@@ -43,15 +57,9 @@ TOLERANCE = _Tolerance()
 @click.option("--time", "time_", type=click.IntRange(1), help="Frames per test sequence.")
 @click.option("--vocab-size", type=click.IntRange(1), help="Token range for token models.")
 @click.option("--per-case", is_flag=True, help="One table row per case, not the worst per tensor.")
-@click.option(
-    "--runtime",
-    "runtimes",
-    multiple=True,
-    type=click.Choice(RUNTIME_NAMES),
-    default=("onnxruntime",),
-    show_default=True,
-    help="Run the ONNX side on this runtime, through its own API (repeat for several). "
-    "openvino and tract need `pip install 'edgeseq[runtimes]'`.",
+@runtime_option(
+    "Run the ONNX side on this runtime, through its own API (repeat for several). "
+    "openvino and tract need `pip install 'edgeseq[runtimes]'`."
 )
 def command(
     reference: str,
