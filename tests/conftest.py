@@ -34,3 +34,15 @@ def _contracts_follow_the_schema():
     Contract.to_json = to_json  # type: ignore[method-assign]
     yield
     Contract.to_json = original  # type: ignore[method-assign]
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test: small recurrent models train ~10x faster so on a
+    busy machine. Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

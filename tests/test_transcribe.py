@@ -24,13 +24,7 @@ from edgeseq.train.training import TrainConfig
 RATE = 16_000
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small recurrent models train ~10x faster on one thread on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 VOCAB = ["_", " ", "a", "b", "c"]
