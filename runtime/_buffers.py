@@ -24,7 +24,7 @@ from edgeseq.runtime._session import Device
 if TYPE_CHECKING:
     from edgeseq.runtime._engine import Engine
 
-__all__ = ["Buffer", "StateSlot", "row_view"]
+__all__ = ["Buffer", "StateSlot", "row_view", "rows_first"]
 
 _PLANS_PER_SLOT = 8  # distinct frame counts kept bound per batch size
 
@@ -66,6 +66,7 @@ class _Plan:
         "dynamic",
         "full",
         "lengths",
+        "many",
         "outputs",
         "rows",
         "runs",
@@ -113,6 +114,20 @@ class _Plan:
             ]
             flat = host.reshape(-1)  # every value the model reads, for the finiteness check
             self.rows = (frames, flat, np.ones_like(flat), outs)
+        # one frame of every row (the many-streams hot path): the bound input as (batch,
+        # *frame) and flat, the outputs as (batch, ...) without time axis
+        self.many: tuple[np.ndarray, np.ndarray, list[np.ndarray]] | None = None
+        specs = engine.data_outputs
+        if (
+            t_in == 1
+            and not self.dynamic
+            and host is not None
+            and at is not None
+            and all(s.batch_axis is not None for s in specs)
+        ):
+            flat = host.reshape(-1)  # batch and time lead: with one frame, rows are contiguous
+            outs = [rows_first(b.host, s) for b, s in zip(self.outputs, specs)]  # type: ignore[union-attr, arg-type]
+            self.many = (flat.reshape(batch, *key[1:]), flat, outs)
         self.bindings = []
         for parity in (0, 1):
             b = session.io_binding()
@@ -143,6 +158,18 @@ def row_view(arr: np.ndarray, spec: TensorSpec, row: int, single: bool) -> np.nd
     if single and spec.time_axis is not None:
         idx[spec.time_axis] = 0
     return arr[tuple(idx)]
+
+
+def rows_first(arr: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """A view of a batched output as ``(batch, ...)``: its time axis (if any) at frame 0,
+    its batch axis first."""
+    idx: list[Any] = [slice(None)] * arr.ndim
+    b, t = spec.batch_axis, spec.time_axis
+    assert b is not None
+    if t is not None:
+        idx[t] = 0
+        b -= t < b
+    return np.moveaxis(arr[tuple(idx)], b, 0)
 
 
 def _resolve(

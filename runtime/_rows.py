@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from edgeseq.errors import InputError
-from edgeseq.runtime._buffers import StateSlot
+from edgeseq.runtime._buffers import StateSlot, _Plan
 from edgeseq.runtime._engine import Engine, Outputs
 
 __all__ = ["RowStore", "bucket"]
@@ -58,6 +58,7 @@ class RowStore:
         self._slots: dict[int, StateSlot] = {}  # by batch size, least recently used first
         self._whole: StateSlot | None = None
         self._states: list[np.ndarray] = []
+        self._direct = False
         if self.resident:
             self.table = engine.slot(capacity)  # every row, on the device
             self.context = None
@@ -65,9 +66,19 @@ class RowStore:
         if engine.device.memory == "cpu":  # the rows are a slot's buffers: see run_frames
             self._whole = engine.slot(capacity)
             self._order = np.arange(capacity)
+            self._in_order = self._order.tobytes()  # rows of a whole-table call, as given
         else:
             self._states = engine.initial(capacity)  # per pair, capacity rows on batch_axis
         self.context = engine.initial_context(capacity)  # (capacity, N, ...) or None
+        # one frame per row runs through a bound plan: no left context, one graph call of
+        # one frame (no padding to a fixed chunk), outputs per frame
+        self._direct = (
+            self._whole is not None
+            and not engine.context
+            and engine.windows is None
+            and not engine.per_call
+            and (not engine.chunk or engine.chunk == 1 or engine.step is not None)
+        )
 
     @property
     def states(self) -> list[np.ndarray]:
@@ -163,9 +174,66 @@ class RowStore:
                 self.context[rows] = ctx[:n]  # type: ignore[index]
         return results
 
-    def run_frames(self, rows: np.ndarray, x: np.ndarray) -> list[Outputs]:
-        """One checked frame per row (``x`` ``(n, *frame)``, rows distinct), in one call:
-        the many-streams hot path of :meth:`run`, with no per-row Python."""
+    def run_frames(self, rows: np.ndarray, xs: np.ndarray) -> Sequence[Outputs] | None:
+        """One frame per row in one call, with no per-row Python: the many-streams hot path.
+
+        ``xs`` ``(n, *frame)`` are the frames as :meth:`FrameSpec.joined` gives them (not yet
+        scaled or checked), ``rows`` distinct. Returns each row's outputs in order, or None
+        when a value is not finite as the model receives it: then nothing ran and no row
+        changed (the caller checks stream by stream, which names the one at fault).
+        """
+        if self._direct:
+            n = len(rows)
+            every = n == self.capacity  # rows: a permutation of all rows, run in place
+            slot = self._whole if every else self._slot(n)
+            plan = slot.plan((1, *xs.shape[1:]), build=True)  # type: ignore[union-attr]
+            if plan is not None and plan.many is not None:
+                return self._run_bound(slot, plan, rows, xs, every)  # type: ignore[arg-type]
+        x = self.engine.frames.finite(xs)
+        return None if x is None else self._run_checked(rows, x)
+
+    def _run_bound(
+        self, slot: StateSlot, plan: _Plan, rows: np.ndarray, xs: np.ndarray, every: bool
+    ) -> Sequence[Outputs] | None:
+        """:meth:`run_frames` through ``plan``'s bound buffers: frames are written into the
+        graph's input (one copy, or one scatter when the rows of a whole-table call come
+        out of order) and checked there; outputs come back as one gather."""
+        eng, n = self.engine, len(rows)
+        x, flat, outs = plan.many  # type: ignore[misc]
+        src = eng.frames.scale(xs)
+        shuffled = every and rows.tobytes() != self._in_order
+        if shuffled:
+            x[rows] = src
+        else:
+            x[:n] = src
+            if not every:
+                x[n:] = 0  # padding rows (copies of the first row's state), dropped below
+        if not np.isfinite(flat).all():  # checked where the model reads them
+            return None
+        if plan.lengths is not None and not plan.full:
+            plan.lengths.write(np.ones(slot.batch, np.int32))
+            plan.full = True
+        if not every:
+            pad = slot.batch - n
+            slot.gather(self.states, np.concatenate([rows, np.full(pad, rows[0])]) if pad else rows)
+        try:
+            plan.runs[slot.cur]()
+        except Exception as exc:
+            raise eng.refused(exc) from None
+        slot.cur ^= 1  # a whole-table call: its new state is the rows' state now
+        ys = [v[rows] if shuffled else v[:n].copy() for v in outs]
+        if not every:  # succeeded: commit the stepped rows
+            for store, arr, p in zip(self.states, slot.views(), eng.pairs):
+                np.moveaxis(store, p.batch_axis, 0)[rows] = np.moveaxis(arr, p.batch_axis, 0)[:n]
+        ys[0] = eng.postprocess(ys[0])
+        if len(ys) == 1:
+            return ys[0]  # row views of one fresh array: no row shares memory with another
+        names = [s.name for s in eng.data_outputs]
+        return [dict(zip(names, r)) for r in zip(*ys)]
+
+    def _run_checked(self, rows: np.ndarray, x: np.ndarray) -> list[Outputs]:
+        """:meth:`run_frames` on checked frames, through the generic call path (left
+        context, fixed chunks, resident tables, shapes without a bound plan)."""
         if self.resident:
             return self._run_resident([(r, f[None], True) for r, f in zip(rows.tolist(), x)])
         eng = self.engine

@@ -7,9 +7,9 @@ the expired ones costs O(expired), however many streams are open.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Container, Iterable
-from dataclasses import dataclass
+from collections import OrderedDict, deque
+from collections.abc import Collection, Container, Iterable
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -21,11 +21,35 @@ __all__ = ["Stream", "StreamTable", "exact_id"]
 _REMEMBER = 4096  # closed/evicted ids kept for precise error messages
 
 
-@dataclass(slots=True)
 class Stream:
-    row: int  # row of the pool's state store
-    frames_seen: int
-    last_used: float
+    """One open stream: its row of the pool's state store. Its frame count and last use
+    live in the table's per-row arrays, so a batched call updates them in one array
+    operation, not stream by stream."""
+
+    __slots__ = ("_last", "_seen", "row")
+
+    def __init__(self, row: int, seen: np.ndarray, last: np.ndarray) -> None:
+        self.row = row
+        self._seen, self._last = seen, last
+
+    @property
+    def frames_seen(self) -> int:
+        return int(self._seen[self.row])
+
+    @frames_seen.setter
+    def frames_seen(self, value: int) -> None:
+        self._seen[self.row] = value
+
+    @property
+    def last_used(self) -> float:
+        return float(self._last[self.row])
+
+    @last_used.setter
+    def last_used(self, value: float) -> None:
+        self._last[self.row] = value
+
+    def __repr__(self) -> str:
+        return f"Stream(row={self.row}, frames_seen={self.frames_seen}, last_used={self.last_used})"
 
 
 def exact_id(sid: Any) -> int | None:
@@ -48,6 +72,9 @@ class StreamTable:
         self.capacity = capacity
         self.idle_timeout = idle_timeout
         self.open: dict[int, Stream] = {}  # in order of opening
+        self.rows: dict[int, int] = {}  # stream id -> row, for batched lookups
+        self.seen = np.zeros(capacity, np.int64)  # frames seen, per row
+        self.last = np.zeros(capacity, np.float64)  # last use, per row
         # stream ids by last use, oldest first (only kept when streams can expire)
         self._lru: OrderedDict[int, None] | None = OrderedDict() if idle_timeout else None
         self._free = list(range(capacity - 1, -1, -1))
@@ -93,7 +120,9 @@ class StreamTable:
             )
         if sid is None:
             sid, self.next_id = self.next_id, self.next_id + 1
-        stream = self.open[sid] = Stream(self._free.pop(), 0, now)
+        row = self._free.pop()
+        stream = self.open[sid] = Stream(row, self.seen, self.last)
+        self.seen[row], self.last[row], self.rows[sid] = 0, now, row
         self._gone.pop(sid, None)
         if self._lru is not None:
             self._lru[sid] = None
@@ -102,6 +131,7 @@ class StreamTable:
     def release(self, sid: int, why: str) -> Stream:
         """Close ``sid``, freeing its row; later calls on it say ``why``."""
         stream = self.open.pop(sid)
+        del self.rows[sid]
         self._free.append(stream.row)
         if self._lru is not None:
             del self._lru[sid]
@@ -132,21 +162,29 @@ class StreamTable:
                 out.append((sid, idle))
         return out
 
-    def used_once(self, sids: Iterable[int], streams: Iterable[Stream], now: float) -> None:
-        """Commit a call of one frame per stream (:meth:`used` without the tuples)."""
-        lru = self._lru
-        for stream in streams:
-            stream.frames_seen += 1
-            stream.last_used = now
-        if lru is not None:
-            for sid in sids:
-                lru.move_to_end(sid)
+    def rows_of(self, sids: Collection[Any]) -> np.ndarray | None:
+        """The rows of open streams ``sids`` (exact int ids, at least one) as one array, in
+        order; None if any is not open (:meth:`get` then names it). One C-level lookup."""
+        try:
+            got = itemgetter(*sids)(self.rows)
+        except KeyError:
+            return None
+        n = len(sids)
+        return np.fromiter(got, np.intp, n) if n > 1 else np.array([got], np.intp)
+
+    def used_rows(self, sids: Iterable[int], rows: np.ndarray, now: float) -> None:
+        """Commit a call of one frame for each stream ``sids`` on distinct ``rows``: two
+        array operations, plus the idle order when streams can expire."""
+        self.seen[rows] += 1
+        self.last[rows] = now
+        if self._lru is not None:
+            deque(map(self._lru.move_to_end, sids), 0)
 
     def used(self, items: Iterable[tuple[int, Stream, int]], now: float) -> None:
         """Commit a call: ``(id, stream, frames)`` each advanced by ``frames``, used at ``now``."""
-        lru = self._lru
+        lru, seen, last = self._lru, self.seen, self.last
         for sid, stream, n in items:
-            stream.frames_seen += n
-            stream.last_used = now
+            seen[stream.row] += n
+            last[stream.row] = now
             if lru is not None:
                 lru.move_to_end(sid)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,7 @@ from edgeseq.runtime.snapshot import Snapshot, check_snapshot
 __all__ = ["StreamPool"]
 
 _POOL = object()  # close() without an id closes the pool
+_INT = {int}
 Evicted = list[tuple[int, Snapshot | None]]  # streams a sweep closed, for on_evict
 Item = tuple[Any, Stream, np.ndarray, bool]  # (stream id, stream, checked chunk, single)
 
@@ -295,25 +296,26 @@ class StreamPool(SubmitFront, PoolSnapshots):
             self._notify(gone)
         return dict(zip(frames, outs))
 
-    def _step_frames(self, frames: Mapping[Any, Any]) -> list[Outputs] | None:
+    def _step_frames(self, frames: Mapping[Any, Any]) -> Sequence[Outputs] | None:
         """The many-streams hot path: open streams by exact int ids, one well-formed frame
-        each, run as one stacked array (one check, one gather). None: take :meth:`_prepare`
-        (which names the stream at fault); nothing has changed then."""
-        if self._windowed or not frames or set(map(type, frames)) != {int}:
+        each, run as one array: one lookup of the rows, one check and one copy of the
+        frames, one gather of the outputs, one update of the streams' counters. None: take
+        :meth:`_prepare` (which names the stream at fault); nothing has changed then."""
+        if self._windowed or not frames or set(map(type, frames)) != _INT:
             return None
-        open_ = self._table.open
-        try:
-            streams = [open_[sid] for sid in frames]
-        except KeyError:
+        table = self._table
+        rows = table.rows_of(frames)
+        if rows is None:
             return None
-        x = self.engine.frames.batch(list(frames.values()))
+        x = self.engine.frames.joined(list(frames.values()))
         if x is None:
             return None
-        rows = np.fromiter([st.row for st in streams], np.intp, len(streams))
         outs = self._rows.run_frames(rows, x)
-        self._table.used_once(frames, streams, self._clock())
+        if outs is None:
+            return None
+        table.used_rows(frames, rows, self._clock())
         if self._on_batch is not None:
-            self._on_batch(len(streams), len(streams))
+            self._on_batch(len(rows), len(rows))
         return outs
 
     def _prepare(self, frames: Mapping[Any, Any]) -> tuple[list[Item], int]:
