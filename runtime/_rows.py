@@ -18,13 +18,16 @@ opened, reset, snapshotted or restored.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgeseq.errors import InputError
-from edgeseq.runtime._buffers import StateSlot, _Plan
+from edgeseq.runtime._buffers import StateSlot
 from edgeseq.runtime._engine import Engine, Outputs
+
+if TYPE_CHECKING:
+    from edgeseq.runtime._buffers import _Plan
 
 __all__ = ["RowStore", "bucket"]
 
@@ -174,33 +177,48 @@ class RowStore:
                 self.context[rows] = ctx[:n]  # type: ignore[index]
         return results
 
-    def run_frames(self, rows: np.ndarray, xs: np.ndarray) -> Sequence[Outputs] | None:
-        """One frame per row in one call, with no per-row Python: the many-streams hot path.
+    def run_frames(self, rows: np.ndarray, x: np.ndarray) -> Sequence[Outputs]:
+        """One checked frame per row (``x`` ``(n, *frame)`` as the model receives it, rows
+        distinct), in one call: the many-streams path of :meth:`run`, with no per-row
+        Python. Returns each row's outputs, in order."""
+        return self._run_one_frame(rows, x, True)  # type: ignore[return-value]
 
-        ``xs`` ``(n, *frame)`` are the frames as :meth:`FrameSpec.joined` gives them (not yet
-        scaled or checked), ``rows`` distinct. Returns each row's outputs in order, or None
-        when a value is not finite as the model receives it: then nothing ran and no row
-        changed (the caller checks stream by stream, which names the one at fault).
-        """
+    def run_joined(self, rows: np.ndarray, xs: np.ndarray) -> Sequence[Outputs] | None:
+        """:meth:`run_frames` on frames as :meth:`FrameSpec.joined` gives them (not yet
+        scaled or checked): None when a value is not finite as the model receives it; then
+        nothing ran and no row changed (the caller checks stream by stream, which names
+        the one at fault)."""
+        return self._run_one_frame(rows, xs, False)
+
+    def _run_one_frame(
+        self, rows: np.ndarray, xs: np.ndarray, checked: bool
+    ) -> Sequence[Outputs] | None:
         if self._direct:
             n = len(rows)
             every = n == self.capacity  # rows: a permutation of all rows, run in place
             slot = self._whole if every else self._slot(n)
             plan = slot.plan((1, *xs.shape[1:]), build=True)  # type: ignore[union-attr]
             if plan is not None and plan.many is not None:
-                return self._run_bound(slot, plan, rows, xs, every)  # type: ignore[arg-type]
-        x = self.engine.frames.finite(xs)
+                return self._run_bound(slot, plan, rows, xs, every, checked)  # type: ignore[arg-type]
+        x = xs if checked else self.engine.frames.finite(xs)
         return None if x is None else self._run_checked(rows, x)
 
     def _run_bound(
-        self, slot: StateSlot, plan: _Plan, rows: np.ndarray, xs: np.ndarray, every: bool
+        self,
+        slot: StateSlot,
+        plan: _Plan,
+        rows: np.ndarray,
+        xs: np.ndarray,
+        every: bool,
+        checked: bool,
     ) -> Sequence[Outputs] | None:
-        """:meth:`run_frames` through ``plan``'s bound buffers: frames are written into the
+        """One frame per row through ``plan``'s bound buffers: frames are written into the
         graph's input (one copy, or one scatter when the rows of a whole-table call come
-        out of order) and checked there; outputs come back as one gather."""
+        out of order) and, unless ``checked``, scaled and checked there; outputs come back
+        as one gather."""
         eng, n = self.engine, len(rows)
         x, flat, outs = plan.many  # type: ignore[misc]
-        src = eng.frames.scale(xs)
+        src = xs if checked else eng.frames.scale(xs)
         shuffled = every and rows.tobytes() != self._in_order
         if shuffled:
             x[rows] = src
@@ -208,7 +226,7 @@ class RowStore:
             x[:n] = src
             if not every:
                 x[n:] = 0  # padding rows (copies of the first row's state), dropped below
-        if not np.isfinite(flat).all():  # checked where the model reads them
+        if not checked and not np.isfinite(flat).all():  # checked where the model reads them
             return None
         if plan.lengths is not None and not plan.full:
             plan.lengths.write(np.ones(slot.batch, np.int32))
@@ -232,8 +250,8 @@ class RowStore:
         return [dict(zip(names, r)) for r in zip(*ys)]
 
     def _run_checked(self, rows: np.ndarray, x: np.ndarray) -> list[Outputs]:
-        """:meth:`run_frames` on checked frames, through the generic call path (left
-        context, fixed chunks, resident tables, shapes without a bound plan)."""
+        """One checked frame per row through the generic call path (left context, fixed
+        chunks, resident tables, shapes without a bound plan)."""
         if self.resident:
             return self._run_resident([(r, f[None], True) for r, f in zip(rows.tolist(), x)])
         eng = self.engine

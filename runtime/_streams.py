@@ -180,6 +180,11 @@ class StreamTable:
         if self._lru is not None:
             deque(map(self._lru.move_to_end, sids), 0)
 
+    def used_once(self, sids: Iterable[int], streams: Iterable[Stream], now: float) -> None:
+        """:meth:`used_rows` with the streams' rows taken from ``streams``."""
+        rows = np.array([st.row for st in streams], np.intp)
+        self.used_rows(sids, rows, now)
+
     def used(self, items: Iterable[tuple[int, Stream, int]], now: float) -> None:
         """Commit a call: ``(id, stream, frames)`` each advanced by ``frames``, used at ``now``."""
         lru, seen, last = self._lru, self.seen, self.last

@@ -310,7 +310,7 @@ class StreamPool(SubmitFront, PoolSnapshots):
         x = self.engine.frames.joined(list(frames.values()))
         if x is None:
             return None
-        outs = self._rows.run_frames(rows, x)
+        outs = self._rows.run_joined(rows, x)
         if outs is None:
             return None
         table.used_rows(frames, rows, self._clock())
@@ -350,6 +350,14 @@ class StreamPool(SubmitFront, PoolSnapshots):
         """Run checked chunks in batched calls; commit every stream only if all succeeded."""
         if self._windowed:
             return self._run_windows(items)
+        if items and self.engine.frames.fixed and all(s for *_, s in items):  # a frame each
+            rows = np.fromiter([st.row for _, st, _, _ in items], np.intp, len(items))
+            x = np.concatenate([chunk for _, _, chunk, _ in items])
+            outs = self._rows.run_frames(rows, x)
+            self._table.used_rows([sid for sid, *_ in items], rows, self._clock())
+            if self._on_batch is not None:
+                self._on_batch(len(items), len(items))
+            return list(outs)
         outs = self._rows.run([(st.row, chunk, single) for _, st, chunk, single in items])
         self._table.used([(sid, st, len(chunk)) for sid, st, chunk, _ in items], self._clock())
         if self._on_batch is not None:

@@ -115,15 +115,10 @@ def test_idle_eviction_uses_the_injected_clock() -> None:
 
 def test_submit_from_threads_and_micro_batches() -> None:
     path = zoo.get("lstm")
-    pool = StreamPool(path, max_streams=16, max_batch=8, max_wait_ms=20)
-    calls = []
-    run = pool.engine.run
-
-    def counting(x, lengths, slot):
-        calls.append(x.shape[0])
-        return run(x, lengths, slot)
-
-    pool.engine.run = counting  # type: ignore[method-assign]
+    calls: list[int] = []  # streams per batched run
+    pool = StreamPool(
+        path, max_streams=16, max_batch=8, max_wait_ms=20, on_batch=lambda s, f: calls.append(s)
+    )
     ids = [pool.open() for _ in range(8)]
     solo = {i: StreamingPredictor(path) for i in ids}
     frames = {i: np.full(3, i, np.float32) for i in ids}

@@ -181,3 +181,32 @@ def test_counters_and_idle_order_follow_batched_steps() -> None:
     assert [pool.snapshot(s).frames_seen for s in (a, c)] == [3, 3]
     now[0] = 13.5  # a and c 10.5 s idle, in the order the last call named them
     assert pool.evict_idle() == [c, a]
+
+
+@pytest.mark.parametrize("model", ["gru", "scaled"])
+def test_submitted_single_frames_run_as_one_array(
+    model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The submit worker's batches of one frame per stream (already checked, scaled once)
+    take the bound route; a request of a chunk in the batch takes the generic one."""
+    path = zoo.get(model)
+    bound = _bound_only(monkeypatch)
+    generic: list[int] = []
+    run = RowStore.run
+    monkeypatch.setattr(RowStore, "run", lambda self, items: generic.append(1) or run(self, items))
+    pool = StreamPool(path, max_streams=8, max_wait_ms=50)
+    f = pool.contract.frames.shape[-1]
+    ids = [pool.open() for _ in range(8)]
+    solo = {sid: StreamingPredictor(path) for sid in ids}
+    rng = np.random.default_rng(13)
+    for r in range(3):
+        req = {sid: rng.standard_normal(f).astype(np.float32) for sid in ids}
+        if r == 2:
+            req[ids[0]] = rng.standard_normal((3, f)).astype(np.float32)
+        futures = {sid: pool.submit(sid, x) for sid, x in req.items()}
+        for sid, fut in futures.items():
+            np.testing.assert_allclose(
+                fut.result(timeout=30), solo[sid].step(req[sid]), rtol=0, atol=TOL[model]
+            )
+    pool.shutdown()
+    assert bound and generic  # singles batched through the bound plan; the chunk's batch not
