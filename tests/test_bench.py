@@ -179,6 +179,12 @@ def test_every_reported_ratio_is_computed_from_the_reported_timings(
         assert res["status"] == ("met" if met else "missed"), rec["key"]
         shown = f"{res['value']:.3g}{target.unit} {res['status']}"
         assert shown in printed, (rec["key"], shown)
+    shares = c["profile"]["op_share"]  # the profile line: with and without the linear head
+    rec, head = expected["recurrent_kernel_share"], shares.get("MatMul", 0) + shares.get("Add", 0)
+    assert (
+        f"recurrent ops: {rec:.2f} of all kernel time; {rec / (1 - head):.2f} of the time "
+        "outside the model's linear head"
+    ) in printed
     for variant, r in modes.items():  # section 4's "x native" columns
         if r.get("available"):
             assert f"{r['median'] / modes['native']['median']:.2f}×" in printed, variant

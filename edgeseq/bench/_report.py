@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeseq.bench._js import js_tables
-from edgeseq.bench._targets import NA, TARGETS, Cell
+from edgeseq.bench._targets import NA, RECURRENT_OPS, TARGETS, Cell
 from edgeseq.table import format_table
 
 __all__ = ["NOTES_MARKER", "render", "write_section"]
@@ -237,8 +237,15 @@ def _profile_tables(results: dict[str, Any]) -> list[str]:
     out.append(format_table(["per call (medians, interleaved)", *cells], rows, markdown=True))
     out += ["", "Share of kernel time by op type (onnxruntime profiler):", ""]
     for c, d in cells.items():
-        shares = ", ".join(f"{k} {v:.0%}" for k, v in list(d["profile"]["op_share"].items())[:6])
-        out.append(f"- {c}: {shares}")
+        op_share = d["profile"]["op_share"]
+        shares = ", ".join(f"{k} {v:.0%}" for k, v in list(op_share.items())[:6])
+        rec = sum(v for k, v in op_share.items() if k in RECURRENT_OPS)
+        head = op_share.get("MatMul", 0.0) + op_share.get("Add", 0.0)  # the linear head
+        outside = f"{rec / (1 - head):.2f}" if head < 1 else "n/a"
+        out.append(
+            f"- {c}: {shares} (recurrent ops: {rec:.2f} of all kernel time; {outside} of the "
+            "time outside the model's linear head, MatMul + Add)"
+        )
     first, d = next(iter(cells.items()))
     out += [
         "",
