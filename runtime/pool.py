@@ -298,9 +298,8 @@ class StreamPool(SubmitFront, PoolSnapshots):
 
     def _step_frames(self, frames: Mapping[Any, Any]) -> Sequence[Outputs] | None:
         """The many-streams hot path: open streams by exact int ids, one well-formed frame
-        each, run as one array: one lookup of the rows, one check and one copy of the
-        frames, one gather of the outputs, one update of the streams' counters. None: take
-        :meth:`_prepare` (which names the stream at fault); nothing has changed then."""
+        each, as whole arrays (rows, frames, outputs, counters). None: take :meth:`_prepare`
+        (which names the stream at fault); nothing has changed then."""
         if self._windowed or not frames or set(map(type, frames)) != _INT:
             return None
         table = self._table
@@ -352,14 +351,11 @@ class StreamPool(SubmitFront, PoolSnapshots):
             return self._run_windows(items)
         if items and self.engine.frames.fixed and all(s for *_, s in items):  # a frame each
             rows = np.fromiter([st.row for _, st, _, _ in items], np.intp, len(items))
-            x = np.concatenate([chunk for _, _, chunk, _ in items])
-            outs = self._rows.run_frames(rows, x)
+            outs = list(self._rows.run_frames(rows, np.concatenate([c for *_, c, _ in items])))
             self._table.used_rows([sid for sid, *_ in items], rows, self._clock())
-            if self._on_batch is not None:
-                self._on_batch(len(items), len(items))
-            return list(outs)
-        outs = self._rows.run([(st.row, chunk, single) for _, st, chunk, single in items])
-        self._table.used([(sid, st, len(chunk)) for sid, st, chunk, _ in items], self._clock())
+        else:
+            outs = self._rows.run([(st.row, chunk, single) for _, st, chunk, single in items])
+            self._table.used([(sid, st, len(c)) for sid, st, c, _ in items], self._clock())
         if self._on_batch is not None:
             self._on_batch(len(items), sum(len(chunk) for _, _, chunk, _ in items))
         return outs
