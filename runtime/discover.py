@@ -37,6 +37,7 @@ from edgeseq.runtime._declared import (
     declared_pair,
     name_score,
 )
+from edgeseq.runtime._pairing import check_unpaired, complete_from_contract
 from edgeseq.runtime._probe import Probe, ProbeError, probe
 from edgeseq.runtime._session import ModelSource, graph_io, open_session
 
@@ -344,7 +345,11 @@ def resolve_contract(
     if METADATA_KEY in metadata and state is None:
         return Contract.from_metadata(metadata, source=source), None
     names = list(constants)
-    pr, notes = None, []
+    pr, notes, own = None, [], None
+    if METADATA_KEY in metadata:  # pairs named on a file with a contract: complete them
+        own = Contract.from_metadata(metadata, source=source)
+        if (state := complete_from_contract(state, own, names, notes)) is None:
+            return own, None
     if prober is not None:
         values, zeros = _probe_values(gin, constants)
         frames_g = _frames_input(gin, {*(state or {}), *names})
@@ -356,6 +361,7 @@ def resolve_contract(
             notes.append(f"probe failed ({exc}); shapes read from the graph's declarations")
     if state is not None:
         c = named_contract(gin, gout, state, names, probe=pr)
+        check_unpaired(c, names, gin, gout, pr, own)  # no state fed as a constant
         layout = f"{pr.layout.describe()}; {pr.layout.how}" if pr else Discovery.layout
         return c, Discovery(c, {}, [], notes + (pr.notes if pr else []), layout, False, pr)
     try:

@@ -234,8 +234,12 @@ def test_verify_labels_final_states_and_offline_mode() -> None:
 
 def test_inspect_says_when_state_sets_the_files_contract_aside() -> None:
     s = sensor()
-    pair = "state_in.m.rnn.h:state_out.m.rnn.h"
+    pair = "state_in.m.rnn.h:state_out.m.rnn.h"  # agrees with the contract: it is kept whole
     done = edgeseq("inspect", s.model, "--state", pair)
+    assert done.returncode == 0, done.stderr
+    assert "set aside" not in done.stdout and "constant  'state_in" not in done.stdout
+    swap = ["state_in.m.rnn.h:state_out.m.rnn.c", "state_in.m.rnn.c:state_out.m.rnn.h"]
+    done = edgeseq("inspect", s.model, "--state", swap[0], "--state", swap[1])
     assert done.returncode == 0, done.stderr
     assert "own edgeseq contract is set aside" in done.stdout, done.stdout
     assert "no edgeseq contract in this file" not in done.stdout
