@@ -22,6 +22,7 @@ from edgeseq.contract import Contract, GraphIO, StatePair, TensorSpec
 from edgeseq.errors import ContractError, InputError
 from edgeseq.runtime._budget import CallBudget
 from edgeseq.runtime._buffers import StateSlot, row_view
+from edgeseq.runtime._context import check_context
 from edgeseq.runtime._declared import constant_values
 from edgeseq.runtime._frames import FrameSpec
 from edgeseq.runtime._session import ModelSource, graph_io, open_session, parse_device
@@ -133,6 +134,7 @@ class Engine:
                 self.chunk = self.windows.size
         elif self.discovery is not None and self.discovery.probe is not None:
             check_cuts(self.discovery.probe, self.pairs, self.data_outputs, self.context)
+        check_context(self, gin, self.discovery.probe if self.discovery is not None else None)
         self.step_frames = (self.chunk - self.context) if self.chunk else None
         if c.frames.time_axis is None and not (self.windows and self.windows.framed):
             self.step_frames = 1  # the graph takes one frame per call

@@ -220,7 +220,12 @@ def _check_streamable(predictor, model: str, whole: bool) -> None:
 @click.option(
     "--constant", "constants", multiple=True, help="Constant input NAME=VALUE, e.g. sr=16000."
 )
-@click.option("--context", type=click.IntRange(min=0), help="Frames of left context per call.")
+@click.option(
+    "--context",
+    type=click.IntRange(min=0),
+    help="Frames of left context per call, for a model with a stateless front-end (a VAD's "
+    "conv); refused for a model whose state already holds its past.",
+)
 @click.option("--window", type=click.IntRange(min=1), help="New samples per call (buffered).")
 @click.option(
     "--pcm",
