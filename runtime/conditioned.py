@@ -69,19 +69,25 @@ class EncoderDecoder:
         # an attention decoder: {"kind", "memory", "mask", "max_source"} (its memory inputs)
         self.attention: dict[str, Any] | None = extra.get("attention")
 
-    def start(self, source: Any) -> None:
+    def _source(self, source: Any, unknown: str) -> Any:
+        """Text ``source`` as the encoder's token ids (``unknown``: see encode_prompt)."""
+        if self.encoder is None or not isinstance(source, str):
+            return source
+        vocab = self.encoder.contract.preprocessing.vocab
+        if not vocab:
+            raise InputError(
+                "the encoder has no vocabulary, so text cannot be encoded; expected "
+                "its frames [T, F] or token ids [T]."
+            )
+        return encode_prompt(source, vocab, unknown)
+
+    def start(self, source: Any, *, unknown: str = "error") -> None:
         """Prime the decoder: ``source`` is the encoder's frames ``[T, F]`` / token ids ``[T]``
-        (or text, encoded with the encoder's vocabulary), or the condition vector ``[C]`` of
+        (or text, encoded with the encoder's vocabulary; characters not in it are refused
+        unless ``unknown`` is ``"unk"`` or ``"skip"``), or the condition vector ``[C]`` of
         a one-to-many model."""
         if self.encoder is not None:
-            if isinstance(source, str):
-                vocab = self.encoder.contract.preprocessing.vocab
-                if not vocab:
-                    raise InputError(
-                        "the encoder has no vocabulary, so text cannot be encoded; expected "
-                        "its frames [T, F] or token ids [T]."
-                    )
-                source = encode_prompt(source, vocab)
+            source = self._source(source, unknown)
             self.encoder.reset()
             outputs = self.encoder.step(source)
             self.decoder.set_state({**self.encoder.state, **self._memory(outputs)})
@@ -121,8 +127,11 @@ class EncoderDecoder:
         memory[0, : len(out)], mask[0, : len(out)] = out, 1.0
         return {spec["memory"]: memory, spec["mask"]: mask}
 
-    def greedy(self, source: Any, bos: int, eos: int, max_len: int = 64) -> Iterator[int]:
+    def greedy(
+        self, source: Any, bos: int, eos: int, max_len: int = 64, *, unknown: str = "error"
+    ) -> Iterator[int]:
         """Yield the decoded token ids one by one (argmax at each step), stopping at ``eos``."""
+        source = self._source(source, unknown)  # refused text changes no state
         self.decoder.reset()
         self.start(source)
         token = bos
@@ -142,15 +151,18 @@ class EncoderDecoder:
         top_p: float | None = None,
         seed: int | None = None,
         stop: str | Sequence[str] | None = None,
+        unknown: str = "error",
     ) -> Iterator[str]:
         """Yield the decoded text piece by piece, sampled as
-        :meth:`StreamingPredictor.generate` samples (``temperature=0``: greedy)."""
+        :meth:`StreamingPredictor.generate` samples (``temperature=0``: greedy); ``unknown``
+        as for :meth:`start`."""
         vocab = self.vocab
         if not vocab or not has_specials(vocab):
             raise InputError(
                 "generate() needs the decoder's vocabulary with <pad>, <unk>, <bos>, <eos> "
                 "first; this decoder's contract has none. Use greedy() for raw token ids."
             )
+        source = self._source(source, unknown)  # refused text changes no state
         self.decoder.reset()
         self.start(source)
         logits = self.decoder.step(np.int64(BOS))

@@ -18,7 +18,7 @@ from edgeseq.errors import InputError
 if TYPE_CHECKING:
     from edgeseq.runtime.predictor import StreamingPredictor
 
-__all__ = ["SPECIALS", "encode_prompt", "generate", "sample_loop", "sample_token"]
+__all__ = ["SPECIALS", "UNKNOWN", "encode_prompt", "generate", "sample_loop", "sample_token"]
 
 SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>")
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
@@ -28,12 +28,21 @@ def has_specials(vocab: Sequence[str]) -> bool:
     return tuple(vocab[:4]) == SPECIALS
 
 
-def encode_prompt(prompt: str | Sequence[int], vocab: Sequence[str]) -> np.ndarray:
+UNKNOWN = ("error", "unk", "skip")  # what encode_prompt does with characters not in the vocab
+
+
+def encode_prompt(
+    prompt: str | Sequence[int], vocab: Sequence[str], unknown: str = "error"
+) -> np.ndarray:
     """Token ids ``[T]`` of ``prompt``: longest vocabulary match at each position.
 
-    Characters not in the vocabulary become ``<unk>`` when the vocabulary has it. A
-    sequence of ints is taken as ids and range-checked.
+    A character that no vocabulary token matches is refused with ``unknown="error"``
+    (the default: the message lists every such character), becomes ``<unk>`` with
+    ``"unk"`` (the vocabulary must have it) or is dropped with ``"skip"``. A sequence of
+    ints is taken as ids and range-checked.
     """
+    if unknown not in UNKNOWN:
+        raise InputError(f"unknown must be one of {list(UNKNOWN)}, got {unknown!r}.")
     if not isinstance(prompt, str):
         ids = np.asarray(prompt, dtype=np.int64).reshape(-1)
         if ids.size and (ids.min() < 0 or ids.max() >= len(vocab)):
@@ -45,6 +54,7 @@ def encode_prompt(prompt: str | Sequence[int], vocab: Sequence[str]) -> np.ndarr
     table = {tok: i for i, tok in enumerate(vocab) if i >= skip and tok}
     longest = max((len(t) for t in table), default=1)
     ids, i = [], 0
+    missing: dict[str, list[int]] = {}  # character -> its positions
     while i < len(prompt):
         for n in range(min(longest, len(prompt) - i), 0, -1):
             tok = table.get(prompt[i : i + n])
@@ -53,14 +63,36 @@ def encode_prompt(prompt: str | Sequence[int], vocab: Sequence[str]) -> np.ndarr
                 i += n
                 break
         else:
-            if not skip:
-                raise InputError(
-                    f"prompt character {prompt[i]!r} (position {i}) is not in the model's "
-                    "vocabulary and it has no <unk>; expected text over its tokens."
-                )
-            ids.append(UNK)
+            if unknown == "unk" and skip:
+                ids.append(UNK)
+            elif unknown != "skip":
+                missing.setdefault(prompt[i], []).append(i)
             i += 1
+    if missing:
+        raise InputError(_unknown_message(missing, vocab, unknown, bool(skip)))
     return np.asarray(ids, dtype=np.int64)
+
+
+def _unknown_message(
+    missing: dict[str, list[int]], vocab: Sequence[str], unknown: str, has_unk: bool
+) -> str:
+    shown = ", ".join(
+        f"{ch!r} (position {at[0]}" + (f", {len(at)} times)" if len(at) > 1 else ")")
+        for ch, at in list(missing.items())[:12]
+    )
+    more = f" and {len(missing) - 12} more" if len(missing) > 12 else ""
+    head = (
+        f"the prompt has {sum(map(len, missing.values()))} character(s) that are not in the "
+        f"model's vocabulary of {len(vocab)} tokens: {shown}{more}"
+    )
+    drop = "unknown='skip' (CLI: --unknown skip) to drop them"
+    if not has_unk:
+        why = "; this vocabulary has no <unk>" if unknown == "unk" else ""
+        return f"{head}{why}. Expected text over its tokens: rewrite them, or pass {drop}."
+    return (
+        f"{head}. Expected text over its tokens: rewrite them, or pass unknown='unk' (CLI: "
+        f"--unknown unk) to feed each as <unk>, or {drop}."
+    )
 
 
 def _check(temperature: float, top_k: int | None, top_p: float | None, max_tokens: int) -> None:
@@ -196,11 +228,13 @@ def generate(
     seed: int | None = None,
     stop: str | Sequence[str] | None = None,
     reset: bool = True,
+    unknown: str = "error",
 ) -> Iterator[str]:
     """Text pieces from a token model; see :meth:`StreamingPredictor.generate`.
 
     The prompt is fed in one call (``<bos>`` alone when it is empty); ``reset=False``
-    continues from the predictor's current state instead of starting afresh.
+    continues from the predictor's current state instead of starting afresh. ``unknown``
+    says what happens to prompt characters not in the vocabulary (:func:`encode_prompt`).
     """
     vocab = predictor.contract.preprocessing.vocab
     if not vocab or not predictor.engine.frames.is_int:
@@ -211,7 +245,7 @@ def generate(
             "preprocessing=Preprocessing(vocab=Vocabulary.to_list())."
         )
     _check(temperature, top_k, top_p, max_tokens)
-    ids = encode_prompt(prompt, vocab)
+    ids = encode_prompt(prompt, vocab, unknown)
     if ids.size == 0:
         if not has_specials(vocab):
             raise InputError("the prompt is empty and the vocabulary has no <bos>; pass text.")

@@ -314,11 +314,14 @@ class StreamingPredictor:
         stop: str | Sequence[str] | None = None,
         *,
         reset: bool = True,
+        unknown: str = "error",
     ) -> Iterator[str]:
         """Yield text pieces sampled from a token model, one per generated token.
 
         The prompt is encoded with the contract's vocabulary and fed in one call; each
-        sampled id is fed back. Deterministic for a given ``seed``. See
+        sampled id is fed back. Deterministic for a given ``seed``. A prompt character
+        not in the vocabulary raises :class:`~edgeseq.errors.InputError` listing them,
+        unless ``unknown="unk"`` (feed ``<unk>``) or ``"skip"`` (drop it). See
         :func:`edgeseq.runtime.generate.generate` for the sampling rules.
         """
         from edgeseq.runtime.generate import generate
@@ -333,6 +336,7 @@ class StreamingPredictor:
             seed=seed,
             stop=stop,
             reset=reset,
+            unknown=unknown,
         )
 
     def __repr__(self) -> str:

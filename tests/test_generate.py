@@ -70,7 +70,7 @@ def test_stop_strings_are_cut_and_never_shown(lm: StreamingPredictor) -> None:
 def test_prompt_encoding_and_bad_arguments(lm: StreamingPredictor) -> None:
     vocab = Vocabulary.from_list(lm.contract.preprocessing.vocab)
     np.testing.assert_array_equal(encode_prompt("the", vocab.tokens), vocab.encode("the"))
-    assert encode_prompt("t#", vocab.tokens)[-1] == Vocabulary.UNK
+    assert encode_prompt("t#", vocab.tokens, unknown="unk")[-1] == Vocabulary.UNK
     assert "".join(lm.generate("", max_tokens=5, seed=1)) is not None  # empty: starts at <bos>
     assert list(lm.generate("the", max_tokens=0)) == []
     for kw in ({"temperature": -1}, {"top_k": 0}, {"top_p": 1.5}, {"max_tokens": -2}, {"seed": -1}):

@@ -94,6 +94,14 @@ def generate_text(
     multiple=True,
     help="Stop before this string; \\n and \\t are understood (repeatable).",
 )
+@click.option(
+    "--unknown",
+    type=click.Choice(["error", "unk", "skip"]),
+    default="error",
+    show_default=True,
+    help="Characters of --prompt/--source text not in the vocabulary: stop and list them, "
+    "feed each as <unk>, or drop them (the prompt is still echoed as typed).",
+)
 @PREDICTOR_OPTIONS
 def command(
     model: str,
@@ -105,6 +113,7 @@ def command(
     top_p: float | None,
     seed: int | None,
     stop: tuple[str, ...],
+    unknown: str,
     device: str,
     threads: int,
 ) -> None:
@@ -118,6 +127,7 @@ def command(
       edgeseq generate lm.onnx --prompt "Once upon" --max-tokens 80 --seed 1
       edgeseq generate lm.onnx -p "def " -t 0.7 --top-p 0.9 --stop "\\n\\n"
       edgeseq generate translate.onnx --source "good morning" -t 0
+      edgeseq generate lm.onnx -p "Café au lait" --unknown unk   # é is not in the vocabulary
     """
     options = {
         "max_tokens": max_tokens,
@@ -126,6 +136,7 @@ def command(
         "top_p": top_p,
         "seed": seed,
         "stop": [s.replace("\\n", "\n").replace("\\t", "\t") for s in stop] or None,
+        "unknown": unknown,
     }
     pieces = generate_text(model, prompt, source, options, device, threads)
     click.echo(prompt if source is None else "", nl=False)  # the text reads on from the prompt
