@@ -167,7 +167,7 @@ def constant_values(given: Mapping[str, Any], gin: Sequence[GraphIO]) -> dict[st
                 f"constants[{name!r}]: expected {want.name} (the graph's type), got "
                 f"{got.dtype.name} {shown}. Pass e.g. np.array(value, dtype=np.{want.name})."
             )
-        arr = np.array(value, dtype=g.dtype, order="C")  # 0-d stays 0-d
+        arr = _cast_exactly(name, got, want)
         ok = arr.ndim == len(g.shape) and all(
             not isinstance(d, int) or d == s for d, s in zip(g.shape, arr.shape)
         )
@@ -178,3 +178,28 @@ def constant_values(given: Mapping[str, Any], gin: Sequence[GraphIO]) -> dict[st
             )
         out[name] = arr
     return out
+
+
+def _cast_exactly(name: str, got: np.ndarray, want: np.dtype) -> np.ndarray:
+    """``got`` as ``want`` (C order, 0-d stays 0-d), refusing a cast that changes a value:
+    an int that wraps or a bool from anything but 0/1, a finite float that overflows."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        arr = np.array(got, dtype=want, order="C")
+    if want.kind in "biu":
+        lo, hi = (0, 1) if want.kind == "b" else (np.iinfo(want).min, np.iinfo(want).max)
+        bad = (got < lo) | (got > hi) if got.size else np.zeros(0, bool)
+    else:
+        bad = np.isfinite(got) & ~np.isfinite(arr) if got.size else np.zeros(0, bool)
+    if np.any(bad):
+        at = np.unravel_index(int(np.argmax(bad)), got.shape) if got.ndim else ()
+        span = (
+            "0 or 1"
+            if want.kind == "b"
+            else (f"from {lo} to {hi}" if want.kind in "iu" else f"finite in {want.name}")
+        )
+        raise InputError(
+            f"constants[{name!r}]: expected values {span} (the graph's {want.name}), got "
+            f"{got[at].item()!r}, which the cast to {want.name} would change to "
+            f"{arr[at].item()!r}. Pass a value the model's input holds."
+        )
+    return arr

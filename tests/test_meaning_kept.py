@@ -1,0 +1,48 @@
+"""Inputs keep their meaning: what the model gets is what the caller gave, or a clear error.
+
+- a constant whose cast would change its value (an int that wraps, a bool from 5, a
+  float that overflows) is refused, naming the value before and after;
+- a window or left context other than the one the contract records is refused;
+- ``--columns`` that hand the model its own recorded features in another order are
+  refused (the model would read pressure as temperature);
+- audio reaches the model at the rate it expects: ``--pcm --rate`` other than the
+  contract's, or a ``--constant sr=`` other than the file's rate, is refused; a WAV that
+  is resampled, or fed at its own rate, says so on stderr.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _models import VAD_CONTEXT, zoo
+
+from edgeseq.contract import GraphIO
+from edgeseq.errors import InputError
+from edgeseq.runtime import StreamingPredictor
+from edgeseq.runtime._declared import constant_values
+
+KW = {"state": {"state": "stateN"}, "context": VAD_CONTEXT, "window": 8}
+
+
+@pytest.mark.parametrize(
+    ("dtype", "value", "before", "after"),
+    [
+        ("int32", np.int64(2**32 + 16000), "4294983296", "16000"),  # wraps to a plausible rate
+        ("int64", np.uint64(2**63), "9223372036854775808", "-9223372036854775808"),
+        ("uint8", np.array([3, -1]), "-1", "255"),
+        ("bool", 5, "5", "True"),
+        ("float16", [1.0, 1e6], "1000000.0", "inf"),
+    ],
+)
+def test_a_constant_cast_that_changes_a_value_is_refused(dtype, value, before, after) -> None:
+    g = GraphIO("c", [] if np.ndim(value) == 0 else [np.size(value)], dtype)
+    with pytest.raises(InputError, match=rf"got {before}, which the cast to {dtype} would "
+                       rf"change to {after}\."):  # fmt: skip
+        constant_values({"c": value}, [g])
+    ok = {"int32": 16000, "int64": 7, "uint8": [3, 255], "bool": 1, "float16": [1.0, 6e4]}
+    constant_values({"c": ok[dtype]}, [g])  # values the type holds pass unchanged
+
+
+def test_the_vads_rate_constant_cannot_wrap() -> None:
+    with pytest.raises(InputError, match=r"constants\['sr'\]: expected values from"):
+        StreamingPredictor(zoo.get("vad"), constants={"sr": np.uint64(2**64 - 1)}, **KW)
