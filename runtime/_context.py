@@ -19,7 +19,8 @@ contract does not record. The model carries its past in its state when
 
 A model whose documentation asks for context on top of its state records it once in its
 contract (``edgeseq inspect MODEL --context N --write-contract OUT.onnx``): a recorded
-context is the model author's word and is not second-guessed.
+context is the model author's word and is not second-guessed, and a caller's context
+that differs from it is refused (:func:`settle_context`).
 """
 
 from __future__ import annotations
@@ -29,14 +30,40 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgeseq.contract import GraphIO
+from edgeseq.contract import Contract, GraphIO
 from edgeseq.errors import InputError
+from edgeseq.runtime._frames import FrameSpec
 from edgeseq.runtime._probe import Layout, Probe, _close, _run_pieces, _Runner
 
 if TYPE_CHECKING:
     from edgeseq.runtime._engine import Engine
 
-__all__ = ["check_context"]
+__all__ = ["check_context", "settle_context"]
+
+
+def settle_context(contract: Contract, frames: FrameSpec, context: int | None) -> int:
+    """The left context to run with: the caller's, else the contract's (default 0).
+
+    A caller's context that differs from one the contract records is refused: the
+    recorded one is what the model was exported or stored with."""
+    recorded = contract.model.extra.get("context")
+    if context is None:
+        context = int(recorded or 0)
+    if not isinstance(context, int) or isinstance(context, bool) or context < 0:
+        raise InputError(f"context must be a non-negative int of frames, got {context!r}.")
+    if recorded is not None and context != recorded:
+        raise InputError(
+            f"context={context}: this model's contract records {recorded} frames of left "
+            f"context; expected that or none, got {context}. Drop the context to use the "
+            "recorded one; for another, store it once: edgeseq inspect MODEL --context N "
+            "--write-contract OUT.onnx"
+        )
+    if context and not frames.fixed:
+        raise InputError(
+            f"context={context} needs frames of a fixed shape, but the model's frames "
+            f"input has symbolic trailing axes {frames.trailing}."
+        )
+    return context
 
 
 def check_context(engine: Engine, gin: Sequence[GraphIO], probe: Probe | None) -> None:

@@ -22,7 +22,7 @@ from edgeseq.contract import Contract, GraphIO, StatePair, TensorSpec
 from edgeseq.errors import ContractError, InputError
 from edgeseq.runtime._budget import CallBudget
 from edgeseq.runtime._buffers import StateSlot, row_view
-from edgeseq.runtime._context import check_context
+from edgeseq.runtime._context import check_context, settle_context
 from edgeseq.runtime._declared import constant_values
 from edgeseq.runtime._frames import FrameSpec
 from edgeseq.runtime._session import ModelSource, graph_io, open_session, parse_device
@@ -123,7 +123,7 @@ class Engine:
             k: ort.OrtValue.ortvalue_from_numpy(v, self.device.memory, self.device.index)
             for k, v in self.constants.items()
         }
-        self.context = self._check_context(context)
+        self.context = settle_context(c, self.frames, context)
         self.chunk = c.model.chunk  # frames per call of a fixed-length graph, context included
         self.windows: WindowPlan | None = plan_windows(c, self.frames, self.context, window)
         if self.windows is not None:
@@ -173,18 +173,6 @@ class Engine:
                 f"{{{', '.join(repr(n) for n in missing)}: value}}, got none."
             )
         return given
-
-    def _check_context(self, context: int | None) -> int:
-        if context is None:
-            context = int(self.contract.model.extra.get("context", 0))
-        if not isinstance(context, int) or isinstance(context, bool) or context < 0:
-            raise InputError(f"context must be a non-negative int of frames, got {context!r}.")
-        if context and not self.frames.fixed:
-            raise InputError(
-                f"context={context} needs frames of a fixed shape, but the model's frames "
-                f"input has symbolic trailing axes {self.frames.trailing}."
-            )
-        return context
 
     # ------------------------------------------------------------------ state
     def state_shape(self, pair: StatePair, batch: int) -> list[int]:

@@ -121,8 +121,16 @@ def plan_windows(
     frames: ``context`` is then ``F - window`` unless given.
     """
     m = contract.model
+    recorded = m.extra.get("window")
     if window is None:
-        window = m.extra.get("window")
+        window = recorded
+    elif recorded is not None and window != recorded:
+        raise InputError(
+            f"window={window}: this model's contract records windows of {recorded} new "
+            f"samples (what it was exported or stored with); expected that or none, got "
+            f"{window}. Drop the window to use the recorded one; for another, store it "
+            "once: edgeseq inspect MODEL --window N --write-contract OUT.onnx"
+        )
     if window is not None and (not isinstance(window, int) or isinstance(window, bool)):
         raise InputError(f"window must be a positive int of samples, got {window!r}.")
     if window is not None and window < 1:

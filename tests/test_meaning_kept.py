@@ -12,8 +12,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from _cli import edgeseq
 from _models import VAD_CONTEXT, zoo
 
 from edgeseq.contract import GraphIO
@@ -22,6 +25,17 @@ from edgeseq.runtime import StreamingPredictor
 from edgeseq.runtime._declared import constant_values
 
 KW = {"state": {"state": "stateN"}, "context": VAD_CONTEXT, "window": 8}
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory) -> Path:
+    """The VAD with its pairs, window 8, context 4 and rate 16000 Hz in its contract."""
+    out = tmp_path_factory.mktemp("meaning") / "vad.edgeseq.onnx"
+    args = ["--state", "state:stateN", "--constant", "sr=16000", "--context", VAD_CONTEXT]
+    done = edgeseq("inspect", zoo.get("vad"), *args, "--window", 8, "--rate", 16000,
+                   "--write-contract", out)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return out
 
 
 @pytest.mark.parametrize(
@@ -46,3 +60,12 @@ def test_a_constant_cast_that_changes_a_value_is_refused(dtype, value, before, a
 def test_the_vads_rate_constant_cannot_wrap() -> None:
     with pytest.raises(InputError, match=r"constants\['sr'\]: expected values from"):
         StreamingPredictor(zoo.get("vad"), constants={"sr": np.uint64(2**64 - 1)}, **KW)
+
+
+@pytest.mark.parametrize("given", [{"window": 16}, {"context": 2}, {"window": 4, "context": 8}])
+def test_a_window_or_context_other_than_the_recorded_one_is_refused(stored, given) -> None:
+    sr = {"sr": np.array(16000)}
+    with pytest.raises(InputError, match=r"contract records .*expected that or none"):
+        StreamingPredictor(stored, constants=sr, **given)
+    p = StreamingPredictor(stored, constants=sr, window=8, context=VAD_CONTEXT)  # the same: ok
+    assert (p.engine.windows.window, p.engine.context) == (8, VAD_CONTEXT)
