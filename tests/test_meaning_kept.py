@@ -19,6 +19,7 @@ import pytest
 from _cli import edgeseq
 from _models import VAD_CONTEXT, zoo
 
+from edgeseq.cli._frames import BadRecord, CsvFrames, FrameLayout
 from edgeseq.contract import GraphIO
 from edgeseq.errors import InputError
 from edgeseq.runtime import StreamingPredictor
@@ -69,3 +70,22 @@ def test_a_window_or_context_other_than_the_recorded_one_is_refused(stored, give
         StreamingPredictor(stored, constants=sr, **given)
     p = StreamingPredictor(stored, constants=sr, window=8, context=VAD_CONTEXT)  # the same: ok
     assert (p.engine.windows.window, p.engine.context) == (8, VAD_CONTEXT)
+
+
+def _frames(header: str, columns: list[str], names=("temp", "rh", "pressure")) -> list:
+    lines = [header.encode(), b"0,1,2,3"]
+    return list(CsvFrames(lines, FrameLayout(3, names), columns=columns))
+
+
+@pytest.mark.parametrize("columns", [["pressure", "temp", "rh"], ["4", "2", "3"]])
+def test_columns_that_reorder_the_recorded_features_are_refused(columns) -> None:
+    with pytest.raises(InputError, match=r"feeds column 'pressure' as the model's feature 1.*"
+                       r"--columns temp,rh,pressure"):  # fmt: skip
+        _frames("time,temp,rh,pressure", columns)
+
+
+def test_columns_in_the_models_order_or_under_other_names_are_fed() -> None:
+    (frame,) = _frames("time,temp,rh,pressure", ["temp", "rh", "pressure"])
+    assert not isinstance(frame, BadRecord) and frame.values.tolist() == [1, 2, 3]
+    (frame,) = _frames("time,c,b,a", ["a", "b", "c"])  # not the recorded names: the user maps
+    assert frame.values.tolist() == [3, 2, 1]

@@ -168,6 +168,7 @@ class CsvFrames:
         self.header, self.width = fields, len(fields)
         if self.columns:
             self.pick = [self._column(c) for c in self.columns]
+            self._check_order(fields)
         elif self.layout.names:
             missing = [n for n in self.layout.names if n not in fields]
             if missing:
@@ -196,6 +197,22 @@ class CsvFrames:
                 f"--columns picks {len(self.pick)} columns; the model takes "
                 f"{self.layout.describe()}"
             )
+
+    def _check_order(self, fields: list[str]) -> None:
+        """Refuse picked columns whose header names are the model's recorded feature names
+        in another order: the model would read one feature as another."""
+        names = self.layout.names
+        if not names or self.pick is None:
+            return
+        for j, i in enumerate(self.pick):
+            got = fields[i]
+            if got in names and (j >= len(names) or names[j] != got):
+                raise InputError(
+                    f"--columns {','.join(self.columns)} feeds column {got!r} as the model's "
+                    f"feature {j + 1}, but the model was trained with {got!r} as feature "
+                    f"{names.index(got) + 1} (its order: {', '.join(names)}). Give the "
+                    f"columns in that order: --columns {','.join(names)}"
+                )
 
     def _use_positions(self) -> None:
         if not self.columns:
