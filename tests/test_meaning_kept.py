@@ -12,11 +12,12 @@
 
 from __future__ import annotations
 
+import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
-from _cli import edgeseq
+from _cli import edgeseq, one_error_line
 from _models import VAD_CONTEXT, zoo
 
 from edgeseq.cli._frames import BadRecord, CsvFrames, FrameLayout
@@ -89,3 +90,30 @@ def test_columns_in_the_models_order_or_under_other_names_are_fed() -> None:
     assert not isinstance(frame, BadRecord) and frame.values.tolist() == [1, 2, 3]
     (frame,) = _frames("time,c,b,a", ["a", "b", "c"])  # not the recorded names: the user maps
     assert frame.values.tolist() == [3, 2, 1]
+
+
+def _wav(path: Path, rate: int) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.random.default_rng(0).standard_normal(rate // 50) * 3000).astype("<i2"))
+    return path
+
+
+def test_audio_reaches_the_model_at_the_rate_it_expects(stored: Path, tmp_path: Path) -> None:
+    pcm = np.zeros(64, "<i2").tobytes()
+    line = one_error_line(edgeseq("stream", stored, "--constant", "sr=16000", "--pcm",
+                                  "s16le", "--rate", 8000, input=pcm))  # fmt: skip
+    assert "at 8000 Hz; this model's contract records 16000 Hz" in line
+    wav = _wav(tmp_path / "a.wav", 22050)
+    done = edgeseq("stream", stored, "-i", wav, "--constant", "sr=16000")
+    assert done.returncode == 0, done.stderr
+    assert "# resampled" in done.stderr and "from 22050 Hz to 16000 Hz" in done.stderr
+    vad = ["--state", "state:stateN", "--context", VAD_CONTEXT, "--window", 8]
+    line = one_error_line(edgeseq("stream", zoo.get("vad"), "-i", wav, "--constant",
+                                  "sr=16000", *vad))  # fmt: skip
+    assert "--constant sr=16000 tells the model its samples are at 16000 Hz" in line
+    assert "are at 22050 Hz" in line
+    done = edgeseq("stream", zoo.get("vad"), "-i", wav, "--constant", "sr=22050", *vad)
+    assert done.returncode == 0 and "fed at its own 22050 Hz" in done.stderr, done.stderr

@@ -3,7 +3,10 @@
 Both yield float32 sample blocks in [-1, 1); a model that takes fixed windows buffers them
 (see :mod:`edgeseq.runtime._window`), so block sizes are free. A WAV file is resampled
 (linear interpolation) only when the model's contract records a sample rate
-(``model.extra["rate"]``) that differs from the file's.
+(``model.extra["rate"]``) that differs from the file's, with a note on stderr.
+:func:`check_rate` refuses samples the model would read as another rate: raw PCM at a
+``--rate`` other than the recorded one, or a sample-rate constant (``--constant sr=N``)
+other than the rate the samples arrive at.
 """
 
 from __future__ import annotations
@@ -16,7 +19,15 @@ from typing import BinaryIO
 import click
 import numpy as np
 
-__all__ = ["PCM_FORMATS", "is_wav", "pcm_blocks", "resample", "stream_audio", "wav_samples"]
+__all__ = [
+    "PCM_FORMATS",
+    "check_rate",
+    "is_wav",
+    "pcm_blocks",
+    "resample",
+    "stream_audio",
+    "wav_samples",
+]
 
 PCM_FORMATS = {"s16le": ("<i2", 32768.0), "f32le": ("<f4", 1.0)}
 _BLOCK = 4096  # samples read from a pipe at a time
@@ -41,8 +52,9 @@ def resample(x: np.ndarray, rate: int, target: int) -> np.ndarray:
     return np.interp(np.arange(n) * rate / target, np.arange(len(x)), x).astype(np.float32)
 
 
-def wav_samples(path: str, target: int | None) -> tuple[np.ndarray, int]:
-    """A WAV file's samples as float32 mono (channels averaged), resampled to ``target``."""
+def wav_samples(path: str, target: int | None, note=None) -> tuple[np.ndarray, int]:
+    """A WAV file's samples as float32 mono (channels averaged), resampled to ``target``
+    (``note(message)`` says whether it was, and at what rate the samples are fed)."""
     try:
         with wave.open(path, "rb") as w:
             rate, width, channels = w.getframerate(), w.getsampwidth(), w.getnchannels()
@@ -59,7 +71,40 @@ def wav_samples(path: str, target: int | None) -> tuple[np.ndarray, int]:
     dtype, scale, offset = kinds[width]
     x = (np.frombuffer(raw, dtype).astype(np.float32) - offset) / scale
     x = x.reshape(-1, channels).mean(axis=1).astype(np.float32)
+    if note is not None:
+        if target and target != rate:
+            note(f"resampled {path} from {rate} Hz to {target} Hz (the contract's rate)")
+        elif not target:
+            note(
+                f"{path} is fed at its own {rate} Hz: the contract records no sample rate "
+                "(store one with edgeseq inspect MODEL --rate N --write-contract OUT.onnx)"
+            )
     return (resample(x, rate, target), target) if target else (x, rate)
+
+
+_RATE_NAMES = {"sr", "rate", "fs", "sample_rate", "samplerate", "sampling_rate", "sample_rate_hz"}
+
+
+def check_rate(rate: int, recorded: int | None, constants: dict, source: str) -> None:
+    """Refuse samples at ``rate`` Hz that the model would read as another rate: the rate
+    its contract records (``recorded``), or a sample-rate constant (``--constant sr=N``)."""
+    from edgeseq.errors import InputError
+
+    if recorded is not None and rate != recorded:
+        raise InputError(
+            f"{source} is at {rate} Hz; this model's contract records {recorded} Hz, and a "
+            f"raw stream is not resampled. Expected samples at {recorded} Hz: record or "
+            f"convert at that rate (e.g. arecord -r {recorded}), or pass a WAV file."
+        )
+    for name, value in constants.items():
+        v = np.asarray(value)
+        if name.lower() in _RATE_NAMES and v.size == 1 and float(v.reshape(-1)[0]) != rate:
+            raise InputError(
+                f"--constant {name}={v.reshape(-1)[0]} tells the model its samples are at "
+                f"{v.reshape(-1)[0]} Hz; the samples of {source} are at {rate} Hz. Expected "
+                "them to agree: pass the audio's rate, or store the rate to resample WAV "
+                "files to: edgeseq inspect MODEL --rate N --write-contract OUT.onnx"
+            )
 
 
 def pcm_blocks(source: BinaryIO, fmt: str) -> Iterator[np.ndarray]:

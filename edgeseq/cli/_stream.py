@@ -260,8 +260,10 @@ def command(
     the wrong count, NaN) stops the stream with its line number, or is reported and
     skipped with --on-error skip. The model's state is carried from line to line, so
     this works at the end of a live pipe. Audio goes in as a WAV file (-i speech.wav;
-    resampled only if the contract records another rate) or as raw PCM on stdin (--pcm
-    s16le --rate 16000); a model that takes fixed windows prints one line per window.
+    resampled only if the contract records another rate, with a note on stderr) or as raw
+    PCM on stdin (--pcm s16le --rate 16000, at the contract's rate); a --constant sr=N that
+    differs from the audio's rate is refused. A model that takes fixed windows prints one
+    line per window.
 
     \b
     Examples:
@@ -282,7 +284,14 @@ def command(
     if url is not None:
         _remote(url, token_file, csv)
         return
-    from edgeseq.cli._audio import is_wav, pcm_blocks, stdin_binary, stream_audio, wav_samples
+    from edgeseq.cli._audio import (
+        check_rate,
+        is_wav,
+        pcm_blocks,
+        stdin_binary,
+        stream_audio,
+        wav_samples,
+    )
     from edgeseq.cli._inspect import _pairs, constants_option
     from edgeseq.runtime import StreamingPredictor
 
@@ -299,15 +308,20 @@ def command(
         model, device=device, threads=threads, state=_pairs(states),
         constants=values or None, context=context, window=window,
     )  # fmt: skip
+    recorded = predictor.contract.model.extra.get("rate")
     if pcm is not None:
         if source != "-":
             raise click.BadParameter("--pcm reads stdin; drop -i", param_hint="--pcm")
+        check_rate(rate, recorded, values, f"--pcm {pcm} --rate {rate}")  # type: ignore[arg-type]
         n = stream_audio(predictor, pcm_blocks(stdin_binary(), pcm), rate, sys.stdout, fmt)
         click.echo(f"# {n} outputs streamed", err=True)
         return
     if audio:
-        target = predictor.contract.model.extra.get("rate")
-        samples, sr = wav_samples(source, target)
+        notes: list[str] = []
+        samples, sr = wav_samples(source, recorded, notes.append)
+        check_rate(sr, None, values, source)  # before any note: a refusal is one line
+        for note in notes:
+            click.echo(f"# {note}", err=True)
         blocks = (samples[i : i + 4096] for i in range(0, len(samples), 4096))
         n = stream_audio(predictor, blocks, sr, sys.stdout, fmt)
         click.echo(f"# {n} outputs streamed from {len(samples) / sr:.2f} s of audio", err=True)
