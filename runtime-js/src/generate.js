@@ -16,8 +16,17 @@ const [PAD, UNK, BOS, EOS] = [0, 1, 2, 3];
 
 export const hasSpecials = (vocab) => SPECIALS.every((s, k) => vocab[k] === s);
 
-/** Token ids `[T]` of `prompt`: longest vocabulary match at each position. */
-export function encodePrompt(prompt, vocab) {
+export const UNKNOWN = ["error", "unk", "skip"]; // what encodePrompt does with characters not in the vocabulary
+
+/**
+ * Token ids `[T]` of `prompt`: longest vocabulary match at each position. A character no
+ * token matches is refused with `unknown = "error"` (the default; the message lists every
+ * such character, as Python's does), becomes `<unk>` with `"unk"`, or is dropped with `"skip"`.
+ */
+export function encodePrompt(prompt, vocab, unknown = "error") {
+  if (!UNKNOWN.includes(unknown)) {
+    throw new InputError(`unknown must be one of ['error', 'unk', 'skip'], got ${JSON.stringify(unknown)}.`);
+  }
   if (typeof prompt !== "string") {
     const ids = Array.from(prompt ?? [], Number);
     const bad = ids.find((i) => !Number.isInteger(i) || i < 0 || i >= vocab.length);
@@ -31,6 +40,7 @@ export function encodePrompt(prompt, vocab) {
   });
   const longest = Math.max(1, ...[...table.keys()].map((t) => t.length));
   const ids = [];
+  const missing = new Map(); // character -> its positions
   let i = 0;
   while (i < prompt.length) {
     let matched = false;
@@ -44,17 +54,32 @@ export function encodePrompt(prompt, vocab) {
       }
     }
     if (!matched) {
-      if (!skip) {
-        throw new InputError(
-          `prompt character '${prompt[i]}' (position ${i}) is not in the model's vocabulary and ` +
-            "it has no <unk>; expected text over its tokens.",
-        );
-      }
-      ids.push(UNK);
+      if (unknown === "unk" && skip) ids.push(UNK);
+      else if (unknown !== "skip") missing.set(prompt[i], [...(missing.get(prompt[i]) ?? []), i]);
       i += 1;
     }
   }
+  if (missing.size) throw new InputError(unknownMessage(missing, vocab, unknown, Boolean(skip)));
   return BigInt64Array.from(ids, BigInt);
+}
+
+function unknownMessage(missing, vocab, unknown, hasUnk) {
+  const entries = [...missing.entries()];
+  const shown = entries
+    .slice(0, 12)
+    .map(([ch, at]) => `'${ch}' (position ${at[0]}${at.length > 1 ? `, ${at.length} times` : ""})`)
+    .join(", ");
+  const more = entries.length > 12 ? ` and ${entries.length - 12} more` : "";
+  const count = entries.reduce((n, [, at]) => n + at.length, 0);
+  const head =
+    `the prompt has ${count} character(s) that are not in the model's vocabulary of ` +
+    `${vocab.length} tokens: ${shown}${more}`;
+  const drop = "unknown: 'skip' to drop them";
+  if (!hasUnk) {
+    const why = unknown === "unk" ? "; this vocabulary has no <unk>" : "";
+    return `${head}${why}. Expected text over its tokens: rewrite them, or pass ${drop}.`;
+  }
+  return `${head}. Expected text over its tokens: rewrite them, or pass unknown: 'unk' to feed each as <unk>, or ${drop}.`;
 }
 
 /** Text of `ids`: stops at `<eos>`, skips `<pad>`/`<bos>`, shows `<unk>` as U+FFFD. */
@@ -206,6 +231,7 @@ export async function* generate(predictor, prompt = "", options = {}) {
     seed = null,
     stop = null,
     reset = true,
+    unknown = "error",
   } = options;
   const vocab = predictor.contract.preprocessing.vocab;
   if (!vocab || !predictor.frameSpec.isInt) {
@@ -217,7 +243,7 @@ export async function* generate(predictor, prompt = "", options = {}) {
   }
   checkOptions({ maxTokens, temperature, topK, topP });
   const stopper = new StopFilter(stop);
-  let ids = encodePrompt(prompt, vocab);
+  let ids = encodePrompt(prompt, vocab, unknown);
   const specials = hasSpecials(vocab);
   if (!ids.length) {
     if (!specials) throw new InputError("the prompt is empty and the vocabulary has no <bos>; pass text.");

@@ -356,9 +356,12 @@ export class StreamingPredictor {
   }
 
   // ------------------------------------------------------------------ text
-  /** Token ids of `text` with the contract's vocabulary (longest match; `<unk>` otherwise). */
-  encode(text) {
-    return encodePrompt(text, this._vocab());
+  /**
+   * Token ids of `text` with the contract's vocabulary (longest match). A character not in
+   * it is refused unless `{unknown: "unk"}` (feed `<unk>`) or `{unknown: "skip"}` (drop it).
+   */
+  encode(text, { unknown = "error" } = {}) {
+    return encodePrompt(text, this._vocab(), unknown);
   }
 
   /** Text of token ids (stops at `<eos>`). */
@@ -376,7 +379,8 @@ export class StreamingPredictor {
    * Yield text pieces sampled from a token model, one per generated token (an async
    * iterator): `for await (const piece of p.generate("The ", {maxTokens: 80, seed: 1}))`.
    * Options: maxTokens (100), temperature (1; 0 is greedy), topK, topP, seed, stop,
-   * reset (true). The same seed gives the same text as Python's `generate`.
+   * reset (true), unknown ("error": prompt characters not in the vocabulary are refused;
+   * "unk" or "skip"). The same seed gives the same text as Python's `generate`.
    */
   generate(prompt = "", options = {}) {
     return generate(this, prompt, options);

@@ -32,7 +32,13 @@ test("encode/decode use the contract's vocabulary; bad options are refused", asy
   const ids = p.encode("def x");
   assert.ok(ids instanceof BigInt64Array);
   assert.equal(p.decode(ids), "def x");
-  assert.equal(p.decode(p.encode("\u2603")), "\ufffd"); // <unk>
+  assert.equal(p.decode(p.encode("\u2603", { unknown: "unk" })), "\ufffd"); // <unk>
+  assert.equal(p.decode(p.encode("d\u2603ef", { unknown: "skip" })), "def");
+  // not in the vocabulary: refused by default, every such character listed (as in Python)
+  assert.throws(() => p.encode("de\u2603f\u2603"), (e) => e instanceof InputError &&
+    e.message.includes("'\u2603' (position 2, 2 times)") && e.message.includes(`vocabulary of ${p.contract.preprocessing.vocab.length} tokens`));
+  await assert.rejects(p.generate("\u2603").next(), /not in the model's vocabulary/);
+  assert.equal(typeof (await p.generate("\u2603", { unknown: "unk", maxTokens: 1 }).next()).done, "boolean");
   const gen = (o) => p.generate("a", o).next();
   await assert.rejects(gen({ temperature: -1 }), /temperature must be a finite number >= 0/);
   await assert.rejects(gen({ topK: 0 }), /topK must be a positive int/);
