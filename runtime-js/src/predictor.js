@@ -55,7 +55,8 @@ export class StreamingPredictor {
    *   text, a plain object, or the URL/path of a `MODEL.contract.json`
    * @param options.constants `{input name: value}` fed unchanged on every call
    * @param options.context left context: the last N frames of each call are prepended to
-   *   the next (default: the contract's `model.extra.context`, else 0)
+   *   the next (default: the contract's `model.extra.context`, else 0); refused when it
+   *   differs from the contract's, or on an edgeseq export (its state holds the past)
    * @param options.sessionOptions passed to `ort.InferenceSession.create`
    */
   static async create(model, options = {}) {
@@ -116,7 +117,7 @@ export class StreamingPredictor {
           "feed whole windows to a contract without 'window'.",
       );
     }
-    this.contextFrames = this._checkContext(context ?? contract.model.extra?.context ?? 0);
+    this.contextFrames = this._checkContext(context, contract);
     this.chunk = contract.model.chunk; // frames per call of a fixed-length graph, context included
     this.stepFrames = this.chunk ? this.chunk - this.contextFrames : null;
     if (this.stepFrames !== null && this.stepFrames < 1) {
@@ -134,8 +135,33 @@ export class StreamingPredictor {
     this.reset();
   }
 
-  _checkContext(n) {
+  /**
+   * The left context to run with, as Python's runtime settles it: the caller's, else the
+   * contract's. A caller's context other than a recorded one is refused, and so is context
+   * on an edgeseq export that records none: its state already holds every past frame, so
+   * the frames would be fed twice. (Python also probes a model from elsewhere.)
+   */
+  _checkContext(given, contract) {
+    const recorded = contract.model.extra?.context;
+    const n = given ?? recorded ?? 0;
     if (!Number.isInteger(n) || n < 0) throw new InputError(`context must be a non-negative int of frames, got ${n}.`);
+    if (recorded !== undefined && recorded !== null && n !== recorded) {
+      throw new InputError(
+        `context=${n}: this model's contract records ${recorded} frames of left context; expected ` +
+          `that or none, got ${n}. Drop the context to use the recorded one; for another, store it ` +
+          "once: edgeseq inspect MODEL --context N --write-contract OUT.onnx",
+      );
+    }
+    const exporter = contract.producer?.exporter ?? "";
+    if (n && n !== recorded && exporter && exporter !== "external" && contract.model.stateful && contract.states.length) {
+      throw new InputError(
+        `context=${n}: expected no left context for this model, because it carries its past in its ` +
+          "state (edgeseq exported it: its exports carry every past frame a layer needs in their " +
+          `state and record any context they take); got ${n} frames, which would feed it again the ` +
+          `last ${n} frames its state already holds, so every output after the first call would be ` +
+          "wrong. Stream it without left context.",
+      );
+    }
     return n;
   }
 

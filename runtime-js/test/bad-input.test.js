@@ -96,6 +96,11 @@ test("loading: missing file, corrupt bytes, no contract, no ort, missing constan
   await assert.rejects(StreamingPredictor.create(fixture("vad.onnx"), { ort }), /needs a value for 'sr' on every call/);
   await assert.rejects(StreamingPredictor.create(fixture("vad.onnx"), { ort, constants: { sr: 1, rate: 2 } }), /constants\['rate'\]: expected one of this model's constant inputs \["sr"\]/);
   await assert.rejects(StreamingPredictor.create(fixture("vad.onnx"), { ort, constants: { sr: [1, 2] } }), /constants\['sr'\]: expected 1 number\(s\) of shape \[\], got 2/);
+  // left context: never on an edgeseq export (its state holds the past), never other than recorded
+  await assert.rejects(StreamingPredictor.create(fixture(lstm.model), { ort, context: 2 }), (e) => e instanceof InputError && /context=2: expected no left context.*edgeseq exported it/.test(e.message));
+  const sr = { sr: 16000n };
+  await assert.rejects(StreamingPredictor.create(fixture("vad.onnx"), { ort, constants: sr, context: 2 }), /contract records 4 frames of left context; expected that or none, got 2/);
+  await StreamingPredictor.create(fixture("vad.onnx"), { ort, constants: sr, context: 4 });
 });
 
 test("a contract that disagrees with the graph names the field", async () => {
