@@ -73,8 +73,29 @@ export function constantTensors(ort, contract, graphInputs, given = {}) {
     }
     const Arr = ARRAY_OF[type];
     if (!Arr) throw new InputError(`constants['${name}']: input type ${type} is not supported here; pass an ort.Tensor.`);
-    const data = Arr === BigInt64Array ? BigInt64Array.from(flat, (v) => BigInt(v)) : Arr.from(flat, Number);
+    const big = Arr === BigInt64Array;
+    const data = big ? BigInt64Array.from(flat, (v) => (isInt(v) ? BigInt(v) : 0n)) : Arr.from(flat, Number);
+    const bad = flat.findIndex((v, k) => !castKeeps(v, data[k], type));
+    if (bad >= 0) {
+      const was = flat[bad];
+      const now = big && !isInt(was) ? "an int64 it cannot hold" : String(data[bad]);
+      throw new InputError(
+        `constants['${name}']: expected values the graph's ${type} holds, got ${was}, which the ` +
+          `cast to ${type} would change to ${now}. Pass a value the model's input holds.`,
+      );
+    }
     out[name] = new ort.Tensor(type, data, shape);
   }
   return out;
+}
+
+const isInt = (v) => typeof v === "bigint" || Number.isInteger(v);
+
+/** Whether `stored` (the typed array's value) is `v` as given: an int that does not wrap or
+ * truncate, a bool from 0/1 only, a finite float that stays finite. */
+function castKeeps(v, stored, type) {
+  if (type === "int64") return isInt(v) && BigInt(v) === stored;
+  if (type === "float32" || type === "float64") return !Number.isFinite(Number(v)) || Number.isFinite(stored);
+  if (type === "bool") return Number(v) === 0 || Number(v) === 1;
+  return isInt(v) && Number(v) === stored;
 }

@@ -101,6 +101,10 @@ test("loading: missing file, corrupt bytes, no contract, no ort, missing constan
   const sr = { sr: 16000n };
   await assert.rejects(StreamingPredictor.create(fixture("vad.onnx"), { ort, constants: sr, context: 2 }), /contract records 4 frames of left context; expected that or none, got 2/);
   await StreamingPredictor.create(fixture("vad.onnx"), { ort, constants: sr, context: 4 });
+  // a constant whose cast would change it: refused, not wrapped or truncated
+  for (const [v, now] of [[2n ** 64n + 16000n, "16000"], [16000.5, "an int64 it cannot hold"]]) {
+    await assert.rejects(StreamingPredictor.create(fixture("vad.onnx"), { ort, constants: { sr: v } }), (e) => e instanceof InputError && e.message.includes(`got ${v}, which the cast to int64 would change to ${now}.`));
+  }
 });
 
 test("a contract that disagrees with the graph names the field", async () => {
