@@ -7,7 +7,8 @@
   refused (the model would read pressure as temperature);
 - audio reaches the model at the rate it expects: ``--pcm --rate`` other than the
   contract's, or a ``--constant sr=`` other than the file's rate, is refused; a WAV that
-  is resampled, or fed at its own rate, says so on stderr.
+  is resampled, or fed at its own rate, says so on stderr;
+- training data with a value float32 cannot hold (NaN, Inf, 1e39) is refused with its line.
 """
 
 from __future__ import annotations
@@ -117,3 +118,16 @@ def test_audio_reaches_the_model_at_the_rate_it_expects(stored: Path, tmp_path: 
     assert "are at 22050 Hz" in line
     done = edgeseq("stream", zoo.get("vad"), "-i", wav, "--constant", "sr=22050", *vad)
     assert done.returncode == 0 and "fed at its own 22050 Hz" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-1e39"])
+def test_training_data_with_a_value_float32_cannot_hold_is_refused(tmp_path, bad) -> None:
+    """It used to train to a NaN loss and write the checkpoint anyway."""
+    rows = [f"{t},{1 + t % 3}.0,{2 + t % 2}.0" for t in range(12)]
+    rows[4] = f"4,{bad},3.0"
+    data = tmp_path / "series.csv"
+    data.write_text("t,a,b\n" + "\n".join(rows) + "\n")
+    args = ["train", "--task", "forecast", "--data", data, "--epochs", 1, "-o", tmp_path / "m.pt"]
+    line = one_error_line(edgeseq(*args))
+    assert f"line 6, column 'a': expected a finite float32 number, got '{bad}'" in line
+    assert not (tmp_path / "m.pt").exists()

@@ -302,13 +302,22 @@ def _numeric(
                     f"{path}: line {line}, column {header[i]!r}: expected a number, got "
                     f"{fields[i]!r}; fix the row or leave the column out with --columns"
                 )
-            values[r, j] = float(fields[i])
+            values[r, j] = v = float(fields[i])
+            if not abs(v) <= _F32_MAX:  # NaN, Inf, or beyond the model's float32
+                raise InputError(
+                    f"{path}: line {line}, column {header[i]!r}: expected a finite float32 "
+                    f"number, got {fields[i]!r}; one such value makes the loss NaN. Impute "
+                    "or drop the row first"
+                )
     skipped = [h for h in header if h not in names]
     log(
         f"features ({len(names)}, in this order): {', '.join(names)}"
         + (f"; not used: {', '.join(skipped)}" if skipped else "")
     )
     return values, names
+
+
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 def _is_number(text: str) -> bool:
