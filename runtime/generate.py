@@ -44,12 +44,17 @@ def encode_prompt(
     if unknown not in UNKNOWN:
         raise InputError(f"unknown must be one of {list(UNKNOWN)}, got {unknown!r}.")
     if not isinstance(prompt, str):
-        ids = np.asarray(prompt, dtype=np.int64).reshape(-1)
-        if ids.size and (ids.min() < 0 or ids.max() >= len(vocab)):
+        given = np.asarray(prompt)
+        if given.size and given.dtype.kind not in "iu":  # 1.7 would be fed as 1
             raise InputError(
-                f"prompt ids must be in [0, {len(vocab)}); got {ids.min()}..{ids.max()}."
+                f"prompt ids must be integers; got dtype {given.dtype}. Pass token ids as "
+                "ints (or text, encoded with the model's vocabulary)."
             )
-        return ids
+        if given.size and (given.min() < 0 or given.max() >= len(vocab)):
+            raise InputError(
+                f"prompt ids must be in [0, {len(vocab)}); got {given.min()}..{given.max()}."
+            )
+        return given.astype(np.int64).reshape(-1)
     skip = 4 if has_specials(vocab) else 0
     table = {tok: i for i, tok in enumerate(vocab) if i >= skip and tok}
     longest = max((len(t) for t in table), default=1)

@@ -78,3 +78,13 @@ def test_cli_refuses_in_one_line_and_opts_in_with_unknown() -> None:
     assert "--unknown unk" in line and "--unknown skip" in line
     done = edgeseq("generate", model, "-p", "the Fox", "-n", "3", "--seed", "0", "--unknown", "unk")
     assert done.returncode == 0 and done.stdout.startswith("the Fox"), done.stderr
+
+
+@pytest.mark.parametrize("ids", [[4.7, 5.0], np.array([4, 5], np.float32), [True, False]])
+def test_prompt_ids_that_are_not_integers_are_refused(ids) -> None:
+    """Float ids used to be truncated (4.7 fed as 4); the frames check refuses them too."""
+    with pytest.raises(InputError, match="prompt ids must be integers; got dtype"):
+        encode_prompt(ids, VOCAB)
+    assert encode_prompt(np.array([4, 5], np.uint8), VOCAB).tolist() == [4, 5]
+    with pytest.raises(InputError, match=r"prompt ids must be in \[0, "):
+        encode_prompt(np.array([2**63], np.uint64), VOCAB)  # not wrapped to a negative id
