@@ -203,3 +203,30 @@ def _cast_exactly(name: str, got: np.ndarray, want: np.dtype) -> np.ndarray:
             f"{arr[at].item()!r}. Pass a value the model's input holds."
         )
     return arr
+
+
+# constant input names that tell a model the sample rate of its audio (Silero's ``sr``)
+RATE_NAMES = {"sr", "rate", "fs", "sample_rate", "samplerate", "sampling_rate", "sample_rate_hz"}
+
+
+def rate_constant(constants: Mapping[str, Any]) -> tuple[str, float] | None:
+    """The sample-rate constant among ``constants`` (by name, one value), if any."""
+    for name, value in constants.items():
+        v = np.asarray(value)
+        if name.lower() in RATE_NAMES and v.size == 1 and v.dtype.kind in "iuf":
+            return name, float(v.reshape(-1)[0])
+    return None
+
+
+def check_rate_constant(recorded: Any, constants: Mapping[str, Any]) -> None:
+    """Refuse a sample-rate constant that contradicts the rate the contract records."""
+    found = rate_constant(constants)
+    if recorded is None or found is None or found[1] == recorded:
+        return
+    name, value = found
+    raise InputError(
+        f"constants[{name!r}] tells the model its samples are at {value:g} Hz; this model's "
+        f"contract records {recorded} Hz (its windows and context are in samples at that "
+        f"rate). Expected {name}={recorded}; for another rate, store a contract made for it: "
+        "edgeseq inspect MODEL --rate N --window N --context N --write-contract OUT.onnx"
+    )

@@ -23,7 +23,7 @@ from edgeseq.errors import ContractError, InputError
 from edgeseq.runtime._budget import CallBudget
 from edgeseq.runtime._buffers import StateSlot, row_view
 from edgeseq.runtime._context import check_context, settle_context
-from edgeseq.runtime._declared import constant_values
+from edgeseq.runtime._declared import check_rate_constant, constant_values
 from edgeseq.runtime._frames import FrameSpec
 from edgeseq.runtime._session import ModelSource, graph_io, open_session, parse_device
 from edgeseq.runtime._steps import load_step_graph, plan_calls
@@ -119,6 +119,7 @@ class Engine:
                 f"got only state outputs {c.state_outputs}. Declare the model's data output."
             )
         self.constants = self._check_constants(values, gin)
+        check_rate_constant(c.model.extra.get("rate"), self.constants)
         self.constant_values = {
             k: ort.OrtValue.ortvalue_from_numpy(v, self.device.memory, self.device.index)
             for k, v in self.constants.items()

@@ -74,6 +74,16 @@ def test_a_window_or_context_other_than_the_recorded_one_is_refused(stored, give
     assert (p.engine.windows.window, p.engine.context) == (8, VAD_CONTEXT)
 
 
+def test_a_rate_constant_against_the_recorded_rate_is_refused(stored) -> None:
+    """The contract's windows and context are samples at its recorded rate."""
+    with pytest.raises(InputError, match=r"constants\['sr'\] tells the model its samples are at "
+                       r"8000 Hz; this model's contract records 16000 Hz"):  # fmt: skip
+        StreamingPredictor(stored, constants={"sr": np.array(8000)})
+    line = one_error_line(edgeseq("stream", stored, "--constant", "sr=8000", "--pcm", "s16le",
+                                  "--rate", 8000, input=b""))  # fmt: skip
+    assert "--constant 'sr' tells the model its samples are at 8000 Hz" in line
+
+
 def _frames(header: str, columns: list[str], names=("temp", "rh", "pressure")) -> list:
     lines = [header.encode(), b"0,1,2,3"]
     return list(CsvFrames(lines, FrameLayout(3, names), columns=columns))

@@ -82,13 +82,11 @@ def wav_samples(path: str, target: int | None, note=None) -> tuple[np.ndarray, i
     return (resample(x, rate, target), target) if target else (x, rate)
 
 
-_RATE_NAMES = {"sr", "rate", "fs", "sample_rate", "samplerate", "sampling_rate", "sample_rate_hz"}
-
-
 def check_rate(rate: int, recorded: int | None, constants: dict, source: str) -> None:
     """Refuse samples at ``rate`` Hz that the model would read as another rate: the rate
     its contract records (``recorded``), or a sample-rate constant (``--constant sr=N``)."""
     from edgeseq.errors import InputError
+    from edgeseq.runtime._declared import rate_constant
 
     if recorded is not None and rate != recorded:
         raise InputError(
@@ -96,15 +94,15 @@ def check_rate(rate: int, recorded: int | None, constants: dict, source: str) ->
             f"raw stream is not resampled. Expected samples at {recorded} Hz: record or "
             f"convert at that rate (e.g. arecord -r {recorded}), or pass a WAV file."
         )
-    for name, value in constants.items():
-        v = np.asarray(value)
-        if name.lower() in _RATE_NAMES and v.size == 1 and float(v.reshape(-1)[0]) != rate:
-            raise InputError(
-                f"--constant {name}={v.reshape(-1)[0]} tells the model its samples are at "
-                f"{v.reshape(-1)[0]} Hz; the samples of {source} are at {rate} Hz. Expected "
-                "them to agree: pass the audio's rate, or store the rate to resample WAV "
-                "files to: edgeseq inspect MODEL --rate N --write-contract OUT.onnx"
-            )
+    found = rate_constant(constants)
+    if found is not None and found[1] != rate:
+        name, value = found
+        raise InputError(
+            f"--constant {name}={value:g} tells the model its samples are at {value:g} Hz; "
+            f"the samples of {source} are at {rate} Hz. Expected them to agree: pass the "
+            "audio's rate, or store the rate to resample WAV files to: edgeseq inspect "
+            "MODEL --rate N --write-contract OUT.onnx"
+        )
 
 
 def pcm_blocks(source: BinaryIO, fmt: str) -> Iterator[np.ndarray]:
