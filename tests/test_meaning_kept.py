@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _cli import edgeseq, one_error_line
+from _cli import edgeseq, one_error_line, sensor
 from _models import VAD_CONTEXT, zoo
 
 from edgeseq.cli._frames import BadRecord, CsvFrames, FrameLayout
@@ -141,3 +141,21 @@ def test_training_data_with_a_value_float32_cannot_hold_is_refused(tmp_path, bad
     line = one_error_line(edgeseq(*args))
     assert f"line 6, column 'a': expected a finite float32 number, got '{bad}'" in line
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_a_headerless_input_says_its_fields_are_taken_by_position(tmp_path: Path) -> None:
+    layout = FrameLayout(3, ("temp", "rh", "pressure"))
+    frames = CsvFrames([b"1,2,3"], layout)
+    assert [f.values.tolist() for f in frames] == [[1, 2, 3]]
+    assert frames.assumed == (
+        "no header line: fields fed by position as the model's features temp, rh, pressure "
+        "(a header has them picked by name)"
+    )
+    frames = CsvFrames([b"rh,temp,pressure", b"1,2,3"], layout)
+    assert [f.values.tolist() for f in frames] == [[2, 1, 3]] and frames.assumed is None
+    s = sensor()  # trained on temp, rh, pressure: the stream's summary line says so
+    done = edgeseq("stream", s.model, input="20,50,1013\n21,49,1012\n")
+    assert done.returncode == 0, done.stderr
+    assert "# 2 frames streamed; no header line: fields fed by position as the model's " in (
+        done.stderr
+    )

@@ -123,6 +123,7 @@ class CsvFrames:
         self.layout = layout
         self.delimiter = "\t" if delimiter == "\\t" else delimiter  # -d '\t' as typed
         self.columns = [c.strip() for c in columns if c.strip()]
+        self.assumed: str | None = None  # what the reader assumed (columns by position)
         self.header: list[str] | None = None
         self.pick: list[int] | None = None  # field indices fed, in order; None: all of them
         self.width: int | None = None  # fields per line, once known
@@ -216,6 +217,11 @@ class CsvFrames:
 
     def _use_positions(self) -> None:
         if not self.columns:
+            if self.layout.names:
+                self.assumed = (
+                    "no header line: fields fed by position as the model's features "
+                    f"{', '.join(self.layout.names)} (a header has them picked by name)"
+                )
             return
         named = [c for c in self.columns if not c.isdigit()]
         if named:

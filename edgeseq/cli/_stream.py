@@ -366,7 +366,8 @@ def _stream_csv(
         return 0
     n, k = counts.frames, counts.skipped
     skipped = f", {k} bad line{'s' if k != 1 else ''} skipped" if k else ""
-    click.echo(f"# {n} frame{'s' if n != 1 else ''} streamed{via}{skipped}", err=True)
+    assumed = f"; {frames.assumed}" if frames.assumed else ""  # e.g. columns by position
+    click.echo(f"# {n} frame{'s' if n != 1 else ''} streamed{via}{skipped}{assumed}", err=True)
     return n
 
 
