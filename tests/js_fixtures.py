@@ -154,6 +154,54 @@ def _char_model(path: Path, tmp: Path) -> None:
     export_source(load_source(str(ckpt)), path)
 
 
+def _stored(src: Path, path: Path, *args: Any) -> None:
+    """``edgeseq inspect SRC ARGS --write-contract PATH``, as a user stores a contract."""
+    from click.testing import CliRunner
+
+    from edgeseq.cli import main
+
+    argv = ["inspect", str(src), *map(str, args), "--write-contract", str(path)]
+    res = CliRunner().invoke(main, argv)
+    if res.exit_code != 0:
+        raise RuntimeError(f"edgeseq {' '.join(argv)} failed: {res.output}{res.exception!r}")
+
+
+def _context_models(out: Path) -> None:
+    """Models from elsewhere for the left-context and rate checks (test_context_refused.py,
+    test_meaning_kept.py): a plain LSTM that streams exactly without context, the same with
+    2 frames of context recorded, and the VAD with its rate (16000 Hz) recorded."""
+    from _models import VAD_CONTEXT, zoo
+    from test_state_pairs_complete import external_lstm
+
+    ext = external_lstm()
+    pairs = ("--state", "h0:hn", "--state", "c0:cn")
+    _stored(ext, out / "external-lstm.onnx", *pairs)
+    _stored(ext, out / "external-lstm-context.onnx", *pairs, "--context", 2)
+    vad = ("--state", "state:stateN", "--constant", "sr=16000", "--context", VAD_CONTEXT)
+    _stored(zoo.get("vad"), out / "vad-rate.onnx", *vad, "--rate", 16000)
+
+
+def _refusals(out: Path) -> dict[str, str]:
+    """Python's own messages for what the JavaScript runtime must refuse in the same words."""
+    from edgeseq.errors import InputError
+    from edgeseq.runtime import StreamingPredictor
+
+    cases = {
+        "context_export": (out / "lstm-native.onnx", {"context": 3}),
+        "context_exact": (out / "external-lstm.onnx", {"context": 2}),
+        "rate": (out / "vad-rate.onnx", {"constants": {"sr": np.array(8000)}}),
+    }
+    said = {}
+    for name, (path, kw) in cases.items():
+        try:
+            StreamingPredictor(path, **kw)
+        except InputError as exc:
+            said[name] = str(exc)
+        else:
+            raise RuntimeError(f"Python's runtime accepted {path.name} with {kw}")
+    return said
+
+
 TEXT_CASES = (
     {"prompt": "The ", "max_tokens": 40, "temperature": 0.0},
     {"prompt": "def ", "max_tokens": 60, "temperature": 0.8, "top_k": 10, "seed": 3},
@@ -277,6 +325,8 @@ def write(out: Path) -> dict[str, Any]:
         from _models import zoo
 
         (out / "no-contract.onnx").write_bytes(zoo.get("vad_plain").read_bytes())
+        _context_models(out)
+        manifest["refusals"] = _refusals(out)
         arts = to_ort(out / "lstm-native.onnx", out / "ort")
         manifest["ort"] = {
             "model": f"ort/{arts.ort.name}",

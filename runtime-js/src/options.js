@@ -6,6 +6,7 @@
 import { Contract } from "./contract.js";
 import { InputError } from "./errors.js";
 import { readSource } from "./model-file.js";
+import { pyRound } from "./pyjson.js";
 import { ARRAY_OF, size } from "./tensor.js";
 
 /**
@@ -86,7 +87,48 @@ export function constantTensors(ort, contract, graphInputs, given = {}) {
     }
     out[name] = new ort.Tensor(type, data, shape);
   }
+  checkRateConstant(contract.model.extra?.rate ?? null, out);
   return out;
+}
+
+// constant input names that tell a model the sample rate of its audio (Silero's `sr`)
+export const RATE_NAMES = ["sr", "rate", "fs", "sample_rate", "samplerate", "sampling_rate", "sample_rate_hz"];
+const NUMERIC = /^(float|u?int)\d*$/;
+
+/** The sample-rate constant among `tensors` (`{name: ort.Tensor}`; by name, one number),
+ * as `[name, value]`, or null. */
+export function rateConstant(tensors) {
+  for (const [name, t] of Object.entries(tensors)) {
+    if (RATE_NAMES.includes(name.toLowerCase()) && NUMERIC.test(t.type) && t.data.length === 1) {
+      return [name, Number(t.data[0])];
+    }
+  }
+  return null;
+}
+
+/** Refuse a sample-rate constant that contradicts the rate the contract records. */
+export function checkRateConstant(recorded, tensors) {
+  const found = rateConstant(tensors);
+  if (recorded === null || found === null || found[1] === Number(recorded)) return;
+  const [name, value] = found;
+  throw new InputError(
+    `constants['${name}'] tells the model its samples are at ${formatG(value)} Hz; this model's ` +
+      `contract records ${recorded} Hz (its windows and context are in samples at that rate). ` +
+      `Expected ${name}=${recorded}; for another rate, store a contract made for it: edgeseq ` +
+      "inspect MODEL --rate N --window N --context N --write-contract OUT.onnx",
+  );
+}
+
+/** Python's `format(x, "g")`: 6 significant digits, trailing zeros dropped, an exponent
+ * (`1e+06`) below 1e-4 or from 1e6. */
+export function formatG(x) {
+  if (!Number.isFinite(x)) return Number.isNaN(x) ? "nan" : x > 0 ? "inf" : "-inf";
+  if (x === 0) return Object.is(x, -0) ? "-0" : "0";
+  const [mant, e] = x.toExponential(5).split("e");
+  const exp = Number(e);
+  const strip = (t) => (t.includes(".") ? t.replace(/\.?0+$/, "") : t);
+  if (exp < -4 || exp >= 6) return `${strip(mant)}e${exp < 0 ? "-" : "+"}${String(Math.abs(exp)).padStart(2, "0")}`;
+  return strip(pyRound(x, 5 - exp).toFixed(5 - exp)); // ties to even, as Python
 }
 
 const isInt = (v) => typeof v === "bigint" || Number.isInteger(v);

@@ -13,6 +13,7 @@ import { Snapshot, checkSnapshot } from "./snapshot.js";
 import { Outputs } from "./outputs.js";
 import { ARRAY_OF, batchOne, size } from "./tensor.js";
 import { contractOption, constantTensors } from "./options.js";
+import { checkContext, settleContext } from "./context.js";
 
 const describeSource = (model, bytes) =>
   typeof model === "string" ? model : model instanceof URL ? model.href : `model bytes (${bytes.length} bytes)`;
@@ -56,7 +57,8 @@ export class StreamingPredictor {
    * @param options.constants `{input name: value}` fed unchanged on every call
    * @param options.context left context: the last N frames of each call are prepended to
    *   the next (default: the contract's `model.extra.context`, else 0); refused when it
-   *   differs from the contract's, or on an edgeseq export (its state holds the past)
+   *   differs from the contract's, or on a model whose state already holds its past (an
+   *   edgeseq export; a model from elsewhere that streams exactly without it)
    * @param options.sessionOptions passed to `ort.InferenceSession.create`
    */
   static async create(model, options = {}) {
@@ -90,7 +92,15 @@ export class StreamingPredictor {
     } catch {
       // no WebCrypto (a browser page on plain http that is not localhost): snapshots say so
     }
-    return new StreamingPredictor(ort, session, c, { constants: constantTensors(ort, c, gin, constants), context, hash });
+    let p;
+    try {
+      p = new StreamingPredictor(ort, session, c, { constants: constantTensors(ort, c, gin, constants), context, hash });
+      await checkContext(p); // no left context on a model whose state holds its past
+    } catch (exc) {
+      await session.release?.();
+      throw exc;
+    }
+    return p;
   }
 
   /** @internal use {@link StreamingPredictor.create} */
@@ -117,7 +127,7 @@ export class StreamingPredictor {
           "feed whole windows to a contract without 'window'.",
       );
     }
-    this.contextFrames = this._checkContext(context, contract);
+    this.contextFrames = settleContext(context, contract);
     this.chunk = contract.model.chunk; // frames per call of a fixed-length graph, context included
     this.stepFrames = this.chunk ? this.chunk - this.contextFrames : null;
     if (this.stepFrames !== null && this.stepFrames < 1) {
@@ -133,36 +143,6 @@ export class StreamingPredictor {
     this._tail = Promise.resolve();
     this._generation = 0;
     this.reset();
-  }
-
-  /**
-   * The left context to run with, as Python's runtime settles it: the caller's, else the
-   * contract's. A caller's context other than a recorded one is refused, and so is context
-   * on an edgeseq export that records none: its state already holds every past frame, so
-   * the frames would be fed twice. (Python also probes a model from elsewhere.)
-   */
-  _checkContext(given, contract) {
-    const recorded = contract.model.extra?.context;
-    const n = given ?? recorded ?? 0;
-    if (!Number.isInteger(n) || n < 0) throw new InputError(`context must be a non-negative int of frames, got ${n}.`);
-    if (recorded !== undefined && recorded !== null && n !== recorded) {
-      throw new InputError(
-        `context=${n}: this model's contract records ${recorded} frames of left context; expected ` +
-          `that or none, got ${n}. Drop the context to use the recorded one; for another, store it ` +
-          "once: edgeseq inspect MODEL --context N --write-contract OUT.onnx",
-      );
-    }
-    const exporter = contract.producer?.exporter ?? "";
-    if (n && n !== recorded && exporter && exporter !== "external" && contract.model.stateful && contract.states.length) {
-      throw new InputError(
-        `context=${n}: expected no left context for this model, because it carries its past in its ` +
-          "state (edgeseq exported it: its exports carry every past frame a layer needs in their " +
-          `state and record any context they take); got ${n} frames, which would feed it again the ` +
-          `last ${n} frames its state already holds, so every output after the first call would be ` +
-          "wrong. Stream it without left context.",
-      );
-    }
-    return n;
   }
 
   // ------------------------------------------------------------------ state
