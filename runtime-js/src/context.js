@@ -107,7 +107,7 @@ async function exactWithoutContext(p) {
   );
 }
 
-/** Small random frames of the model's dtype (ids 0 and 1 for a token model), fixed. */
+/** Small random frames of the model's dtype (0 and 1 for ids and bools), the same each time. */
 function probeFrames(spec, count) {
   const data = new spec.Array(count * spec.size);
   let s = 0x2545f491;
@@ -116,7 +116,8 @@ function probeFrames(spec, count) {
     s ^= s >>> 17;
     s ^= s << 5; // xorshift32: the same frames on every load
     const u = (s >>> 0) / 2 ** 32;
-    data[k] = spec.isInt ? (data instanceof BigInt64Array ? BigInt(u < 0.5 ? 0 : 1) : u < 0.5 ? 0 : 1) : 0.2 * (u - 0.5);
+    const bit = u < 0.5 ? 0 : 1;
+    data[k] = data instanceof BigInt64Array ? BigInt(bit) : spec.isInt || spec.dtype === "bool" ? bit : 0.2 * (u - 0.5);
   }
   return data;
 }
