@@ -19,6 +19,7 @@ from edgeseq.client import protocol as P
 from edgeseq.runtime._session import ModelSource
 from edgeseq.serve._options import ServeOptions
 from edgeseq.serve._service import Answer, StreamService
+from edgeseq.serve._socket import StreamSocket
 
 __all__ = ["Server"]
 
@@ -83,6 +84,7 @@ class Server:
             ping_interval=20,
             ping_timeout=20,
             logger=_QuietLogger(),
+            create_connection=StreamSocket,  # messages by callback (``_socket``)
         )
         self.port = self._ws_server.sockets[0].getsockname()[1]
         self.log(f"edgeseq serve: listening on {self.url}  (page: http://{o.host}:{self.port}/)")
@@ -106,6 +108,7 @@ class Server:
         self.service.stopping = True
         self._ws_server.server.close()  # no new connections
         ok, n = await self.service.stop_streams()
+        self.service.ticker.close()
         self.service.pool.shutdown()
         self._ws_server.close()
         with contextlib.suppress(asyncio.TimeoutError):

@@ -6,7 +6,9 @@ Transports sit on top and only move bytes: ``_server`` (the ``websockets`` serve
 ``edgeseq serve``) and ``_ray_replica`` (an ASGI app inside a Ray Serve replica). A socket
 handed to :meth:`StreamService.serve_stream` needs what :class:`~edgeseq.serve._connection.
 Connection` uses: ``async for`` messages, ``send``, ``close(code, reason)``,
-``transport.abort()`` and ``remote_address``.
+``transport.abort()`` and ``remote_address`` — or, like ``_socket.StreamSocket``,
+``attach`` (messages by callback) and ``write_now``. Frames messages of every connection
+are stepped together once per loop tick (``_ticks``).
 
 A service that is one of several sharing a state folder (Ray) gets an :class:`Ownership`:
 it takes a stream's lease before serving it and gives it back when the stream leaves
@@ -26,7 +28,6 @@ from edgeseq.client import protocol as P
 from edgeseq.errors import EdgeseqError, StreamError
 from edgeseq.runtime import StreamPool
 from edgeseq.runtime._session import ModelSource
-from edgeseq.serve._completions import Completions
 from edgeseq.serve._connection import Connection
 from edgeseq.serve._frames import WireFormat
 from edgeseq.serve._handshake import Answer, Handshake, Ownership, Plan
@@ -34,6 +35,7 @@ from edgeseq.serve._metrics import CONTENT_TYPE, Metrics
 from edgeseq.serve._options import ServeOptions
 from edgeseq.serve._registry import Registry, StreamRecord
 from edgeseq.serve._store import Saved, StateStore
+from edgeseq.serve._ticks import Ticker
 
 __all__ = ["Answer", "Ownership", "Plan", "StreamService"]
 
@@ -99,7 +101,7 @@ class StreamService:
     # ------------------------------------------------------------------ running
     def start(self) -> None:
         """Begin background work on the running event loop."""
-        self.completions = Completions(asyncio.get_running_loop())
+        self.ticker = Ticker(self)
         self._tasks = [asyncio.create_task(self._housekeeping())]
 
     async def stop_streams(self) -> tuple[bool, int]:
@@ -122,7 +124,8 @@ class StreamService:
             return False, 0
 
     def close(self) -> None:
-        """Release the pool and the save thread (after :meth:`stop_streams`)."""
+        """Release the pool and the step and save threads (after :meth:`stop_streams`)."""
+        self.ticker.close()
         self.pool.shutdown()
         self.registry.close()
 
