@@ -79,8 +79,10 @@ class Ticker:
             self.loop.call_soon(self._flush)
 
     def close(self) -> None:
-        if self._thread is not None:
-            self._thread.shutdown(wait=True)
+        """Stop the step thread (after the connections stopped); later flushes run inline."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.shutdown(wait=True)
 
     # ------------------------------------------------------------------ the loop's side
     def _flush(self) -> None:

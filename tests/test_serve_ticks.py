@@ -1,0 +1,198 @@
+"""edgeseq serve's per-tick batching (``_ticks``) and its own WebSocket framing (``_socket``).
+
+In process: messages of many streams handed to the ticker in one tick run as rounds of
+one ``StreamPool.step`` each, with outputs identical to local predictors whatever the mix
+of frame counts; a message the pool refuses gets its error in its place and changes no
+stream. Over a real socket: many messages of one connection arriving in one read are
+answered in order (frames, errors, a reset between them, more than ``max_inflight``);
+fragmented messages, pings and 16/64-bit frame lengths still work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+from _models import zoo
+from _serve import ServerProcess
+from websockets.sync.client import connect
+
+from edgeseq.client import protocol as P
+from edgeseq.runtime import StreamingPredictor
+from edgeseq.serve import ServeOptions
+from edgeseq.serve._service import StreamService
+from edgeseq.serve._ticks import FramesItem, Ticker
+
+pytestmark = pytest.mark.timeout(300)
+
+
+class _Conn:
+    """What the ticker needs of a connection: its record, its format, ``reply``."""
+
+    def __init__(self, rec: object) -> None:
+        self.rec, self.binary, self.replies = rec, False, []
+
+    def reply(self, payload: str | bytes) -> None:
+        self.replies.append(json.loads(payload))
+
+
+def _frames(rng: np.random.Generator, t: int) -> np.ndarray:
+    """One frame [3] (t == 0) or a chunk [t, 3]."""
+    return rng.standard_normal((3,) if t == 0 else (t, 3)).astype(np.float32)
+
+
+def _item(conn: _Conn, x: np.ndarray) -> FramesItem:
+    single = x.ndim == 1
+    return FramesItem(conn, x, single, 1 if single else len(x), 0.0)  # type: ignore[arg-type]
+
+
+def _rows(reply: dict) -> np.ndarray:
+    return np.asarray(reply["outputs"]["y"], np.float32)
+
+
+async def _run_ticks(threaded: bool) -> None:
+    path = zoo.get("lstm")
+    service = StreamService(path, ServeOptions(port=0, state_dir=None), lambda line: None)
+    service.start()
+    service.ticker.close()
+    service.ticker = ticker = Ticker(service, threaded=threaded)
+    try:
+        recs = [service.registry.create()[0] for _ in range(5)]
+        conns = [_Conn(r) for r in recs]
+        local = [StreamingPredictor(path) for _ in recs]
+        rng = np.random.default_rng(0)
+        # per stream: a ragged list of messages; stream 2's third message is refused by the
+        # pool (a frame of 5 values for a 3-feature model; the wire checks cannot see it)
+        plans = [[int(t) for t in rng.integers(0, 5, 3 + i)] for i in range(len(recs))]
+        messages = [[_frames(rng, t) for t in plan] for plan in plans]
+        messages[2][2] = np.zeros(5, np.float32)
+        messages[4][1] = np.array([[0.0, np.nan, 1.0]], np.float32)  # NaN, past the wire
+        expected: list[list[object]] = [[] for _ in recs]
+        for i, msgs in enumerate(messages):
+            for x in msgs:
+                bad = x.shape[-1] != 3 or not np.isfinite(x).all()
+                expected[i].append(None if bad else local[i].step(x))
+        # every message in one tick, interleaved across streams as a loop would read them
+        most = max(len(m) for m in messages)
+        for k in range(most):
+            for conn, msgs in zip(conns, messages):
+                if k < len(msgs):
+                    ticker.add(_item(conn, msgs[k]))
+        total = sum(len(m) for m in messages)
+        for _ in range(2000):
+            if sum(len(c.replies) for c in conns) == total:
+                break
+            await asyncio.sleep(0.005)
+        for i, conn in enumerate(conns):
+            assert len(conn.replies) == len(expected[i])
+            seq = 0
+            for reply, ref in zip(conn.replies, expected[i]):
+                if ref is None:
+                    assert reply["type"] == "error" and reply["reason"] in (
+                        "bad_frames",
+                        "non_finite",
+                    ), reply
+                    continue
+                seq += 1
+                assert reply["type"] == "outputs" and reply["seq"] == seq, reply
+                want = np.asarray(ref).reshape(-1, 2)
+                np.testing.assert_array_equal(_rows(reply), want)
+            assert recs[i].seq == seq
+        # the refused messages changed nothing: one more step per stream still agrees
+        for conn, pred in zip(conns, local):
+            x = _frames(rng, 2)
+            before = len(conn.replies)
+            ticker.add(_item(conn, x))
+            ref = pred.step(x)
+            for _ in range(2000):
+                if len(conn.replies) > before:
+                    break
+                await asyncio.sleep(0.005)
+            np.testing.assert_array_equal(_rows(conn.replies[-1]), np.asarray(ref))
+    finally:
+        service.close()
+
+
+@pytest.mark.parametrize("threaded", [True, False], ids=["step-thread", "inline"])
+def test_one_tick_of_ragged_streams_equals_local_predictors(threaded: bool) -> None:
+    asyncio.run(_run_ticks(threaded))
+
+
+@pytest.fixture(scope="module")
+def server():
+    with ServerProcess(zoo.get("lstm"), "--max-streams", "8", "--max-inflight", "4") as s:
+        yield s
+
+
+def _burst(ws: object, messages: list[str | bytes]) -> None:
+    """Frame every message with the client's protocol and send them in ONE write, so the
+    server reads them together (one tick)."""
+    for m in messages:
+        if isinstance(m, str):
+            ws.protocol.send_text(m.encode())  # type: ignore[attr-defined]
+        else:
+            ws.protocol.send_binary(m)  # type: ignore[attr-defined]
+    data = b"".join(ws.protocol.data_to_send())  # type: ignore[attr-defined]
+    ws.socket.sendall(data)  # type: ignore[attr-defined]
+
+
+def test_a_burst_on_one_connection_is_answered_in_order(server: ServerProcess) -> None:
+    path = zoo.get("lstm")
+    local = StreamingPredictor(path)
+    rng = np.random.default_rng(1)
+    xs = [_frames(rng, int(t)) for t in rng.integers(1, 4, 30)]
+    nan = np.array([[0.0, np.inf, 0.0]], "<f4").tobytes()
+    burst: list[str | bytes] = []
+    expected: list[object] = []
+    for k, x in enumerate(xs):  # 30 frames messages (max-inflight 4), errors and a reset
+        burst.append(x.astype("<f4").tobytes())
+        expected.append(local.step(x))
+        if k == 9:
+            burst += [nan, b"\x00" * 5, '{"type": "reset"}']
+            expected += ["non_finite", "bad_size", "reset"]
+            local.reset()
+    with connect(server.url, compression=None) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+        _burst(ws, burst)
+        seq = 0
+        for want in expected:
+            reply = json.loads(ws.recv(timeout=30))
+            if isinstance(want, str) and want != "reset":
+                assert reply["type"] == "error" and reply["reason"] == want, reply
+                continue
+            seq += 1
+            assert reply["seq"] == seq, reply
+            if isinstance(want, str):
+                assert reply["type"] == "reset"
+                continue
+            np.testing.assert_array_equal(_rows(reply), np.asarray(want).reshape(-1, 2))
+
+
+def test_fragments_pings_and_long_frames_still_work(server: ServerProcess) -> None:
+    local = StreamingPredictor(zoo.get("lstm"))
+    rng = np.random.default_rng(2)
+    with connect(server.url, compression=None, max_size=None) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+        x = _frames(rng, 4)
+        data = x.astype("<f4").tobytes()
+        ws.send([data[:10], data[10:30], data[30:]])  # one message in three fragments
+        np.testing.assert_array_equal(_rows(json.loads(ws.recv(timeout=10))), local.step(x))
+        assert ws.ping().wait(10)  # websockets' own protocol answers pings
+        ws.send(['{"type": ', '"snapshot"}'])  # a fragmented text message
+        assert json.loads(ws.recv(timeout=10))["type"] == "snapshot"
+        big = _frames(rng, 600)  # 7,200 bytes: a 16-bit length, several reads
+        ws.send(big.astype("<f4").tobytes())
+        np.testing.assert_array_equal(_rows(json.loads(ws.recv(timeout=30))), local.step(big))
+        huge = np.zeros((7000, 3), "<f4").tobytes()  # 84,000 bytes: a 64-bit length
+        ws.send(huge)
+        reply = json.loads(ws.recv(timeout=30))
+        assert reply["type"] == "error" and reply["reason"] == "too_many_frames", reply
+        x = _frames(rng, 0)
+        ws.send(x.astype("<f4").tobytes())
+        np.testing.assert_array_equal(
+            _rows(json.loads(ws.recv(timeout=10))), np.asarray(local.step(x))[None]
+        )
+        ws.send(P.encode(P.End()))
+        assert json.loads(ws.recv(timeout=10))["type"] == "end"
