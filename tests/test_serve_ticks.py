@@ -196,3 +196,58 @@ def test_fragments_pings_and_long_frames_still_work(server: ServerProcess) -> No
         )
         ws.send(P.encode(P.End()))
         assert json.loads(ws.recv(timeout=10))["type"] == "end"
+
+
+@pytest.mark.parametrize("model", ["lstm", "scaled", "char_lm"])
+def test_reply_text_is_exactly_the_protocol_encoder(model: str) -> None:
+    from edgeseq.runtime import StreamPool
+    from edgeseq.serve._frames import WireFormat
+
+    pool = StreamPool(zoo.get(model), max_streams=2)
+    wire = WireFormat(pool.engine)
+    sid = pool.open()
+    rng = np.random.default_rng(3)
+    per_frame = wire.trailing or ()
+    for k, special in enumerate([None, np.nan, np.inf, -np.inf, 1e-30, -0.0, 3e38]):
+        for t in (0, 3):  # one frame, a chunk
+            shape = (*((t,) if t else ()), *per_frame)
+            if wire.dtype == "int64":
+                x = rng.integers(0, 3, shape).astype(np.int64)
+            else:
+                x = rng.standard_normal(shape).astype(np.float32)
+            out = pool.step({sid: x})[sid]
+            outs = out if isinstance(out, dict) else {wire._outs[0][0]: out}
+            outs = {name: np.array(v) for name, v in outs.items()}
+            if special is not None:
+                first = next(iter(outs.values()))
+                first.reshape(-1)[0] = special
+            rows = wire.rows(outs, t == 0)
+            body = {name: r.tolist() for name, r in rows.items()}
+            for saved in (None, k):
+                want = P.outputs_text(max(t, 1), body, 7 + k, saved)
+                assert wire.text(outs, t == 0, max(t, 1), 7 + k, saved) == want
+    pool.shutdown()
+
+
+def test_step_seconds_reads_as_a_prometheus_histogram() -> None:
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from edgeseq.serve._metrics import _LATENCY, StepSeconds
+
+    doc = "Seconds from a frames message arriving to its reply being sent."
+    ref_registry, registry = CollectorRegistry(), CollectorRegistry()
+    ref = Histogram("edgeseq_step_seconds", doc, buckets=_LATENCY, registry=ref_registry)
+    ours = StepSeconds("edgeseq_step_seconds", doc, _LATENCY)
+    registry.register(ours)
+    values = np.array([1e-4, 5e-4, 5.000001e-4, 1e-3, 3e-3, 0.5, 2.5, 3.0, 100.0])
+    for v in values:
+        ref.observe(v)
+    ours.observe_many(values[:4])  # two batches
+    ours.observe_many(values[4:])
+
+    def lines(r: CollectorRegistry) -> list[str]:
+        text = generate_latest(r).decode().splitlines()
+        return [x for x in text if "_created" not in x and "_sum" not in x]
+
+    assert lines(registry) == lines(ref_registry)
+    assert ours.sum == pytest.approx(values.sum())
