@@ -164,8 +164,8 @@ class Connection:
         """Decode a frames message and hand it to the ticker (or its error, in its place)."""
         wire = self.server.wire
         try:
-            arr = P.decode_frames(
-                data, wire.features, wire.dtype, self.server.options.max_frames_per_message
+            arr = P.decode_frames(  # NaN/Inf: checked for the whole batch by the pool's step
+                data, wire.features, wire.dtype, self.server.options.max_frames_per_message, False
             )
         except ProtocolError as exc:
             self._refuse(exc, t0)

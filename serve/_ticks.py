@@ -8,7 +8,7 @@ check of all rows, one onnxruntime call, no future or lock handoff per message. 
 step runs on the step thread the loop keeps reading; what arrives meanwhile is the next
 flush. Replies are written in round order, so each connection's replies come back in the
 order its messages arrived; a refused message (bad size, NaN, ...) is an error item in
-its place, and changes no stream.
+its place, and changes no stream. NaN/Inf is checked once per round, by the step itself.
 
 If a round's step is refused as a whole (one bad row the wire checks could not see, or a
 stream evicted for idleness since the message arrived), its messages run one by one:
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgeseq.client import protocol as P
-from edgeseq.errors import EdgeseqError, SnapshotError, StreamError
+from edgeseq.errors import EdgeseqError, ProtocolError, SnapshotError, StreamError
 
 if TYPE_CHECKING:
     from edgeseq.serve._connection import Connection
@@ -179,6 +179,10 @@ class Ticker:
         """One message alone: its outputs, or the error that refused it (nothing changed)."""
         service = self.service
         pool, rec = service.pool, it.conn.rec
+        try:  # the wire's own reason for NaN/Inf (the batch left the check to the pool)
+            P.check_finite(it.x.reshape(it.t, -1))  # type: ignore[union-attr]
+        except ProtocolError as exc:
+            return exc
         for _ in range(3):
             pool_id = rec.pool_id
             try:

@@ -51,6 +51,7 @@ __all__ = [
     "SnapshotMsg",
     "b64decode",
     "b64encode",
+    "check_finite",
     "decode",
     "decode_frames",
     "encode",
@@ -342,8 +343,13 @@ def encode_frames(frames: Any, dtype: str, features: int) -> tuple[bytes, int]:
     return np.ascontiguousarray(arr, dtype=want).tobytes(), arr.shape[0]
 
 
-def decode_frames(data: bytes, features: int, dtype: str, max_frames: int) -> np.ndarray:
-    """Wire bytes as ``(T, F)`` frames; a :class:`ProtocolError` with a ``reason`` if bad."""
+def decode_frames(
+    data: bytes, features: int, dtype: str, max_frames: int, finite: bool = True
+) -> np.ndarray:
+    """Wire bytes as ``(T, F)`` frames; a :class:`ProtocolError` with a ``reason`` if bad.
+
+    ``finite=False`` leaves the NaN/Inf check to the caller (:func:`check_finite`; the
+    server checks a whole batch of messages at once)."""
     want = WIRE_DTYPES[dtype]
     row = features * want.itemsize
     if not data or len(data) % row:
@@ -360,14 +366,20 @@ def decode_frames(data: bytes, features: int, dtype: str, max_frames: int) -> np
             "too_many_frames",
         )
     arr = np.frombuffer(data, want).reshape(t, features)
-    if want.kind == "f" and not np.isfinite(arr).all():
+    if finite:
+        check_finite(arr)
+    return arr
+
+
+def check_finite(arr: np.ndarray) -> None:
+    """Refuse ``(T, F)`` float frames holding NaN or Inf (reason ``non_finite``)."""
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         first = np.argwhere(~np.isfinite(arr))[0].tolist()
         raise _error(
             f"frames hold NaN or Inf (first at frame {first[0]}, feature {first[1]}); one bad "
             "value would poison the stream's state. Clean the frames and send them again",
             "non_finite",
         )
-    return arr
 
 
 def b64encode(data: bytes) -> str:
