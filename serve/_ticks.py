@@ -4,15 +4,18 @@ A connection hands each frames message to :class:`Ticker` as it is parsed (``add
 first message of a tick schedules one ``flush`` at the end of that tick; the flush takes
 everything gathered, puts the *k*-th message of every connection into round *k* (so a
 round names each stream once), and runs each round as ONE :meth:`StreamPool.step` — one
-check of all rows, one onnxruntime call, no future or lock handoff per message. While a
-step runs on the step thread the loop keeps reading; what arrives meanwhile is the next
-flush. Replies are written in round order, so each connection's replies come back in the
-order its messages arrived; a refused message (bad size, NaN, ...) is an error item in
-its place, and changes no stream. NaN/Inf is checked once per round, by the step itself.
+check of all rows, one onnxruntime call, no future or lock handoff per message. A small
+flush (up to ``inline_frames`` frames in all: one frame from each of 256 streams) runs
+inline on the loop, which costs least CPU per message; a bigger one runs on the step
+thread, so long chunks never stall the loop (pings, handshakes, HTTP) — while it runs
+the loop keeps reading, and what arrives meanwhile is the next flush. Replies are
+written in round order, so each connection's replies come back in the order its messages
+arrived; a refused message (bad size, NaN, ...) is an error item in its place, and
+changes no stream. NaN/Inf is checked once per round, by the step itself.
 
 If a round's step is refused as a whole (one bad row the wire checks could not see, or a
-stream evicted for idleness since the message arrived), its messages run one by one:
-the bad one gets its error, the evicted one is reopened from its snapshot and run, the
+stream evicted for idleness since the message arrived), its messages run one by one: the
+bad one gets its error, the evicted one is reopened from its snapshot and run, the
 others run as they would have.
 """
 
@@ -57,18 +60,19 @@ class FramesItem:
 class Ticker:
     """Per-tick batches of frames messages for ``service``'s pool (see the module docstring).
 
-    ``threaded``: run each step on one step thread (the loop reads meanwhile) or inline on
-    the loop.
+    ``inline_frames``: flushes of at most this many frames run inline on the loop, bigger
+    ones on the step thread (0: always the thread).
     """
 
-    def __init__(self, service: StreamService, threaded: bool = True) -> None:
+    def __init__(self, service: StreamService, inline_frames: int = 256) -> None:
         self.service = service
         self.loop = asyncio.get_running_loop()
         self.pending: list[FramesItem] = []
         self._scheduled = False
         self._busy = False
-        self._thread = (
-            ThreadPoolExecutor(1, thread_name_prefix="edgeseq-step") if threaded else None
+        self.inline_frames = inline_frames
+        self._thread: ThreadPoolExecutor | None = ThreadPoolExecutor(
+            1, thread_name_prefix="edgeseq-step"
         )
 
     def add(self, item: FramesItem) -> None:
@@ -91,7 +95,7 @@ class Ticker:
             return
         items, self.pending = self.pending, []
         rounds = _rounds(items)
-        if self._thread is None:
+        if self._thread is None or sum(it.t for it in items) <= self.inline_frames:
             self._deliver(rounds, self._compute(rounds))
             return
         self._busy = True

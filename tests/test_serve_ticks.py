@@ -52,12 +52,12 @@ def _rows(reply: dict) -> np.ndarray:
     return np.asarray(reply["outputs"]["y"], np.float32)
 
 
-async def _run_ticks(threaded: bool) -> None:
+async def _run_ticks(inline_frames: int) -> None:
     path = zoo.get("lstm")
     service = StreamService(path, ServeOptions(port=0, state_dir=None), lambda line: None)
     service.start()
     service.ticker.close()
-    service.ticker = ticker = Ticker(service, threaded=threaded)
+    service.ticker = ticker = Ticker(service, inline_frames)
     try:
         recs = [service.registry.create()[0] for _ in range(5)]
         conns = [_Conn(r) for r in recs]
@@ -116,9 +116,9 @@ async def _run_ticks(threaded: bool) -> None:
         service.close()
 
 
-@pytest.mark.parametrize("threaded", [True, False], ids=["step-thread", "inline"])
-def test_one_tick_of_ragged_streams_equals_local_predictors(threaded: bool) -> None:
-    asyncio.run(_run_ticks(threaded))
+@pytest.mark.parametrize("inline_frames", [0, 1 << 30], ids=["step-thread", "inline"])
+def test_one_tick_of_ragged_streams_equals_local_predictors(inline_frames: int) -> None:
+    asyncio.run(_run_ticks(inline_frames))
 
 
 @pytest.fixture(scope="module")
