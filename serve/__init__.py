@@ -1,8 +1,8 @@
 """edgeseq.serve: stream over the network — many devices, one model, nothing lost on restart.
 
 ``edgeseq serve MODEL.onnx`` (or :class:`Server`) puts a :class:`~edgeseq.runtime.StreamPool`
-behind a WebSocket endpoint: one connection is one stream, frames from all connections
-are micro-batched into shared onnxruntime calls, and every stream can be resumed — after
+behind a WebSocket endpoint: one connection is one stream, the frames that arrive from all
+connections in one event-loop tick share onnxruntime calls, and every stream can be resumed — after
 a dropped connection, an idle eviction, or a restart with the same ``--state-dir``. The
 same port answers ``/healthz``, ``/v1/model`` (the contract), ``/metrics`` (Prometheus)
 and ``/`` (a page that plots a dropped CSV's outputs as they stream).
@@ -18,9 +18,11 @@ the wire protocol in :mod:`edgeseq.client.protocol` (shared with the client), pl
 ``ray`` extra (imported inside functions); nothing below imports it.
 Modules: ``_options`` (limits), ``_service`` (the core: handshake decisions, streams,
 saves, graceful stop), ``_server`` (the ``websockets`` transport and signals),
-``_connection`` (one stream's reader and writer), ``_registry`` (stream ids, resume
-secrets, eviction), ``_store`` (the state folder), ``_frames`` (wire ↔ model),
-``_metrics``, ``_completions`` (pool results to the event loop); for ``--ray``:
+``_socket`` (its connection: messages by callback, the common frames parsed there),
+``_connection`` (one stream's messages, in order), ``_ticks`` (every connection's frames
+of one loop tick stepped together), ``_registry`` (stream ids, resume secrets,
+eviction), ``_store`` (the state folder), ``_frames`` (wire ↔ model, reply text),
+``_metrics``; for ``--ray``:
 ``_asgi`` (the ASGI transport), ``_ledger`` (stream leases), ``_ownership`` (a replica's
 side of them), ``_ray_replica`` (the Serve deployment), ``_fleet_metrics`` (every
 replica's ``/metrics``), ``_ray_fleet`` (deploy, scale, stop). ``page.html`` is the

@@ -42,8 +42,10 @@ class ServeOptions:
         Seconds between periodic saves of changed streams (needs ``state_dir``; 0: off).
         Bounds what a crash (``kill -9``) can lose; a client replays the rest.
     max_batch, max_wait_ms
-        The pool's micro-batching: streams per onnxruntime call, and how long the first
-        waiting frame may wait for company.
+        Streams per onnxruntime call at most (None: ``max_streams``). The server steps the
+        frames messages of one event-loop tick together and never holds a frame back for
+        company, so ``max_wait_ms`` only applies to the pool's own ``submit`` (kept for
+        old command lines).
     shutdown_timeout
         Seconds a graceful shutdown may take to finish in-flight work and save.
     device

@@ -152,7 +152,11 @@ class Ticker:
     def _compute(self, rounds: list[list[FramesItem]]) -> list[list[Any]]:
         """Each round's outputs per message (an :class:`EdgeseqError` for a refused one;
         None for an error item)."""
-        return [self._round(items) for items in rounds]
+        cap = self.service.pool.max_batch  # streams per onnxruntime call at most
+        return [
+            [out for k in range(0, len(items), cap) for out in self._round(items[k : k + cap])]
+            for items in rounds
+        ]
 
     def _round(self, items: list[FramesItem]) -> list[Any]:
         pool = self.service.pool

@@ -52,9 +52,12 @@ def _rows(reply: dict) -> np.ndarray:
     return np.asarray(reply["outputs"]["y"], np.float32)
 
 
-async def _run_ticks(inline_frames: int) -> None:
+async def _run_ticks(inline_frames: int, max_batch: int | None) -> None:
     path = zoo.get("lstm")
-    service = StreamService(path, ServeOptions(port=0, state_dir=None), lambda line: None)
+    options = ServeOptions(port=0, state_dir=None, max_batch=max_batch)
+    service = StreamService(path, options, lambda line: None)
+    calls: list[int] = []
+    service.pool._on_batch = lambda streams, frames: calls.append(streams)
     service.start()
     service.ticker.close()
     service.ticker = ticker = Ticker(service, inline_frames)
@@ -101,6 +104,7 @@ async def _run_ticks(inline_frames: int) -> None:
                 want = np.asarray(ref).reshape(-1, 2)
                 np.testing.assert_array_equal(_rows(reply), want)
             assert recs[i].seq == seq
+        assert max(calls) <= (max_batch or len(recs)) and len(calls) < total  # batched
         # the refused messages changed nothing: one more step per stream still agrees
         for conn, pred in zip(conns, local):
             x = _frames(rng, 2)
@@ -116,9 +120,15 @@ async def _run_ticks(inline_frames: int) -> None:
         service.close()
 
 
-@pytest.mark.parametrize("inline_frames", [0, 1 << 30], ids=["step-thread", "inline"])
-def test_one_tick_of_ragged_streams_equals_local_predictors(inline_frames: int) -> None:
-    asyncio.run(_run_ticks(inline_frames))
+@pytest.mark.parametrize(
+    ("inline_frames", "max_batch"),
+    [(0, None), (1 << 30, None), (1 << 30, 2)],
+    ids=["step-thread", "inline", "max-batch-2"],
+)
+def test_one_tick_of_ragged_streams_equals_local_predictors(
+    inline_frames: int, max_batch: int | None
+) -> None:
+    asyncio.run(_run_ticks(inline_frames, max_batch))
 
 
 @pytest.fixture(scope="module")

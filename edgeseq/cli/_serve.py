@@ -84,7 +84,8 @@ __all__ = ["command"]
     type=click.FloatRange(min=0),
     default=2.0,
     show_default=True,
-    help="How long a frame may wait for other streams to share its batch.",
+    help="Unused by the server (kept for old command lines): frames that arrive together "
+    "are stepped in one batch, and none is held back to wait for others.",
 )
 @click.option(
     "--device", default="cpu", show_default=True, help="cpu, cuda, or an onnxruntime provider name."
