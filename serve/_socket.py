@@ -28,6 +28,8 @@ from websockets.asyncio.server import ServerConnection
 from websockets.frames import Frame, Opcode, apply_mask
 from websockets.protocol import State
 
+from edgeseq.client._wsframes import at_frame_start
+
 if TYPE_CHECKING:
     from edgeseq.serve._connection import Connection
 
@@ -61,7 +63,7 @@ class StreamSocket(ServerConnection):
             conn.on_message(message)
         if self.protocol.state is State.CLOSED:
             conn.on_closed()
-        self._framing = self.protocol.state is State.OPEN and _at_frame_start(self.protocol)
+        self._framing = self.protocol.state is State.OPEN and at_frame_start(self.protocol)
 
     def write_now(self, message: str | bytes) -> bool:
         """Send one message without waiting; False once the connection is closing."""
@@ -175,14 +177,3 @@ class StreamSocket(ServerConnection):
     def resume_writing(self) -> None:
         super().resume_writing()
         self.release("write")
-
-
-def _at_frame_start(protocol: Any) -> bool:
-    """Whether websockets' parser waits at a frame boundary with nothing buffered (then
-    framing may move here); False, and websockets keeps parsing, when unsure."""
-    if protocol.reader.buffer:
-        return False
-    gen = protocol.parser
-    while getattr(gen, "gi_yieldfrom", None) is not None:
-        gen = gen.gi_yieldfrom
-    return getattr(getattr(gen, "gi_code", None), "co_name", "") == "at_eof"
