@@ -8,13 +8,18 @@ measured at a given offered rate.
 
 Each connection runs websockets' sans-I/O protocol from asyncio callbacks (no task, queue
 or future per message): the clients share the server's cores, so the less CPU they take
-per message, the less they hold down the throughput the benchmark reports. Each process
-reports its CPU per message (``cpu_s`` / ``sent``).
+per message, the less they hold down the throughput the benchmark reports. Once the
+stream is ready, a connection frames its own messages (a fresh random mask each, as
+RFC 6455 asks of a client) and counts whole reply frames itself; anything else the server
+sends (a ping, the close) goes, whole, to websockets' protocol. Each process reports its
+CPU per message (``cpu_s`` / ``sent``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import struct
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +50,7 @@ class _Stream(asyncio.Protocol):
 
     def __init__(self, load: Load, index: int, out: list[int]) -> None:
         from websockets.client import ClientProtocol
+        from websockets.frames import apply_mask
         from websockets.uri import parse_uri
 
         self.load, self.out = load, out
@@ -59,6 +65,16 @@ class _Stream(asyncio.Protocol):
         self.t0 = 0
         self.measure_from = self.t_end = 0.0
         self.ending = False
+        self.apply_mask = apply_mask
+        self.framing = False  # frames parsed and built here (see the module docstring)
+        self.buf = b""
+        n = len(self.payloads[0])  # a masked binary frame's header for this payload size
+        if n < 126:
+            self.head = bytes((0x82, 0x80 | n))
+        elif n < 65536:
+            self.head = bytes((0x82, 0x80 | 126)) + struct.pack("!H", n)
+        else:
+            self.head = bytes((0x82, 0x80 | 127)) + struct.pack("!Q", n)
 
     # asyncio callbacks
     def connection_made(self, transport: Any) -> None:
@@ -67,20 +83,70 @@ class _Stream(asyncio.Protocol):
         self._flush()
 
     def data_received(self, data: bytes) -> None:
+        from websockets.protocol import State
+
+        from edgeseq.client._wsframes import at_frame_start
+
+        if self.framing:
+            self._frames(data)
+            return
+        self._to_protocol(data)
+        if self.ready.done() and self.proto.state is State.OPEN:
+            self.framing = at_frame_start(self.proto)
+
+    def _to_protocol(self, data: bytes) -> None:
         from websockets.frames import Opcode
 
         self.proto.receive_data(data)
         self._flush()
         for event in self.proto.events_received():
-            if getattr(event, "opcode", None) not in (Opcode.TEXT, Opcode.BINARY):
-                continue  # the handshake response, pings, close
-            if not self.ready.done():
-                self.ready.set_result(None)  # `ready`
-            elif self.ending:
-                if not self.done.done():
-                    self.done.set_result(self.sent)
+            if getattr(event, "opcode", None) in (Opcode.TEXT, Opcode.BINARY):
+                self._message()
+            # else: the handshake response, pings, close
+
+    def _frames(self, data: bytes) -> None:
+        """Whole server frames: text/binary replies counted here, the rest to websockets."""
+        buf = self.buf + data if self.buf else data
+        pos, end_of_data = 0, len(buf)
+        while end_of_data - pos >= 2:
+            first, n, head = buf[pos], buf[pos + 1], pos + 2
+            if n & 0x80:  # a masked server frame: websockets refuses it
+                self.framing, self.buf = False, b""
+                self._to_protocol(buf[pos:])
+                return
+            if n == 126:
+                if end_of_data - pos < 4:
+                    break
+                n, head = struct.unpack_from("!H", buf, head)[0], head + 2
+            elif n == 127:
+                if end_of_data - pos < 10:
+                    break
+                n, head = struct.unpack_from("!Q", buf, head)[0], head + 8
+            end = head + n
+            if end > end_of_data:
+                break
+            if first in (0x81, 0x82):
+                self._message()
             else:
-                self._reply()
+                from websockets.protocol import State
+
+                self._to_protocol(buf[pos:end])
+                if self.proto.state is not State.OPEN:
+                    self.framing, self.buf = False, b""
+                    if end < end_of_data:
+                        self._to_protocol(buf[end:])
+                    return
+            pos = end
+        self.buf = buf[pos:] if pos < end_of_data else b""
+
+    def _message(self) -> None:
+        if not self.ready.done():
+            self.ready.set_result(None)  # `ready`
+        elif self.ending:
+            if not self.done.done():
+                self.done.set_result(self.sent)
+        else:
+            self._reply()
 
     def connection_lost(self, exc: Exception | None) -> None:
         for fut in (self.ready, self.done):
@@ -103,7 +169,12 @@ class _Stream(asyncio.Protocol):
             self._flush()
             return
         self.t0 = time.perf_counter_ns()
-        self.proto.send_binary(self.payloads[self.sent % len(self.payloads)])
+        payload = self.payloads[self.sent % len(self.payloads)]
+        if self.framing:
+            mask = os.urandom(4)
+            self.transport.write(self.head + mask + self.apply_mask(payload, mask))
+            return
+        self.proto.send_binary(payload)
         self._flush()
 
     def _reply(self) -> None:
