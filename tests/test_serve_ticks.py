@@ -3,8 +3,8 @@
 In process: messages of many streams handed to the ticker in one tick run as rounds of
 one ``StreamPool.step`` each, with outputs identical to local predictors whatever the mix
 of frame counts; a message the pool refuses gets its error in its place and changes no
-stream. Over a real socket: many messages of one connection arriving in one read are
-answered in order (frames, errors, a reset between them, more than ``max_inflight``);
+stream. Over a real socket: many messages of one connection arriving in one read, even before
+``ready``, are answered in order (frames, errors, a reset between, past ``max_inflight``);
 fragmented messages, pings and 16/64-bit frame lengths still work.
 """
 
@@ -165,8 +165,8 @@ def test_a_burst_on_one_connection_is_answered_in_order(server: ServerProcess) -
             expected += ["non_finite", "bad_size", "reset"]
             local.reset()
     with connect(server.url, compression=None) as ws:
+        _burst(ws, burst)  # before `ready` arrives: kept until the stream is attached
         assert json.loads(ws.recv(timeout=10))["type"] == "ready"
-        _burst(ws, burst)
         seq = 0
         for want in expected:
             reply = json.loads(ws.recv(timeout=30))
