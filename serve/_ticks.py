@@ -96,7 +96,11 @@ class Ticker:
         items, self.pending = self.pending, []
         rounds = _rounds(items)
         if self._thread is None or sum(it.t for it in items) <= self.inline_frames:
-            self._deliver(rounds, self._compute(rounds))
+            try:
+                results = self._compute(rounds)
+            except Exception as exc:  # a bug, not a bad message: answer every message anyway
+                results = [[exc] * len(items) for items in rounds]
+            self._deliver(rounds, results)
             return
         self._busy = True
         fut = self._thread.submit(self._compute, rounds)
@@ -133,14 +137,18 @@ class Ticker:
                     conn.reply(_refusal(metrics, out))
                     continue
                 rec = conn.rec
+                try:
+                    if conn.binary:
+                        first = next(iter(wire.rows(out, item.single).values()))
+                        payload: str | bytes = np.ascontiguousarray(first, "<f4").tobytes()
+                    else:
+                        payload = wire.text(out, item.single, item.t, rec.seq + 1, rec.saved)
+                except Exception as exc:  # a bug: still one reply per message, in order
+                    conn.reply(_refusal(metrics, exc))
+                    continue
                 rec.seq += 1
                 rec.frames += item.t
                 count(rec.id, item.t)
-                if conn.binary:
-                    first = next(iter(wire.rows(out, item.single).values()))
-                    payload: str | bytes = np.ascontiguousarray(first, "<f4").tobytes()
-                else:
-                    payload = wire.text(out, item.single, item.t, rec.seq, rec.saved)
                 registry.remember(rec, rec.seq, payload)
                 conn.reply(payload)
                 started.append(item.t0)
