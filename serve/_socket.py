@@ -38,6 +38,7 @@ __all__ = ["StreamSocket"]
 _DATA = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
 _TEXT, _BINARY = 0x81, 0x82  # first byte of a whole (FIN) text / binary frame, no RSV bits
 _LEN16, _LEN64 = struct.Struct("!H"), struct.Struct("!Q")
+_EARLY = 64  # messages kept before the stream is attached; reading pauses past that
 
 
 class StreamSocket(ServerConnection):
@@ -61,6 +62,7 @@ class StreamSocket(ServerConnection):
         early, self._early = self._early, []
         for message in early:
             conn.on_message(message)
+        self.release("early")
         if self.protocol.state is State.CLOSED:
             conn.on_closed()
         self._framing = self.protocol.state is State.OPEN and at_frame_start(self.protocol)
@@ -162,6 +164,8 @@ class StreamSocket(ServerConnection):
         message = bytes(data).decode("utf-8", "replace") if text else data
         if self._conn is None:
             self._early.append(message)
+            if len(self._early) >= _EARLY:
+                self.hold("early")  # until the stream is attached
         else:
             self._conn.on_message(message)
 
