@@ -25,7 +25,7 @@ _F32_TINY = 2.0**-126  # the smallest normal float32: 1 / a subnormal overflows
 
 
 def _fail(path: str, expected: str, got: Any) -> ContractError:
-    from edgeseq.contract import _fail as fail
+    from edgeseq._contract_json import fail
 
     return fail(path, expected, got)
 
