@@ -3,8 +3,10 @@
 Exporters write a :class:`Contract` as versioned JSON into the ONNX file's
 ``metadata_props`` under :data:`METADATA_KEY`; the runtime reads it back through
 onnxruntime's ``custom_metadata_map`` and checks it against the graph before the
-first call. This module is the single owner of that description. It imports
-neither torch nor onnx, so a device can use it with numpy and onnxruntime only.
+first call. This module is the single owner of that description and its front door
+(reading the JSON and checking against the graph are done by its private helpers
+``_contract_json`` and ``_contract_graph``). It imports neither torch nor onnx, so a
+device can use it with numpy and onnxruntime only.
 
 A streaming graph looks like this (names are free, the contract says which is which)::
 
@@ -18,17 +20,18 @@ A streaming graph looks like this (names are free, the contract says which is wh
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from edgeseq._contract_graph import check_graph
 from edgeseq._contract_json import (
     contract_from_dict,
     state_pair_from_dict,
     tensor_from_dict,
 )
 from edgeseq._contract_json import fail as _fail
-from edgeseq._contract_rules import check_rules, state_views
+from edgeseq._contract_rules import state_views
 from edgeseq.errors import ContractError
 
 __all__ = [
@@ -287,56 +290,4 @@ class Contract:
         self, graph_inputs: Iterable[GraphIO], graph_outputs: Iterable[GraphIO]
     ) -> None:
         """Refuse a contract that disagrees with the graph, naming the field that is wrong."""
-        check_rules(self)  # a contract given as an object was never parsed
-        gin = {g.name: g for g in graph_inputs}
-        gout = {g.name: g for g in graph_outputs}
-
-        def check(
-            spec_path: str,
-            name: str,
-            table: dict[str, GraphIO],
-            kind: str,
-            shape: Sequence[Dim] | None,
-            dtype: str | None,
-        ) -> None:
-            if name not in table:
-                raise _fail(spec_path, f"a graph {kind} (the graph has {sorted(table)})", name)
-            g = table[name]
-            if dtype is not None and g.dtype != dtype:
-                raise _fail(f"{spec_path} dtype", f"{g.dtype} as in the graph", dtype)
-            if shape is None:
-                return
-            if len(g.shape) != len(shape):
-                raise _fail(
-                    f"{spec_path} shape",
-                    f"rank {len(g.shape)} as in the graph {g.shape}",
-                    list(shape),
-                )
-            for want, have in zip(shape, g.shape):
-                if isinstance(want, int) and isinstance(have, int) and want != have:
-                    raise _fail(f"{spec_path} shape", f"{g.shape} as in the graph", list(shape))
-
-        declared_in: set[str] = set()
-        for i, t in enumerate(self.inputs):
-            check(f"inputs[{i}].name", t.name, gin, "input", t.shape, t.dtype)
-            declared_in.add(t.name)
-        for i, t in enumerate(self.outputs):
-            check(f"outputs[{i}].name", t.name, gout, "output", t.shape, t.dtype)
-        for i, s in enumerate(self.states):
-            check(f"states[{i}].input", s.input, gin, "input", s.shape, s.dtype)
-            check(f"states[{i}].output", s.output, gout, "output", s.shape, s.dtype)
-            declared_in.add(s.input)
-        if self.lengths is not None:
-            check("lengths", self.lengths, gin, "input", None, None)
-            declared_in.add(self.lengths)
-        for c in self.constants:
-            check("constants", c, gin, "input", None, None)
-            declared_in.add(c)
-        missing = sorted(set(gin) - declared_in)
-        if missing:
-            raise _fail(
-                "inputs",
-                f"every graph input declared (undeclared: {missing})",
-                [t.name for t in self.inputs],
-            )
-        self.state_views()  # parts of a state that cannot stack (each pair checked above)
+        check_graph(self, graph_inputs, graph_outputs)
