@@ -25,6 +25,13 @@ from edgeseq.exporters._adapter import (
 from edgeseq.exporters._anytime import one_step_note
 from edgeseq.exporters._causal import check_ragged, check_streamable
 from edgeseq.exporters._layout import to_op_layout
+from edgeseq.exporters._names import (
+    memory_input_name,
+    memory_output_name,
+    sibling_path,
+    state_input_name,
+    state_output_name,
+)
 from edgeseq.exporters._onnx import (
     Backend,
     attach_contract,
@@ -58,28 +65,6 @@ __all__ = [
 ]
 
 _GROW_T = 2  # frames the axis probe adds
-
-
-def state_input_name(path: str, name: str) -> str:
-    """Graph input carrying ``name`` (h, c, cache) of the module at ``path``.
-
-    For an explicit state, ``path`` is forward's argument and ``name`` the tensor's place
-    in it (``state_in.state.0.1``; a lone tensor has no name: ``state_in.state``).
-    """
-    return f"state_in.{path}.{name}" if name else f"state_in.{path}"
-
-
-def state_output_name(path: str, name: str) -> str:
-    return f"state_out.{path}.{name}" if name else f"state_out.{path}"
-
-
-def memory_input_name(name: str) -> str:
-    """Graph input carrying the per-stream memory passed to ``forward`` as ``name=``."""
-    return f"memory_in.{name}"
-
-
-def memory_output_name(name: str) -> str:
-    return f"memory_out.{name}"
 
 
 def _probe_axes(run, x: torch.Tensor) -> list[tuple[int | None, int | None, list[Any], str]]:
@@ -287,12 +272,6 @@ def export(
         if note:  # the graph is one step of the loop, as for a cell loop
             contract = _write(graph, x[:, :1], 1, Path(path), {**extra, "mode_note": note})
     return contract
-
-
-def sibling_path(path: str | Path, role: str) -> Path:
-    """A graph written beside ``path``: ``x.onnx`` -> ``x.<role>.onnx``."""
-    p = Path(path)
-    return p.with_name(f"{p.stem}.{role}{p.suffix or '.onnx'}")
 
 
 @dataclasses.dataclass(frozen=True)
