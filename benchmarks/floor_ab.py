@@ -147,7 +147,7 @@ def main() -> None:
     from edgeseq.runtime import StreamingPredictor
     from edgeseq.train.models import SeqConfig, SeqModel
 
-    export_mod = importlib.import_module("edgeseq.exporters.export")
+    export_mod = importlib.import_module("edgeseq.exporters._write")
     rewrite = export_mod.to_op_layout
     work = Path(tempfile.mkdtemp(prefix="floor-ab-"))
     for cell in args.cells:

@@ -66,7 +66,7 @@ def main() -> None:
     from edgeseq.runtime import StreamingPredictor, StreamPool
     from edgeseq.train.models import SeqConfig, SeqModel
 
-    export_mod = importlib.import_module("edgeseq.exporters.export")
+    export_mod = importlib.import_module("edgeseq.exporters._write")
     rewrite = export_mod.to_op_layout
 
     def unchanged(proto, frames, states):  # the graph as exported, glue and all

@@ -33,7 +33,8 @@ from edgeseq.exporters._onnx import (
     save_checked,
     torch_to_onnx,
 )
-from edgeseq.exporters.export import _producer, export, memory_input_name, state_input_name
+from edgeseq.exporters._write import producer
+from edgeseq.exporters.export import export, memory_input_name, state_input_name
 from edgeseq.train.audio import Transcriber
 from edgeseq.train.models import AttentionDecoder, Seq2Seq, SeqModel
 
@@ -324,7 +325,7 @@ def _export_bridge(model: SeqModel, path: Path, decoder: Contract, backend: Back
             stateful=False,
             mode="native",
         ),
-        producer=_producer(backend),
+        producer=producer(backend),
     )
     contract = attach_contract(proto, contract)  # as stored: with the weights' digest
     save_checked(proto, path)
