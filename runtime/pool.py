@@ -14,23 +14,22 @@ from edgeseq.errors import InputError, StreamError
 from edgeseq.runtime._engine import Engine, Outputs
 from edgeseq.runtime._front import SubmitFront
 from edgeseq.runtime._pool_snapshots import PoolSnapshots
+from edgeseq.runtime._pool_streams import Evicted, PoolStreams
 from edgeseq.runtime._rounds import frames_cap, run_in_rounds
 from edgeseq.runtime._rows import RowStore
 from edgeseq.runtime._session import ModelSource
-from edgeseq.runtime._streams import Stream, StreamTable, exact_id
+from edgeseq.runtime._streams import Stream, StreamTable
 from edgeseq.runtime._window import Windower
 from edgeseq.runtime.discover import StateSpec
-from edgeseq.runtime.snapshot import Snapshot, check_snapshot
+from edgeseq.runtime.snapshot import Snapshot
 
 __all__ = ["StreamPool"]
 
-_POOL = object()  # close() without an id closes the pool
 _INT = {int}
-Evicted = list[tuple[int, Snapshot | None]]  # streams a sweep closed, for on_evict
 Item = tuple[Any, Stream, np.ndarray, bool]  # (stream id, stream, checked chunk, single)
 
 
-class StreamPool(SubmitFront, PoolSnapshots):
+class StreamPool(SubmitFront, PoolSnapshots, PoolStreams):
     """One model, many independent streams (sensors, users), stepped in batched calls.
 
     ``step({id: frames})`` gathers the streams' state rows on each pair's batch axis, runs
@@ -180,81 +179,6 @@ class StreamPool(SubmitFront, PoolSnapshots):
         self._lock = threading.RLock()
         self._on_batch = on_batch
         self._start_front()  # submit's worker (started on first use) and finalizer
-
-    # ------------------------------------------------------------------ streams
-    def open(self, snapshot: Snapshot | bytes | None = None) -> int:
-        """Open a stream at the initial state (or at ``snapshot``); return its id."""
-        gone: Evicted = []
-        try:
-            with self._lock:
-                self._check_alive()
-                checked = check_snapshot(snapshot, self.engine) if snapshot is not None else None
-                gone = self._sweep()
-                sid, stream = self._table.add(self._clock())
-                self._rows.write(stream.row)
-                if self._windowed:
-                    self._windows[stream.row].reset()
-                if checked is not None:
-                    self._load(stream, checked)
-                return sid
-        finally:
-            self._notify(gone)
-
-    def close(self, stream_id: Any = _POOL) -> None:
-        """Close stream ``stream_id`` (after its pending submits); without an id, close the
-        pool (see :meth:`shutdown`)."""
-        if stream_id is _POOL:
-            self.shutdown()
-            return
-        self._in_order([stream_id])
-        with self._lock:
-            self._table.get(stream_id)
-            self._table.release(stream_id, "closed")
-
-    def reset(self, stream_id: int) -> None:
-        """Put one stream back at the initial state (after its pending submits)."""
-        self._in_order([stream_id])
-        with self._lock:
-            stream = self._table.get(stream_id)
-            self._rows.write(stream.row)
-            if self._windowed:
-                self._windows[stream.row].reset()
-            stream.frames_seen = 0
-            self._table.touch([stream_id], self._clock())
-
-    def evict_idle(self) -> list[int]:
-        """Close streams idle for longer than ``idle_timeout`` (calling ``on_evict`` for
-        each); return their ids, oldest first."""
-        with self._lock:
-            gone = self._sweep()
-        self._notify(gone)
-        return [sid for sid, _ in gone]
-
-    @property
-    def ids(self) -> list[int]:
-        """Ids of the open streams (expired ones are swept first), in order of opening."""
-        with self._lock:
-            gone = self._sweep()
-            ids = list(self._table.open)
-        self._notify(gone)
-        return ids
-
-    def __len__(self) -> int:
-        """Open streams (expired ones are swept first)."""
-        with self._lock:
-            gone = self._sweep()
-            n = len(self._table)
-        self._notify(gone)
-        return n
-
-    def __contains__(self, stream_id: object) -> bool:
-        """Whether ``stream_id`` is an open stream (an exact int id; expired ones are swept)."""
-        with self._lock:
-            gone = self._sweep()
-            sid = exact_id(stream_id)
-            found = sid is not None and sid in self._table.open
-        self._notify(gone)
-        return found
 
     # ------------------------------------------------------------------ stepping
     def step(self, frames: Mapping[int, Any]) -> dict[int, Outputs]:
