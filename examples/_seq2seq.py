@@ -1,0 +1,174 @@
+"""What the encoder-decoder examples (06 translation, 11 pronunciation) share: scores,
+the nearest-neighbour memory baseline, batched greedy decoding in PyTorch, the
+comparison against the baselines and the attention-weights panel of their plots."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+METRICS = ("CER", "exact match", "BLEU", "chrF")
+LOWER_IS_BETTER = {"CER", "PER"}
+
+
+def edit_distance(a: Sequence[Any], b: Sequence[Any]) -> int:
+    """Levenshtein distance (insert, delete, substitute, each cost 1) of two strings or
+    two token lists."""
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def scores(hyps: Sequence[Any], refs: Sequence[Any], *, chrf: bool = True) -> list[float]:
+    """[error rate, exact match, BLEU(, chrF)] of hypotheses against references.
+
+    Strings are scored by character (CER) and BLEU/chrF on sacrebleu's own tokens; token
+    lists (phonemes) by token (PER), with BLEU over the space-joined tokens, unsplit.
+    The error rate is edits / reference tokens, summed over the corpus.
+    """
+    import sacrebleu
+
+    err = sum(edit_distance(h, r) for h, r in zip(hyps, refs)) / sum(len(r) for r in refs)
+    exact = float(np.mean([list(h) == list(r) for h, r in zip(hyps, refs)]))
+    tokens = bool(refs) and not isinstance(refs[0], str)
+    join = (lambda x: " ".join(x)) if tokens else (lambda x: x)
+    h, r = [join(x) for x in hyps], [join(x) for x in refs]
+    bleu = sacrebleu.corpus_bleu(h, [r], tokenize="none" if tokens else "13a").score
+    out = [round(err, 4), round(exact, 4), round(bleu, 2)]
+    if chrf:
+        out.append(round(sacrebleu.corpus_chrf(h, [r]).score, 2))
+    return out
+
+
+def compare(rows: Sequence[Sequence[Any]], metrics: Sequence[str]) -> tuple[dict, dict]:
+    """Whether ``rows[0]`` (the attention model) beats the best of ``rows[1:]`` on each
+    metric, and by how much (absolute difference to the best baseline)."""
+    beats, margins = {}, {}
+    for i, metric in enumerate(metrics, 1):
+        lower = metric in LOWER_IS_BETTER
+        best = (min if lower else max)(r[i] for r in rows[1:])
+        beats[metric] = rows[0][i] < best if lower else rows[0][i] > best
+        margins[metric] = round(abs(rows[0][i] - best), 4)
+    return beats, margins
+
+
+def memory_baseline(
+    sources: Sequence[str], outputs: Sequence[Any], queries: Sequence[str], chunk: int = 512
+) -> list[Any]:
+    """The output of the most similar training source for each query: character 1-3-gram
+    TF-IDF cosine picks the ten nearest, difflib's ratio the best of those."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True)
+    known = vec.fit_transform(sources).T.tocsr()  # (n-grams, train)
+    out = []
+    for k in range(0, len(queries), chunk):  # (chunk, train) dense similarities at a time
+        part = queries[k : k + chunk]
+        sims = (vec.transform(part) @ known).toarray()
+        near = np.argpartition(-sims, min(10, sims.shape[1] - 1), axis=1)[:, :10]
+        for i, (q, row) in enumerate(zip(part, near)):
+            row = sorted(row, key=lambda j: -sims[i, j])
+            best = max(row, key=lambda j: difflib.SequenceMatcher(None, q, sources[j]).ratio())
+            out.append(outputs[best])
+    return out
+
+
+def greedy_batch(model: Any, sources: list[np.ndarray], max_len: int, batch: int = 128) -> list:
+    """Greedy decoding in PyTorch, many sources at once: token ids without BOS/EOS."""
+    import torch
+    from torch.nn.utils.rnn import pad_sequence
+
+    from edgeseq.train.data import Vocabulary
+
+    result = []
+    model.eval()
+    with torch.inference_mode():
+        for k in range(0, len(sources), batch):
+            rows = [torch.from_numpy(s) for s in sources[k : k + batch]]
+            lengths = torch.tensor([len(r) for r in rows])
+            state = model.encode(pad_sequence(rows, batch_first=True), lengths)
+            token = torch.full((len(rows), 1), Vocabulary.BOS)
+            ended = torch.zeros(len(rows), dtype=torch.bool)
+            steps = []
+            for _ in range(max_len):
+                logits, state = model.decoder(token, state)
+                token = logits[:, -1].argmax(-1, keepdim=True)
+                steps.append(token)
+                ended |= token[:, 0] == Vocabulary.EOS
+                if bool(ended.all()):  # every row has ended: later steps are cut off anyway
+                    break
+            for ids in torch.cat(steps, 1).tolist():
+                result.append(ids[: ids.index(Vocabulary.EOS)] if Vocabulary.EOS in ids else ids)
+    return result
+
+
+def attention_panel(
+    ax: Any,
+    model: Any,
+    src_ids: np.ndarray,
+    out_ids: Sequence[int],
+    src_labels: Sequence[str],
+    out_labels: Sequence[str],
+    title: str,
+    axes_names: tuple[str, str],
+) -> None:
+    """Draw the attention weights ``(output step, source position)`` of one decoded
+    output on ``ax``: the decoder re-reads its own greedy output with teacher forcing."""
+    import torch
+
+    from edgeseq.train.data import Vocabulary
+
+    tokens = torch.tensor([[Vocabulary.BOS, *out_ids]])
+    with torch.inference_mode():
+        *rnn, memory, mask = model.encode(torch.from_numpy(src_ids)[None])
+        _, _, weights = model.decoder.attend(tokens, memory, mask, tuple(rnn))
+    ax.imshow(weights[0, : len(out_labels) + 1].numpy(), cmap="Greys", aspect="auto")
+    ax.set_xticks(range(len(src_labels)), list(src_labels), fontsize=7)
+    ax.set_yticks(range(len(out_labels) + 1), [*out_labels, "<eos>"], fontsize=7)
+    ax.grid(False)
+    ax.set_title(title[:60], fontsize=8)
+    ax.set_xlabel(axes_names[0])
+    ax.set_ylabel(axes_names[1])
+
+
+def scores_panel(ax: Any, rows: Sequence[Sequence[Any]], error: str, title: str) -> None:
+    """Bars of each system's error rate (%), exact match (%) and BLEU
+    (rows: [name, error rate, exact match, BLEU, ...])."""
+    names = [r[0].split(" (")[0] for r in rows]
+    x = np.arange(len(rows))
+    ax.bar(x - 0.27, [r[1] * 100 for r in rows], 0.27, label=f"{error} %")
+    ax.bar(x, [r[2] * 100 for r in rows], 0.27, label="exact %")
+    ax.bar(x + 0.27, [r[3] for r in rows], 0.27, label="BLEU")
+    ax.set_xticks(x, names, rotation=20, ha="right", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+
+
+def stream_decode(
+    pair: Any,
+    sources: Sequence[np.ndarray],
+    max_len: int,
+    show: Callable[[int, int | None], None] | None = None,
+) -> list[list[int]]:
+    """Greedy decoding through the exported pair (``EncoderDecoder``), token by token;
+    ``show(k, token)`` sees each token of source ``k`` as it is decoded (None at the end)."""
+    from edgeseq.train.data import Vocabulary
+
+    out = []
+    for k, s in enumerate(sources):
+        ids = []
+        for token in pair.greedy(s, Vocabulary.BOS, Vocabulary.EOS, max_len=max_len):
+            ids.append(token)
+            if show is not None:
+                show(k, token)
+        if show is not None:
+            show(k, None)
+        out.append(ids)
+    return out
