@@ -15,7 +15,10 @@ decoder also attends over every encoder output (Luong's "general" attention,
 :class:`edgeseq.train.models.Seq2Seq` with ``attention="general"``). The attention model
 is exported as two ONNX files; the encoder's outputs become the decoder's per-stream
 memory, recorded in its contract, and :class:`edgeseq.runtime.EncoderDecoder` decodes
-greedily, token by token. Scores on the held-out pairs: character error rate, exact
+greedily, token by token; PyTorch also decodes the attention model with a beam search
+(``--beam``, default 5 hypotheses), which the device's token-by-token greedy decoder does
+not do. Each model trains until its validation loss has not improved for 3 epochs (at
+most ``--epochs``, default 40). Scores on the held-out pairs: character error rate, exact
 match, BLEU and chrF (sacrebleu), against copying the English, a translation memory
 (the French of the most similar English training string: character n-gram TF-IDF,
 then difflib among the ten nearest) and the model without attention.
@@ -25,38 +28,23 @@ Run: ``python examples/06_translation.py`` (``--quick`` for a smoke run).
 
 from __future__ import annotations
 
-import difflib
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import keep, reuse, reuse_option, start
+from _seq2seq import (
+    METRICS,
+    attention_panel,
+    beam_batch,
+    compare,
+    greedy_batch,
+    memory_baseline,
+    scores,
+    scores_panel,
+)
 
 MAX_CHARS = 40
-
-
-def edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance (insert, delete, substitute, each cost 1)."""
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
-
-
-def scores(hyps: list[str], refs: list[str]) -> list[float]:
-    """[CER (edits / reference characters, summed), exact match, BLEU, chrF]."""
-    import sacrebleu
-
-    cer = sum(edit_distance(h, r) for h, r in zip(hyps, refs)) / sum(len(r) for r in refs)
-    exact = float(np.mean([h == r for h, r in zip(hyps, refs)]))
-    bleu = sacrebleu.corpus_bleu(hyps, [refs]).score
-    chrf = sacrebleu.corpus_chrf(hyps, [refs]).score
-    return [round(cer, 4), round(exact, 4), round(bleu, 2), round(chrf, 2)]
 
 
 def load_pairs(quick: bool) -> tuple[list[tuple[str, str]], list[list]]:
@@ -72,50 +60,20 @@ def load_pairs(quick: bool) -> tuple[list[tuple[str, str]], list[list]]:
     return kept, rows
 
 
-def memory_baseline(train: list[tuple[str, str]], queries: list[str]) -> list[str]:
-    """The French of the most similar English training string, for each query."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    sources = [e for e, _ in train]
-    vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True)
-    known = vec.fit_transform(sources)  # (train, n-grams)
-    sims = (vec.transform(queries) @ known.T).toarray()
-    out = []
-    for q, row in zip(queries, np.argsort(-sims, axis=1)[:, :10]):
-        best = max(row, key=lambda j: difflib.SequenceMatcher(None, q, sources[j]).ratio())
-        out.append(train[best][1])
-    return out
-
-
-def greedy_batch(model, sources: list[np.ndarray], max_len: int, batch: int = 128) -> list:
-    """Greedy decoding in PyTorch, many pairs at once: token ids without BOS/EOS."""
-    import torch
-    from torch.nn.utils.rnn import pad_sequence
-
-    from edgeseq.train.data import Vocabulary
-
-    result = []
-    model.eval()
-    with torch.inference_mode():
-        for k in range(0, len(sources), batch):
-            rows = [torch.from_numpy(s) for s in sources[k : k + batch]]
-            lengths = torch.tensor([len(r) for r in rows])
-            state = model.encode(pad_sequence(rows, batch_first=True), lengths)
-            token = torch.full((len(rows), 1), Vocabulary.BOS)
-            steps = []
-            for _ in range(max_len):
-                logits, state = model.decoder(token, state)
-                token = logits[:, -1].argmax(-1, keepdim=True)
-                steps.append(token)
-            for ids in torch.cat(steps, 1).tolist():
-                result.append(ids[: ids.index(Vocabulary.EOS)] if Vocabulary.EOS in ids else ids)
-    return result
-
-
 def _options(parser) -> None:
     reuse_option(parser)
     parser.add_argument(
-        "--epochs", type=int, default=None, help="training epochs of both models (default 12)"
+        "--epochs",
+        type=int,
+        default=None,
+        help="most training epochs of both models (default 40; each stops when its "
+        "validation loss has not improved for 3 epochs)",
+    )
+    parser.add_argument(
+        "--beam",
+        type=int,
+        default=5,
+        help="also decode the attention model with a beam this wide (PyTorch; 1: off)",
     )
 
 
@@ -160,7 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
         return Seq2Seq(enc, dec, attention=attention)
 
     train = TrainConfig(
-        epochs=run.args.epochs or run.pick(12, 2),
+        epochs=run.args.epochs or run.pick(40, 2),
         batch_size=64 if not run.quick else 16,
         lr=2e-3,
         val_fraction=0.05,
@@ -229,30 +187,32 @@ def main(argv: list[str] | None = None) -> dict:
         "GRU + attention (ONNX, greedy)": hyps,
         "GRU, no attention (greedy)": [tgt_vocab.decode(i) for i in torch_ids["no attention"]],
         "translation memory (closest English)": memory_baseline(
-            train_pairs, [e for e, _ in test_pairs]
+            [e for e, _ in train_pairs], [f for _, f in train_pairs], [e for e, _ in test_pairs]
         ),
         "copy the English": [e for e, _ in test_pairs],
     }
+    beam = run.pick(run.args.beam, min(run.args.beam, 2))
+    if beam > 1:  # the exported decoder streams greedily; a beam re-ranks in PyTorch
+        found = beam_batch(models["attention"], test_src, max_len, beam=beam)
+        systems = {
+            f"GRU + attention (PyTorch, beam {beam})": [tgt_vocab.decode(i) for i in found],
+            **systems,
+        }
     rows = [[name, *scores(h, refs)] for name, h in systems.items()]
     run.table(
         f"Held-out pairs ({len(te)}, English -> French, at most {MAX_CHARS} characters)",
-        ["system", "CER", "exact match", "BLEU", "chrF"],
+        ["system", *METRICS],
         rows,
     )
-    best_base = {
-        metric: (min if metric == "CER" else max)(r[i + 1] for r in rows[1:])
-        for i, metric in enumerate(["CER", "exact match", "BLEU", "chrF"])
-    }
-    margins = {
-        metric: round(abs(rows[0][i + 1] - best_base[metric]), 4)
-        for i, metric in enumerate(best_base)
-    }
-    beats = {
-        m: (rows[0][i + 1] < best_base[m]) if m == "CER" else (rows[0][i + 1] > best_base[m])
-        for i, m in enumerate(best_base)
-    }
+    greedy = next(r for r in rows if "ONNX, greedy" in r[0])
+    bases = [r for r in rows if "attention (" not in r[0]]  # no attention, memory, copy
+    beats, margins = compare([greedy, *bases], METRICS)
     run.record("attention_beats_every_baseline", beats)
     run.record("margin_over_best_baseline", margins)
+    if beam > 1:
+        beam_beats, beam_margins = compare([rows[0], *bases], METRICS)
+        run.record("beam_beats_every_baseline", beam_beats)
+        run.record("beam_margin_over_best_baseline", beam_margins)
     training = [
         [f"{n}: epochs (best), best val loss nats/char, seconds",
          f"{len(f.history)} ({(f.best_epoch or 0) + 1}), {f.best_val_loss:.3f}, {f.seconds:.0f}"]
@@ -284,37 +244,19 @@ def main(argv: list[str] | None = None) -> dict:
 
 def _plot(run, model, src_vocab, tgt_vocab, test_pairs, ids, rows) -> None:
     """Attention weights of two held-out pairs, and the four systems' scores."""
-    import torch
-
-    from edgeseq.train.data import Vocabulary
-
     picks = sorted(range(len(test_pairs)), key=lambda k: -len(test_pairs[k][0]))
     picks = [k for k in picks if 12 <= len(ids[k]) <= 34][:2] or [0]
     plt = run.pyplot()
     fig, axes = plt.subplots(1, len(picks) + 1, figsize=(12, 4.2))
     for ax, k in zip(axes, picks):
         en = test_pairs[k][0]
-        src = torch.from_numpy(src_vocab.encode(en))[None]
-        tokens = torch.tensor([[Vocabulary.BOS, *ids[k]]])
-        with torch.inference_mode():
-            *rnn, memory, mask = model.encode(src)
-            _, _, weights = model.decoder.attend(tokens, memory, mask, tuple(rnn))
-        out = tgt_vocab.decode(ids[k])
-        ax.imshow(weights[0, : len(out) + 1].numpy(), cmap="Greys", aspect="auto")
-        ax.set_xticks(range(len(en)), list(en), fontsize=7)
-        ax.set_yticks(range(len(out) + 1), [*out, "<eos>"], fontsize=7)
-        ax.grid(False)
-        ax.set_title(f"attention: {en!r}"[:60], fontsize=8)
-        ax.set_xlabel("English (encoder memory)")
-        ax.set_ylabel("French, as decoded")
-    ax = axes[-1]
-    names = [r[0].split(" (")[0] for r in rows]
-    x = np.arange(len(rows))
-    ax.bar(x - 0.2, [r[1] * 100 for r in rows], 0.4, label="CER %")
-    ax.bar(x + 0.2, [r[3] for r in rows], 0.4, label="BLEU")
-    ax.set_xticks(x, names, rotation=20, ha="right", fontsize=8)
-    ax.set_title("held-out pairs: lower CER, higher BLEU is better")
-    ax.legend()
+        attention_panel(
+            ax, model, src_vocab.encode(en), ids[k], list(en), list(tgt_vocab.decode(ids[k])),
+            f"attention: {en!r}", ("English (encoder memory)", "French, as decoded"),
+        )  # fmt: skip
+    scores_panel(
+        axes[-1], rows, "CER", "held-out pairs: lower CER, higher exact and BLEU are better"
+    )
     run.save_plot(fig, "06_translation.png")
 
 

@@ -5,6 +5,7 @@ comparison against the baselines and the attention-weights panel of their plots.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -107,6 +108,61 @@ def greedy_batch(model: Any, sources: list[np.ndarray], max_len: int, batch: int
             for ids in torch.cat(steps, 1).tolist():
                 result.append(ids[: ids.index(Vocabulary.EOS)] if Vocabulary.EOS in ids else ids)
     return result
+
+
+def beam_batch(
+    model: Any, sources: list[np.ndarray], max_len: int, beam: int = 5, batch: int = 64
+) -> list:
+    """Beam search in PyTorch, many sources at once: the ``beam`` best partial outputs of
+    each source are kept by total log-probability; returns the best finished output's
+    token ids (without BOS/EOS). ``beam=1`` is greedy decoding."""
+    import torch
+    from torch.nn.utils.rnn import pad_sequence
+
+    from edgeseq.train.data import Vocabulary
+
+    eos, result = Vocabulary.EOS, []
+    attention = getattr(model, "attention", None) is not None
+    model.eval()
+    with torch.inference_mode():
+        for k in range(0, len(sources), batch):
+            rows = [torch.from_numpy(s) for s in sources[k : k + batch]]
+            n = len(rows)
+            state = model.encode(
+                pad_sequence(rows, batch_first=True), torch.tensor([len(r) for r in rows])
+            )
+            state = _pick(state, torch.arange(n).repeat_interleave(beam), attention)
+            score = torch.full((n, beam), -math.inf)
+            score[:, 0] = 0.0  # one live hypothesis per source at the start
+            token = torch.full((n * beam, 1), Vocabulary.BOS)
+            done = torch.zeros(n * beam, dtype=torch.bool)
+            history = torch.zeros((n * beam, 0), dtype=torch.long)
+            for _ in range(max_len):
+                logits, state = model.decoder(token, state)
+                logp = torch.log_softmax(logits[:, -1].float(), -1)  # (n * beam, vocab)
+                logp[done] = -math.inf
+                logp[done, eos] = 0.0  # a finished hypothesis only stays finished, for free
+                total = (score.reshape(-1, 1) + logp).reshape(n, -1)  # (n, beam * vocab)
+                score, flat = total.topk(beam, dim=1)
+                parent = (torch.arange(n)[:, None] * beam + flat // logp.shape[1]).reshape(-1)
+                token = (flat % logp.shape[1]).reshape(-1, 1)
+                state = _pick(state, parent, attention)
+                history = torch.cat([history[parent], token], 1)
+                done = done[parent] | (token[:, 0] == eos)
+                if bool(done.all()):
+                    break
+            best = score.argmax(1) + torch.arange(n) * beam
+            for ids in history[best].tolist():
+                result.append(ids[: ids.index(eos)] if eos in ids else ids)
+    return result
+
+
+def _pick(state: tuple, rows: Any, attention: bool) -> tuple:
+    """The decoder state of ``rows``: recurrent parts are (layers, batch, hidden); an
+    attention state ends with its memory (batch, S, M) and mask (batch, S)."""
+    rnn = state[:-2] if attention else state
+    out = tuple(h[:, rows] for h in rnn)
+    return out + tuple(m[rows] for m in state[-2:]) if attention else out
 
 
 def attention_panel(

@@ -36,11 +36,18 @@ def _load(name: str):
 REQUIRED = {
     "06_translation": {"scores", "attention_beats_every_baseline", "margin_over_best_baseline"},
     "10_transcription": {"cer_by_snr", "wer_by_snr", "pool_live", "rtf", "serve_packet_ms"},
+    "11_pronunciation": {
+        "scores",
+        "attention_beats_every_baseline",
+        "margin_over_best_baseline",
+        "val_loss_by_epoch",
+        "examples",
+    },
 }
 
 
-def test_there_are_ten_examples() -> None:
-    assert len(SCRIPTS) == 10, SCRIPTS
+def test_there_are_eleven_examples() -> None:
+    assert len(SCRIPTS) == 11, SCRIPTS
 
 
 @pytest.mark.parametrize("name", SCRIPTS)

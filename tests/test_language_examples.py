@@ -1,7 +1,9 @@
 """The language examples' own claims: transcription's test voices are never heard in
 training, pooled microphones show text while their audio still arrives (and equal solo
 streaming), and the committed gallery numbers of examples 06 and 10 are the examples'
-own results (attention beating every baseline, CER/WER at each SNR)."""
+own results (attention beating every baseline, CER/WER at each SNR); example 11's
+pronunciation model beats all three baselines in its full run, and the shared
+encoder-decoder helpers (scores, memory baseline, beam search) compute what they say."""
 
 from __future__ import annotations
 
@@ -140,7 +142,7 @@ def _row(doc: str, marker: str) -> str:
 def test_translation_gallery_is_the_full_runs() -> None:
     res = _gallery("06_translation")
     scores = res["scores"]
-    assert len(scores) == 4 and any("attention" in k for k in scores)
+    assert len(scores) in (4, 5) and any("attention" in k for k in scores)  # 5: with a beam
     for doc in (ROOT / "README.md", EXAMPLES / "README.md"):
         row = _row(doc.read_text(), "06_translation.py")
         for system in scores.values():  # every system's CER and BLEU, as measured
@@ -156,6 +158,106 @@ def test_translation_gallery_is_the_full_runs() -> None:
 def test_translation_attention_beats_every_baseline() -> None:
     res = _gallery("06_translation")
     assert all(res["attention_beats_every_baseline"].values()), res["scores"]
+
+
+def test_pronunciation_attention_beats_every_baseline() -> None:
+    """The recorded full run of example 11: on held-out words the attention model beats
+    copying, the pronunciation memory and the model without attention on every metric,
+    its exported decoder streamed the scored outputs (equal to PyTorch's greedy), and
+    both READMEs quote every system's PER and BLEU. (Its quick mode runs end to end in
+    tests/test_examples.py.)"""
+    res = _gallery("11_pronunciation")
+    scores = res["scores"]
+    model = scores.pop("GRU + attention (ONNX, greedy)")
+    assert (
+        len(scores) == 3 and any("memory" in k for k in scores) and any("copy" in k for k in scores)
+    )
+    for name, base in scores.items():
+        assert model["per"] < base["per"] and model["bleu"] > base["bleu"], name
+        assert model["exact"] > base["exact"], name
+    assert res["attention_beats_every_baseline"] == {"PER": True, "exact match": True, "BLEU": True}
+    assert all(m > 0 for m in res["margin_over_best_baseline"].values())
+    table = res["tables"]["Training"]["rows"]
+    agree = next(v for k, v in table if k.startswith("ONNX greedy == PyTorch greedy"))
+    same, total = (int(x) for x in agree.split(" / "))
+    assert total >= 1000 and same >= 0.99 * total
+    for label, entry in res["parity"].items():
+        assert (
+            entry["chunked_vs_whole"] <= 1e-5
+            and entry["onnx_vs_torch"] <= entry["onnx_vs_torch_limit"]
+        ), label
+    for doc in (ROOT / "README.md", EXAMPLES / "README.md"):
+        row = _row(doc.read_text(), "11_pronunciation.py")
+        for system in (model, *scores.values()):
+            for value in (system["per"], system["bleu"]):
+                assert _numbers(f"{value}") <= _numbers(row), (doc.name, value, row)
+
+
+def test_seq2seq_scores_and_memory_baseline() -> None:
+    from _seq2seq import compare, edit_distance, memory_baseline, scores
+
+    assert edit_distance(["K", "AE", "T"], ["K", "AA", "T", "S"]) == 2
+    assert edit_distance("chat", "chats") == 1
+    refs = [["K", "AE", "T"], ["D", "AO", "G", "Z"]]
+    assert scores(refs, refs, chrf=False) == [0.0, 1.0, 100.0]
+    per, exact, bleu = scores([["K", "AE", "T"], ["D", "AA", "G", "Z"]], refs, chrf=False)
+    assert (per, exact) == (round(1 / 7, 4), 0.5) and 0 < bleu < 100
+    hyps = ["le chat dort sur le lit", "un chien court dans le jardin"]
+    refs_fr = ["le chat dort sur le lit", "le chien court dans le jardin"]
+    cer, exact, bleu, chrf = scores(hyps, refs_fr)
+    assert (cer, exact) == (round(2 / 52, 4), 0.5) and 0 < bleu < 100 and 0 < chrf < 100
+    words = ["cat", "category", "dog", "house", "mouse"]
+    prons = [["K", "AE", "T"], ["K", "AE", "T", "AH"], ["D"], ["H"], ["M"]]
+    assert memory_baseline(words, prons, ["cats", "hous", "dogs"], chunk=2) == [
+        prons[0],
+        prons[3],
+        prons[2],
+    ]
+    rows = [["model", 0.2, 0.5, 40.0], ["memory", 0.3, 0.1, 45.0], ["copy", 0.6, 0.6, 2.0]]
+    beats, margins = compare(rows, ["PER", "exact match", "BLEU"])
+    assert beats == {"PER": True, "exact match": False, "BLEU": False}
+    assert margins == {"PER": 0.1, "exact match": 0.1, "BLEU": 5.0}
+
+
+@pytest.mark.parametrize("attention", ["general", None])
+def test_beam_search_is_greedy_at_one_and_exhaustive_at_full_width(attention) -> None:
+    """Beam 1 equals greedy decoding; a beam as wide as every 2-token output finds the
+    output of highest log-probability that brute force finds."""
+    from _seq2seq import beam_batch, greedy_batch
+
+    from edgeseq.train.data import Vocabulary
+    from edgeseq.train.models import Seq2Seq, SeqConfig
+
+    torch.manual_seed(0)
+    vocab = 6
+    cfg = dict(cell="gru", input_size=4, hidden_size=8, vocab_size=vocab, task="translate")
+    model = Seq2Seq(
+        SeqConfig(output_size=8, **cfg), SeqConfig(output_size=vocab, **cfg), attention
+    ).eval()
+    with torch.no_grad():
+        for p in model.decoder.parameters():
+            p.mul_(4.0)  # peaked outputs, far from ties
+    rng = np.random.default_rng(0)
+    sources = [rng.integers(4, vocab, size=int(rng.integers(1, 7))) for _ in range(12)]
+    assert beam_batch(model, sources, 6, beam=1, batch=5) == greedy_batch(model, sources, 6)
+
+    eos = Vocabulary.EOS
+    best = beam_batch(model, sources, 2, beam=vocab * vocab, batch=5)
+    with torch.inference_mode():
+        for src, got in zip(sources, best):
+            state = model.encode(torch.from_numpy(src)[None])
+            logits, after = model.decoder(torch.tensor([[Vocabulary.BOS]]), state)
+            first = torch.log_softmax(logits[0, -1], -1)
+            options = {}
+            for t in range(vocab):
+                if t == eos:
+                    options[()] = max(options.get((), -np.inf), float(first[t]))
+                    continue
+                second = torch.log_softmax(model.decoder(torch.tensor([[t]]), after)[0][0, -1], -1)
+                for u in range(vocab):
+                    ids = (t,) if u == eos else (t, u)
+                    options[ids] = max(options.get(ids, -np.inf), float(first[t] + second[u]))
+            assert tuple(got) == max(options, key=options.get), (src, got)
 
 
 def test_transcription_gallery_is_the_full_runs() -> None:
