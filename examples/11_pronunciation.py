@@ -77,8 +77,8 @@ def copy_spelling(word: str) -> list[str]:
 
 def _options(parser) -> None:
     reuse_option(parser)
-    parser.add_argument("--epochs", type=int, default=None, help="most epochs (default 8)")
-    parser.add_argument("--hidden", type=int, default=None, help="GRU hidden size (default 192)")
+    parser.add_argument("--epochs", type=int, default=None, help="most epochs (default 10)")
+    parser.add_argument("--hidden", type=int, default=None, help="GRU hidden size (default 128)")
     parser.add_argument(
         "--train-words", type=int, default=None, help="train on this many words (default 40000)"
     )
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
     tgt_vocab = Vocabulary(sorted(ARPABET))
     sources = [src_vocab.encode(w) for w, _ in train_pairs]
     targets = [tgt_vocab.encode(p, bos=True, eos=True) for _, p in train_pairs]
-    hidden, embed = run.args.hidden or run.pick(192, 16), run.pick(64, 8)
+    hidden, embed = run.args.hidden or run.pick(128, 16), run.pick(64, 8)
 
     def build(attention: str | None) -> Seq2Seq:
         torch.manual_seed(run.seed)
@@ -118,11 +118,12 @@ def main(argv: list[str] | None = None) -> dict:
         return Seq2Seq(enc, dec, attention=attention)
 
     train = TrainConfig(
-        epochs=run.args.epochs or run.pick(8, 2),
+        epochs=run.args.epochs or run.pick(10, 2),
         batch_size=run.pick(64, 16),
         lr=2e-3,
         val_fraction=run.pick(0.03, 0.1),
-        patience=2,
+        patience=3,
+        lr_decay=0.5,
         seed=run.seed,
         max_steps=run.pick(None, 14),
         progress=not run.quick,

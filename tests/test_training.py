@@ -220,6 +220,21 @@ def test_early_stopping_triggers_and_restores_the_best_weights():
     assert evaluate(model, val) == pytest.approx(result.history[0].val_loss, rel=1e-5)
 
 
+def test_lr_decay_shrinks_the_step_after_each_epoch_without_a_better_val_loss():
+    torch.manual_seed(0)
+    x = torch.randn(32, 5, 1, generator=_gen())
+    model = SeqModel(SeqConfig(cell="gru", hidden_size=8))
+    train, val = SequenceData(x, torch.ones(32, 5)), SequenceData(x, -torch.ones(32, 5))
+    config = TrainConfig(epochs=4, batch_size=8, lr=0.05, lr_decay=0.5, progress=False)
+    result = fit(model, train, config, val=val)  # val only worsens: every epoch decays
+    assert [e.lr for e in result.history] == pytest.approx([0.05, 0.05, 0.025, 0.0125])
+    assert result.best_epoch == 0 and not result.stopped_early
+    with pytest.raises(InputError, match="lr_decay must be in"):
+        TrainConfig(lr_decay=1.5)
+    with pytest.raises(InputError, match="lr_decay needs validation"):
+        fit(model, train, TrainConfig(lr_decay=0.5, **QUIET))
+
+
 def test_patience_without_validation_is_refused():
     model, data = _many_to_many("gru")
     with pytest.raises(InputError, match="patience needs validation"):

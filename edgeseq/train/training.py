@@ -59,6 +59,7 @@ class TrainConfig:
     clip_norm: float | None = 1.0  # max global gradient norm (exploding gradients); None: off
     val_fraction: float = 0.1  # held out (seeded) unless validation data is passed
     patience: int | None = None  # epochs without a better val loss before stopping
+    lr_decay: float | None = None  # after an epoch without a better val loss, lr *= this
     seed: int = 0
     tbptt: int | None = None  # truncated BPTT window in frames; None: whole-sequence BPTT
     max_steps: int | None = None  # stop after this many optimizer steps (tests, smoke runs)
@@ -75,6 +76,8 @@ class TrainConfig:
             raise InputError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.patience is not None and self.patience < 1:
             raise InputError(f"patience must be >= 1 or None, got {self.patience}")
+        if self.lr_decay is not None and not 0.0 < self.lr_decay < 1.0:
+            raise InputError(f"lr_decay must be in (0, 1) or None (off), got {self.lr_decay}")
 
 
 @dataclass
@@ -82,6 +85,7 @@ class EpochLog:
     epoch: int
     train_loss: float  # mean over the epoch's counted frames, as the weights moved
     val_loss: float | None  # None without validation data
+    lr: float = 0.0  # the learning rate of the epoch
 
 
 @dataclass
@@ -260,8 +264,9 @@ def _run(
     epoch_losses: Callable[[], Losses],
     val_losses: Callable[[], Losses] | None,
 ) -> TrainResult:
-    if config.patience is not None and val_losses is None:
-        raise InputError("patience needs validation data: set val_fraction > 0 or pass val=")
+    for name in ("patience", "lr_decay"):
+        if getattr(config, name) is not None and val_losses is None:
+            raise InputError(f"{name} needs validation data: set val_fraction > 0 or pass val=")
     result, start, was_training = TrainResult(), time.perf_counter(), model.training
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.lr)
@@ -286,7 +291,8 @@ def _run(
                 if config.max_steps is not None and result.steps >= config.max_steps:
                     break
             val_loss = _mean(model, val_losses()) if val_losses is not None else None
-            result.history.append(EpochLog(epoch, total / max(count, 1), val_loss))
+            lr = optimizer.param_groups[0]["lr"]
+            result.history.append(EpochLog(epoch, total / max(count, 1), val_loss, lr))
             bar.show(epoch, 1.0, total / max(count, 1), val_loss, final=True)
             if val_loss is not None and (
                 result.best_val_loss is None or val_loss < result.best_val_loss
@@ -295,6 +301,8 @@ def _run(
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             elif val_loss is not None:
                 stale += 1
+                for group in optimizer.param_groups:  # smaller steps on a plateau
+                    group["lr"] *= config.lr_decay or 1.0
                 if config.patience is not None and stale >= config.patience:
                     result.stopped_early = True
                     break
