@@ -254,9 +254,7 @@ def _plot(run, model, src_vocab, tgt_vocab, test_pairs, ids, rows) -> None:
             ax, model, src_vocab.encode(en), ids[k], list(en), list(tgt_vocab.decode(ids[k])),
             f"attention: {en!r}", ("English (encoder memory)", "French, as decoded"),
         )  # fmt: skip
-    scores_panel(
-        axes[-1], rows, "CER", "held-out pairs: lower CER, higher exact and BLEU are better"
-    )
+    scores_panel(axes[-1], rows, "CER", "held-out pairs (CER: lower is better)")
     run.save_plot(fig, "06_translation.png")
 
 

@@ -41,7 +41,7 @@ from _seq2seq import (
 )
 
 MAX_LETTERS = 20
-TRAIN_WORDS = 40_000  # of the 118,663 training words: the full run fits in ~30 min on 1 core
+TRAIN_WORDS = 40_000  # of the 118,664 training words: the full run takes ~20 min on 1 core
 # ARPAbet's one-letter form of the 39 phonemes of cmudict (stress removed)
 ONE_LETTER = dict(
     AA="a", AE="@", AH="A", AO="c", AW="W", AY="Y", EH="E", ER="R", EY="e", IH="I", IY="i",
@@ -258,7 +258,7 @@ def _plot(run, model, src_vocab, tgt_vocab, test_pairs, ids, rows) -> None:
             phonemes(tgt_vocab.decode(ids[k])), f"attention: {word!r}",
             ("spelling (encoder memory)", "phonemes, as decoded"),
         )  # fmt: skip
-    title = "held-out words: lower PER, higher exact and BLEU are better"
+    title = "held-out words (PER: lower is better)"
     scores_panel(axes[-1], rows, "PER", title)
     run.save_plot(fig, "11_pronunciation.png")
 
