@@ -11,13 +11,15 @@ seeded split holds out whole words: a held-out word was never seen in training.
 The same two models as the translation example (06) are trained with teacher forcing:
 a character GRU encoder-decoder whose decoder gets only the encoder's final state, and
 one whose decoder also attends over every encoder output (Luong's "general" attention,
-``Seq2Seq(attention="general")``), each until its validation loss stops improving. The
-attention model is exported as two ONNX files, the encoder's outputs are the decoder's
-per-stream memory, and :class:`edgeseq.runtime.EncoderDecoder` decodes greedily, phoneme
-by phoneme. Scores on the held-out words: phoneme error rate, exact (word) match and BLEU
-over phonemes, against copying the spelling (each letter as the phoneme of that name,
-which only consonant letters can match), a pronunciation memory (the pronunciation of the
-most similar training spelling) and the model without attention.
+``Seq2Seq(attention="general")``), on 40,000 words (``--train-words``), halving the
+learning rate after each epoch without a better validation loss and stopping after 3
+such epochs or 10 epochs in all (``--epochs``). The attention model is exported as two
+ONNX files, the encoder's outputs are the decoder's per-stream memory, and
+:class:`edgeseq.runtime.EncoderDecoder` decodes greedily, phoneme by phoneme. Scores on
+the held-out words: phoneme error rate, exact (word) match and BLEU over phonemes,
+against copying the spelling (each letter as the phoneme of that name, which only
+consonant letters can match), a pronunciation memory (the pronunciation of the most
+similar training spelling) and the model without attention.
 
 Run: ``python examples/11_pronunciation.py`` (``--quick`` for a smoke run).
 """
