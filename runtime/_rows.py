@@ -181,18 +181,31 @@ class RowStore:
         """One checked frame per row (``x`` ``(n, *frame)`` as the model receives it, rows
         distinct), in one call: the many-streams path of :meth:`run`, with no per-row
         Python. Returns each row's outputs, in order."""
-        return self._run_one_frame(rows, x, True)  # type: ignore[return-value]
+        return self._per_row(self.run_batch(rows, x))
 
     def run_joined(self, rows: np.ndarray, xs: np.ndarray) -> Sequence[Outputs] | None:
         """:meth:`run_frames` on frames as :meth:`FrameSpec.joined` gives them (not yet
         scaled or checked): None when a value is not finite as the model receives it; then
         nothing ran and no row changed (the caller checks stream by stream, which names
         the one at fault)."""
-        return self._run_one_frame(rows, xs, False)
+        ys = self._run_one_frame(rows, xs, False)
+        return None if ys is None else self._per_row(ys)
+
+    def run_batch(self, rows: np.ndarray, x: np.ndarray) -> list[np.ndarray]:
+        """:meth:`run_frames` with the outputs kept whole: one array ``(n, ...)`` per data
+        output (rows in the order of ``rows``), postprocessed as the caller receives them."""
+        return self._run_one_frame(rows, x, True)  # type: ignore[return-value]
+
+    def _per_row(self, ys: list[np.ndarray]) -> Sequence[Outputs]:
+        """Whole outputs (:meth:`run_batch`) as each row's outputs."""
+        if len(ys) == 1:
+            return ys[0]  # row views of one fresh array: no row shares memory with another
+        names = [s.name for s in self.engine.data_outputs]
+        return [dict(zip(names, r)) for r in zip(*ys)]
 
     def _run_one_frame(
         self, rows: np.ndarray, xs: np.ndarray, checked: bool
-    ) -> Sequence[Outputs] | None:
+    ) -> list[np.ndarray] | None:
         if self._direct:
             n = len(rows)
             every = n == self.capacity  # rows: a permutation of all rows, run in place
@@ -201,7 +214,12 @@ class RowStore:
             if plan is not None and plan.many is not None:
                 return self._run_bound(slot, plan, rows, xs, every, checked)  # type: ignore[arg-type]
         x = xs if checked else self.engine.frames.finite(xs)
-        return None if x is None else self._run_checked(rows, x)
+        if x is None:
+            return None
+        outs = self._run_checked(rows, x)  # each row's: stacked again (not the bound route)
+        if isinstance(outs[0], dict):
+            return [np.stack([o[s.name] for o in outs]) for s in self.engine.data_outputs]  # type: ignore[index]
+        return [np.stack(outs)]  # type: ignore[arg-type]
 
     def _run_bound(
         self,
@@ -211,7 +229,7 @@ class RowStore:
         xs: np.ndarray,
         every: bool,
         checked: bool,
-    ) -> Sequence[Outputs] | None:
+    ) -> list[np.ndarray] | None:
         """One frame per row through ``plan``'s bound buffers: frames are written into the
         graph's input (one copy, or one scatter when the rows of a whole-table call come
         out of order) and, unless ``checked``, scaled and checked there; outputs come back
@@ -244,10 +262,7 @@ class RowStore:
             for store, arr, p in zip(self.states, slot.views(), eng.pairs):
                 np.moveaxis(store, p.batch_axis, 0)[rows] = np.moveaxis(arr, p.batch_axis, 0)[:n]
         ys[0] = eng.postprocess(ys[0])
-        if len(ys) == 1:
-            return ys[0]  # row views of one fresh array: no row shares memory with another
-        names = [s.name for s in eng.data_outputs]
-        return [dict(zip(names, r)) for r in zip(*ys)]
+        return ys
 
     def _run_checked(self, rows: np.ndarray, x: np.ndarray) -> list[Outputs]:
         """One checked frame per row through the generic call path (left context, fixed

@@ -13,6 +13,7 @@ from edgeseq.contract import Contract
 from edgeseq.errors import InputError, StreamError
 from edgeseq.runtime._engine import Engine, Outputs
 from edgeseq.runtime._front import SubmitFront
+from edgeseq.runtime._pool_rows import PoolRows
 from edgeseq.runtime._pool_snapshots import PoolSnapshots
 from edgeseq.runtime._pool_streams import Evicted, PoolStreams
 from edgeseq.runtime._rounds import frames_cap, run_in_rounds
@@ -29,14 +30,16 @@ _INT = {int}
 Item = tuple[Any, Stream, np.ndarray, bool]  # (stream id, stream, checked chunk, single)
 
 
-class StreamPool(SubmitFront, PoolSnapshots, PoolStreams):
+class StreamPool(SubmitFront, PoolSnapshots, PoolStreams, PoolRows):
     """One model, many independent streams (sensors, users), stepped in batched calls.
 
     ``step({id: frames})`` gathers the streams' state rows on each pair's batch axis, runs
     ONE onnxruntime call (frame counts may differ: they are padded and passed through the
     model's ``lengths`` input; a model without one is called once per frame count),
     scatters the new rows back, and returns ``{id: outputs}`` exactly as separate
-    :class:`~edgeseq.runtime.StreamingPredictor` s would. ``submit(id, frames)`` is the
+    :class:`~edgeseq.runtime.StreamingPredictor` s would. ``step_rows(ids, frames)`` is its
+    array form (one frame per stream as one ``[N, ...]`` array in, ``[N, ...]`` outputs
+    out, no Python per stream). ``submit(id, frames)`` is the
     thread-safe asynchronous front: requests from many threads are micro-batched by a
     worker thread. Every call is all-or-nothing: a refused call changes no stream.
 
@@ -98,6 +101,7 @@ class StreamPool(SubmitFront, PoolSnapshots, PoolStreams):
     >>> with StreamPool("model.onnx", max_streams=256, idle_timeout=600) as pool:
     ...     a, b = pool.open(), pool.open()
     ...     out = pool.step({a: frame_a, b: chunk_b})    # {a: [out], b: [T, out]}
+    ...     ys = pool.step_rows([b, a], np.stack([frame_b, frame_a]))  # [2, out]
     ...     fut = pool.submit(a, frame_a)                 # from any thread
     ...     y = fut.result()
     """
@@ -176,6 +180,7 @@ class StreamPool(SubmitFront, PoolSnapshots, PoolStreams):
         self._clock = clock
         self._rows = RowStore(engine, max_streams, resident)
         self._table = StreamTable(max_streams, idle_timeout)
+        self._mark = np.empty(max_streams, np.intp)  # step_rows' repeated-id check
         self._lock = threading.RLock()
         self._on_batch = on_batch
         self._start_front()  # submit's worker (started on first use) and finalizer
@@ -236,9 +241,7 @@ class StreamPool(SubmitFront, PoolSnapshots, PoolStreams):
         outs = self._rows.run_joined(rows, x)
         if outs is None:
             return None
-        table.used_rows(frames, rows, self._clock())
-        if self._on_batch is not None:
-            self._on_batch(len(rows), len(rows))
+        self._commit(frames, rows)  # type: ignore[arg-type]
         return outs
 
     def _prepare(self, frames: Mapping[Any, Any]) -> tuple[list[Item], int]:
@@ -276,10 +279,10 @@ class StreamPool(SubmitFront, PoolSnapshots, PoolStreams):
         if items and self.engine.frames.fixed and all(s for *_, s in items):  # a frame each
             rows = np.fromiter([st.row for _, st, _, _ in items], np.intp, len(items))
             outs = list(self._rows.run_frames(rows, np.concatenate([c for *_, c, _ in items])))
-            self._table.used_rows([sid for sid, *_ in items], rows, self._clock())
-        else:
-            outs = self._rows.run([(st.row, chunk, single) for _, st, chunk, single in items])
-            self._table.used([(sid, st, len(c)) for sid, st, c, _ in items], self._clock())
+            self._commit([sid for sid, *_ in items], rows)
+            return outs
+        outs = self._rows.run([(st.row, chunk, single) for _, st, chunk, single in items])
+        self._table.used([(sid, st, len(c)) for sid, st, c, _ in items], self._clock())
         if self._on_batch is not None:
             self._on_batch(len(items), sum(len(chunk) for _, _, chunk, _ in items))
         return outs
