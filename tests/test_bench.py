@@ -47,9 +47,11 @@ def test_json_has_machine_info_and_every_section(quick_run: tuple[dict, str, Pat
     assert set(SECTIONS) <= set(cell)
     for name in ("predictor", "session_run", "torch_eager", "identity"):
         assert set(cell["latency"][name]) >= STAT_KEYS, name
-    for name in ("pool", "loop_predictors", "ort_batched", "torch_batched"):
+    for name in ("pool", "pool_rows", "loop_predictors", "ort_batched", "torch_batched"):
         rec = cell["streams"][name]
         assert "fps" in rec or rec["available"] is False, name
+    for name in ("pool", "pool_rows", "ort_batched"):  # 2b: both pool APIs, side by side
+        assert "fps" in cell["streams_wide"][name], name
     assert set(cell["chunks"]) == {"1", "8", "32", "128"}
     assert cell["modes"]["native"]["size_bytes"] > 0
     for variant in ("unrolled", "int8", "fp16", "ort"):
@@ -124,7 +126,7 @@ def test_every_timed_record_is_consistent(quick_run: tuple[dict, str, Path]) -> 
     records = _timed_records(cell)
     names = {n for n, _ in records}
     want = {f"latency.{k}" for k in ("predictor", "session_run", "torch_eager", "identity")}
-    want |= {f"streams.{k}" for k in ("pool", "loop_predictors", "ort_batched")}
+    want |= {f"streams.{k}" for k in ("pool", "pool_rows", "loop_predictors", "ort_batched")}
     want |= {f"chunks.{k}" for k in ("1", "8", "32", "128")}
     want |= {f"modes.{k}" for k in ("native", "unrolled", "int8", "fp16", "ort")}
     assert want <= names, sorted(want - names)
@@ -156,8 +158,8 @@ def test_every_reported_ratio_is_computed_from_the_reported_timings(
         "predictor_vs_identity": lat["predictor"]["median"] / lat["identity"]["median"],
         "torch_eager_speedup": lat["torch_eager"]["median"] / lat["predictor"]["median"],
         "pool_vs_loop": streams["pool"]["fps"] / streams["loop_predictors"]["fps"],
-        "pool_vs_ort_batched": streams["pool"]["median"] / streams["ort_batched"]["median"],
-        "pool_vs_ort_batched_wide": c["streams_wide"]["pool"]["median"]
+        "pool_vs_ort_batched": streams["pool_rows"]["median"] / streams["ort_batched"]["median"],
+        "pool_vs_ort_batched_wide": c["streams_wide"]["pool_rows"]["median"]
         / c["streams_wide"]["ort_batched"]["median"],
         "recurrent_kernel_share": sum(
             v for k, v in c["profile"]["op_share"].items() if k in ("LSTM", "GRU", "RNN")

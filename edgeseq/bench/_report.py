@@ -72,7 +72,8 @@ def _section_tables(results: dict[str, Any]) -> list[str]:
         format_table(
             [
                 "cell",
-                "StreamPool",
+                "StreamPool.step (dict)",
+                "StreamPool.step_rows (array)",
                 "loop of predictors",
                 "ORT batched, hand-written",
                 "PyTorch batched",
@@ -85,10 +86,9 @@ def _section_tables(results: dict[str, Any]) -> list[str]:
     if wide:
         w = next(iter(wide.values()))["streams"]
         out += ["", f"At {w} streams × 1 frame (frames/s):", ""]
-        rows = [[c, _rate(r.get("pool")), _rate(r.get("ort_batched"))] for c, r in wide.items()]
-        out.append(
-            format_table(["cell", "StreamPool", "ORT batched, hand-written"], rows, markdown=True)
-        )
+        rows = [[c, *(_rate(r.get(k)) for k in _WIDE)] for c, r in wide.items()]
+        head = ["cell", "StreamPool.step (dict)", "StreamPool.step_rows (array)"]
+        out.append(format_table([*head, "ORT batched, hand-written"], rows, markdown=True))
     sizes = list(next(iter(cells.values()))["chunks"])
     out += ["", "## 3. One stream, T frames per call: frames/s", ""]
     out.append(
@@ -135,7 +135,8 @@ def _fixed_chunk(rec: dict[str, Any]) -> str:
 
 
 _LATENCY = ("predictor", "session_run", "torch_eager", "torch_eager_no_onednn", "identity")
-_STREAMS = ("pool", "loop_predictors", "ort_batched", "torch_batched")
+_STREAMS = ("pool", "pool_rows", "loop_predictors", "ort_batched", "torch_batched")
+_WIDE = ("pool", "pool_rows", "ort_batched")
 
 
 def _footprint_tables(results: dict[str, Any]) -> list[str]:

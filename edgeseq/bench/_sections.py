@@ -151,15 +151,28 @@ def latency(prep: Prepared, threads: int, budget: Budget) -> dict[str, Any]:
     return {name: _timing(s) for name, s in stats.items()}
 
 
-def _pool_call(path: Path, threads: int, frames: np.ndarray) -> Callable[[], object] | str:
-    """A StreamPool stepping every stream one frame, or the reason there is none."""
+def _pool_calls(
+    path: Path, threads: int, frames: np.ndarray
+) -> dict[str, Callable[[], object]] | str:
+    """Two StreamPools stepping every stream one frame, or the reason there are none:
+    ``pool`` through the dict API (``step({id: [F]})``, ``{id: outputs}`` back) and
+    ``pool_rows`` through the array API (``step_rows(ids, [N, F])``, ``[N, ...]`` back)."""
     try:
         from edgeseq.runtime import StreamPool  # type: ignore[attr-defined]
     except ImportError:
         return "edgeseq.runtime.StreamPool is not available in this build"
-    pool = StreamPool(path, max_streams=max(256, len(frames)), threads=threads)
+    size = max(256, len(frames))
+    pool = StreamPool(path, max_streams=size, threads=threads)
     feed = {pool.open(): f for f in frames}  # stream id -> [F]
-    return lambda: pool.step(feed)
+    rows = StreamPool(path, max_streams=size, threads=threads)
+    ids = np.array([rows.open() for _ in frames])
+    return {"pool": lambda: pool.step(feed), "pool_rows": lambda: rows.step_rows(ids, frames)}
+
+
+def _pool_timings(pools: dict[str, Any] | str, stats: dict[str, Any], n: int) -> dict[str, Any]:
+    if isinstance(pools, str):
+        return {name: unavailable(pools) for name in ("pool", "pool_rows")}
+    return {name: _timing(stats[name], n) for name in pools}
 
 
 def streams(prep: Prepared, threads: int, budget: Budget, n: int) -> dict[str, Any]:
@@ -183,34 +196,35 @@ def streams(prep: Prepared, threads: int, budget: Budget, n: int) -> dict[str, A
     hand = HandLoop(native, threads, batch=n)
     torch_stream = TorchStream(prep.model, batch=n)
     calls: dict[str, Callable[[], object]] = {"loop_predictors": loop}
-    pool = _pool_call(native, threads, frames)
-    if not isinstance(pool, str):
-        calls["pool"] = pool
+    pools = _pool_calls(native, threads, frames)
+    if not isinstance(pools, str):
+        calls.update(pools)
     calls["ort_batched"] = lambda: hand.step(batch)
     calls["torch_batched"] = lambda: torch_stream.step(batch)
     with _torch_mode():
         stats = interleave(calls, budget)
     out: dict[str, Any] = {"streams": n, "open_predictors_s": open_s}
-    out["pool"] = unavailable(pool) if isinstance(pool, str) else _timing(stats["pool"], n)
+    out.update(_pool_timings(pools, stats, n))
     for name in ("loop_predictors", "ort_batched", "torch_batched"):
         out[name] = _timing(stats[name], n)
     return out
 
 
 def streams_wide(prep: Prepared, threads: int, budget: Budget, n: int) -> dict[str, Any]:
-    """Section 2b: ``n`` streams × 1 frame, StreamPool against one hand-written batched
-    ``session.run`` of the same rows only (``n`` predictors would take too long to loop)."""
+    """Section 2b: ``n`` streams × 1 frame, StreamPool (dict and array API) against one
+    hand-written batched ``session.run`` of the same rows only (``n`` predictors would take
+    too long to loop)."""
     rng = np.random.default_rng(8)
     frames = rng.standard_normal((n, prep.spec.input_size)).astype(np.float32)
     native = prep.files["native"]
     hand = HandLoop(native, threads, batch=n)
     calls: dict[str, Callable[[], object]] = {"ort_batched": lambda: hand.step(frames[:, None])}
-    pool = _pool_call(native, threads, frames)
-    if not isinstance(pool, str):
-        calls["pool"] = pool
+    pools = _pool_calls(native, threads, frames)
+    if not isinstance(pools, str):
+        calls.update(pools)
     stats = interleave(calls, budget)
     out: dict[str, Any] = {"streams": n, "ort_batched": _timing(stats["ort_batched"], n)}
-    out["pool"] = unavailable(pool) if isinstance(pool, str) else _timing(stats["pool"], n)
+    out.update(_pool_timings(pools, stats, n))
     return out
 
 

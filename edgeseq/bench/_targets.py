@@ -104,7 +104,7 @@ TARGETS: tuple[Target, ...] = (
     ),
     Target(
         "pool_vs_loop",
-        "StreamPool frames/s / looping predictors, many streams",
+        "StreamPool.step ({id: frame} dict) frames/s / looping predictors, many streams",
         10.0,
         "min",
         "×",
@@ -112,20 +112,23 @@ TARGETS: tuple[Target, ...] = (
     ),
     Target(
         "pool_vs_ort_batched",
-        "StreamPool per round / one hand-written batched session.run, many streams",
+        "StreamPool.step_rows (ids + [N, F] array) per round / one hand-written batched "
+        "session.run, many streams",
         1.1,
         "max",
         "×",
-        lambda c: _ratio(_med(c["streams"], "pool"), _med(c["streams"], "ort_batched")),
+        lambda c: _ratio(_med(c["streams"], "pool_rows"), _med(c["streams"], "ort_batched")),
     ),
     Target(
         "pool_vs_ort_batched_wide",
-        "the same at the wide stream count (4,096 by default)",
+        "StreamPool.step_rows / hand-written batched session.run, at the wide stream count "
+        "(4,096 by default)",
         1.1,
         "max",
         "×",
         lambda c: _ratio(
-            _med(c.get("streams_wide", {}), "pool"), _med(c.get("streams_wide", {}), "ort_batched")
+            _med(c.get("streams_wide", {}), "pool_rows"),
+            _med(c.get("streams_wide", {}), "ort_batched"),
         ),
     ),
     Target(
