@@ -1,5 +1,5 @@
 """Issue 20, A/B in one process: graphs in the recurrent op's layout vs the glue they replace,
-and StreamPool vs one hand-written batched ``session.run``.
+and StreamPool (``step`` and ``step_rows``) vs one hand-written batched ``session.run``.
 
 For each cell the benchmark's reference model (40 inputs, 128 hidden x 2 layers, 8 outputs)
 is exported twice by this checkout: as it is now, and with the edge rewrite switched off
@@ -14,6 +14,7 @@ way. Ratios survive a loaded machine; absolute times need a quiet one (``make be
 
     python benchmarks/layout_ab.py                         # every cell, 256 and 4096 streams
     python benchmarks/layout_ab.py --cells lstm --rounds 5 --streams 256   # a quick look
+    python benchmarks/layout_ab.py --pool-only             # only StreamPool vs batched run
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--streams", type=int, nargs="+", default=[256, 4096])
     ap.add_argument("--lengths", action="store_true", help="also graphs with a lengths input")
+    ap.add_argument("--pool-only", action="store_true", help="only the StreamPool comparison")
     args = ap.parse_args()
 
     import torch
@@ -78,7 +80,9 @@ def main() -> None:
         cfg = SeqConfig(cell=cell, input_size=40, hidden_size=128, layers=2, output_size=8)
         model = SeqModel(cfg).eval()
         files = {}
-        variants = [("old", unchanged, None), ("new", rewrite, None)]
+        variants = [("new", rewrite, None)]
+        if not args.pool_only:
+            variants.insert(0, ("old", unchanged, None))
         if args.lengths:
             variants += [("old+lengths", unchanged, True), ("new+lengths", rewrite, True)]
         for tag, fn, lengths in variants:
@@ -89,42 +93,49 @@ def main() -> None:
         rng = np.random.default_rng(0)
         frame = rng.standard_normal(40).astype(np.float32)
         block = rng.standard_normal((32, 40)).astype(np.float32)
-        calls, per = {}, {}
-        for tag, path in files.items():
-            pred = StreamingPredictor(path, threads=1)
-            calls[tag] = lambda p=pred, f=frame: p.step(f)
-            calls[f"{tag}@32"] = lambda p=pred, b=block: p.step(b)
-            per[tag], per[f"{tag}@32"] = 200, 20
-        med = _interleave(calls, args.rounds, per)
-        print(f"\n{cell}: StreamingPredictor.step, new / old (median of per-round ratios)")
-        for tag in [t for t in files if t.startswith("new")]:
-            base = tag.replace("new", "old")
-            print(
-                f"  {tag} / {base}: 1 frame {_ratio(med, tag, base):.3f}, "
-                f"32 frames {_ratio(med, f'{tag}@32', f'{base}@32'):.3f}"
-            )
-        for tag in files:
-            fps = statistics.median(32 * a / b for a, b in zip(med[tag], med[f"{tag}@32"]))
-            print(f"  {tag}: frames/s at T = 32 / T = 1 = {fps:.2f}")
-        for tag in files:
-            shares = ort_profile(files[tag], 1, frame.reshape(1, 1, -1), 2000, work)["op_share"]
-            text = ", ".join(f"{k} {v:.0%}" for k, v in shares.items())
-            print(f"  kernel time by op, {tag}: {text}")
+        if not args.pool_only:
+            calls, per = {}, {}
+            for tag, path in files.items():
+                pred = StreamingPredictor(path, threads=1)
+                calls[tag] = lambda p=pred, f=frame: p.step(f)
+                calls[f"{tag}@32"] = lambda p=pred, b=block: p.step(b)
+                per[tag], per[f"{tag}@32"] = 200, 20
+            med = _interleave(calls, args.rounds, per)
+            print(f"\n{cell}: StreamingPredictor.step, new / old (median of per-round ratios)")
+            for tag in [t for t in files if t.startswith("new")]:
+                base = tag.replace("new", "old")
+                print(
+                    f"  {tag} / {base}: 1 frame {_ratio(med, tag, base):.3f}, "
+                    f"32 frames {_ratio(med, f'{tag}@32', f'{base}@32'):.3f}"
+                )
+            for tag in files:
+                fps = statistics.median(32 * a / b for a, b in zip(med[tag], med[f"{tag}@32"]))
+                print(f"  {tag}: frames/s at T = 32 / T = 1 = {fps:.2f}")
+            for tag in files:
+                shares = ort_profile(files[tag], 1, frame.reshape(1, 1, -1), 2000, work)["op_share"]
+                text = ", ".join(f"{k} {v:.0%}" for k, v in shares.items())
+                print(f"  kernel time by op, {tag}: {text}")
+        if args.pool_only:
+            print(f"\n{cell}: StreamPool (median of per-round ratios)")
         for n in args.streams:
             frames = rng.standard_normal((n, 40)).astype(np.float32)
             hand = HandLoop(files["new"], 1, batch=n)
             pool = StreamPool(files["new"], max_streams=n, threads=1)
             feed = {pool.open(): f for f in frames}
+            arrays = StreamPool(files["new"], max_streams=n, threads=1)
+            ids = np.array([arrays.open() for _ in frames])
             x = frames[:, None]
             pool_calls = {
                 "pool": lambda p=pool, f=feed: p.step(f),
+                "rows": lambda p=arrays, i=ids, f=frames: p.step_rows(i, f),
                 "hand": lambda h=hand, x=x: h.step(x),
             }
             reps = max(3, 2000 // n)
-            med = _interleave(pool_calls, args.rounds, {"pool": reps, "hand": reps})
+            med = _interleave(pool_calls, args.rounds, dict.fromkeys(pool_calls, reps))
             print(
-                f"  {n} streams x 1 frame: StreamPool / batched session.run = "
-                f"{_ratio(med, 'pool', 'hand'):.3f}"
+                f"  {n} streams x 1 frame / batched session.run: StreamPool.step (dict) "
+                f"{_ratio(med, 'pool', 'hand'):.3f}, StreamPool.step_rows (array) "
+                f"{_ratio(med, 'rows', 'hand'):.3f}"
             )
 
 
