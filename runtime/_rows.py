@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgeseq.errors import InputError
-from edgeseq.runtime._buffers import StateSlot
+from edgeseq.runtime._buffers import StateSlot, rows_first
 from edgeseq.runtime._engine import Engine, Outputs
 
 if TYPE_CHECKING:
@@ -214,12 +214,7 @@ class RowStore:
             if plan is not None and plan.many is not None:
                 return self._run_bound(slot, plan, rows, xs, every, checked)  # type: ignore[arg-type]
         x = xs if checked else self.engine.frames.finite(xs)
-        if x is None:
-            return None
-        outs = self._run_checked(rows, x)  # each row's: stacked again (not the bound route)
-        if isinstance(outs[0], dict):
-            return [np.stack([o[s.name] for o in outs]) for s in self.engine.data_outputs]  # type: ignore[index]
-        return [np.stack(outs)]  # type: ignore[arg-type]
+        return None if x is None else self._run_checked(rows, x)
 
     def _run_bound(
         self,
@@ -264,11 +259,13 @@ class RowStore:
         ys[0] = eng.postprocess(ys[0])
         return ys
 
-    def _run_checked(self, rows: np.ndarray, x: np.ndarray) -> list[Outputs]:
+    def _run_checked(self, rows: np.ndarray, x: np.ndarray) -> list[np.ndarray]:
         """One checked frame per row through the generic call path (left context, fixed
-        chunks, resident tables, shapes without a bound plan)."""
+        chunks, resident tables, shapes without a bound plan); outputs as
+        :meth:`run_batch` gives them."""
         if self.resident:
-            return self._run_resident([(r, f[None], True) for r, f in zip(rows.tolist(), x)])
+            one = [(r, f[None], True) for r, f in zip(rows.tolist(), x)]
+            return self._stacked(self._run_resident(one))
         eng = self.engine
         n = len(rows)
         whole = self._whole
@@ -280,9 +277,8 @@ class RowStore:
                 x_rows = np.empty_like(x)
                 x_rows[rows] = x
                 x = x_rows
-            ones = np.ones(n, np.int32)
-            results = eng.split(eng.run(x[:, None], None, whole), ones, [True] * n)
-            return results if ordered else [results[r] for r in rows.tolist()]
+            ys = self._rows_first(eng.run(x[:, None], None, whole), n)
+            return ys if ordered else [y[rows] for y in ys]
         slot = self._slot(n)
         pad = slot.batch - n  # rows that ride along (copies of the first); dropped after
         if pad:
@@ -293,13 +289,27 @@ class RowStore:
         slot.gather(self.states, gathered)
         if self.context is not None:
             slot.context = self.context[gathered]
-        outs = eng.run(x[:, None], None, slot)
-        results = eng.split(outs, np.ones(slot.batch, np.int32), [True] * slot.batch)[:n]
+        results = self._rows_first(eng.run(x[:, None], None, slot), n)
         for store, arr, p in zip(self.states, slot.views(), eng.pairs):  # succeeded: commit
             np.moveaxis(store, p.batch_axis, 0)[rows] = np.moveaxis(arr, p.batch_axis, 0)[:n]
         if slot.context is not None:
             self.context[rows] = slot.context[:n]  # type: ignore[index]
         return results
+
+    def _rows_first(self, outs: list[np.ndarray], n: int) -> list[np.ndarray]:
+        """The first ``n`` rows of one-frame outputs, rows first, copied, postprocessed."""
+        eng = self.engine
+        if any(s.batch_axis is None for s in eng.result_specs):  # shared by every row
+            return self._stacked(eng.split(outs, np.ones(n, np.int32), [True] * n))
+        ys = [rows_first(o, s)[:n].copy() for o, s in zip(outs, eng.result_specs)]
+        ys[0] = eng.postprocess(ys[0])
+        return ys
+
+    def _stacked(self, outs: list[Outputs]) -> list[np.ndarray]:
+        """Each row's outputs as whole arrays again (per-row routes only)."""
+        if isinstance(outs[0], dict):
+            return [np.stack([o[s.name] for o in outs]) for s in self.engine.data_outputs]  # type: ignore[index]
+        return [np.stack(outs)]  # type: ignore[arg-type]
 
     def _run_resident(self, items: Sequence[tuple[int, np.ndarray, bool]]) -> list[Outputs]:
         """One call over the whole table; rows not in ``items`` get zero frames."""
