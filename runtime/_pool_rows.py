@@ -62,7 +62,8 @@ class PoolRows:
         receives them, after input scaling) are checked once for the whole array; an id
         that is unknown, closed, not an int or repeated is refused by name; a refused call
         changes no stream. Streams not named keep their state; frame counters, last use
-        and the idle-eviction order are updated as ``step`` updates them. A pool with a
+        and the idle-eviction order are updated as ``step`` updates them; streams with
+        pending ``submit`` requests are stepped after those have run. A pool with a
         ``window`` (whose streams return zero or more windows per frame) takes ``step``.
         """
         sids = self._ids(ids)
