@@ -32,16 +32,19 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import keep, reuse, reuse_option, start
+from _common import reuse_option, start
 from _seq2seq import (
     METRICS,
     attention_panel,
     beam_batch,
     compare,
+    export_checked,
     greedy_batch,
+    gru_pair_builder,
     memory_baseline,
     scores,
     scores_panel,
+    train_with_and_without_attention,
 )
 
 MAX_CHARS = 40
@@ -79,14 +82,9 @@ def _options(parser) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     run = start("06_translation", __doc__, argv, add_args=_options)
-    import torch
 
-    from edgeseq.contract import Preprocessing
-    from edgeseq.exporters.seq import export_model
-    from edgeseq.runtime import EncoderDecoder
     from edgeseq.train.data import Vocabulary, train_val_test_split
-    from edgeseq.train.models import Seq2Seq, SeqConfig
-    from edgeseq.train.training import TrainConfig, fit_seq2seq
+    from edgeseq.train.training import TrainConfig
 
     pairs, origin = load_pairs(run.quick)
     tr, _, te = train_val_test_split(len(pairs), (0.9, 0.0, 0.1), seed=run.seed)
@@ -105,17 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     hidden, embed = run.pick(160, 16), run.pick(64, 8)
 
-    def build(attention: str | None) -> Seq2Seq:
-        torch.manual_seed(run.seed)
-        enc = SeqConfig(
-            cell="gru", input_size=embed, hidden_size=hidden, output_size=hidden,
-            vocab_size=len(src_vocab), task="translate",
-        )  # fmt: skip
-        dec = SeqConfig(
-            cell="gru", input_size=embed, hidden_size=hidden, output_size=len(tgt_vocab),
-            vocab_size=len(tgt_vocab), task="translate",
-        )  # fmt: skip
-        return Seq2Seq(enc, dec, attention=attention)
+    build = gru_pair_builder(len(src_vocab), len(tgt_vocab), hidden, embed, run.seed)
 
     train = TrainConfig(
         epochs=run.args.epochs or run.pick(40, 2),
@@ -127,41 +115,15 @@ def main(argv: list[str] | None = None) -> dict:
         max_steps=None if not run.quick else 12,
         progress=not run.quick,
     )
-    models, fits = {}, {}
-    for name, attention in (("attention", "general"), ("no attention", None)):
-        print(f"\ntraining the GRU encoder-decoder with {name}", flush=True)
-        models[name] = build(attention)
-        saved = run.path(f"translate-{attention or 'plain'}.pt")
-        key = f"{attention} {hidden} {embed} {train} {len(tr)} {len(src_vocab)} {len(tgt_vocab)}"
-        fits[name] = reuse(run, saved, models[name], key)
-        if fits[name] is None:
-            fits[name] = fit_seq2seq(models[name], sources, targets, train)
-            keep(saved, models[name], key, fits[name])
+    key = f"{hidden} {embed} {train} {len(tr)} {len(src_vocab)} {len(tgt_vocab)}"
+    models, fits = train_with_and_without_attention(
+        run, build, train, (sources, targets), "translate", key
+    )
     model = models["attention"].eval()
 
     # ---- export the attention model and check it streams as PyTorch computes it
-    path = run.path("translate.onnx")
-    export_model(
-        model,
-        path,
-        preprocessing=Preprocessing(vocab=tgt_vocab.to_list()),
-        source_preprocessing=Preprocessing(vocab=src_vocab.to_list()),
-        max_source=MAX_CHARS,
-    )
-    pair = EncoderDecoder(path, threads=1)
-    en, fr = test_pairs[0]
-    src, tgt_in = src_vocab.encode(en), tgt_vocab.encode(fr, bos=True)
-    with torch.inference_mode():
-        state = model.encode(torch.from_numpy(src)[None])
-        ref_enc = model.encoder(torch.from_numpy(src)[None])[0][0].numpy()
-        ref_dec = model.decoder(torch.from_numpy(tgt_in)[None], state)[0][0].numpy()
-    run.parity("encoder", pair.encoder, src, reference=ref_enc)
-    run.parity(
-        "attention decoder, teacher-forced, memory from the encoder",
-        pair.decoder,
-        tgt_in,
-        reference=ref_dec,
-        begin=lambda: pair.start(src),
+    pair = export_checked(
+        run, model, run.path("translate.onnx"), (src_vocab, tgt_vocab), MAX_CHARS, test_pairs[0]
     )
 
     # ---- decode the held-out pairs: ONNX token by token, PyTorch in batches

@@ -1,6 +1,8 @@
-"""What the encoder-decoder examples (06 translation, 11 pronunciation) share: scores,
-the nearest-neighbour memory baseline, batched greedy decoding in PyTorch, the
-comparison against the baselines and the attention-weights panel of their plots."""
+"""What the encoder-decoder examples (06 translation, 11 pronunciation) share: the GRU
+encoder-decoder they build, training it with and without attention, its export with the
+parity check, scores, the nearest-neighbour memory baseline, batched greedy decoding in
+PyTorch, the comparison against the baselines and the attention-weights panel of their
+plots."""
 
 from __future__ import annotations
 
@@ -228,3 +230,90 @@ def stream_decode(
             show(k, None)
         out.append(ids)
     return out
+
+
+def gru_pair_builder(
+    src_size: int, tgt_size: int, hidden: int, embed: int, seed: int
+) -> Callable[[str | None], Any]:
+    """A function ``build(attention)`` that returns a fresh, seeded GRU encoder-decoder
+    (:class:`edgeseq.train.models.Seq2Seq`) over ``src_size`` source and ``tgt_size``
+    target tokens, with ``attention`` ("general", ...) or without (None)."""
+    import torch
+
+    from edgeseq.train.models import Seq2Seq, SeqConfig
+
+    def build(attention: str | None) -> Seq2Seq:
+        torch.manual_seed(seed)
+        enc = SeqConfig(
+            cell="gru", input_size=embed, hidden_size=hidden, output_size=hidden,
+            vocab_size=src_size, task="translate",
+        )  # fmt: skip
+        dec = SeqConfig(
+            cell="gru", input_size=embed, hidden_size=hidden, output_size=tgt_size,
+            vocab_size=tgt_size, task="translate",
+        )  # fmt: skip
+        return Seq2Seq(enc, dec, attention=attention)
+
+    return build
+
+
+def train_with_and_without_attention(
+    run: Any, build: Callable[[str | None], Any], train: Any, data: tuple, stem: str, key: str
+) -> tuple[dict, dict]:
+    """Train (or, with ``--reuse``, reload) ``build("general")`` and ``build(None)`` on
+    ``data = (sources, targets)``; saved as ``{stem}-general.pt`` / ``{stem}-plain.pt``
+    under the run's folder, reused only when ``f"{attention} {key}"`` matches.
+    Returns ``({"attention": model, "no attention": model}, fits)``."""
+    from _common import keep, reuse
+
+    from edgeseq.train.training import fit_seq2seq
+
+    models, fits = {}, {}
+    for name, attention in (("attention", "general"), ("no attention", None)):
+        print(f"\ntraining the GRU encoder-decoder with {name}", flush=True)
+        models[name] = build(attention)
+        saved = run.path(f"{stem}-{attention or 'plain'}.pt")
+        tag = f"{attention} {key}"
+        fits[name] = reuse(run, saved, models[name], tag)
+        if fits[name] is None:
+            fits[name] = fit_seq2seq(models[name], *data, train)
+            keep(saved, models[name], tag, fits[name])
+    return models, fits
+
+
+def export_checked(
+    run: Any, model: Any, path: Any, vocabs: tuple, max_source: int, pair: tuple[str, str]
+) -> Any:
+    """Export ``model`` (vocabularies ``(source, target)`` recorded in the contract), open
+    it as :class:`edgeseq.runtime.EncoderDecoder` and check that its encoder and its
+    teacher-forced decoder stream the example ``pair = (source text, target text)`` as
+    PyTorch computes it. Returns the opened pair."""
+    import torch
+
+    from edgeseq.contract import Preprocessing
+    from edgeseq.exporters.seq import export_model
+    from edgeseq.runtime import EncoderDecoder
+
+    src_vocab, tgt_vocab = vocabs
+    export_model(
+        model,
+        path,
+        preprocessing=Preprocessing(vocab=tgt_vocab.to_list()),
+        source_preprocessing=Preprocessing(vocab=src_vocab.to_list()),
+        max_source=max_source,
+    )
+    opened = EncoderDecoder(path, threads=1)
+    src, tgt_in = src_vocab.encode(pair[0]), tgt_vocab.encode(pair[1], bos=True)
+    with torch.inference_mode():
+        state = model.encode(torch.from_numpy(src)[None])
+        ref_enc = model.encoder(torch.from_numpy(src)[None])[0][0].numpy()
+        ref_dec = model.decoder(torch.from_numpy(tgt_in)[None], state)[0][0].numpy()
+    run.parity("encoder", opened.encoder, src, reference=ref_enc)
+    run.parity(
+        "attention decoder, teacher-forced, memory from the encoder",
+        opened.decoder,
+        tgt_in,
+        reference=ref_dec,
+        begin=lambda: opened.start(src),
+    )
+    return opened
