@@ -11,6 +11,7 @@ import numpy as np
 from edgeseq.contract import Contract
 from edgeseq.errors import InputError
 from edgeseq.runtime._engine import Engine, Outputs, initial_state
+from edgeseq.runtime._frames import quiet_dot
 from edgeseq.runtime._gate import Gate
 from edgeseq.runtime._session import ModelSource
 from edgeseq.runtime._views import join_states, split_states
@@ -289,7 +290,7 @@ class StreamingPredictor:
             return None
         frames, flat, ones, outs = rows
         frames[...] = chunk  # into the graph's layout: the one copy of the frames
-        if not math.isfinite(flat.dot(ones)):  # checked where the model reads them
+        if not math.isfinite(quiet_dot(flat, ones)):  # where the model reads them; no warnings
             return None
         slot = self._slot
         try:
