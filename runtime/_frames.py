@@ -11,6 +11,7 @@ import numpy as np
 
 from edgeseq.contract import Contract
 from edgeseq.errors import InputError
+from edgeseq.exact import first_inexact
 
 __all__ = ["FrameSpec", "quiet_dot"]
 
@@ -50,6 +51,9 @@ class FrameSpec:
         self.mean = np.asarray(prep.mean, np.float32) if prep.mean is not None else None
         self.std = np.asarray(prep.std, np.float32) if prep.std is not None else None
         self.scaled = self.mean is not None or self.std is not None
+        # integer frames are cast to this first (the scaling runs in float32): every value
+        # must survive that cast exactly (edgeseq/exact.py)
+        self.cast = np.dtype(np.float32) if self.scaled else self.dtype
         self.vocab_size = len(prep.vocab) if prep.vocab else None
         self.one_shape = self.trailing_ints  # the shape of one frame, for the fast path
         self._small = len(self.one_shape) == 1 and self.one_shape[0] <= 16
@@ -219,12 +223,27 @@ class FrameSpec:
             arr = arr.copy()  # checked below is what runs, whatever the caller does next
         if self.is_int:
             return self._tokens(arr), single
+        if kind in "iu":
+            self._exact(arr, single)
         with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused below
             x = arr.astype(np.float32, copy=False) if self.scaled else arr
             x = np.ascontiguousarray(self._scale(x) if self.scaled else x, dtype=self.dtype)
         if not np.isfinite(x).all():
             raise self._not_finite(arr, x, single)
         return x, single
+
+    def _exact(self, arr: np.ndarray, single: bool) -> None:
+        """Refuse integer frames whose value the cast to :attr:`cast` would change."""
+        bad = first_inexact(arr, self.cast)
+        if bad is None:
+            return
+        where = bad.index[1:] if single else bad.index
+        what = (
+            "float32, in which the contract's input scaling runs,"
+            if self.scaled
+            else f"the model's {self.cast.name} input"
+        )
+        raise InputError(f"{bad.message(f'index {where}', what)}; the stream's state is unchanged.")
 
     def _tokens(self, arr: np.ndarray) -> np.ndarray:
         lo, hi = arr.min(), arr.max()

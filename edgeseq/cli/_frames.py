@@ -17,6 +17,7 @@ kind (e.g. WAV or raw PCM samples) is another class yielding the same items, cho
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, BinaryIO
 import numpy as np
 
 from edgeseq.errors import InputError
+from edgeseq.exact import inexact_bound, inexact_problem, largest_exact
 
 if TYPE_CHECKING:
     from edgeseq.contract import Contract
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["BadRecord", "CsvFrames", "Frame", "FrameLayout", "open_frames", "read_all"]
 
 _F32_MAX = float(np.finfo(np.float32).max)
+_INTEGER = re.compile(r"[+-]?[0-9]+")  # a field written as an integer (JS: the same rule)
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,9 @@ class FrameLayout:
 
     size: int | None
     names: tuple[str, ...] | None = None
+    # what the values are stored as on their way to the model: an integer field must
+    # survive that cast (float16 for a float16 model, else the reader's float32)
+    dtype: str = "float32"
 
     @classmethod
     def of(cls, contract: Contract) -> FrameLayout:
@@ -79,7 +85,8 @@ class FrameLayout:
         size = None if not trailing else (trailing[0] if isinstance(trailing[0], int) else 0)
         if names is not None and size and len(names) != size:
             names = None  # names that do not fit the graph are not used to pick columns
-        return cls(size, tuple(names) if names else None)
+        dtype = "float16" if contract.frames.dtype == "float16" else "float32"
+        return cls(size, tuple(names) if names else None, dtype)
 
     def describe(self) -> str:
         if self.size is None:
@@ -129,6 +136,8 @@ class CsvFrames:
         self.width: int | None = None  # fields per line, once known
         # values per frame, once known (scalar frames: 1; a symbolic axis: the first frame's)
         self.count = 1 if layout.size is None else (layout.size or None)
+        self._exact = largest_exact(layout.dtype)  # integer fields up to this are exact
+        self._cast = np.dtype(layout.dtype).type
 
     def __iter__(self) -> Iterator[Frame | BadRecord]:
         started = False
@@ -286,12 +295,31 @@ class CsvFrames:
                     f"{self._label(i)}: {field[:40]!r} is not a finite float32 number; one "
                     "such value would poison the stream's state",
                 )
+            if abs(v) > self._exact and _INTEGER.fullmatch(field):
+                problem = self._inexact(field, v)
+                if problem:
+                    return BadRecord(where, f"{self._label(i)}: {problem}")
             values[j] = v
         if self.width is None and self.pick is not None:
             self.width = len(fields)  # positions without a header: the first good line's count
         if self.count is None:
             self.count = len(values)  # a symbolic feature axis: the first frame decides
         return Frame(values.reshape(()) if self.layout.size is None else values, where)
+
+    def _inexact(self, field: str, v: float) -> str:
+        """Why integer ``field`` (read as ``v``) cannot be fed exactly ("" if it can): the
+        value stored is ``v`` cast to the layout's dtype (edgeseq/exact.py)."""
+        value = int(field)
+        with np.errstate(over="ignore"):
+            becomes = float(self._cast(v))
+        if np.isfinite(becomes) and int(becomes) == value:
+            return ""
+        dt = self.layout.dtype
+        return (
+            f"{field[:40]!r} is an integer that {dt} does not hold exactly "
+            f"({inexact_bound(dt)}): "
+            f"{inexact_problem(value, becomes, dt, f'it written as a float ({value}.0)')}"
+        )
 
 
 def read_all(frames: Iterable[Frame | BadRecord]) -> np.ndarray:

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from edgeseq.errors import ProtocolError
+from edgeseq.exact import first_inexact
 
 __all__ = [
     "DONE_TEXT",
@@ -340,6 +341,13 @@ def encode_frames(frames: Any, dtype: str, features: int) -> tuple[bytes, int]:
             f"expected [{features}] (one frame) or [T, {features}] (T frames), got shape "
             f"{list(np.shape(frames))}. Check the feature count in the server's ready message."
         )
+    if want.kind == "f":
+        bad = first_inexact(arr, want)  # integer frames: their exact value must survive
+        if bad is not None:
+            raise ProtocolError(
+                bad.message(f"index {bad.index}", f"the wire's {want.name}") + "; nothing was sent",
+                "bad_frames",
+            )
     return np.ascontiguousarray(arr, dtype=want).tobytes(), arr.shape[0]
 
 
