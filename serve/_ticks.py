@@ -16,7 +16,9 @@ changes no stream. NaN/Inf is checked once per round, by the step itself.
 If a round's step is refused as a whole (one bad row the wire checks could not see, or a
 stream evicted for idleness since the message arrived), its messages run one by one: the
 bad one gets its error, the evicted one is reopened from its snapshot and run, the
-others run as they would have.
+others run as they would have. An evicted stream that cannot be reopened because every
+slot is taken gets an ``at_capacity`` error (nothing applied; send it again later) and
+changes no other message's answer.
 """
 
 from __future__ import annotations
@@ -206,13 +208,34 @@ class Ticker:
                     pool_id = service.registry.ensure_open(rec)
                 return pool.step({pool_id: it.x})[pool_id]
             except StreamError as exc:
+                if pool_id is None:  # parked, and the pool could not reopen it: full
+                    return self._at_capacity(rec, exc)
                 if rec.pool_id == pool_id and pool_id in pool:
                     return exc
                 # evicted meanwhile: the hook parks it; reopen from its snapshot, run again
-                service.registry.ensure_open(rec)
+                # (pool ids are never reused: a stale id can only be refused, never step
+                # another stream)
+                try:
+                    service.registry.ensure_open(rec)
+                except StreamError as full:
+                    return self._at_capacity(rec, full)
             except Exception as exc:
                 return exc
         return StreamError(f"stream {rec.id[:8]}… could not be reopened after an eviction")
+
+    def _at_capacity(self, rec: Any, exc: StreamError) -> StreamError:
+        """The refusal of a message whose stream was evicted while idle and cannot be
+        reopened now (every slot taken): nothing ran; the client may send it again."""
+        if rec.pool_id is not None:  # reopened after all (by another call): not a refusal
+            return exc
+        err = StreamError(
+            f"stream {rec.id[:8]}… was evicted while idle and the server is at capacity "
+            f"(max_streams={self.service.pool.max_streams}), so it cannot be reopened now; "
+            f"expected a free slot, got none ({exc}). Send this message again later: nothing "
+            f"was applied (seq stays {rec.seq})"
+        )
+        err.reason = "at_capacity"  # type: ignore[attr-defined]
+        return err
 
 
 def _refusal(metrics: Any, exc: Exception) -> str:

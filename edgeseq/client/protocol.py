@@ -87,6 +87,7 @@ ERROR_REASONS: dict[str, str] = {
     "too_many_frames": "more frames in one message than the server's max_frames",
     "bad_frames": "frames the model refuses (e.g. a token id outside the vocabulary)",
     "bad_snapshot": "a restore whose data is not a snapshot of this model",
+    "at_capacity": "frames for a stream evicted while idle that cannot reopen: all slots taken",
 }
 
 # HTTP statuses of a refused handshake (or request), with the reason label /metrics counts
