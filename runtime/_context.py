@@ -13,9 +13,11 @@ contract does not record. The model carries its past in its state when
 - its contract was written by an edgeseq exporter (they carry recurrent state and conv
   caches, and record any context a model takes in ``model.extra["context"]``), or
 - it streams exactly without context: one random stream of ``2n`` frames in one call and
-  in two calls of ``n``, carrying the state pairs, ends in the same states and gives the
-  same outputs. A model that differs needs something the state does not carry, and
-  context may be it; the check is then silent, as it is when it cannot run the model.
+  in two calls of ``n``, carrying the state pairs from the contract's initial state (what
+  a stream starts from; the JavaScript runtime probes the same way), ends in the same
+  states and gives the same outputs. A model that differs needs something the state does
+  not carry, and context may be it; the check is then silent, as it is when it cannot
+  run the model.
 
 A model whose documentation asks for context on top of its state records it once in its
 contract (``edgeseq inspect MODEL --context N --write-contract OUT.onnx``): a recorded
@@ -105,15 +107,16 @@ def _exact_without_context(
     f = c.frames
     if c.lengths is not None or f.time_axis is None or c.model.chunk:
         return None
+    initial = engine.initial(1)  # what a stream starts from: the contract's initial state
     if probe is not None and probe.run_state is not None:
-        run = probe.run_state
+        run = lambda pairs, pieces: probe.run_state(pairs, pieces, 0, initial)  # noqa: E731
         n = probe.sizes[0] if probe.sizes else 4
     else:
         shape = [d if isinstance(d, int) else None for d in f.shape]
         graph = [GraphIO(g.name, shape, g.dtype) if g.name == f.name else g for g in gin]
         r = _Runner(engine.session, graph, f.name, engine.constants)
         r.layout = Layout(f.batch_axis, f.time_axis)
-        run = lambda pairs, pieces: _run_pieces(r, pairs, pieces)  # noqa: E731
+        run = lambda pairs, pieces: _run_pieces(r, pairs, pieces, 0, initial)  # noqa: E731
         n = 4
     names = [(p.input, p.output) for p in engine.pairs]
     try:

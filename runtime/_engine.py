@@ -134,7 +134,8 @@ class Engine:
             else:
                 self.chunk = self.windows.size
         elif self.discovery is not None and self.discovery.probe is not None:
-            check_cuts(self.discovery.probe, self.pairs, self.data_outputs, self.context)
+            probe = self.discovery.probe
+            check_cuts(probe, self.pairs, self.data_outputs, self.context, self.initial(1))
         check_context(self, gin, self.discovery.probe if self.discovery is not None else None)
         self.step_frames = (self.chunk - self.context) if self.chunk else None
         if c.frames.time_axis is None and not (self.windows and self.windows.framed):

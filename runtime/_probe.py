@@ -361,16 +361,24 @@ def _describe(r: _Runner, layout: Layout, n1: int | None, batch_fixed: bool) -> 
         inputs=inputs,
         matches=matches,
         notes=notes,
-        run_state=lambda pairs, pieces, context=0: _run_pieces(r, pairs, pieces, context),
+        run_state=lambda pairs, pieces, context=0, initial=None: _run_pieces(
+            r, pairs, pieces, context, initial
+        ),
     )
 
 
 def _run_pieces(
-    r: _Runner, pairs: Sequence[tuple[str, str]], pieces: Sequence[int], context: int = 0
+    r: _Runner,
+    pairs: Sequence[tuple[str, str]],
+    pieces: Sequence[int],
+    context: int = 0,
+    initial: Sequence[np.ndarray] | None = None,
 ) -> tuple[list[np.ndarray], list[dict[str, np.ndarray]]]:
     """Run one random stream cut into ``pieces`` new-frame counts, carrying ``pairs``' state
     and ``context`` frames of left context (zeros before the first call).
 
+    The first call starts from ``initial`` (one state per pair, batch 1: the contract's
+    initial state, which a stream starts from), else from zeros.
     Returns the final states (in ``pairs`` order) and every call's outputs.
     """
     t = r.layout.time_axis
@@ -379,6 +387,8 @@ def _run_pieces(
     whole = r.row(context + sum(pieces), 2).copy()
     whole[(slice(None),) * t_row + (slice(0, context),)] = 0  # the first call's context
     states: dict[str, np.ndarray] | None = None
+    if initial is not None:
+        states = {i: s for (i, _), s in zip(pairs, initial)}
     outs = []
     start = context
     for n in pieces:

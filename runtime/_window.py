@@ -168,13 +168,18 @@ def plan_windows(
 
 
 def check_cuts(
-    pr: Probe, pairs: Sequence[StatePair], outputs: Sequence[TensorSpec], context: int
+    pr: Probe,
+    pairs: Sequence[StatePair],
+    outputs: Sequence[TensorSpec],
+    context: int,
+    initial: Sequence[np.ndarray] | None = None,
 ) -> None:
     """Refuse a raw-sample model whose results depend on how its input is cut.
 
     A model whose outputs have no time axis sums up each call's samples; if one call of
     ``2n`` samples ends in another state than two calls of ``n`` (with ``context`` samples
     carried), it was trained on a fixed number per call, which only its author knows.
+    Both start from ``initial`` (the contract's initial state, one per pair), else zeros.
     """
     lay = pr.layout
     if lay.time_axis is None or not pr.sizes or any(o.time_axis is not None for o in outputs):
@@ -184,8 +189,8 @@ def check_cuts(
     n = max(pr.sizes[0] - context, 1)
     names = [(p.input, p.output) for p in pairs]
     try:
-        whole, _ = pr.run_state(names, [2 * n], context)
-        cut, _ = pr.run_state(names, [n, n], context)
+        whole, _ = pr.run_state(names, [2 * n], context, initial)
+        cut, _ = pr.run_state(names, [n, n], context, initial)
     except Exception:
         return  # inconclusive: one of the sizes does not run
     diff = max(float(np.max(np.abs(a - b))) if a.size else 0.0 for a, b in zip(whole, cut))

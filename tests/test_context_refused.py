@@ -10,6 +10,7 @@ recorded in the contract is the model author's word.
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,56 @@ from edgeseq.runtime import StreamingPredictor, StreamPool
 
 SR = {"sr": np.array(16000)}
 EXT = {"state": {"h0": "hn", "c0": "cn"}}
+
+
+def gain_model(path: Path, init: float | None) -> Path:
+    """A model from elsewhere whose front-end needs one frame of left context and whose
+    state is a gain it keeps: ``y[t] = (x[t] + x[t-1]) * h``, ``h_out = h_in``, with
+    ``x[-1] = 0`` in each call. Its stored contract starts ``h`` at ``init`` (None:
+    zeros). From zeros every output is 0 whatever the cut, so it streams "exactly"
+    without context; from a gain of 1 it does not: the probe must start where a stream
+    starts, from the contract's initial state (the JavaScript runtime's fixture too)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgeseq.cli._inspect import write_contract
+
+    f32 = TensorProto.FLOAT
+    ints = lambda name, v: helper.make_tensor(name, TensorProto.INT64, [len(v)], v)  # noqa: E731
+    graph = helper.make_graph(
+        [
+            helper.make_node("Pad", ["x", "pads"], ["padded"]),  # one zero frame in front
+            helper.make_node("Slice", ["padded", "zero", "minus1", "one"], ["prev"]),
+            helper.make_node("Add", ["x", "prev"], ["pair"]),
+            helper.make_node("Unsqueeze", ["h_in", "one"], ["gain"]),
+            helper.make_node("Mul", ["pair", "gain"], ["y"]),
+            helper.make_node("Identity", ["h_in"], ["h_out"]),
+        ],
+        "gain",
+        [
+            helper.make_tensor_value_info("x", f32, ["batch", "time", 1]),
+            helper.make_tensor_value_info("h_in", f32, ["batch", 1]),
+        ],
+        [
+            helper.make_tensor_value_info("y", f32, ["batch", "time", 1]),
+            helper.make_tensor_value_info("h_out", f32, ["batch", 1]),
+        ],
+        [ints("pads", [0, 1, 0, 0, 0, 0]), ints("zero", [0]), ints("minus1", [-1]),
+         ints("one", [1])],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    raw = path.with_suffix(".raw.onnx")
+    onnx.save(model, raw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # DiscoveryWarning
+        contract = StreamingPredictor(raw, state={"h_in": "h_out"}).contract
+    if init is not None:
+        pairs = [replace(p, init=[init]) for p in contract.states]
+        contract = replace(contract, states=pairs)
+    write_contract(str(raw), str(path), contract)
+    raw.unlink()
+    return path
 
 
 @pytest.mark.parametrize("front", [StreamingPredictor, StreamPool])
@@ -72,3 +123,17 @@ def test_cli_context_on_an_edgeseq_forecaster_is_one_line(tmp_path: Path) -> Non
     assert "edgeseq inspect MODEL --context 2 --write-contract OUT.onnx" in line
     done = edgeseq("stream", zoo.get("lstm"), "-i", csv)
     assert done.returncode == 0 and len(done.stdout.splitlines()) == 3, done.stderr
+
+
+def test_the_context_probe_starts_from_the_contracts_initial_state(tmp_path: Path) -> None:
+    """A stream starts from the contract's initial state, so the probe does too: from a gain
+    of 1 the gain model needs its context (kept, and exact); from zeros it streams the same
+    without it (refused). A probe from zeros would refuse both."""
+    with pytest.raises(InputError, match="same state with the same outputs"):
+        StreamingPredictor(gain_model(tmp_path / "zeros.onnx", None), context=1)
+    p = StreamingPredictor(gain_model(tmp_path / "one.onnx", 1.0), context=1)
+    assert p.engine.context == 1
+    x = np.random.default_rng(3).standard_normal((9, 1)).astype(np.float32)
+    ys = np.concatenate([p.step(x[:4]), p.step(x[4:5]), p.step(x[5:])])
+    want = x + np.concatenate([np.zeros((1, 1), np.float32), x[:-1]])  # gain 1, x[-1] = 0
+    np.testing.assert_allclose(ys, want, rtol=0, atol=1e-6)
