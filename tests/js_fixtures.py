@@ -179,6 +179,10 @@ def _context_models(out: Path) -> None:
     _stored(ext, out / "external-lstm-context.onnx", *pairs, "--context", 2)
     vad = ("--state", "state:stateN", "--constant", "sr=16000", "--context", VAD_CONTEXT)
     _stored(zoo.get("vad"), out / "vad-rate.onnx", *vad, "--rate", 16000)
+    from test_context_refused import gain_model  # the probe starts from the initial state
+
+    gain_model(out / "gain-zeros.onnx", None)
+    gain_model(out / "gain-one.onnx", 1.0)
 
 
 def _refusals(out: Path) -> dict[str, str]:
@@ -190,6 +194,7 @@ def _refusals(out: Path) -> dict[str, str]:
         "context_export": (out / "lstm-native.onnx", {"context": 3}),
         "context_exact": (out / "external-lstm.onnx", {"context": 2}),
         "rate": (out / "vad-rate.onnx", {"constants": {"sr": np.array(8000)}}),
+        "context_gain_zeros": (out / "gain-zeros.onnx", {"context": 1}),
     }
     said = {}
     for name, (path, kw) in cases.items():
@@ -200,6 +205,28 @@ def _refusals(out: Path) -> dict[str, str]:
         else:
             raise RuntimeError(f"Python's runtime accepted {path.name} with {kw}")
     return said
+
+
+def _inexact(out: Path) -> list[dict[str, Any]]:
+    """Python's refusals of integer frames a float32 input would round (edgeseq/exact.py):
+    the JavaScript runtime refuses integer typed arrays in the same words."""
+    from edgeseq.errors import InputError
+    from edgeseq.runtime import StreamingPredictor
+
+    big = 2**24 + 1
+    cases = []
+    for model, frames in (
+        ("lstm-native.onnx", [[1, 2, 3], [4, big, 6]]),
+        ("lstm-native.onnx", [7, 8, -big - 2]),
+        ("scaled.onnx", [[1, 2, 3], [big + 2, 5, 6]]),
+    ):
+        try:
+            StreamingPredictor(out / model).step(np.array(frames, np.int64))
+        except InputError as exc:
+            cases.append({"model": model, "frames": frames, "message": str(exc)})
+        else:
+            raise RuntimeError(f"Python's runtime accepted {frames} for {model}")
+    return cases
 
 
 TEXT_CASES = (
@@ -248,7 +275,8 @@ def _stream_cli(out: Path, x: np.ndarray) -> list[dict[str, Any]]:
     nan.write_text("1,2,3\nnan,5,6\n")
     # every kind of bad line (edgeseq/cli/_frames.py), stopped at or skipped
     messy = out / "frames-messy.csv"
-    messy.write_bytes(b"a,b,c\n1,2,3\n1,,3\n4,5,6,\n7,8\nx,y,z\n1e39,1,1\n\xff1,2,3\n0.5,1_0,-2\n")
+    messy.write_bytes(b"a,b,c\n1,2,3\n1,,3\n4,5,6,\n7,8\nx,y,z\n1e39,1,1\n\xff1,2,3\n0.5,1_0,-2\n"
+                      b"1,16777217,3\n-16777219,2,3\n16777216,+33554432,16777217.0\n")  # fmt: skip
     wide = out / "frames-wide.csv"  # more columns than the model takes, in another order
     wide.write_text("t,c,b,a\n" + "".join(f"{k},{r[2]!r},{r[1]!r},{r[0]!r}\n"
                                            for k, r in enumerate(x[:6].tolist())))  # fmt: skip
@@ -327,6 +355,7 @@ def write(out: Path) -> dict[str, Any]:
         (out / "no-contract.onnx").write_bytes(zoo.get("vad_plain").read_bytes())
         _context_models(out)
         manifest["refusals"] = _refusals(out)
+        manifest["inexact"] = _inexact(out)
         arts = to_ort(out / "lstm-native.onnx", out / "ort")
         manifest["ort"] = {
             "model": f"ort/{arts.ort.name}",

@@ -10,6 +10,7 @@
  */
 
 import { InputError } from "./errors.js";
+import { LARGEST_EXACT, inexactBound, inexactProblem } from "./exact.js";
 import { pyFloat, pyStrRepr } from "./stream-lines.js";
 
 const F32_MAX = 3.4028234663852886e38;
@@ -45,6 +46,7 @@ export class FrameLayout {
 }
 
 const isNumber = (text) => pyFloat(text) !== null;
+const INTEGER = /^[+-]?[0-9]+$/; // a field written as an integer (Python: the same rule)
 const isDigits = (text) => /^[0-9]+$/.test(text);
 
 /** Reads lines one at a time: `read(bytes, lineno)` -> a frame, a bad record, or null. */
@@ -150,6 +152,19 @@ export class CsvFrames {
     return `field ${i + 1}${name}`;
   }
 
+  /** Why integer `field` (read as `v`) cannot be fed exactly ("" if it can): the value
+   * reaches the model as a float32 (exact.js). */
+  _inexact(field, v) {
+    const value = BigInt(field);
+    const becomes = Math.fround(v);
+    if (BigInt(becomes) === value) return "";
+    const shown = pyStrRepr(field.slice(0, 40));
+    return (
+      `${shown} is an integer that float32 does not hold exactly (${inexactBound("float32")}): ` +
+      inexactProblem(value, becomes, "float32", `it written as a float (${value}.0)`)
+    );
+  }
+
   _parse(fields, where, text) {
     const trailing = fields.length > 1 && !fields.at(-1) ? " (a trailing delimiter?)" : "";
     if (this.width !== null && fields.length !== this.width) {
@@ -183,6 +198,10 @@ export class CsvFrames {
             `${this._label(i)}: ${pyStrRepr(field.slice(0, 40))} is not a finite float32 number; one ` +
             "such value would poison the stream's state",
         };
+      }
+      if (Math.abs(v) > LARGEST_EXACT.float32 && INTEGER.test(field)) {
+        const problem = this._inexact(field, v);
+        if (problem) return { where, problem: `${this._label(i)}: ${problem}` };
       }
       values.push(v);
     }

@@ -8,6 +8,7 @@
  */
 
 import { ContractError, InputError } from "./errors.js";
+import { LARGEST_EXACT, castChanges, inexactBound, inexactProblem } from "./exact.js";
 import { ARRAY_OF } from "./tensor.js";
 
 const FLOAT_ARRAYS = [Float32Array, Float64Array];
@@ -53,6 +54,9 @@ export class FrameSpec {
     this.mean = prep.mean ? Float32Array.from(prep.mean) : null;
     this.std = prep.std ? Float32Array.from(prep.std) : null;
     this.vocabSize = prep.vocab ? prep.vocab.length : null;
+    // integer frames are cast to this first (the scaling runs in float32): every value
+    // must survive that cast exactly (exact.js)
+    this.cast = this.mean || this.std ? "float32" : this.dtype;
     const per = this.trailing.at(-1) ?? 1; // statistics broadcast over the last axis
     for (const [name, v] of [["mean", this.mean], ["std", this.std]]) {
       if (v && v.length !== 1 && v.length !== per) {
@@ -145,7 +149,8 @@ export class FrameSpec {
             "the feature count and order.",
         );
       }
-      for (const v of row) flat.push(v);
+      const ints = isAny(row, INT_ARRAYS); // integer rows stay integer frames (BigInt)
+      for (const v of row) flat.push(ints ? BigInt(v) : v);
     });
     return flat;
   }
@@ -192,14 +197,42 @@ export class FrameSpec {
     return out;
   }
 
+  /** `(t, f)` of flat index `k`, as Python prints the index (`(k,)`, `()` for one scalar). */
+  _where(k, F, single) {
+    const rank0 = this.trailing.length === 0;
+    const idx = single ? [k] : rank0 ? [k] : [Math.floor(k / F), k % F];
+    return single && rank0 ? "()" : idx.length === 1 ? `(${idx[0]},)` : `(${idx.join(", ")})`;
+  }
+
+  /** Refuse integer frames (integer typed arrays, BigInts) whose value the cast to
+   * `this.cast` would change; plain numbers are float64 and keep their rounding. */
+  _exact(values, F, single) {
+    const typed = isAny(values, [...INT_ARRAYS, ...BIG_ARRAYS]);
+    if (!typed && !Array.isArray(values)) return;
+    const limit = LARGEST_EXACT[this.cast];
+    for (let k = 0; k < values.length; k++) {
+      const v = values[k];
+      if (typeof v === "bigint" ? v >= -limit && v <= limit : !typed || Math.abs(v) <= limit) continue;
+      const becomes = castChanges(v, this.cast);
+      if (becomes === null) continue;
+      const what = this.cast === this.dtype && !(this.mean || this.std)
+        ? `the model's ${this.cast} input`
+        : "float32, in which the contract's input scaling runs,";
+      throw new InputError(
+        `expected integer values that ${what} holds exactly (${inexactBound(this.cast)}), got ` +
+          `${v} at index ${this._where(k, F, single)}, which ${inexactProblem(v, becomes, this.cast)}; ` +
+          "the stream's state is unchanged.",
+      );
+    }
+  }
+
   _floats(values, F, single) {
     const out = new this.Array(values.length);
     for (let k = 0; k < values.length; k++) out[k] = Number(values[k]);
+    this._exact(values, F, single);
     for (let k = 0; k < out.length; k++) {
       if (!Number.isFinite(out[k])) {
-        const rank0 = this.trailing.length === 0;
-        const idx = single ? [k] : rank0 ? [k] : [Math.floor(k / F), k % F];
-        const where = single && rank0 ? "()" : idx.length === 1 ? `(${idx[0]},)` : `(${idx.join(", ")})`;
+        const where = this._where(k, F, single);
         throw new InputError(
           `expected finite ${this.describe()}, got NaN or Inf (first at index ${where}); one bad ` +
             "value would poison the stream's state. Clean or impute the frames first; the " +

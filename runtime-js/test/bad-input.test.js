@@ -46,6 +46,30 @@ test("wrong length, NaN, wrong types: errors name expected and got; state unchan
   assert.deepEqual(Array.from(y.data), Array.from((await fresh.step(frame(1))).data));
 });
 
+test("integer frames a float32 input would round are refused in Python's words; state unchanged", async () => {
+  const cases = manifest.inexact;
+  assert.ok(cases.length >= 3, "the manifest's inexact cases");
+  for (const c of cases) {
+    const p = await StreamingPredictor.create(fixture(c.model), { ort });
+    await p.step(frame(0));
+    const flat = c.frames.flat();
+    const nested = Array.isArray(c.frames[0]);
+    const asRows = nested ? c.frames.map((r) => Int32Array.from(r)) : Int32Array.from(flat);
+    for (const frames of [Int32Array.from(flat), BigInt64Array.from(flat.map(BigInt)), asRows]) {
+      const before = snapshotOf(p);
+      await assert.rejects(p.step(frames), (exc) => exc instanceof InputError && exc.message === c.message);
+      assert.deepEqual(snapshotOf(p), before, "state changed by a failed call");
+    }
+  }
+  // exact integers (beyond 2**24 too) run; plain numbers are float64 and keep their rounding
+  const p = await StreamingPredictor.create(fixture(lstm.model), { ort });
+  const q = await StreamingPredictor.create(fixture(lstm.model), { ort });
+  const y = await p.step(Int32Array.of(2 ** 25, -(2 ** 24), 3));
+  assert.deepEqual(Array.from(y.data), Array.from((await q.step(Float32Array.of(2 ** 25, -(2 ** 24), 3))).data));
+  const z = await p.step([1, 2 ** 24 + 1, 3]);
+  assert.deepEqual(Array.from(z.data), Array.from((await q.step(Float32Array.of(1, 2 ** 24, 3))).data));
+});
+
 test("token models refuse floats, non-integers and ids outside the vocabulary", async () => {
   const text = manifest.text;
   const p = await StreamingPredictor.create(fixture(text.model), { ort });

@@ -64,6 +64,19 @@ test("context is kept where the state does not hold the past (the VAD's conv)", 
   assertClose(got, vad.outputs["7"].flat(), "vad, context without a recorded one");
 });
 
+test("the probe starts from the contract's initial state, as Python's does", async () => {
+  // y[t] = (x[t] + x[t-1]) * h, h kept (tests/test_context_refused.py's gain model): from a
+  // gain of 0 every output is 0 whatever the cut (refused, in Python's words); from the
+  // contract's gain of 1 it needs its one frame of context (kept, and exact)
+  await refusedAs("gain-zeros.onnx", { context: 1 }, said.context_gain_zeros);
+  const p = await StreamingPredictor.create(fixture("gain-one.onnx"), { ort, context: 1 });
+  assert.equal(p.contextFrames, 1);
+  const x = Float32Array.from({ length: 9 }, (_, k) => Math.sin(k + 1));
+  const got = [];
+  for (const [a, b] of [[0, 4], [4, 5], [5, 9]]) got.push(...(await p.step(x.subarray(a, b))).data);
+  assertClose(got, Array.from(x, (v, k) => v + (k ? x[k - 1] : 0)), "gain 1 with context 1");
+});
+
 test("a recorded context is the author's word", async () => {
   const p = await StreamingPredictor.create(fixture("external-lstm-context.onnx"), { ort });
   assert.equal(p.contextFrames, 2);
