@@ -208,31 +208,27 @@ class Ticker:
                     pool_id = service.registry.ensure_open(rec)
                 return pool.step({pool_id: it.x})[pool_id]
             except StreamError as exc:
-                if pool_id is None:  # parked, and the pool could not reopen it: full
-                    return self._at_capacity(rec, exc)
-                if rec.pool_id == pool_id and pool_id in pool:
-                    return exc
+                if pool_id is not None and rec.pool_id == pool_id and pool_id in pool:
+                    return exc  # refused for its own reason; the stream is open
                 # evicted meanwhile: the hook parks it; reopen from its snapshot, run again
-                # (pool ids are never reused: a stale id can only be refused, never step
-                # another stream)
+                # (pool ids are never reused: a stale id is refused, never another stream's)
                 try:
                     service.registry.ensure_open(rec)
-                except StreamError as full:
-                    return self._at_capacity(rec, full)
+                except StreamError:
+                    if rec.pool_id is None:  # every slot taken: this message alone fails
+                        return self._at_capacity(rec)
             except Exception as exc:
                 return exc
         return StreamError(f"stream {rec.id[:8]}… could not be reopened after an eviction")
 
-    def _at_capacity(self, rec: Any, exc: StreamError) -> StreamError:
+    def _at_capacity(self, rec: Any) -> StreamError:
         """The refusal of a message whose stream was evicted while idle and cannot be
         reopened now (every slot taken): nothing ran; the client may send it again."""
-        if rec.pool_id is not None:  # reopened after all (by another call): not a refusal
-            return exc
         err = StreamError(
             f"stream {rec.id[:8]}… was evicted while idle and the server is at capacity "
             f"(max_streams={self.service.pool.max_streams}), so it cannot be reopened now; "
-            f"expected a free slot, got none ({exc}). Send this message again later: nothing "
-            f"was applied (seq stays {rec.seq})"
+            f"expected a free slot, got {len(self.service.pool)} streams held. Send this "
+            f"message again later: nothing was applied (seq stays {rec.seq})"
         )
         err.reason = "at_capacity"  # type: ignore[attr-defined]
         return err
