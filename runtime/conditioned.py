@@ -17,6 +17,7 @@ import numpy as np
 
 from edgeseq.contract import Contract
 from edgeseq.errors import ContractError, InputError
+from edgeseq.exact import first_inexact
 from edgeseq.runtime._session import ModelSource, graph_io, open_session
 from edgeseq.runtime.generate import BOS, encode_prompt, has_specials, sample_loop
 from edgeseq.runtime.predictor import StreamingPredictor
@@ -93,6 +94,11 @@ class EncoderDecoder:
             self.decoder.set_state({**self.encoder.state, **self._memory(outputs)})
             return
         spec = self._bridge_contract.inputs[0]
+        raw = source if isinstance(source, np.ndarray) else np.asarray(source)
+        bad = first_inexact(raw, np.float32)  # an integer vector must reach it exactly
+        if bad is not None:
+            where = f"index {bad.index}"
+            raise InputError(f"condition: {bad.message(where)}; the decoder's state is unchanged.")
         cond = np.asarray(source, dtype=np.float32)
         size = spec.shape[-1]
         if cond.shape != (size,) or not np.isfinite(cond).all():

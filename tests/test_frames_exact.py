@@ -152,6 +152,34 @@ def test_the_client_refuses_integer_frames_the_wire_would_change() -> None:
     assert "index (1, 1)" in str(info.value)
 
 
+def test_a_condition_vector_of_integers_must_reach_the_model_exactly(tmp_path: Path) -> None:
+    """EncoderDecoder.start(condition) casts to float32 too (a one-to-many model)."""
+    import torch
+
+    from edgeseq.exporters.seq import export_model
+    from edgeseq.runtime.conditioned import EncoderDecoder
+    from edgeseq.train.models import SeqConfig, SeqModel
+
+    torch.manual_seed(0)
+    cfg = SeqConfig(
+        cell="gru", input_size=5, hidden_size=8, output_size=6, vocab_size=6,
+        condition_size=4, topology="one_to_many", task="caption",
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_model(SeqModel(cfg), tmp_path / "m.onnx")
+    runner = EncoderDecoder(tmp_path / "m.onnx")
+    runner.start(np.array([1, 2, 3, 4]))
+    before = runner.decoder.state
+    with pytest.raises(InputError) as info:
+        runner.start(np.array([1, 2, BIG, 4]))
+    _refusal_teaches(info.value)
+    assert "index (2,)" in str(info.value)
+    for k, v in runner.decoder.state.items():
+        np.testing.assert_array_equal(v, before[k])
+    runner.start(np.array([1, 2, 2**24, 4]))  # exact: runs
+
+
 # ---------------------------------------------------------------------- silent checks
 @pytest.fixture(scope="module")
 def wide(tmp_path_factory) -> Path:
