@@ -19,6 +19,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edgeseq.contract import TensorSpec
+from edgeseq.runtime._compact import state_blocks
 from edgeseq.runtime._session import Device
 
 if TYPE_CHECKING:
@@ -34,14 +35,21 @@ class Buffer:
 
     __slots__ = ("dtype", "host", "shape", "value")
 
-    def __init__(self, shape: Sequence[int], dtype: Any, device: Device) -> None:
+    def __init__(
+        self, shape: Sequence[int], dtype: Any, device: Device, host: np.ndarray | None = None
+    ) -> None:
         self.shape = tuple(int(d) for d in shape)
         self.dtype = np.dtype(dtype)
-        self.value = ort.OrtValue.ortvalue_from_shape_and_type(
-            list(self.shape), self.dtype.type, device.memory, device.index
-        )
+        if host is not None:  # CPU memory given (a slice of a block): the OrtValue shares it
+            self.value = ort.OrtValue.ortvalue_from_numpy(host)
+        else:
+            self.value = ort.OrtValue.ortvalue_from_shape_and_type(
+                list(self.shape), self.dtype.type, device.memory, device.index
+            )
         # on CPU the OrtValue's memory is this array: writes and reads need no copy
-        self.host: np.ndarray | None = self.value.numpy() if device.memory == "cpu" else None
+        self.host: np.ndarray | None = None
+        if device.memory == "cpu":
+            self.host = host if host is not None else self.value.numpy()
 
     def write(self, arr: np.ndarray) -> None:
         if self.host is not None:
@@ -278,14 +286,19 @@ class StateSlot:
         self.engine = engine
         self.batch = batch
         self.cur = 0
+        blocks = state_blocks(engine, batch)  # CPU: each set's pairs in one block
         self.sets = tuple(
-            [Buffer(engine.state_shape(p, batch), p.dtype, engine.device) for p in engine.pairs]
-            for _ in (0, 1)
+            [
+                Buffer(engine.state_shape(p, batch), p.dtype, engine.device, host)
+                for p, host in zip(engine.pairs, hosts or [None] * len(engine.pairs))
+            ]
+            for hosts in (blocks[0] if blocks else (None, None))
         )
         self.context: np.ndarray | None = None  # (batch, N, ...) frames carried to the next call
         self._plans: dict[tuple[int, ...], _Plan] = {}
         self._uses: dict[tuple[int, ...], int] = {}  # calls per frames shape
         self._loose: dict[int, _Loose] = {}  # by id of the graph's engine (main or one-step)
+        self.row_views = blocks[1] if blocks else None  # rows-first views: see _compact.py
         self.reset()
 
     # ------------------------------------------------------------------ state in and out

@@ -24,6 +24,7 @@ import numpy as np
 
 from edgeseq.errors import InputError
 from edgeseq.runtime._buffers import StateSlot, rows_first
+from edgeseq.runtime._compact import gather_rows, row_views, scatter_rows
 from edgeseq.runtime._engine import Engine, Outputs
 
 if TYPE_CHECKING:
@@ -81,6 +82,7 @@ class RowStore:
             and engine.windows is None
             and not engine.per_call
             and (not engine.chunk or engine.chunk == 1 or engine.step is not None)
+            and row_views(self._whole) is not None  # type: ignore[arg-type]
         )
 
     @property
@@ -244,9 +246,10 @@ class RowStore:
         if plan.lengths is not None and not plan.full:
             plan.lengths.write(np.ones(slot.batch, np.int32))
             plan.full = True
-        if not every:
-            pad = slot.batch - n
-            slot.gather(self.states, np.concatenate([rows, np.full(pad, rows[0])]) if pad else rows)
+        table = compact = None
+        if not every:  # the stepped rows into the slot; its padding rows hold old rows'
+            table, compact = row_views(self._whole), row_views(slot)  # type: ignore[arg-type]
+            gather_rows(table[self._whole.cur], compact[slot.cur], rows)  # type: ignore[index, union-attr]
         try:
             plan.runs[slot.cur]()
         except Exception as exc:
@@ -254,8 +257,7 @@ class RowStore:
         slot.cur ^= 1  # a whole-table call: its new state is the rows' state now
         ys = [v[rows] if shuffled else v[:n].copy() for v in outs]
         if not every:  # succeeded: commit the stepped rows
-            for store, arr, p in zip(self.states, slot.views(), eng.pairs):
-                np.moveaxis(store, p.batch_axis, 0)[rows] = np.moveaxis(arr, p.batch_axis, 0)[:n]
+            scatter_rows(compact[slot.cur], table[self._whole.cur], rows)  # type: ignore[index]
         ys[0] = eng.postprocess(ys[0])
         return ys
 
