@@ -193,10 +193,54 @@ class RowStore:
         ys = self._run_one_frame(rows, xs, False)
         return None if ys is None else self._per_row(ys)
 
-    def run_batch(self, rows: np.ndarray, x: np.ndarray) -> list[np.ndarray]:
+    def run_batch(
+        self, rows: np.ndarray, x: np.ndarray, checked: bool = True
+    ) -> list[np.ndarray] | None:
         """:meth:`run_frames` with the outputs kept whole: one array ``(n, ...)`` per data
-        output (rows in the order of ``rows``), postprocessed as the caller receives them."""
-        return self._run_one_frame(rows, x, True)  # type: ignore[return-value]
+        output (rows in the order of ``rows``), postprocessed as the caller receives them.
+        With ``checked=False``, ``x`` of the exact dtype and frame shape is scaled and
+        checked where the model reads it: None if a value is then not finite (nothing ran,
+        no row changed)."""
+        return self._run_one_frame(rows, x, checked)
+
+    def run_chunks(self, rows: np.ndarray, x: np.ndarray, cap: int | None) -> list[np.ndarray]:
+        """``T`` checked frames per row (``x`` ``(n, T, ...)``, rows distinct) as one batched
+        call (rounds of at most ``cap`` frames, as ``step`` runs them); returns one array
+        ``(n, T, ...)`` per data output, rows first. A failure changes no row."""
+        if self.resident:
+            items = [(r, c, False) for r, c in zip(rows.tolist(), x)]
+            return self._stacked(self._run_resident(items))
+        eng, n = self.engine, len(rows)
+        slot = self._slot(n)
+        pad = slot.batch - n  # rows that ride along (copies of the first); dropped after
+        gathered = np.concatenate([rows, np.full(pad, rows[0])]) if pad else rows
+        if pad:
+            x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+        slot.gather(self.states, gathered)
+        if self.context is not None:
+            slot.context = self.context[gathered]
+        step = cap or x.shape[1]
+        pieces = [eng.run(x[:, t : t + step], None, slot) for t in range(0, x.shape[1], step)]
+        outs = []
+        for i, spec in enumerate(eng.result_specs):  # the rounds joined along time
+            t = spec.time_axis
+            parts = [p[i] for p in pieces]
+            outs.append(parts[-1] if t is None or len(parts) == 1 else np.concatenate(parts, t))
+        self._commit_slot(slot, rows)
+        if any(s.batch_axis is None for s in eng.result_specs):  # shared by every row
+            counts = np.full(n, x.shape[1], np.int32)
+            return self._stacked(eng.split(outs, counts, [False] * n))
+        ys = [np.moveaxis(o, s.batch_axis, 0)[:n].copy() for o, s in zip(outs, eng.result_specs)]  # type: ignore[arg-type]
+        ys[0] = eng.postprocess(ys[0])
+        return ys
+
+    def _commit_slot(self, slot: StateSlot, rows: np.ndarray) -> None:
+        """A gathered call succeeded: the slot's first rows become rows ``rows``' state."""
+        n = len(rows)
+        for store, arr, p in zip(self.states, slot.views(), self.engine.pairs):
+            np.moveaxis(store, p.batch_axis, 0)[rows] = np.moveaxis(arr, p.batch_axis, 0)[:n]
+        if slot.context is not None:
+            self.context[rows] = slot.context[:n]  # type: ignore[index]
 
     def _per_row(self, ys: list[np.ndarray]) -> Sequence[Outputs]:
         """Whole outputs (:meth:`run_batch`) as each row's outputs."""
@@ -292,10 +336,7 @@ class RowStore:
         if self.context is not None:
             slot.context = self.context[gathered]
         results = self._rows_first(eng.run(x[:, None], None, slot), n)
-        for store, arr, p in zip(self.states, slot.views(), eng.pairs):  # succeeded: commit
-            np.moveaxis(store, p.batch_axis, 0)[rows] = np.moveaxis(arr, p.batch_axis, 0)[:n]
-        if slot.context is not None:
-            self.context[rows] = slot.context[:n]  # type: ignore[index]
+        self._commit_slot(slot, rows)
         return results
 
     def _rows_first(self, outs: list[np.ndarray], n: int) -> list[np.ndarray]:

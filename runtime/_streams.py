@@ -172,10 +172,10 @@ class StreamTable:
         n = len(sids)
         return np.fromiter(got, np.intp, n) if n > 1 else np.array([got], np.intp)
 
-    def used_rows(self, sids: Iterable[int], rows: np.ndarray, now: float) -> None:
-        """Commit a call of one frame for each stream ``sids`` on distinct ``rows``: two
-        array operations, plus the idle order when streams can expire."""
-        self.seen[rows] += 1
+    def used_rows(self, sids: Iterable[int], rows: np.ndarray, now: float, frames: int = 1) -> None:
+        """Commit a call of ``frames`` frames for each stream ``sids`` on distinct ``rows``:
+        two array operations, plus the idle order when streams can expire."""
+        self.seen[rows] += frames
         self.last[rows] = now
         if self._lru is not None:
             deque(map(self._lru.move_to_end, sids), 0)

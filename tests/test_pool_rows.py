@@ -93,8 +93,9 @@ def test_step_rows_takes_the_bound_route_and_leaves_idle_rows(
             "stream {bad}: .*after the cast",
         ),
         (lambda x: x[:, :2], "expected 3 values per frame"),
-        (lambda x: x[:4], r"shaped \[N, 3\] with N = 5"),
-        (lambda x: x[:, :, None], r"shaped \[N, 3\]"),
+        (lambda x: x[:4], r"shaped \[N, 3\] .*with N = 5"),
+        (lambda x: x[:, :, None], "expected 3 values per frame"),  # [N, T=3, 1]: a chunk
+        (lambda x: x[:, None, :, None], r"shaped \[N, 3\] \(one frame each\) or \[N, T, 3\]"),
         (lambda x: x.astype(str), "dtype"),
     ],
 )
