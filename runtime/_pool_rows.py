@@ -181,6 +181,11 @@ class PoolRows:
                 f"shape {arr.shape}."
             )
         t = arr.shape[1] if arr.ndim == rank + 2 else 0
+        if arr.ndim == rank + 2 and t == 0:
+            raise InputError(
+                f"step_rows() expects at least one frame per stream (T >= 1), got frames shaped "
+                f"{arr.shape}. Skip the call instead."
+            )
         return self._checked(sids, arr, t), t, True
 
     def _checked(self: StreamPool, sids: list[int], arr: np.ndarray, t: int) -> np.ndarray:
@@ -188,9 +193,7 @@ class PoolRows:
         receives it; a refusal names the first stream at fault."""
         spec = self.engine.frames
         try:
-            if arr.ndim == len(spec.trailing) + 2:  # chunks: every frame of every row at once
-                if arr.shape[1] == 0:
-                    raise InputError("expected at least one frame per stream, got T = 0.")
+            if t:  # chunks: every frame of every row at once
                 flat = arr.reshape(-1, *arr.shape[2:])
                 x, _ = spec.check(flat)
                 return x.reshape(arr.shape[:2] + x.shape[1:])
