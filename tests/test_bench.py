@@ -63,6 +63,20 @@ def test_json_has_machine_info_and_every_section(quick_run: tuple[dict, str, Pat
     assert cell["export"]["native"]["median_s"] > 0
 
 
+def test_partial_steps_beside_the_hand_written_gathered_call(
+    quick_run: tuple[dict, str, Path],
+) -> None:
+    """Section 2c: k of N streams through step_rows and by hand, each k's ratio printed."""
+    results, printed, _ = quick_run
+    section = results["cells"]["lstm"]["partial"]
+    assert section["streams"] == 16 and list(section["k"]) == ["1", "4", "16"]
+    assert "Stepping k of 16 open streams" in printed
+    for k, rec in section["k"].items():
+        assert rec["pool_rows"]["frames_per_call"] == int(k)
+        ratio = rec["pool_rows"]["median"] / rec["ort_gathered"]["median"]
+        assert f"{ratio:.2f}× (" in printed, k
+
+
 def test_javascript_runtimes_beside_python(quick_run: tuple[dict, str, Path]) -> None:
     """Section 7 times runtime-js in Node.js and Chromium; a missing browser is reported
     with the reason (and only off CI, where .ci/run installs it)."""
@@ -117,6 +131,11 @@ def _timed_records(cell: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     found = [(f"latency.{k}", r) for k, r in cell["latency"].items()]
     found += [(f"streams.{k}", r) for k, r in cell["streams"].items() if isinstance(r, dict)]
     found += [(f"chunks.{k}", r) for k, r in cell["chunks"].items()]
+    found += [
+        (f"partial.{k}.{name}", r)
+        for k, recs in cell["partial"]["k"].items()
+        for name, r in recs.items()
+    ]
     found += [(f"modes.{k}", r) for k, r in cell["modes"].items()]
     return [(name, r) for name, r in found if r.get("available")]
 
@@ -128,6 +147,7 @@ def test_every_timed_record_is_consistent(quick_run: tuple[dict, str, Path]) -> 
     want = {f"latency.{k}" for k in ("predictor", "session_run", "torch_eager", "identity")}
     want |= {f"streams.{k}" for k in ("pool", "pool_rows", "loop_predictors", "ort_batched")}
     want |= {f"chunks.{k}" for k in ("1", "8", "32", "128")}
+    want |= {f"partial.{k}.{n}" for k in ("1", "4", "16") for n in ("pool_rows", "ort_gathered")}
     want |= {f"modes.{k}" for k in ("native", "unrolled", "int8", "fp16", "ort")}
     assert want <= names, sorted(want - names)
     for name, r in records:
@@ -161,6 +181,8 @@ def test_every_reported_ratio_is_computed_from_the_reported_timings(
         "pool_vs_ort_batched": streams["pool_rows"]["median"] / streams["ort_batched"]["median"],
         "pool_vs_ort_batched_wide": c["streams_wide"]["pool_rows"]["median"]
         / c["streams_wide"]["ort_batched"]["median"],
+        "pool_partial_vs_gathered": c["partial"]["k"]["16"]["pool_rows"]["median"]
+        / c["partial"]["k"]["16"]["ort_gathered"]["median"],  # quick: k = 1, 4, 16 of 16
         "recurrent_kernel_share": sum(
             v for k, v in c["profile"]["op_share"].items() if k in ("LSTM", "GRU", "RNN")
         ),

@@ -6,7 +6,8 @@ fixed thread count, seven sections are measured in one process on one machine:
 1. per-frame latency: ``StreamingPredictor`` vs a hand-written ``session.run`` loop vs
    PyTorch eager vs the floor (one call of an Identity model);
 2. many streams × 1 frame: ``StreamPool`` vs looping predictors vs batched runs (and, at
-   a wide stream count, ``StreamPool`` vs one batched run only);
+   a wide stream count, ``StreamPool`` vs one batched run only; and k of the streams
+   stepped, ``StreamPool`` vs a hand-written gather, run and scatter of those k: ``_partial``);
 3. frames per call (chunk sizes);
 4. export modes and precisions: latency, file size, output drift;
 5. footprint: wall time and peak RSS of fresh processes (runtime vs PyTorch);
@@ -60,7 +61,17 @@ __all__ = [
     "write_markdown",
 ]
 
-SECTIONS = ("latency", "streams", "chunks", "modes", "profile", "footprint", "export", "js")
+SECTIONS = (
+    "latency",
+    "streams",
+    "partial",
+    "chunks",
+    "modes",
+    "profile",
+    "footprint",
+    "export",
+    "js",
+)
 CELLS = ("lstm", "gru", "rnn")
 Progress = Callable[[str], None]
 
@@ -78,6 +89,7 @@ class BenchConfig:
     output_size: int = 8
     streams: int = 256
     wide_streams: int = 4096  # StreamPool vs one batched session.run only
+    partial_ks: tuple[int, ...] = (1, 16, 64, 256)  # k of `streams` stepped (section 2c)
     chunk_sizes: tuple[int, ...] = (1, 8, 32, 128)
     footprint_frames: int = 1000
     footprint_runs: int = 5
@@ -104,6 +116,7 @@ class BenchConfig:
             output_size=2,
             streams=16,
             wide_streams=64,
+            partial_ks=(1, 4, 16),
             footprint_runs=1,
             export_repeats=1,
             budget=Budget(rounds=3, block_s=0.002, warmup_s=0.005, max_calls_per_block=50),
@@ -125,6 +138,7 @@ def _run_cell(
     from edgeseq.bench._footprint import footprint
     from edgeseq.bench._js import js_latency
     from edgeseq.bench._models import prepare
+    from edgeseq.bench._partial import partial
     from edgeseq.bench._profile import profile_pool, profile_step
 
     t, b = config.threads, config.budget
@@ -139,6 +153,9 @@ def _run_cell(
     out["streams"] = sec.streams(prep, t, b, config.streams)
     say("streams", f"{config.wide_streams} streams × 1 frame: StreamPool vs one batched run")
     out["streams_wide"] = sec.streams_wide(prep, t, b, config.wide_streams)
+    ks = ", ".join(map(str, config.partial_ks))
+    say("partial", f"k of {config.streams} streams × 1 frame (k = {ks}): StreamPool vs by hand")
+    out["partial"] = partial(native, t, b, config.streams, config.partial_ks, spec.input_size)
     say("chunks", f"chunk sizes {', '.join(map(str, config.chunk_sizes))}")
     out["chunks"] = sec.chunks(prep, t, b, config.chunk_sizes)
     say("modes", f"variants {', '.join(prep.files)}")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeseq.bench._js import js_tables
+from edgeseq.bench._partial import partial_tables
 from edgeseq.bench._targets import NA, RECURRENT_OPS, TARGETS, Cell
 from edgeseq.table import format_table
 
@@ -89,6 +90,7 @@ def _section_tables(results: dict[str, Any]) -> list[str]:
         rows = [[c, *(_rate(r.get(k)) for k in _WIDE)] for c, r in wide.items()]
         head = ["cell", "StreamPool.step (dict)", "StreamPool.step_rows (array)"]
         out.append(format_table([*head, "ORT batched, hand-written"], rows, markdown=True))
+    out += partial_tables(cells)
     sizes = list(next(iter(cells.values()))["chunks"])
     out += ["", "## 3. One stream, T frames per call: frames/s", ""]
     out.append(

@@ -1,10 +1,12 @@
-"""The benchmark targets (issues 6, 14 and 20): each a figure from one cell and a limit."""
+"""The benchmark targets (issues 6, 14, 20 and partial pool steps): a figure and a limit each."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from edgeseq.bench._partial import worst_partial_ratio
 
 __all__ = ["NA", "RECURRENT_OPS", "TARGETS", "Cell", "Target", "evaluate"]
 
@@ -130,6 +132,15 @@ TARGETS: tuple[Target, ...] = (
             _med(c.get("streams_wide", {}), "pool_rows"),
             _med(c.get("streams_wide", {}), "ort_batched"),
         ),
+    ),
+    Target(
+        "pool_partial_vs_gathered",
+        "StreamPool.step_rows of k of N streams (k ≥ 16, worst k) / hand-written gather, one "
+        "session.run over the k rows, scatter",
+        1.3,
+        "max",
+        "×",
+        worst_partial_ratio,
     ),
     Target(
         "recurrent_kernel_share",
