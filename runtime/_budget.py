@@ -13,7 +13,11 @@ and output values, plus four gate activations per state value):
   pool over time), so an oversized call runs whole, with onnxruntime's arena-shrinkage run
   option, which gives back what the call grew the arena by once it returns.
 
-Preallocated call plans are built only for shapes within the budget.
+Preallocated call plans are built only for shapes within the budget, and for one frame
+per row at any batch: what such a call needs grows with its rows only, which the caller
+holds as state anyway (a pool's table), and unplanned it would allocate its outputs and
+copy the state on every call (a 4,096-row LSTM pool: planned calls measured about 0.8×
+the time and a 30 MB lower peak RSS).
 """
 
 from __future__ import annotations
@@ -66,6 +70,10 @@ class CallBudget:
 
     def oversized(self, batch: int, frames: int) -> bool:
         return batch * frames * self.row_bytes > self.limit
+
+    def plannable(self, batch: int, frames: int) -> bool:
+        """Whether calls of ``frames`` frames over ``batch`` rows may keep a bound plan."""
+        return frames == 1 or not self.oversized(batch, frames)
 
 
 def _row_bytes(engine: Engine) -> int:

@@ -347,7 +347,7 @@ class StateSlot:
         if plan is not None:
             self._uses[key] += 1
             return plan
-        if self.engine.budget.oversized(self.batch, key[0]):
+        if not self.engine.budget.plannable(self.batch, key[0]):
             return None  # buffers this large are not kept between calls
         n = self._uses[key] = self._uses.get(key, 0) + 1
         if len(self._uses) > 64 * _PLANS_PER_SLOT:  # forget rare shapes

@@ -206,3 +206,33 @@ def test_partial_one_frame_steps_run_one_compact_bound_call(
     for k in (1, 16, 17, 64):
         pool.step_rows(ids[rng.permutation(64)[:k]], rng.standard_normal((k, 3)).astype(np.float32))
     assert seen == [1, 16, 20, 64]
+
+
+def test_a_wide_one_frame_call_over_the_call_budget_keeps_a_bound_plan(
+    models: dict[tuple[str, str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A whole-table call of one frame per row whose estimated working memory exceeds the
+    call budget (as a 4,096-row LSTM pool's does) still runs through a bound plan, and
+    gives what separate predictors give; a chunk that size still gets none."""
+    seen: list[int] = []
+    bound = RowStore._run_bound
+
+    def spy(self, slot, *a, **k):  # type: ignore[no-untyped-def]
+        seen.append(slot.batch)
+        return bound(self, slot, *a, **k)
+
+    monkeypatch.setattr(RowStore, "_run_bound", spy)
+    path = models["lstm", "native"]
+    pool = StreamPool(path, max_streams=32)
+    budget = pool.engine.budget
+    budget.limit = 8 * budget.row_bytes  # 32 rows of one frame: four times the budget
+    assert budget.oversized(32, 1) and budget.plannable(32, 1) and not budget.plannable(32, 2)
+    ids = [pool.open() for _ in range(32)]
+    solo = [StreamingPredictor(path) for _ in ids]
+    rng = np.random.default_rng(8)
+    for _ in range(3):
+        x = rng.standard_normal((32, 3)).astype(np.float32)
+        got = pool.step_rows(ids, x)
+        np.testing.assert_allclose(got, np.stack([p.step(f) for p, f in zip(solo, x)]), atol=1e-6)
+    assert seen == [32, 32, 32]
+    assert list(pool._rows._whole._plans) == [(1, 3)]  # type: ignore[union-attr]
