@@ -19,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edgeseq.contract import TensorSpec
-from edgeseq.runtime._compact import state_blocks
+from edgeseq.runtime._compact import Scratch, state_blocks
 from edgeseq.runtime._session import Device
 
 if TYPE_CHECKING:
@@ -282,11 +282,11 @@ class StateSlot:
     that set and writes the other, then flips ``cur`` (ping-pong), only if it succeeded.
     """
 
-    def __init__(self, engine: Engine, batch: int) -> None:
+    def __init__(self, engine: Engine, batch: int, scratch: Scratch | None = None) -> None:
         self.engine = engine
         self.batch = batch
         self.cur = 0
-        blocks = state_blocks(engine, batch)  # CPU: each set's pairs in one block
+        blocks = state_blocks(engine, batch, scratch)  # CPU: each set's pairs in one block
         self.sets = tuple(
             [
                 Buffer(engine.state_shape(p, batch), p.dtype, engine.device, host)

@@ -21,44 +21,66 @@ if TYPE_CHECKING:
     from edgeseq.runtime._buffers import StateSlot
     from edgeseq.runtime._engine import Engine
 
-__all__ = ["gather_rows", "row_views", "scatter_rows", "state_blocks"]
+__all__ = ["Scratch", "gather_rows", "row_views", "scatter_rows", "scratch_blocks", "state_blocks"]
 
 RowViews = tuple[list[np.ndarray], list[np.ndarray]]  # per buffer set, per view
 
 
-def state_blocks(
-    engine: Engine, batch: int
-) -> tuple[tuple[list[np.ndarray], list[np.ndarray]], RowViews] | None:
-    """Host memory for a slot's two buffer sets, each set's pairs in one block, and the
-    block's rows-first view; None off the host, or when the pairs' rows differ.
+Scratch = tuple[np.ndarray, np.ndarray]  # per buffer set, one block (pairs, rows, values)
 
-    When every pair has one dtype, the same values per row and only unit axes before its
-    batch axis (one pair per layer of an LSTM/GRU/RNN: ``(1, batch, hidden)``), a block
-    ``(pairs, batch, values)`` holds pair ``i`` contiguously at ``block[i]`` (as the graph
-    binds it), and ``block.transpose(1, 0, 2)`` is every pair's rows at once: one gather
-    and one scatter per call instead of one per pair.
-    """
+
+def _layout(engine: Engine, batch: int) -> tuple[list[list[int]], int, np.dtype] | None:
+    """The pairs' shapes at ``batch`` rows, values per row and dtype, when one block can
+    hold them (see :func:`state_blocks`); None otherwise."""
     pairs = engine.pairs
     if engine.device.memory != "cpu" or not pairs:
         return None
     shapes = [engine.state_shape(p, batch) for p in pairs]
     per_row = {math.prod(s) // batch for s in shapes}
-    if (
-        len({np.dtype(p.dtype) for p in pairs}) != 1
-        or len(per_row) != 1
-        or any(
-            p.batch_axis is None or any(d != 1 for d in s[: p.batch_axis])
-            for p, s in zip(pairs, shapes)
-        )
-    ):
+    if len({np.dtype(p.dtype) for p in pairs}) != 1 or len(per_row) != 1:
         return None
-    width = per_row.pop()
-    sets, views = [], []
-    for _ in (0, 1):
-        block = np.zeros((len(pairs), batch, width), np.dtype(pairs[0].dtype))
-        sets.append([block[i].reshape(s) for i, s in enumerate(shapes)])
-        views.append([block.transpose(1, 0, 2)])
-    return (sets[0], sets[1]), (views[0], views[1])
+    for p, s in zip(pairs, shapes):
+        if p.batch_axis is None or any(d != 1 for d in s[: p.batch_axis]):
+            return None
+    return shapes, per_row.pop(), np.dtype(pairs[0].dtype)
+
+
+def scratch_blocks(engine: Engine, rows: int) -> Scratch | None:
+    """Two blocks that every compact slot of up to ``rows`` rows can share (its pairs are
+    views of their first rows): a pool's compact calls each gather their rows afresh and
+    scatter them back before the next call, so slots of every batch size can be kept
+    bound with one table's worth of memory. None when the pairs do not fit one block."""
+    layout = _layout(engine, rows)
+    if layout is None:
+        return None
+    _, width, dtype = layout
+    return np.zeros((len(engine.pairs), rows, width), dtype), np.zeros(
+        (len(engine.pairs), rows, width), dtype
+    )
+
+
+def state_blocks(
+    engine: Engine, batch: int, scratch: Scratch | None = None
+) -> tuple[tuple[list[np.ndarray], list[np.ndarray]], RowViews] | None:
+    """Host memory for a slot's two buffer sets, each set's pairs in one block (its own,
+    or the first ``batch`` rows of ``scratch``'s), and the block's rows-first view; None
+    off the host, or when the pairs' rows differ.
+
+    When every pair has one dtype, the same values per row and only unit axes before its
+    batch axis (one pair per layer of an LSTM/GRU/RNN: ``(1, batch, hidden)``), a block
+    ``(pairs, rows, values)`` holds pair ``i`` contiguously at ``block[i, :batch]`` (as the
+    graph binds it), and ``block[:, :batch].transpose(1, 0, 2)`` is every pair's rows at
+    once: one gather and one scatter per call instead of one per pair.
+    """
+    layout = _layout(engine, batch)
+    if layout is None:
+        return None
+    shapes = layout[0]
+    if scratch is None:
+        scratch = scratch_blocks(engine, batch)
+    sets = tuple([b[i, :batch].reshape(s) for i, s in enumerate(shapes)] for b in scratch)  # type: ignore[union-attr]
+    views = tuple([b[:, :batch].transpose(1, 0, 2)] for b in scratch)  # type: ignore[union-attr]
+    return sets, views  # type: ignore[return-value]
 
 
 def row_views(slot: StateSlot) -> RowViews | None:

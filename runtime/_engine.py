@@ -22,6 +22,7 @@ from edgeseq.contract import Contract, GraphIO, StatePair, TensorSpec
 from edgeseq.errors import ContractError, InputError
 from edgeseq.runtime._budget import CallBudget
 from edgeseq.runtime._buffers import StateSlot, row_view
+from edgeseq.runtime._compact import Scratch
 from edgeseq.runtime._context import check_context, settle_context
 from edgeseq.runtime._declared import check_rate_constant, constant_values
 from edgeseq.runtime._frames import FrameSpec
@@ -188,9 +189,9 @@ class Engine:
             return None
         return np.zeros((batch, self.context, *self.frames.trailing_ints), self.frames.dtype)
 
-    def slot(self, batch: int) -> StateSlot:
-        """Fresh state (initial values) for ``batch`` rows."""
-        return StateSlot(self, batch)
+    def slot(self, batch: int, scratch: Scratch | None = None) -> StateSlot:
+        """Fresh state (initial values) for ``batch`` rows (in ``scratch``: see _compact.py)."""
+        return StateSlot(self, batch, scratch)
 
     # ------------------------------------------------------------------ calls
     @functools.cached_property

@@ -24,7 +24,7 @@ import numpy as np
 
 from edgeseq.errors import InputError
 from edgeseq.runtime._buffers import StateSlot, rows_first
-from edgeseq.runtime._compact import gather_rows, row_views, scatter_rows
+from edgeseq.runtime._compact import Scratch, gather_rows, row_views, scatter_rows, scratch_blocks
 from edgeseq.runtime._engine import Engine, Outputs
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ __all__ = ["RowStore", "bucket"]
 
 _SLOTS = 16  # batch sizes kept ready at most
 _SLOT_ROWS = 2  # ... holding at most this many times the pool's capacity in rows
+_SHARED_SLOTS = 64  # batch sizes kept ready when they share one scratch table (host rows)
 
 
 def bucket(batch: int) -> int:
@@ -61,6 +62,7 @@ class RowStore:
         self._init = engine.initial(1)
         self._slots: dict[int, StateSlot] = {}  # by batch size, least recently used first
         self._whole: StateSlot | None = None
+        self._scratch: Scratch | None = None  # host memory every compact slot shares
         self._states: list[np.ndarray] = []
         self._direct = False
         if self.resident:
@@ -69,6 +71,7 @@ class RowStore:
             return
         if engine.device.memory == "cpu":  # the rows are a slot's buffers: see run_frames
             self._whole = engine.slot(capacity)
+            self._scratch = scratch_blocks(engine, capacity)
             self._order = np.arange(capacity)
             self._in_order = self._order.tobytes()  # rows of a whole-table call, as given
         else:
@@ -114,14 +117,18 @@ class RowStore:
     def _slot(self, batch: int) -> StateSlot:
         """A slot of at least ``batch`` rows: batch sizes are rounded up to a few sizes per
         octave, and the slots kept are bounded in number and rows (least recently used
-        go), so stepping every batch size from 1 to ``capacity`` holds O(capacity) rows."""
+        go), so stepping every batch size from 1 to ``capacity`` holds O(capacity) rows.
+        On the host the slots share one scratch table (:func:`._compact.scratch_blocks`),
+        so every batch size of a pool up to 2^16 rows stays bound: a server whose streams
+        send frames at their own pace steps a different number of rows every tick."""
         size = min(bucket(batch), self.capacity)
         slots = self._slots
         slot = slots.pop(size, None)
         if slot is None:
-            slot = self.engine.slot(size)
+            slot = self.engine.slot(size, self._scratch)
             rows = sum(slots) + size
-            while slots and (len(slots) >= _SLOTS or rows > _SLOT_ROWS * self.capacity):
+            most, room = (_SHARED_SLOTS, None) if self._scratch else (_SLOTS, _SLOT_ROWS)
+            while slots and (len(slots) >= most or (room and rows > room * self.capacity)):
                 rows -= next(iter(slots))
                 del slots[next(iter(slots))]
         slots[size] = slot  # the most recently used last
