@@ -236,3 +236,31 @@ def test_a_wide_one_frame_call_over_the_call_budget_keeps_a_bound_plan(
         np.testing.assert_allclose(got, np.stack([p.step(f) for p, f in zip(solo, x)]), atol=1e-6)
     assert seen == [32, 32, 32]
     assert list(pool._rows._whole._plans) == [(1, 3)]  # type: ignore[union-attr]
+
+
+def test_every_subset_size_keeps_its_slot_in_one_shared_scratch_table(
+    models: dict[tuple[str, str], Path],
+) -> None:
+    """A server steps a different number of streams every tick: each bucket size's slot is
+    built once and kept (no rebuild when sizes alternate), and every compact slot's state
+    lives in the same scratch memory (one table's worth, however many sizes)."""
+    from edgeseq.runtime._rows import bucket
+
+    pool = StreamPool(models["gru", "native"], max_streams=64)
+    ids = np.array([pool.open() for _ in range(64)])
+    rng = np.random.default_rng(10)
+    store = pool._rows
+    first: dict[int, int] = {}
+    for sweep in range(2):
+        for k in rng.permutation(np.arange(1, 64)):
+            pool.step_rows(ids[rng.permutation(64)[:k]], np.zeros((k, 3), np.float32))
+        if sweep == 0:
+            first = {size: id(slot) for size, slot in store._slots.items()}
+    assert set(store._slots) == {bucket(k) for k in range(1, 64)}
+    assert {size: id(slot) for size, slot in store._slots.items()} == first  # none rebuilt
+    scratch = store._scratch
+    assert scratch is not None
+    for slot in store._slots.values():
+        for parity in (0, 1):
+            for buf in slot.sets[parity]:
+                assert np.shares_memory(buf.host, scratch[parity])
