@@ -38,8 +38,9 @@ class StreamPool(SubmitFront, PoolSnapshots, PoolStreams, PoolRows):
     model's ``lengths`` input; a model without one is called once per frame count),
     scatters the new rows back, and returns ``{id: outputs}`` exactly as separate
     :class:`~edgeseq.runtime.StreamingPredictor` s would. ``step_rows(ids, frames)`` is its
-    array form (one frame per stream as one ``[N, ...]`` array in, ``[N, ...]`` outputs
-    out, no Python per stream). ``submit(id, frames)`` is the
+    array form (one frame per stream as one ``[N, ...]`` array, or ``T`` frames each as
+    ``[N, T, ...]``, in; ``[N, ...]`` outputs out; no Python per stream). Stepping some of
+    the open streams runs one call over just their rows. ``submit(id, frames)`` is the
     thread-safe asynchronous front: requests from many threads are micro-batched by a
     worker thread. Every call is all-or-nothing: a refused call changes no stream.
 
