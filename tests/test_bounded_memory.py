@@ -29,14 +29,20 @@ from edgeseq.runtime import PoolSnapshot, Snapshot, StreamingPredictor, StreamPo
 
 def test_every_batch_size_keeps_a_bounded_number_of_buffers() -> None:
     """Stepping 1..300 streams used to keep one set of state buffers per batch size seen
-    (quadratic in max_streams); now a few sizes per octave, at most 16, <= 2x capacity."""
+    (quadratic in max_streams); now a few sizes per octave, whose state on the host is
+    one shared scratch table of max_streams rows (their own frame and output buffers are
+    a few sizes per octave of one frame each)."""
     pool = StreamPool(zoo.get("lstm"), max_streams=300)
     ids = [pool.open() for _ in range(300)]
     x = np.ones(3, np.float32)
     for n in range(1, 301):
         pool.step({i: x for i in ids[:n]})
-    slots = pool._rows._slots
-    assert len(slots) <= 16 and sum(slots) <= 2 * 300, sorted(slots)
+    slots, scratch = pool._rows._slots, pool._rows._scratch
+    assert len(slots) <= 64 and sum(slots) <= 8 * 300, sorted(slots)
+    assert scratch is not None and all(len(block[0]) == 300 for block in scratch)
+    for slot in slots.values():
+        for parity in (0, 1):
+            assert all(np.shares_memory(b.host, scratch[parity]) for b in slot.sets[parity])
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
