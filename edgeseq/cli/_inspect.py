@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from edgeseq.contract import Contract
     from edgeseq.runtime import Discovery
 
-__all__ = ["command", "constants_option", "describe_model", "with_windows", "write_contract"]
+__all__ = ["command", "describe_model", "with_windows", "write_contract"]
 
 
 def describe_model(
@@ -163,29 +163,6 @@ def _has_contract(path: str) -> bool:
     return METADATA_KEY in session.get_modelmeta().custom_metadata_map
 
 
-def constants_option(values: tuple[str, ...]) -> dict:
-    """``--constant NAME=VALUE`` (VALUE a number or comma-separated numbers) or ``NAME``."""
-    import numpy as np
-
-    out: dict = {}
-    for v in values:
-        name, sep, text = v.partition("=")
-        if not name:
-            raise click.BadParameter(f"expected NAME=VALUE, got {v!r}", param_hint="--constant")
-        if not sep:
-            out[name] = None
-            continue
-        try:
-            nums = [float(t) if any(c in t for c in ".eE") else int(t) for t in text.split(",")]
-        except ValueError:
-            raise click.BadParameter(
-                f"expected NAME=VALUE with a number (e.g. sr=16000), got {v!r}",
-                param_hint="--constant",
-            ) from None
-        out[name] = np.array(nums[0] if len(nums) == 1 else nums)
-    return out
-
-
 def with_windows(
     contract: Contract, context: int | None, window: int | None, rate: int | None = None
 ) -> Contract:
@@ -254,6 +231,7 @@ def command(
           --write-contract vad.onnx
       edgeseq inspect other.onnx --state h0:hn --state c0:cn --write-contract ok.onnx
     """
+    from edgeseq.cli._options import constants_option
     from edgeseq.runtime.discover import read_contract
 
     contract, found = read_contract(

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
-__all__ = ["PREDICTOR_OPTIONS", "only_with", "options"]
+__all__ = ["PREDICTOR_OPTIONS", "constants_option", "only_with", "options"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -58,3 +58,36 @@ def only_with(
         given = ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
         if given and ctx.params[name] != param.default:  # `--replicas 2` is still the default
             raise click.UsageError(message.format(option=param.opts[0], flag=flag))
+
+
+def constants_option(values: Sequence[str], *, need_values: bool = False) -> dict[str, Any]:
+    """The ``--constant`` values of ``edgeseq inspect``, ``stream`` and ``triton``, by name.
+
+    ``NAME=VALUE`` gives a number (``sr=16000``; a float when it has ``.``, ``e`` or
+    ``E``) or comma-separated numbers (``bias=0.5,1.5``, a 1-D array); ``NAME`` alone
+    declares a constant input without a value (``None``), which ``need_values`` refuses:
+    a command that feeds or bakes the value needs it. Errors are click's, on --constant.
+    """
+    import numpy as np
+
+    out: dict[str, Any] = {}
+    for v in values:
+        name, sep, text = v.partition("=")
+        if not name:
+            raise click.BadParameter(f"expected NAME=VALUE, got {v!r}", param_hint="--constant")
+        if not sep:
+            if need_values:
+                raise click.BadParameter(
+                    f"{name} needs a value: NAME=VALUE", param_hint="--constant"
+                )
+            out[name] = None
+            continue
+        try:
+            nums = [float(t) if any(c in t for c in ".eE") else int(t) for t in text.split(",")]
+        except ValueError:
+            raise click.BadParameter(
+                f"expected NAME=VALUE with a number (e.g. sr=16000), got {v!r}",
+                param_hint="--constant",
+            ) from None
+        out[name] = np.array(nums[0] if len(nums) == 1 else nums)
+    return out

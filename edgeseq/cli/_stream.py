@@ -292,13 +292,11 @@ def command(
         stream_audio,
         wav_samples,
     )
-    from edgeseq.cli._inspect import _pairs, constants_option
+    from edgeseq.cli._inspect import _pairs
+    from edgeseq.cli._options import constants_option
     from edgeseq.runtime import StreamingPredictor
 
-    values = constants_option(constants)
-    missing = [k for k, v in values.items() if v is None]
-    if missing:
-        raise click.BadParameter(f"{missing[0]} needs a value: NAME=VALUE", param_hint="--constant")
+    values = constants_option(constants, need_values=True)
     if (pcm is None) != (rate is None):
         raise click.BadParameter("--pcm and --rate go together", param_hint="--pcm/--rate")
     audio = pcm is not None or is_wav(source)

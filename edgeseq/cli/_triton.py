@@ -7,23 +7,6 @@ import click
 __all__ = ["command"]
 
 
-def _constants(pairs: tuple[str, ...]) -> dict:
-    import numpy as np
-
-    out = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise click.BadParameter(f"expected NAME=VALUE, got {pair!r}", param_hint="--constant")
-        try:
-            out[name] = np.array(float(value) if "." in value or "e" in value else int(value))
-        except ValueError:
-            raise click.BadParameter(
-                f"{pair!r}: expected a number after '='", param_hint="--constant"
-            ) from None
-    return out
-
-
 @click.command("triton")
 @click.argument("model", required=False, type=click.Path(dir_okay=False))
 @click.option(
@@ -135,6 +118,7 @@ def command(
         return
     if not model or not repository:
         raise click.UsageError("give MODEL and -o REPO (or --check REPO)")
+    from edgeseq.cli._options import constants_option
     from edgeseq.exporters.triton import TritonOptions, to_triton
 
     opts = TritonOptions(
@@ -150,7 +134,7 @@ def command(
         name=name,
         backend=backend,  # type: ignore[arg-type]
         options=opts,
-        constants=_constants(constants),
+        constants=constants_option(constants, need_values=True),
     )
     rows = [
         (str(p.relative_to(repo.root)), f"{p.stat().st_size / 1024:.1f} KiB") for p in repo.files()
