@@ -1,11 +1,12 @@
-"""Plain-text and markdown tables for inspect, verify and bench output."""
+"""Tables as text: written (plain-text and markdown, for inspect, verify and bench output)
+and read (:func:`is_number`, the test a CSV field passes to be a value, not a name)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["format_table"]
+__all__ = ["format_table", "is_number"]
 
 
 def _cell(v: Any) -> str:
@@ -29,3 +30,13 @@ def format_table(
     line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
     sep = "  ".join("-" * w for w in widths)
     return "\n".join([line(headers), sep, *(line(r) for r in cells)])
+
+
+def is_number(text: str) -> bool:
+    """Whether ``text`` (a CSV field) reads as a number, as ``float`` reads it: ``nan``
+    and ``inf`` do, so a caller that needs finite values checks them itself."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

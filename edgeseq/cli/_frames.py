@@ -28,6 +28,7 @@ import numpy as np
 
 from edgeseq.errors import InputError
 from edgeseq.exact import inexact_bound, inexact_problem, largest_exact
+from edgeseq.table import is_number
 
 if TYPE_CHECKING:
     from edgeseq.contract import Contract
@@ -95,14 +96,6 @@ class FrameLayout:
         return what + (f" ({', '.join(self.names)})" if self.names else "")
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 class CsvFrames:
     """Frames from delimited text lines (bytes), one frame per line.
 
@@ -158,7 +151,7 @@ class CsvFrames:
             fields = [f.strip() for f in text.split(self.delimiter)]
             if not started:
                 started = True
-                if not any(_is_number(f) for f in fields) and any(fields):
+                if not any(is_number(f) for f in fields) and any(fields):
                     self._use_header(fields)
                     continue
                 self._use_positions()

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from edgeseq.errors import InputError
+from edgeseq.table import is_number
 
 __all__ = ["TASKS", "TaskOptions", "train_task"]
 
@@ -270,7 +271,7 @@ def _numeric(
         if missing:
             raise InputError(f"{path}: --columns {','.join(missing)} not in the header {header}")
     else:
-        names = [h for i, h in enumerate(header) if i < len(first) and _is_number(first[i])]
+        names = [h for i, h in enumerate(header) if i < len(first) and is_number(first[i])]
         if not names:
             raise InputError(
                 f"{path}: no numeric column (header {header}, first data row {first}); "
@@ -297,7 +298,7 @@ def _numeric(
                 f"{path}: line {line} has {len(fields)} field(s); the header has {len(header)}"
             )
         for j, i in enumerate(idx):
-            if not _is_number(fields[i]):
+            if not is_number(fields[i]):
                 raise InputError(
                     f"{path}: line {line}, column {header[i]!r}: expected a number, got "
                     f"{fields[i]!r}; fix the row or leave the column out with --columns"
@@ -318,14 +319,6 @@ def _numeric(
 
 
 _F32_MAX = float(np.finfo(np.float32).max)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _series(
