@@ -34,7 +34,7 @@ from edgeseq.exporters._onnx import (
     torch_to_onnx,
 )
 from edgeseq.exporters._write import producer
-from edgeseq.exporters.export import export, memory_input_name, state_input_name
+from edgeseq.exporters.export import export, memory_input_name, sibling_path, state_input_name
 from edgeseq.train.audio import Transcriber
 from edgeseq.train.models import AttentionDecoder, Seq2Seq, SeqModel
 
@@ -94,8 +94,7 @@ class _Bridge(nn.Module):
 
 def init_model_path(path: str | Path, role: str) -> Path:
     """Where the init model of decoder ``path`` lives: ``x.onnx`` -> ``x.<role>.onnx``."""
-    p = Path(path)
-    return p.with_name(f"{p.stem}.{role}{p.suffix or '.onnx'}")
+    return sibling_path(path, role)
 
 
 def _example(model: SeqModel, batch: int = 2, time: int = 5) -> torch.Tensor:

@@ -24,16 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from edgeseq.bench._timing import Budget, percentile
+from edgeseq.bench._timing import Budget, percentile, time_text, unavailable
 
 __all__ = ["RUNTIME_JS", "js_latency", "js_tables"]
 
 RUNTIME_JS = Path(__file__).resolve().parents[2] / "runtime-js"
 _RUNTIMES = {"node": "bench/latency.mjs", "browser": "bench/browser.mjs"}
-
-
-def _unavailable(reason: str) -> dict[str, Any]:
-    return {"available": False, "reason": reason}
 
 
 def _stats(samples: list[float], calls: int) -> dict[str, Any]:
@@ -89,9 +85,9 @@ def _javascript(
 ) -> dict[str, Any]:
     node = shutil.which("node")
     if node is None:
-        return _unavailable("Node.js is not installed (apt-get install nodejs npm)")
+        return unavailable("Node.js is not installed (apt-get install nodejs npm)")
     if not (RUNTIME_JS / "node_modules").is_dir():
-        return _unavailable(f"{RUNTIME_JS}/node_modules is missing: run `make js-install`")
+        return unavailable(f"{RUNTIME_JS}/node_modules is missing: run `make js-install`")
     cmd = [node, _RUNTIMES[runtime], "--model", str(model), "--json"]
     cmd += ["--rounds", str(budget.rounds), "--block-ms", str(budget.block_s * 1e3)]
     cmd += ["--warmup-ms", str(budget.warmup_s * 1e3)]
@@ -102,10 +98,10 @@ def _javascript(
             cmd, cwd=RUNTIME_JS, capture_output=True, text=True, timeout=timeout_s, check=False
         )
     except subprocess.TimeoutExpired:
-        return _unavailable(f"{_RUNTIMES[runtime]} did not finish within {timeout_s:.0f} s")
+        return unavailable(f"{_RUNTIMES[runtime]} did not finish within {timeout_s:.0f} s")
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
-        return _unavailable(f"{_RUNTIMES[runtime]} failed: {last[:300]}")
+        return unavailable(f"{_RUNTIMES[runtime]} failed: {last[:300]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -118,16 +114,12 @@ def js_latency(
         if (RUNTIME_JS / "package.json").is_file():
             out[runtime] = _javascript(runtime, model, threads, budget, timeout_s)
         else:
-            out[runtime] = _unavailable("runtime-js/ is not here (a source checkout is needed)")
+            out[runtime] = unavailable("runtime-js/ is not here (a source checkout is needed)")
     return out
 
 
-def _us(s: float) -> str:
-    return f"{s * 1e6:.1f} µs" if s < 1e-3 else f"{s * 1e3:.2f} ms"
-
-
 def _fig(rec: dict[str, Any]) -> str:
-    return f"{_us(rec['median'])} ({_us(rec['p10'])}–{_us(rec['p90'])})"
+    return f"{time_text(rec['median'])} ({time_text(rec['p10'])}–{time_text(rec['p90'])})"
 
 
 def js_tables(results: dict[str, Any]) -> list[str]:
@@ -141,7 +133,7 @@ def js_tables(results: dict[str, Any]) -> list[str]:
     rows = []
     for cell, rec in cells.items():
         for key, label in names.items():
-            r = rec.get(key) or _unavailable("not run")
+            r = rec.get(key) or unavailable("not run")
             if "predictor" not in r:
                 rows.append([cell, label, f"n/a: {r['reason']}", "", ""])
                 continue

@@ -10,15 +10,12 @@ from typing import Any
 from edgeseq.bench._js import js_tables
 from edgeseq.bench._partial import partial_tables
 from edgeseq.bench._targets import NA, RECURRENT_OPS, TARGETS, Cell
+from edgeseq.bench._timing import time_text as _us
 from edgeseq.table import format_table
 
 __all__ = ["NOTES_MARKER", "render", "write_section"]
 
 NOTES_MARKER = "<!-- notes: `edgeseq bench --out` keeps everything below this line -->"
-
-
-def _us(s: float) -> str:
-    return f"{s * 1e6:.1f} µs" if s < 1e-3 else f"{s * 1e3:.2f} ms"
 
 
 def _timed(rec: Any) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgeseq.bench._models import Prepared
-from edgeseq.bench._timing import Budget, Stats, interleave
+from edgeseq.bench._timing import Budget, Stats, interleave, unavailable
 
 __all__ = [
     "HandLoop",
@@ -27,11 +27,6 @@ __all__ = [
     "streams_wide",
     "unavailable",
 ]
-
-
-def unavailable(reason: str) -> dict[str, Any]:
-    """The record of a contender or variant this build cannot run."""
-    return {"available": False, "reason": reason}
 
 
 def _timing(stats: Stats, frames_per_call: int = 1) -> dict[str, Any]:

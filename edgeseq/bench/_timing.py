@@ -18,7 +18,25 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from typing import Any
 
-__all__ = ["Budget", "Stats", "interleave", "machine_info", "percentile"]
+__all__ = [
+    "Budget",
+    "Stats",
+    "interleave",
+    "machine_info",
+    "percentile",
+    "time_text",
+    "unavailable",
+]
+
+
+def unavailable(reason: str) -> dict[str, Any]:
+    """The record of a contender or variant this build cannot run."""
+    return {"available": False, "reason": reason}
+
+
+def time_text(s: float) -> str:
+    """A per-call time for a table: ``12.3 µs`` below a millisecond, else ``1.23 ms``."""
+    return f"{s * 1e6:.1f} µs" if s < 1e-3 else f"{s * 1e3:.2f} ms"
 
 
 @dataclass(frozen=True)
