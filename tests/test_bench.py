@@ -215,18 +215,93 @@ def test_every_reported_ratio_is_computed_from_the_reported_timings(
             assert f"{r['size_bytes'] / modes['native']['size_bytes']:.2f}×" in printed, variant
 
 
-def test_write_section_replaces_its_own_block_and_keeps_the_rest(tmp_path: Path) -> None:
-    """The writer `bench --serve` and `--serve-ray` share: one block between its markers."""
+B, E = "<!-- s: begin -->", "<!-- s: end -->"
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (None, f"{B}\nnew\n{E}\n"),  # no file yet: just the block
+        ("", f"{B}\nnew\n{E}\n"),
+        ("text\n", f"text\n\n{B}\nnew\n{E}\n"),  # appended after one blank line
+        ("text", f"text\n\n{B}\nnew\n{E}\n"),
+        ("text\n\n\n", f"text\n\n{B}\nnew\n{E}\n"),
+        # replaced; what follows its end line is kept byte for byte, blank lines too
+        (
+            f"# figures\n\n{B}\nold\n{E}\n\n\nnotes kept\n",
+            f"# figures\n\n{B}\nnew\n{E}\n\n\nnotes kept\n",
+        ),
+        (f"{B}\nold\n{E}\n<!-- t: begin -->\n", f"{B}\nnew\n{E}\n<!-- t: begin -->\n"),
+        (f"a\n{B}\nold\nlines\n{E}", f"a\n{B}\nnew\n{E}\n"),  # no line break after it
+        (f"{E}\n{B}\nold\n{E}\ntail", f"{E}\n{B}\nnew\n{E}\ntail"),  # the end after begin
+    ],
+)
+def test_write_section_replaces_its_own_block_and_keeps_the_rest(
+    tmp_path: Path, before: str | None, after: str
+) -> None:
+    """The writer every ``bench`` section shares (--serve, --serve-ray, --triton): one
+    block between its markers, the rest of the file as it was."""
     from edgeseq.bench._report import write_section
 
-    begin, end = "<!-- s: begin -->", "<!-- s: end -->"
     doc = tmp_path / "B.md"
-    write_section("first\n", doc, begin, end)  # a new file: just the block
-    assert doc.read_text() == f"{begin}\nfirst\n{end}\n"
-    doc.write_text(f"# figures\n\n{begin}\nold\n{end}\n\n\nnotes kept\n")
-    write_section("new\n", doc, begin, end)
-    assert doc.read_text() == f"# figures\n\n{begin}\nnew\n{end}\nnotes kept\n"
-    other = tmp_path / "C.md"
-    other.write_text("text\n")  # no block yet: appended after one blank line
-    write_section("x\n", other, begin, end)
-    assert other.read_text() == f"text\n\n{begin}\nx\n{end}\n"
+    if before is not None:
+        doc.write_text(before)
+    assert write_section("new\n", doc, B, E) == doc
+    assert doc.read_text() == after
+    write_section("new\n", doc, B, E)
+    assert doc.read_text() == after  # written again: the same file
+
+
+def test_the_triton_section_writes_through_write_section(tmp_path: Path) -> None:
+    """``write_triton`` is ``write_section`` with the triton markers: a section written
+    into a file with other sections replaces only its own, and rewriting the sections of
+    this repository's BENCHMARKS.md with what they hold leaves it byte for byte."""
+    from edgeseq.bench import _serve, _serve_ray, _triton
+
+    doc = tmp_path / "B.md"
+    doc.write_text("# Benchmarks\n\nother figures\n")
+    _serve.write_serve("serve figures\n", doc)
+    _triton.write_triton("triton figures\n", doc)
+    _serve_ray.write_serve_ray("ray figures\n", doc)
+    _triton.write_triton("triton again\n", doc)
+    assert doc.read_text() == (
+        "# Benchmarks\n\nother figures\n\n"
+        f"{_serve.BEGIN}\nserve figures\n{_serve.END}\n\n"
+        f"{_triton.BEGIN}\ntriton again\n{_triton.END}\n\n"
+        f"{_serve_ray.BEGIN}\nray figures\n{_serve_ray.END}\n"
+    )
+    real = (Path(__file__).resolve().parents[1] / "BENCHMARKS.md").read_text(encoding="utf-8")
+    copy = tmp_path / "BENCHMARKS.md"
+    copy.write_text(real, encoding="utf-8")
+    for mod, write in (
+        (_serve, _serve.write_serve),
+        (_triton, _triton.write_triton),
+        (_serve_ray, _serve_ray.write_serve_ray),
+    ):
+        assert mod.BEGIN in real, mod.__name__
+        inner = real.split(mod.BEGIN + "\n", 1)[1].split(mod.END, 1)[0]
+        write(inner, copy)
+        assert copy.read_text(encoding="utf-8") == real, mod.__name__
+
+
+def test_render_triton_is_the_section_without_its_markers(tmp_path: Path) -> None:
+    from edgeseq.bench._triton import BEGIN, END, render_triton, write_triton
+
+    config = dict(cell="lstm", input_size=40, hidden_size=128, layers=2, frames=1, seconds=1.0,
+                  warmup=0.5, client_processes=1, threads=1, quick=True)  # fmt: skip
+    setting = {"fps": 1234.0, "p50_ms": 1.5, "p99_ms": 3.25, "avg_batch": 2.0}
+    results = {
+        "config": config,
+        "machine": {"cpu": "a cpu", "cores": 2},
+        "contenders": {
+            "Triton python backend (gRPC)": {"available": True, "settings": {"1": setting}},
+            "edgeseq serve (WebSocket)": {"available": False, "reason": "no serve extra"},
+        },
+    }
+    markdown = render_triton(results)
+    assert BEGIN not in markdown and END not in markdown and markdown.endswith("\n")
+    assert markdown.startswith("## Serving: Triton's python backend beside edgeseq\n")
+    assert "| Triton python backend (gRPC) | 1 " in markdown and "1,234" in markdown
+    assert "- edgeseq serve (WebSocket): not available (no serve extra)" in markdown
+    write_triton(markdown, tmp_path / "B.md")
+    assert (tmp_path / "B.md").read_text() == f"{BEGIN}\n{markdown}{END}\n"

@@ -338,15 +338,21 @@ def _json(obj: Any) -> str:
 
 
 def write_section(markdown: str, path: str | os.PathLike[str], begin: str, end: str) -> Path:
-    """Put ``markdown`` into ``path`` between the ``begin`` and ``end`` marker lines,
-    replacing an older section there, or append it; the rest of the file is kept."""
+    """Put ``markdown`` into ``path`` between the ``begin`` and ``end`` marker lines.
+
+    An older section there (from its ``begin`` to the first ``end`` after it, with the
+    line break that ends it) is replaced, and the rest of the file is kept byte for byte;
+    without one, the section is appended after one blank line. Every ``edgeseq bench
+    --serve``, ``--serve-ray`` and ``--triton`` section is written by this."""
     path = Path(path)
     block = f"{begin}\n{markdown}{end}\n"
     old = path.read_text(encoding="utf-8") if path.exists() else ""
-    if begin in old and end in old:
-        head, rest = old.split(begin, 1)
-        new = head + block + rest.split(end, 1)[1].lstrip("\n")
+    start = old.find(begin)
+    stop = old.find(end, start + len(begin)) if start >= 0 else -1
+    if stop >= 0:
+        stop += len(end) + old.startswith("\n", stop + len(end))
+        new = old[:start] + block + old[stop:]
     else:
-        new = old + ("\n" if old and not old.endswith("\n\n") else "") + block
+        new = old.rstrip("\n") + ("\n\n" if old else "") + block
     path.write_text(new, encoding="utf-8")
     return path

@@ -18,13 +18,13 @@ the run was a quick smoke run.
 from __future__ import annotations
 
 import importlib.util
-import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from edgeseq.bench._report import write_section
 from edgeseq.bench._timing import machine_info
 from edgeseq.bench._triton_load import Load, run_load
 
@@ -158,7 +158,8 @@ def run_triton_bench(config: TritonBenchConfig, progress: Progress = lambda _: N
 
 
 def render_triton(results: dict) -> str:
-    """The markdown section: one row per contender and sequence count."""
+    """The markdown section (without its markers): one row per contender and sequence
+    count."""
     from edgeseq.table import format_table
 
     c = results["config"]
@@ -173,7 +174,6 @@ def render_triton(results: dict) -> str:
                          batch))  # fmt: skip
     m = results["machine"]
     head = [
-        BEGIN,
         "## Serving: Triton's python backend beside edgeseq",
         "",
         f"Reference {c['cell']} ({c['input_size']} inputs, {c['hidden_size']} hidden, "
@@ -196,22 +196,13 @@ def render_triton(results: dict) -> str:
         "",
         f"Machine: {m.get('cpu')}, {m.get('cores')} cores; rerun: "
         "`edgeseq bench --triton --out BENCHMARKS.md`.",
-        END,
     ]
     return "\n".join(head) + "\n"
 
 
 def write_triton(markdown: str, path: str | Path) -> Path:
     """Replace this section of ``path`` (or append it), leaving everything else as it is."""
-    path = Path(path)
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END) + "\n?", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: markdown, text)
-    else:
-        text = text.rstrip("\n") + ("\n\n" if text else "") + markdown
-    path.write_text(text, encoding="utf-8")
-    return path
+    return write_section(markdown, path, BEGIN, END)
 
 
 # what `edgeseq bench --triton` runs: config class, run, render, write
