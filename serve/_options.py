@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import hmac
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgeseq.errors import InputError
 
-__all__ = ["ServeOptions"]
+__all__ = ["ServeOptions", "log_to_stderr"]
+
+
+def log_to_stderr(line: str) -> None:
+    """The servers' default log: one line on stderr, flushed (the operator reads it live)."""
+    print(line, file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)

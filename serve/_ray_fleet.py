@@ -19,7 +19,6 @@ import os
 import secrets
 import shutil
 import signal
-import sys
 import tempfile
 import threading
 from collections.abc import Callable
@@ -31,7 +30,7 @@ from edgeseq.client import protocol as P
 from edgeseq.errors import InputError
 from edgeseq.runtime._session import ModelSource
 from edgeseq.serve._ledger import LEDGER_NAMESPACE, ledger_name
-from edgeseq.serve._options import ServeOptions
+from edgeseq.serve._options import ServeOptions, log_to_stderr
 from edgeseq.serve._ray_cluster import (
     DEPLOYMENT,
     check_model,
@@ -45,10 +44,6 @@ from edgeseq.serve._ray_cluster import (
 from edgeseq.serve._ray_replica import FleetConfig
 
 __all__ = ["DEPLOYMENT", "RayFleet", "RayOptions"]
-
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -108,7 +103,7 @@ class RayFleet:
         model: ModelSource,
         options: ServeOptions | None = None,
         ray_options: RayOptions | None = None,
-        log: Callable[[str], None] = _stderr,
+        log: Callable[[str], None] = log_to_stderr,
     ) -> None:
         self.ray = ray_options or RayOptions()
         self.log = log
@@ -140,7 +135,7 @@ class RayFleet:
 
     @classmethod
     def attach(
-        cls, address: str, app: str = "edgeseq", log: Callable[[str], None] = _stderr
+        cls, address: str, app: str = "edgeseq", log: Callable[[str], None] = log_to_stderr
     ) -> RayFleet:
         """Join a fleet another process deployed (to :meth:`scale` it or list its
         :meth:`replicas`); :meth:`detach` leaves it running. A local cluster of

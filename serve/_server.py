@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import sys
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -17,15 +16,11 @@ from websockets.http11 import Request, Response
 
 from edgeseq.client import protocol as P
 from edgeseq.runtime._session import ModelSource
-from edgeseq.serve._options import ServeOptions
+from edgeseq.serve._options import ServeOptions, log_to_stderr
 from edgeseq.serve._service import Answer, StreamService
 from edgeseq.serve._socket import StreamSocket
 
 __all__ = ["Server"]
-
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 class Server:
@@ -41,7 +36,7 @@ class Server:
         self,
         model: ModelSource,
         options: ServeOptions | None = None,
-        log: Callable[[str], None] = _stderr,
+        log: Callable[[str], None] = log_to_stderr,
     ) -> None:
         self.options = options or ServeOptions()
         self.log = log

@@ -151,3 +151,37 @@ def test_the_client_drags_in_neither_the_server_nor_onnxruntime() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def _own_globals(tree: ast.Module) -> set[str]:
+    """The names a module binds at its top level (its constants, functions, classes)."""
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+    return names
+
+
+def test_no_function_is_copied_into_another_module() -> None:
+    """A helper two layers need lives once, where both may import it (the core, for the
+    CLI and the training side), instead of a copy in each. Two top-level functions with
+    the same arguments and body in different modules fail this, unless the body reads
+    its own module's names (a thin wrapper bound to its module's constants)."""
+    seen: dict[str, list[str]] = {}
+    for module, path in MODULES:
+        tree = ast.parse(path.read_text("utf-8"))
+        own = _own_globals(tree)
+        for node in tree.body:
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            body = node.body[1:] if ast.get_docstring(node) is not None else node.body
+            used = {n.id for s in body for n in ast.walk(s) if isinstance(n, ast.Name)}
+            if not body or used & own:
+                continue
+            key = ast.dump(node.args) + ast.dump(ast.Module(body=body, type_ignores=[]))
+            seen.setdefault(key, []).append(f"{module}.{node.name}")
+    copies = [names for names in seen.values() if len({n.rsplit(".", 1)[0] for n in names}) > 1]
+    assert not copies, f"the same function in several modules: {copies}"
