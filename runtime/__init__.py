@@ -5,7 +5,8 @@
   a thread-safe micro-batching ``submit``.
 - :class:`Snapshot` / :class:`PoolSnapshot` persist state as self-describing bytes/files.
 - :func:`discover` / :class:`Discovery` run stateful models edgeseq did not export.
-- :class:`EncoderDecoder` drives captioning and translation decoders.
+- :class:`EncoderDecoder` drives captioning and translation decoders; :class:`Sampling`
+  holds how their and the predictor's ``generate`` pick each token.
 - :class:`GreedyCTC` turns a transcriber's emissions into text as they arrive.
 """
 
@@ -17,7 +18,7 @@ from edgeseq.runtime._session import parse_device, resolve_providers
 from edgeseq.runtime.conditioned import EncoderDecoder
 from edgeseq.runtime.ctc import GreedyCTC
 from edgeseq.runtime.discover import Discovery, discover, named_contract
-from edgeseq.runtime.generate import encode_prompt, sample_token
+from edgeseq.runtime.generate import Sampling, encode_prompt, sample_token
 from edgeseq.runtime.pool import StreamPool
 from edgeseq.runtime.predictor import StreamingPredictor
 from edgeseq.runtime.snapshot import PoolSnapshot, Snapshot, atomic_write
@@ -29,6 +30,7 @@ __all__ = [
     "EncoderDecoder",
     "GreedyCTC",
     "PoolSnapshot",
+    "Sampling",
     "Snapshot",
     "StatePair",
     "StreamPool",

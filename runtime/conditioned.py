@@ -19,7 +19,7 @@ from edgeseq.contract import Contract
 from edgeseq.errors import ContractError, InputError
 from edgeseq.exact import first_inexact
 from edgeseq.runtime._session import ModelSource, graph_io, open_session
-from edgeseq.runtime.generate import BOS, encode_prompt, has_specials, sample_loop
+from edgeseq.runtime.generate import BOS, Sampling, encode_prompt, has_specials, sample_loop
 from edgeseq.runtime.predictor import StreamingPredictor
 
 __all__ = ["EncoderDecoder"]
@@ -158,10 +158,14 @@ class EncoderDecoder:
         seed: int | None = None,
         stop: str | Sequence[str] | None = None,
         unknown: str = "error",
+        *,
+        sampling: Sampling | None = None,
     ) -> Iterator[str]:
         """Yield the decoded text piece by piece, sampled as
-        :meth:`StreamingPredictor.generate` samples (``temperature=0``: greedy); ``unknown``
-        as for :meth:`start`."""
+        :meth:`StreamingPredictor.generate` samples (``temperature=0``: greedy; the
+        options as keywords or one ``sampling=Sampling(...)``); ``unknown`` as for
+        :meth:`start`."""
+        picked = Sampling.given(sampling, temperature, top_k, top_p, seed, stop)
         vocab = self.vocab
         if not vocab or not has_specials(vocab):
             raise InputError(
@@ -172,14 +176,4 @@ class EncoderDecoder:
         self.decoder.reset()
         self.start(source)
         logits = self.decoder.step(np.int64(BOS))
-        return sample_loop(
-            self.decoder.step,
-            logits,
-            vocab,
-            max_tokens,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            seed=seed,
-            stop=stop,
-        )
+        return sample_loop(self.decoder.step, logits, vocab, max_tokens, picked)

@@ -2,13 +2,15 @@
 
 Vocabularies come from the contract (``preprocessing.vocab``: token strings, index = id).
 When it starts with ``<pad>, <unk>, <bos>, <eos>`` (edgeseq's ``Vocabulary``), ``<eos>``
-ends generation and the other specials are never sampled. Sampling uses a numpy
-``Generator`` seeded by ``seed``, so a seed always gives the same text.
+ends generation and the other specials are never sampled. How tokens are picked is one
+:class:`Sampling` (temperature, top-k, top-p, seed, stop strings); sampling uses a numpy
+``Generator`` seeded by its ``seed``, so a seed always gives the same text.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,7 +20,15 @@ from edgeseq.errors import InputError
 if TYPE_CHECKING:
     from edgeseq.runtime.predictor import StreamingPredictor
 
-__all__ = ["SPECIALS", "UNKNOWN", "encode_prompt", "generate", "sample_loop", "sample_token"]
+__all__ = [
+    "SPECIALS",
+    "UNKNOWN",
+    "Sampling",
+    "encode_prompt",
+    "generate",
+    "sample_loop",
+    "sample_token",
+]
 
 SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>")
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
@@ -100,19 +110,94 @@ def _unknown_message(
     )
 
 
-def _check(temperature: float, top_k: int | None, top_p: float | None, max_tokens: int) -> None:
-    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 0:
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How each generated token is picked: the options that travel together from
+    :meth:`StreamingPredictor.generate`, :meth:`EncoderDecoder.generate` and ``edgeseq
+    generate`` to the sampling loop. Checked when made: a bad value raises
+    :class:`~edgeseq.errors.InputError` naming the field, what it must be and what it got.
+
+    Parameters
+    ----------
+    temperature
+        Softmax temperature, a finite number >= 0; ``0`` is greedy (argmax).
+    top_k
+        Sample among the ``top_k`` likeliest tokens (an int >= 1), or ``None``: all.
+    top_p
+        Nucleus: the smallest set of tokens whose probability reaches ``top_p`` (in
+        ``(0, 1]``), or ``None``: all.
+    seed
+        Seed of the numpy ``Generator`` (an int >= 0): the same seed, model, prompt and
+        options give the same text. ``None``: unseeded.
+    stop
+        Strings that end the text before they would appear (never shown): one string or
+        several; kept as a tuple (``None`` or ``()``: no stop string).
+
+    Examples
+    --------
+    >>> creative = Sampling(temperature=0.8, top_p=0.95, seed=1, stop="\\n\\n")
+    >>> text = "".join(predictor.generate("Once ", 80, sampling=creative))
+    """
+
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    stop: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        t, k, p, seed = self.temperature, self.top_k, self.top_p, self.seed
+        if not (isinstance(t, (int, float)) and np.isfinite(t) and t >= 0):
+            raise InputError(f"temperature must be a finite number >= 0 (0: greedy), got {t!r}.")
+        if k is not None and not (_is_int(k) and k >= 1):
+            raise InputError(f"top_k must be a positive int or None, got {k!r}.")
+        if p is not None and not (isinstance(p, (int, float)) and 0 < p <= 1):
+            raise InputError(f"top_p must be in (0, 1] or None, got {p!r}.")
+        if seed is not None and not (_is_int(seed) and seed >= 0):
+            raise InputError(f"seed must be an int >= 0 or None (unseeded), got {seed!r}.")
+        stops = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+        if not all(isinstance(x, str) and x for x in stops):
+            raise InputError(
+                f"stop must be a non-empty string or a list of them, got {self.stop!r}."
+            )
+        object.__setattr__(self, "stop", stops)
+
+    @classmethod
+    def given(
+        cls,
+        sampling: Sampling | None,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+    ) -> Sampling:
+        """``sampling``, or the one the keyword arguments of a ``generate`` method make
+        (how they were passed before :class:`Sampling`). Both at once is refused unless
+        the keywords are left at their defaults."""
+        keywords = cls(temperature, top_k, top_p, seed, () if stop is None else stop)
+        if sampling is None:
+            return keywords
+        if not isinstance(sampling, Sampling):
+            raise InputError(
+                f"sampling must be a Sampling(...) or None, got {type(sampling).__name__}."
+            )
+        moved = [f.name for f in fields(cls) if getattr(keywords, f.name) != f.default]
+        if moved:
+            raise InputError(
+                f"got sampling= and also {', '.join(f'{n}=' for n in moved)}; expected the "
+                f"sampling options in one place: put {', '.join(moved)} into the Sampling."
+            )
+        return sampling
+
+
+def _check_max_tokens(max_tokens: int) -> None:
+    if not (_is_int(max_tokens) and max_tokens >= 0):
         raise InputError(f"max_tokens must be an int >= 0, got {max_tokens!r}.")
-    if not (
-        isinstance(temperature, (int, float)) and np.isfinite(temperature) and temperature >= 0
-    ):
-        raise InputError(
-            f"temperature must be a finite number >= 0 (0: greedy), got {temperature!r}."
-        )
-    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
-        raise InputError(f"top_k must be a positive int or None, got {top_k!r}.")
-    if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
-        raise InputError(f"top_p must be in (0, 1] or None, got {top_p!r}.")
 
 
 def sample_token(
@@ -150,11 +235,8 @@ def sample_token(
 class _StopFilter:
     """Holds back text that may be the start of a stop string; cuts at the first stop."""
 
-    def __init__(self, stop: str | Sequence[str] | None) -> None:
-        stops = [stop] if isinstance(stop, str) else list(stop or [])
-        if not all(isinstance(s, str) and s for s in stops):
-            raise InputError(f"stop must be a non-empty string or a list of them, got {stop!r}.")
-        self.stops, self.buf = stops, ""
+    def __init__(self, stops: Sequence[str]) -> None:
+        self.stops, self.buf = list(stops), ""
 
     def feed(self, piece: str) -> tuple[str, bool]:
         self.buf += piece
@@ -182,18 +264,11 @@ def sample_loop(
     logits: np.ndarray,
     vocab: Sequence[str],
     max_tokens: int,
-    *,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    seed: int | None = None,
-    stop: str | Sequence[str] | None = None,
+    sampling: Sampling,
 ) -> Iterator[str]:
     """Sample from ``logits``, feed each id to ``step`` for the next logits, yield text."""
-    _check(temperature, top_k, top_p, max_tokens)
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
-        raise InputError(f"seed must be an int >= 0 or None (unseeded), got {seed!r}.")
-    stopper = _StopFilter(stop)
+    _check_max_tokens(max_tokens)
+    stopper = _StopFilter(sampling.stop)
     specials = has_specials(vocab)
     banned = (PAD, UNK, BOS) if specials else ()
     if np.shape(logits)[-1] != len(vocab):
@@ -202,7 +277,8 @@ def sample_loop(
             f"has {len(vocab)} tokens; expected one score per token. Re-export with the "
             "vocabulary the model was trained on."
         )
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(sampling.seed)
+    temperature, top_k, top_p = sampling.temperature, sampling.top_k, sampling.top_p
 
     def run() -> Iterator[str]:
         nonlocal logits
@@ -226,12 +302,8 @@ def generate(
     predictor: StreamingPredictor,
     prompt: str | Sequence[int],
     max_tokens: int,
+    sampling: Sampling,
     *,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    seed: int | None = None,
-    stop: str | Sequence[str] | None = None,
     reset: bool = True,
     unknown: str = "error",
 ) -> Iterator[str]:
@@ -249,7 +321,7 @@ def generate(
             f"{'a' if vocab else 'no'} vocabulary. Export a text model with "
             "preprocessing=Preprocessing(vocab=Vocabulary.to_list())."
         )
-    _check(temperature, top_k, top_p, max_tokens)
+    _check_max_tokens(max_tokens)
     ids = encode_prompt(prompt, vocab, unknown)
     if ids.size == 0:
         if not has_specials(vocab):
@@ -258,14 +330,4 @@ def generate(
     if reset:
         predictor.reset()
     logits = _last_logits(predictor.step(ids))
-    return sample_loop(
-        predictor.step,
-        logits,
-        vocab,
-        max_tokens,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        seed=seed,
-        stop=stop,
-    )
+    return sample_loop(predictor.step, logits, vocab, max_tokens, sampling)

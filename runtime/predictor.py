@@ -17,6 +17,8 @@ from edgeseq.runtime._session import ModelSource
 from edgeseq.runtime._views import join_states, split_states
 from edgeseq.runtime._window import Windower
 from edgeseq.runtime.discover import StateSpec
+from edgeseq.runtime.generate import Sampling
+from edgeseq.runtime.generate import generate as _generate
 from edgeseq.runtime.snapshot import Snapshot, check_snapshot
 
 __all__ = ["Snapshot", "StreamingPredictor", "initial_state"]
@@ -316,29 +318,19 @@ class StreamingPredictor:
         *,
         reset: bool = True,
         unknown: str = "error",
+        sampling: Sampling | None = None,
     ) -> Iterator[str]:
         """Yield text pieces sampled from a token model, one per generated token.
 
         The prompt is encoded with the contract's vocabulary and fed in one call; each
         sampled id is fed back. Deterministic for a given ``seed``. A prompt character
         not in the vocabulary raises :class:`~edgeseq.errors.InputError` listing them,
-        unless ``unknown="unk"`` (feed ``<unk>``) or ``"skip"`` (drop it). See
-        :func:`edgeseq.runtime.generate.generate` for the sampling rules.
+        unless ``unknown="unk"`` (feed ``<unk>``) or ``"skip"`` (drop it). How tokens are
+        picked is one :class:`~edgeseq.runtime.Sampling`, passed as ``sampling=`` or
+        made of the keywords ``temperature`` to ``stop`` (its fields; not both at once).
         """
-        from edgeseq.runtime.generate import generate
-
-        return generate(
-            self,
-            prompt,
-            max_tokens,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            seed=seed,
-            stop=stop,
-            reset=reset,
-            unknown=unknown,
-        )
+        picked = Sampling.given(sampling, temperature, top_k, top_p, seed, stop)
+        return _generate(self, prompt, max_tokens, picked, reset=reset, unknown=unknown)
 
     def __repr__(self) -> str:
         m = self.contract.model

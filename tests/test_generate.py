@@ -3,6 +3,9 @@ encoder-decoder (translation) models."""
 
 from __future__ import annotations
 
+import dataclasses
+import re
+
 import numpy as np
 import pytest
 from _models import zoo
@@ -10,7 +13,13 @@ from click.testing import CliRunner
 
 from edgeseq.cli import main
 from edgeseq.errors import InputError
-from edgeseq.runtime import EncoderDecoder, StreamingPredictor, encode_prompt, sample_token
+from edgeseq.runtime import (
+    EncoderDecoder,
+    Sampling,
+    StreamingPredictor,
+    encode_prompt,
+    sample_token,
+)
 from edgeseq.train.data import Vocabulary
 
 
@@ -113,3 +122,79 @@ def test_encoder_decoder_generation() -> None:
     assert res.exit_code == 0 and res.output == greedy + "\n"
     res = CliRunner().invoke(main, ["generate", str(path)])
     assert res.exit_code != 0 and "--source" in res.output
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"temperature": 0.7, "top_k": 5, "top_p": 0.9, "seed": 3},
+        {"temperature": 0},
+        {"seed": 11, "stop": "e"},
+        {"seed": 11, "stop": ["e", "th"]},
+    ],
+)
+def test_sampling_options_as_one_value_or_as_keywords(lm: StreamingPredictor, kw) -> None:
+    """``sampling=Sampling(...)`` gives the text the old keywords give, for the predictor
+    and the encoder-decoder, and the keywords still work, positionally too."""
+    assert _text(lm, max_tokens=30, sampling=Sampling(**kw)) == _text(lm, max_tokens=30, **kw)
+    t = Sampling(**kw)
+    positional = "".join(lm.generate("the ", 30, t.temperature, t.top_k, t.top_p, t.seed, t.stop))
+    assert positional == _text(lm, max_tokens=30, **kw)
+    pair = EncoderDecoder(zoo.get("seq2seq"))
+    one = "".join(pair.generate("the dog", 20, sampling=Sampling(**kw)))
+    assert one == "".join(pair.generate("the dog", 20, **kw))
+
+
+def test_sampling_is_frozen_normalised_and_checked() -> None:
+    s = Sampling(stop="\n\n")
+    assert s.stop == ("\n\n",) and Sampling(stop=["a", "b"]).stop == ("a", "b")
+    assert Sampling(stop=None) == Sampling() and Sampling().stop == ()
+    assert hash(Sampling(seed=1, stop=["x"])) == hash(Sampling(seed=1, stop=("x",)))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.seed = 3  # type: ignore[misc]
+    bad = [
+        ({"temperature": -1}, "temperature must be a finite number >= 0 (0: greedy), got -1"),
+        ({"temperature": float("nan")}, "temperature must be a finite number"),
+        ({"top_k": 0}, "top_k must be a positive int or None, got 0"),
+        ({"top_k": 2.0}, "top_k must be a positive int or None, got 2.0"),
+        ({"top_p": 1.5}, "top_p must be in (0, 1] or None, got 1.5"),
+        ({"top_p": 0}, "top_p must be in (0, 1] or None, got 0"),
+        ({"seed": -1}, "seed must be an int >= 0 or None (unseeded), got -1"),
+        ({"seed": True}, "seed must be an int >= 0 or None (unseeded), got True"),
+        ({"stop": ""}, "stop must be a non-empty string or a list of them, got ''"),
+        ({"stop": ["a", 3]}, "stop must be a non-empty string or a list of them, got ['a', 3]"),
+    ]
+    for kw, message in bad:
+        with pytest.raises(InputError, match=re.escape(message)):
+            Sampling(**kw)
+
+
+def test_sampling_and_keywords_together_are_refused_before_any_state_changes(
+    lm: StreamingPredictor,
+) -> None:
+    lm.reset()
+    lm.step(encode_prompt("over ", lm.contract.preprocessing.vocab))
+    before = lm.state
+    with pytest.raises(InputError, match=r"got sampling= and also top_k=, seed=; expected"):
+        lm.generate("the ", 5, seed=2, top_k=3, sampling=Sampling(seed=1), reset=False)
+    with pytest.raises(InputError, match="sampling must be a Sampling"):
+        lm.generate("the ", 5, sampling={"seed": 1})  # type: ignore[arg-type]
+    for kw in ({"temperature": -1}, {"stop": ""}, {"seed": -1}):  # refused before the prompt
+        with pytest.raises(InputError):
+            lm.generate("the ", 5, reset=False, **kw)  # type: ignore[arg-type]
+    for name, value in before.items():
+        np.testing.assert_array_equal(lm.state[name], value)
+    pair = EncoderDecoder(zoo.get("seq2seq"))
+    with pytest.raises(InputError, match="got sampling= and also temperature="):
+        pair.generate("the dog", 5, temperature=0, sampling=Sampling())
+    # keywords at their defaults beside sampling= are the defaults, not a second choice
+    assert _text(lm, max_tokens=10, temperature=1.0, sampling=Sampling(seed=4)) == _text(
+        lm, max_tokens=10, seed=4
+    )
+
+
+def test_cli_sampling_errors_name_the_flags() -> None:
+    path = str(zoo.get("char_lm"))
+    res = CliRunner().invoke(main, ["generate", path, "-p", "the ", "--stop", ""])
+    assert res.exit_code == 1, res.output
+    assert res.output.startswith("Error: --stop must be a non-empty string"), res.output

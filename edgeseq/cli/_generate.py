@@ -37,7 +37,8 @@ def generate_text(
     threads: int | None = 1,
 ) -> Iterator[str]:
     """Text pieces from MODEL: a language model (``prompt``), or a decoder whose first
-    state comes from an encoder or a condition (``source``)."""
+    state comes from an encoder or a condition (``source``). ``options`` are the keyword
+    arguments of both ``generate`` methods: ``max_tokens``, ``sampling``, ``unknown``."""
     from edgeseq.runtime import EncoderDecoder, StreamingPredictor
 
     predictor = StreamingPredictor(model, device=device, threads=threads)
@@ -129,15 +130,11 @@ def command(
       edgeseq generate translate.onnx --source "good morning" -t 0
       edgeseq generate lm.onnx -p "Café au lait" --unknown unk   # é is not in the vocabulary
     """
-    options = {
-        "max_tokens": max_tokens,
-        "temperature": temperature,
-        "top_k": top_k,
-        "top_p": top_p,
-        "seed": seed,
-        "stop": [s.replace("\\n", "\n").replace("\\t", "\t") for s in stop] or None,
-        "unknown": unknown,
-    }
+    from edgeseq.runtime import Sampling
+
+    stops = tuple(s.replace("\\n", "\n").replace("\\t", "\t") for s in stop)
+    sampling = Sampling(temperature, top_k, top_p, seed, stops)
+    options = {"max_tokens": max_tokens, "sampling": sampling, "unknown": unknown}
     pieces = generate_text(model, prompt, source, options, device, threads)
     click.echo(prompt if source is None else "", nl=False)  # the text reads on from the prompt
     for piece in pieces:
