@@ -47,11 +47,14 @@ class ServeOptions:
     save_interval
         Seconds between periodic saves of changed streams (needs ``state_dir``; 0: off).
         Bounds what a crash (``kill -9``) can lose; a client replays the rest.
-    max_batch, max_wait_ms
-        Streams per onnxruntime call at most (None: ``max_streams``). The server steps the
-        frames messages of one event-loop tick together and never holds a frame back for
-        company, so ``max_wait_ms`` only applies to the pool's own ``submit`` (kept for
-        old command lines).
+    max_batch
+        Streams per onnxruntime call at most (None: ``max_streams``).
+    max_wait_ms
+        Deprecated: no effect on the server, still accepted (``edgeseq serve
+        --max-wait-ms`` says so on stderr). The server steps the frames messages of one
+        event-loop tick together and never holds a frame back for company: waiting for
+        more was measured to cost latency and, under light load, throughput. The value
+        only reaches the pool's own ``submit``, which the server does not call.
     shutdown_timeout
         Seconds a graceful shutdown may take to finish in-flight work and save.
     device

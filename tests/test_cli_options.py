@@ -84,6 +84,33 @@ def test_serve_refuses_ray_options_without_ray(option, tmp_path) -> None:
     assert result.exit_code == 2 and f"{flag} works with --ray only; add --ray." in result.output
 
 
+@pytest.mark.parametrize("args", [[], ["--max-wait-ms", "2"], ["--max-wait-ms=25"]])
+def test_serve_max_wait_ms_is_accepted_and_said_to_do_nothing(args, monkeypatch) -> None:
+    """Deprecated: still accepted (the server starts with the same options otherwise),
+    and saying so is one line on stderr, only when the option is given (even at its
+    default value), before the server starts."""
+    import edgeseq.serve
+    from edgeseq.cli._serve import DEPRECATED_MAX_WAIT
+
+    started = []
+
+    class FakeServer:
+        def __init__(self, model, options) -> None:
+            started.append(options)
+
+        def run(self) -> int:
+            return 0
+
+    monkeypatch.setattr(edgeseq.serve, "Server", FakeServer)
+    result = CliRunner().invoke(main, ["serve", "m.onnx", "--port", "0", *args])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert result.stderr == (f"{DEPRECATED_MAX_WAIT}\n" if args else ""), result.stderr
+    assert "no effect on the server" in DEPRECATED_MAX_WAIT and "\n" not in DEPRECATED_MAX_WAIT
+    (options,) = started
+    assert options.port == 0 and options.max_wait_ms == (25.0 if "=25" in "".join(args) else 2.0)
+
+
 def test_export_runtime_needs_verify(tmp_path) -> None:
     factory = ["--factory", "test_export_support:build_user", "--example-shape", "2,6,3"]
     out = ["-o", str(tmp_path / "m.onnx")]

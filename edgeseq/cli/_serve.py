@@ -11,6 +11,12 @@ from edgeseq.cli._options import only_with
 
 __all__ = ["command"]
 
+DEFAULT = click.core.ParameterSource.DEFAULT
+DEPRECATED_MAX_WAIT = (
+    "edgeseq serve: --max-wait-ms is deprecated and has no effect on the server (frames that "
+    "arrive together are stepped in one batch, none waits for others); drop it."
+)
+
 
 @click.command("serve")
 @click.argument("model", type=click.Path(dir_okay=False))
@@ -84,7 +90,7 @@ __all__ = ["command"]
     type=click.FloatRange(min=0),
     default=2.0,
     show_default=True,
-    help="Unused by the server (kept for old command lines): frames that arrive together "
+    help="Deprecated, no effect on the server (still accepted): frames that arrive together "
     "are stepped in one batch, and none is held back to wait for others.",
 )
 @click.option(
@@ -170,6 +176,8 @@ def command(
     """
     from edgeseq.serve import ServeOptions, Server, load_tokens
 
+    if click.get_current_context().get_parameter_source("max_wait_ms") is not DEFAULT:
+        click.echo(DEPRECATED_MAX_WAIT, err=True)
     options = ServeOptions(
         host=host,
         port=port,
