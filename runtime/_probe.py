@@ -13,12 +13,12 @@ frames, at batch 1 and 2 and at two frame counts, and reads the answers off the 
   at batch 1 and at batch 2, that do not grow with the frame count;
 - the **frame counts** that work (a model may take only one size per call).
 
+The layouts are tried in the order :mod:`._hypotheses` ranks them from the dim names.
 Nothing here decides which pairs are state: :mod:`.discover` does, and says how sure it is.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,13 +26,11 @@ from typing import Any
 import numpy as np
 
 from edgeseq.contract import GraphIO
+from edgeseq.runtime._hypotheses import layout_hypotheses
 
 __all__ = ["Layout", "Probe", "ProbeError", "probe"]
 
 Dim = int | str
-_BATCH_WORDS = {"batch", "batchsize", "bs", "b", "n", "num", "nbatch"}
-_TIME_WORDS = {"time", "t", "seq", "sequence", "seqlen", "len", "length", "steps", "frames"}
-_TIME_WORDS |= {"samples", "sample", "chunk", "window", "audio", "tokens", "sequencelength"}
 # frame counts tried for a time axis of unknown size: small first (cheap), then audio sizes
 _SIZES = (1, 2, 3, 4, 8, 16, 32, 64, 100, 128, 160, 256, 320, 400, 512, 576, 1024, 1600, 4096)
 _EXTRA_SIZES = (16000,)  # tried only to bound the range once a size has worked
@@ -82,46 +80,6 @@ class Probe:
     def fixed_size(self) -> int | None:
         """The frame count per call when exactly one of those tried ran."""
         return self.sizes[0] if len(self.sizes) == 1 else None
-
-
-def _words(name: Any) -> set[str]:
-    if not isinstance(name, str):
-        return set()
-    return {w for w in re.split(r"[^a-z0-9]+", name.lower().replace("_", "")) if w} | {
-        w for w in re.split(r"[^a-z0-9]+", name.lower()) if w
-    }
-
-
-def _hypotheses(shape: Sequence[int | str | None]) -> list[tuple[int | None, int | None]]:
-    """Layouts worth trying for a frames input of ``shape``, most plausible first."""
-    rank = len(shape)
-
-    def unknown(i: int) -> bool:
-        return shape[i] is None or isinstance(shape[i], str)
-
-    found = []
-    for b in (0, 1, None):
-        for t in (1, 0, None):
-            if b is not None and (b >= rank or not (unknown(b) or shape[b] == 1)):
-                continue
-            if t is not None and (t >= rank or not unknown(t)):  # a fixed axis is features
-                continue
-            if b is not None and b == t:
-                continue
-            lead = sorted(a for a in (b, t) if a is not None)
-            if lead != list(range(len(lead))):  # batch and time lead; features trail
-                continue
-            score = 0
-            if b is not None:
-                score += 2 * bool(_words(shape[b]) & _BATCH_WORDS)
-                score -= 3 * bool(_words(shape[b]) & _TIME_WORDS)
-            if t is not None:
-                score += 2 * bool(_words(shape[t]) & _TIME_WORDS)
-                score -= 3 * bool(_words(shape[t]) & _BATCH_WORDS)
-            # an unknown axis left as a feature axis is unlikely
-            score -= 3 * sum(1 for i in range(rank) if unknown(i) and i not in (b, t))
-            found.append((-score, len(found), (b, t)))
-    return [h for _, _, h in sorted(found)]
 
 
 class _Runner:
@@ -261,7 +219,7 @@ def probe(
     weak: list[tuple[Layout, Any]] = []
     chosen: tuple[Layout, Any] | None = None
     errors = []
-    for b, t in _hypotheses(g.shape):
+    for b, t in layout_hypotheses(g.shape):
         layout = Layout(b, t)
         verdict, detail = _try_layout(r, layout, _SIZES)
         if verdict == "confirmed":
