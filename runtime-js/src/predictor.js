@@ -14,6 +14,7 @@ import { Outputs } from "./outputs.js";
 import { ARRAY_OF, batchOne, size } from "./tensor.js";
 import { contractOption, constantTensors } from "./options.js";
 import { checkContext, settleContext } from "./context.js";
+import { joinStates, splitStates } from "./state-views.js";
 
 const describeSource = (model, bytes) =>
   typeof model === "string" ? model : model instanceof URL ? model.href : `model bytes (${bytes.length} bytes)`;
@@ -166,19 +167,7 @@ export class StreamingPredictor {
    * back whole under its own name, e.g. `[layers, 1, hidden]`.
    */
   get state() {
-    return Object.fromEntries(
-      this.views.map((v) => {
-        const parts = v.pairs.map((k) => this._states[k]);
-        const dims = parts.length === 1 ? [...parts[0].dims] : batchOne(v.shape);
-        const data = new (ARRAY_OF[this.pairs[v.pairs[0]].dtype])(size(dims));
-        let at = 0;
-        for (const t of parts) {
-          data.set(t.data, at); // batch-1 parts stack on axis 0: their data in order
-          at += t.data.length;
-        }
-        return [v.name, new this.ort.Tensor(this.pairs[v.pairs[0]].dtype, data, dims)];
-      }),
-    );
+    return joinStates(this.ort, this.pairs, this.views, this._states);
   }
 
   /**
@@ -188,45 +177,7 @@ export class StreamingPredictor {
    * changes if any is wrong.
    */
   setState(states) {
-    const given = states && typeof states === "object" ? Object.keys(states) : null;
-    const same = (names) => given && given.length === names.length && names.every((n) => given.includes(n));
-    let views = this.views;
-    if (!same(views.map((v) => v.name)) && same(this.pairs.map((p) => p.input))) {
-      views = this.pairs.map((p, k) => ({ name: p.input, pairs: [k], shape: p.shape }));
-    }
-    const names = views.map((v) => v.name);
-    if (!same(names)) {
-      throw new InputError(
-        `setState needs exactly the states ${JSON.stringify([...names].sort())}; got ` +
-          `${given ? JSON.stringify([...given].sort()) : typeof states}. Pass an object like predictor.state.`,
-      );
-    }
-    const next = new Array(this.pairs.length);
-    for (const v of views) {
-      const want = batchOne(v.shape);
-      const { data, dims } = states[v.name] ?? {};
-      const ok = ArrayBuffer.isView(data) && /Float/.test(data.constructor.name) && Array.isArray(dims) &&
-        dims.length === want.length && dims.every((d, k) => d === want[k]) && data.length === size(want);
-      if (!ok) {
-        throw new InputError(
-          `state '${v.name}': expected a float array of shape [${want.join(", ")}], got ` +
-            `${data?.constructor?.name ?? typeof data} [${Array.isArray(dims) ? dims.join(", ") : "?"}]. ` +
-            "Pass batch-1 state as predictor.state has it.",
-        );
-      }
-      if (!data.every(Number.isFinite)) {
-        throw new InputError(`state '${v.name}' contains NaN or Inf; expected finite values. Nothing was changed.`);
-      }
-      let at = 0;
-      for (const k of v.pairs) {
-        const p = this.pairs[k];
-        const part = v.pairs.length === 1 ? want : batchOne(p.shape);
-        const n = size(part);
-        next[k] = new this.ort.Tensor(p.dtype, ARRAY_OF[p.dtype].from(data.subarray(at, at + n)), part);
-        at += n;
-      }
-    }
-    this._states = next;
+    this._states = splitStates(this.ort, this.pairs, this.views, states);
     this._generation++;
   }
 
