@@ -55,6 +55,8 @@ class SeqConfig:
     output_size: int = 1
     topology: str = "many_to_many"
     dropout: float = 0.0  # between stacked layers, as nn.LSTM does
+    # on the layer's input (embedded tokens or frames) and on its output before the head
+    io_dropout: float = 0.0
     nonlinearity: Literal["tanh", "relu"] = "tanh"  # simple RNN only
     vocab_size: int | None = None  # token-id inputs through an embedding
     condition_size: int | None = None  # one_to_many: size of the conditioning vector
@@ -73,6 +75,9 @@ class SeqConfig:
         for name in ("input_size", "hidden_size", "layers", "output_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        for name in ("dropout", "io_dropout"):
+            if not 0.0 <= float(getattr(self, name)) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -138,16 +143,17 @@ class SeqModel(nn.Module):
     def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         if self.embed is not None:
             x = self.embed(x)  # (batch, time) -> (batch, time, input_size)
+        x = self._drop(x)
         batch, time = x.shape[0], x.shape[1]
         if self.config.topology == "one_to_one":
             # every frame is its own one-step sequence from the initial state
             frames = x.reshape(batch * time, 1, x.shape[-1])
             y, _ = self._run(frames, self.init_state(batch * time, device=x.device))
-            return self.head(y).reshape(batch, time, -1), ()
+            return self.head(self._drop(y)).reshape(batch, time, -1), ()
         if state is None or len(state) == 0:
             state = self.init_state(batch, device=x.device)
         y, state = self._run(x, state)  # (batch, time, hidden)
-        return self.head(y), state
+        return self.head(self._drop(y)), state
 
     def final_state(self, x: torch.Tensor, lengths: torch.Tensor) -> State:
         """The state after each row's ``lengths`` valid frames, as if encoded alone.
@@ -165,13 +171,20 @@ class SeqModel(nn.Module):
 
         if self.embed is not None:
             x = self.embed(x)  # (batch, time, input_size)
+        x = self._drop(x)
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         start = self.init_state(x.shape[0], device=x.device)
         # nn.RNN/GRU take h, nn.LSTM takes (h, c); both unsort the final state to input order
         out, final = self.rnn(packed, start if len(start) == 2 else start[0])
         y, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
         state = tuple(final) if isinstance(final, tuple) else (final,)
-        return self.head(y), state
+        return self.head(self._drop(y)), state
+
+    def _drop(self, x: torch.Tensor) -> torch.Tensor:
+        """``config.io_dropout`` while training; the identity in eval mode (so no exported
+        graph contains it) and when it is 0."""
+        p = self.config.io_dropout
+        return nn.functional.dropout(x, p, training=True) if p and self.training else x
 
     def _run(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         if self.config.cell == "lstm":
@@ -268,13 +281,14 @@ class AttentionDecoder(SeqModel):
         ``(batch, T, S)`` for tokens ``x`` ``(batch, T)``."""
         if self.embed is not None:
             x = self.embed(x)  # (batch, T, input_size)
+        x = self._drop(x)
         if rnn_state is None:  # the layer's own start (an exporter supplies it)
             y, final = self.rnn(x)
             rnn_state = tuple(final) if isinstance(final, tuple) else (final,)
         else:
             y, rnn_state = self._run(x, rnn_state)  # (batch, T, hidden)
         out, weights = self.attention(y, memory, mask)
-        return self.head(out), rnn_state, weights
+        return self.head(self._drop(out)), rnn_state, weights
 
 
 class Seq2Seq(nn.Module):
