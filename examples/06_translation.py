@@ -9,25 +9,33 @@ for most, LGPL-2.1+ for glibc and systemd). Pairs whose sides both have at most 
 characters are kept, one per English string; a seeded 90/10 split holds pairs out.
 Quick mode uses Django's catalogues only.
 
+The translation memory is both a baseline and an input (``--memory-input``, the default;
+neural fuzzy repair, as localisation tools pair a memory with machine translation): the
+encoder reads the English, a separator (U+001E) and the French of the most similar
+English training string (character n-gram TF-IDF, then difflib among the ten nearest;
+for a training pair the nearest *other* training pair, so training sees the memory as
+the device will). With ``--no-memory-input`` it reads the English alone.
+
 Two character-level GRU encoder-decoders of the same size are trained with teacher
-forcing: one whose encoder's final state is all the decoder gets, and one whose
-decoder also attends over every encoder output (Luong's "general" attention,
+forcing and dropout on each GRU's input and output (``--dropout``, default 0.3): one
+whose encoder's final state is all the decoder gets, and one whose decoder also attends
+over every encoder output (Luong's "general" attention,
 :class:`edgeseq.train.models.Seq2Seq` with ``attention="general"``). The attention model
 is exported as two ONNX files; the encoder's outputs become the decoder's per-stream
 memory, recorded in its contract, and :class:`edgeseq.runtime.EncoderDecoder` decodes
 greedily, token by token; PyTorch also decodes the attention model with a beam search
 (``--beam``, default 5 hypotheses), which the device's token-by-token greedy decoder does
-not do. Each model trains until its validation loss has not improved for 3 epochs (at
-most ``--epochs``, default 40). Scores on the held-out pairs: character error rate, exact
-match, BLEU and chrF (sacrebleu), against copying the English, a translation memory
-(the French of the most similar English training string: character n-gram TF-IDF,
-then difflib among the ten nearest) and the model without attention.
+not do. Each model halves its learning rate after an epoch without a better validation
+loss and stops after 3 such epochs (at most ``--epochs``, default 40). Scores on the
+held-out pairs: character error rate, exact match, BLEU and chrF (sacrebleu), against
+copying the English, the translation memory alone and the model without attention.
 
 Run: ``python examples/06_translation.py`` (``--quick`` for a smoke run).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -48,6 +56,7 @@ from _seq2seq import (
 )
 
 MAX_CHARS = 40
+SEPARATOR = "\x1e"  # between the English and the memory's French in the encoder's input
 
 
 def load_pairs(quick: bool) -> tuple[list[tuple[str, str]], list[list]]:
@@ -78,6 +87,19 @@ def _options(parser) -> None:
         default=5,
         help="also decode the attention model with a beam this wide (PyTorch; 1: off)",
     )
+    parser.add_argument(
+        "--memory-input",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the encoder reads the English, a separator and the translation memory's "
+        "French (default); --no-memory-input: the English alone",
+    )
+    parser.add_argument(
+        "--dropout",
+        type=float,
+        default=0.3,
+        help="dropout on each GRU's input and output while training (default 0.3)",
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -91,19 +113,31 @@ def main(argv: list[str] | None = None) -> dict:
     if run.quick:
         tr, te = tr[:160], te[:12]
     train_pairs, test_pairs = [pairs[i] for i in tr], [pairs[i] for i in te]
+    train_en, train_fr = [e for e, _ in train_pairs], [f for _, f in train_pairs]
+    test_en = [e for e, _ in test_pairs]
+    recalled = memory_baseline(train_en, train_fr, test_en)  # the memory's answers
+    with_memory = run.args.memory_input
+    if with_memory:  # each training pair recalls the nearest *other* training pair
+        train_src = [
+            f"{e}{SEPARATOR}{m}" for e, m in zip(train_en, memory_baseline(train_en, train_fr))
+        ]
+        test_src_text = [f"{e}{SEPARATOR}{m}" for e, m in zip(test_en, recalled)]
+    else:
+        train_src, test_src_text = train_en, test_en
     run.table(
         "Catalogues read (English -> French pairs; a repeated English string counts once)",
         ["catalogue", "package", "pairs"],
         [*origin, ["kept: both sides <= 40 characters", "", len(pairs)]],
     )
-    src_vocab = Vocabulary.from_text("".join(e for e, _ in train_pairs))
-    tgt_vocab = Vocabulary.from_text("".join(f for _, f in train_pairs))
-    sources = [src_vocab.encode(e) for e, _ in train_pairs]
+    src_vocab = Vocabulary.from_text("".join(train_src))
+    tgt_vocab = Vocabulary.from_text("".join(train_fr))
+    sources = [src_vocab.encode(s) for s in train_src]
     targets = [tgt_vocab.encode(f, bos=True, eos=True) for _, f in train_pairs]
 
     hidden, embed = run.pick(160, 16), run.pick(64, 8)
 
-    build = gru_pair_builder(len(src_vocab), len(tgt_vocab), hidden, embed, run.seed)
+    dropout = run.args.dropout
+    build = gru_pair_builder(len(src_vocab), len(tgt_vocab), hidden, embed, run.seed, dropout)
 
     train = TrainConfig(
         epochs=run.args.epochs or run.pick(40, 2),
@@ -111,24 +145,28 @@ def main(argv: list[str] | None = None) -> dict:
         lr=2e-3,
         val_fraction=0.05,
         patience=3,
+        lr_decay=0.5,
         seed=run.seed,
         max_steps=None if not run.quick else 12,
         progress=not run.quick,
     )
-    key = f"{hidden} {embed} {train} {len(tr)} {len(src_vocab)} {len(tgt_vocab)}"
+    sizes = f"{len(tr)} {len(src_vocab)} {len(tgt_vocab)}"
+    key = f"{hidden} {embed} {dropout} {with_memory} {train} {sizes}"
     models, fits = train_with_and_without_attention(
         run, build, train, (sources, targets), "translate", key
     )
     model = models["attention"].eval()
 
     # ---- export the attention model and check it streams as PyTorch computes it
+    max_source = 2 * MAX_CHARS + 1 if with_memory else MAX_CHARS
+    example = (test_src_text[0], test_pairs[0][1])
     pair = export_checked(
-        run, model, run.path("translate.onnx"), (src_vocab, tgt_vocab), MAX_CHARS, test_pairs[0]
+        run, model, run.path("translate.onnx"), (src_vocab, tgt_vocab), max_source, example
     )
 
     # ---- decode the held-out pairs: ONNX token by token, PyTorch in batches
     bos, eos, max_len = Vocabulary.BOS, Vocabulary.EOS, 2 * MAX_CHARS
-    test_src = [src_vocab.encode(e) for e, _ in test_pairs]
+    test_src = [src_vocab.encode(s) for s in test_src_text]
     torch_ids = {n: greedy_batch(m, test_src, max_len) for n, m in models.items()}
     hyps, agree = [], 0
     for k, ((en, fr), s) in enumerate(zip(test_pairs, test_src)):
@@ -148,10 +186,8 @@ def main(argv: list[str] | None = None) -> dict:
     systems = {
         "GRU + attention (ONNX, greedy)": hyps,
         "GRU, no attention (greedy)": [tgt_vocab.decode(i) for i in torch_ids["no attention"]],
-        "translation memory (closest English)": memory_baseline(
-            [e for e, _ in train_pairs], [f for _, f in train_pairs], [e for e, _ in test_pairs]
-        ),
-        "copy the English": [e for e, _ in test_pairs],
+        "translation memory (closest English)": recalled,
+        "copy the English": test_en,
     }
     beam = run.pick(run.args.beam, min(run.args.beam, 2))
     if beam > 1:  # the exported decoder streams greedily; a beam re-ranks in PyTorch
@@ -186,7 +222,8 @@ def main(argv: list[str] | None = None) -> dict:
         [
             ["pairs train / held out", f"{len(tr)} / {len(te)}"],
             ["characters English / French (+4 specials)", f"{len(src_vocab)} / {len(tgt_vocab)}"],
-            ["GRU hidden / embedding", f"{hidden} / {embed}"],
+            ["GRU hidden / embedding / dropout", f"{hidden} / {embed} / {dropout}"],
+            ["encoder reads", "English + memory's French" if with_memory else "English"],
             *training,
             ["ONNX greedy == PyTorch greedy (pairs)", f"{agree} / {len(te)}"],
         ],
@@ -200,21 +237,22 @@ def main(argv: list[str] | None = None) -> dict:
             for k, ((e, _), r) in enumerate(zip(test_pairs[:40], refs))
         ],
     )
-    _plot(run, model, src_vocab, tgt_vocab, test_pairs, torch_ids["attention"], rows)
+    _plot(run, model, src_vocab, tgt_vocab, test_pairs, test_src_text, torch_ids["attention"], rows)
     return run.finish()
 
 
-def _plot(run, model, src_vocab, tgt_vocab, test_pairs, ids, rows) -> None:
-    """Attention weights of two held-out pairs, and the four systems' scores."""
+def _plot(run, model, src_vocab, tgt_vocab, test_pairs, src_text, ids, rows) -> None:
+    """Attention weights of two held-out pairs, and the systems' scores."""
     picks = sorted(range(len(test_pairs)), key=lambda k: -len(test_pairs[k][0]))
     picks = [k for k in picks if 12 <= len(ids[k]) <= 34][:2] or [0]
     plt = run.pyplot()
     fig, axes = plt.subplots(1, len(picks) + 1, figsize=(12, 4.2))
     for ax, k in zip(axes, picks):
-        en = test_pairs[k][0]
+        en, text = test_pairs[k][0], src_text[k]
+        labels = ["|" if c == SEPARATOR else c for c in text]
         attention_panel(
-            ax, model, src_vocab.encode(en), ids[k], list(en), list(tgt_vocab.decode(ids[k])),
-            f"attention: {en!r}", ("English (encoder memory)", "French, as decoded"),
+            ax, model, src_vocab.encode(text), ids[k], labels, list(tgt_vocab.decode(ids[k])),
+            f"attention: {en!r}", ("input: English | memory's French", "French, as decoded"),
         )  # fmt: skip
     scores_panel(axes[-1], rows, "CER", "held-out pairs (CER: lower is better)")
     run.save_plot(fig, "06_translation.png")

@@ -63,18 +63,27 @@ def compare(rows: Sequence[Sequence[Any]], metrics: Sequence[str]) -> tuple[dict
 
 
 def memory_baseline(
-    sources: Sequence[str], outputs: Sequence[Any], queries: Sequence[str], chunk: int = 512
+    sources: Sequence[str],
+    outputs: Sequence[Any],
+    queries: Sequence[str] | None = None,
+    chunk: int = 512,
 ) -> list[Any]:
     """The output of the most similar training source for each query: character 1-3-gram
-    TF-IDF cosine picks the ten nearest, difflib's ratio the best of those."""
+    TF-IDF cosine picks the ten nearest, difflib's ratio the best of those. Without
+    ``queries`` each source is its own query and may not match itself (leave one out:
+    what the memory would give a training pair it had not stored)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True)
     known = vec.fit_transform(sources).T.tocsr()  # (n-grams, train)
+    leave_one_out = queries is None
+    queries = sources if queries is None else queries
     out = []
     for k in range(0, len(queries), chunk):  # (chunk, train) dense similarities at a time
         part = queries[k : k + chunk]
         sims = (vec.transform(part) @ known).toarray()
+        if leave_one_out:
+            sims[np.arange(len(part)), np.arange(k, k + len(part))] = -np.inf
         near = np.argpartition(-sims, min(10, sims.shape[1] - 1), axis=1)[:, :10]
         for i, (q, row) in enumerate(zip(part, near)):
             row = sorted(row, key=lambda j: -sims[i, j])
@@ -233,11 +242,12 @@ def stream_decode(
 
 
 def gru_pair_builder(
-    src_size: int, tgt_size: int, hidden: int, embed: int, seed: int
+    src_size: int, tgt_size: int, hidden: int, embed: int, seed: int, io_dropout: float = 0.0
 ) -> Callable[[str | None], Any]:
     """A function ``build(attention)`` that returns a fresh, seeded GRU encoder-decoder
     (:class:`edgeseq.train.models.Seq2Seq`) over ``src_size`` source and ``tgt_size``
-    target tokens, with ``attention`` ("general", ...) or without (None)."""
+    target tokens, with ``attention`` ("general", ...) or without (None); ``io_dropout``
+    is each GRU's input and output dropout while training."""
     import torch
 
     from edgeseq.train.models import Seq2Seq, SeqConfig
@@ -246,11 +256,11 @@ def gru_pair_builder(
         torch.manual_seed(seed)
         enc = SeqConfig(
             cell="gru", input_size=embed, hidden_size=hidden, output_size=hidden,
-            vocab_size=src_size, task="translate",
+            vocab_size=src_size, task="translate", io_dropout=io_dropout,
         )  # fmt: skip
         dec = SeqConfig(
             cell="gru", input_size=embed, hidden_size=hidden, output_size=tgt_size,
-            vocab_size=tgt_size, task="translate",
+            vocab_size=tgt_size, task="translate", io_dropout=io_dropout,
         )  # fmt: skip
         return Seq2Seq(enc, dec, attention=attention)
 
