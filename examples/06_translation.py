@@ -17,7 +17,8 @@ for a training pair the nearest *other* training pair, so training sees the memo
 the device will). With ``--no-memory-input`` it reads the English alone.
 
 Two character-level GRU encoder-decoders of the same size are trained with teacher
-forcing and dropout on each GRU's input and output (``--dropout``, default 0.3): one
+forcing and dropout (``--dropout``, default 0.3, on both GRUs' inputs, the decoder's
+output and the attention's memory): one
 whose encoder's final state is all the decoder gets, and one whose decoder also attends
 over every encoder output (Luong's "general" attention,
 :class:`edgeseq.train.models.Seq2Seq` with ``attention="general"``). The attention model
@@ -98,7 +99,8 @@ def _options(parser) -> None:
         "--dropout",
         type=float,
         default=0.3,
-        help="dropout on each GRU's input and output while training (default 0.3)",
+        help="dropout while training on both GRUs' inputs, the decoder's output and the "
+        "attention's memory (default 0.3)",
     )
 
 

@@ -242,12 +242,13 @@ def stream_decode(
 
 
 def gru_pair_builder(
-    src_size: int, tgt_size: int, hidden: int, embed: int, seed: int, io_dropout: float = 0.0
+    src_size: int, tgt_size: int, hidden: int, embed: int, seed: int, dropout: float = 0.0
 ) -> Callable[[str | None], Any]:
     """A function ``build(attention)`` that returns a fresh, seeded GRU encoder-decoder
     (:class:`edgeseq.train.models.Seq2Seq`) over ``src_size`` source and ``tgt_size``
-    target tokens, with ``attention`` ("general", ...) or without (None); ``io_dropout``
-    is each GRU's input and output dropout while training."""
+    target tokens, with ``attention`` ("general", ...) or without (None). ``dropout``
+    (while training) is on both GRUs' inputs, the decoder's output and the attention's
+    memory (the encoder's outputs)."""
     import torch
 
     from edgeseq.train.models import Seq2Seq, SeqConfig
@@ -256,13 +257,14 @@ def gru_pair_builder(
         torch.manual_seed(seed)
         enc = SeqConfig(
             cell="gru", input_size=embed, hidden_size=hidden, output_size=hidden,
-            vocab_size=src_size, task="translate", io_dropout=io_dropout,
+            vocab_size=src_size, task="translate", input_dropout=dropout,
         )  # fmt: skip
         dec = SeqConfig(
             cell="gru", input_size=embed, hidden_size=hidden, output_size=tgt_size,
-            vocab_size=tgt_size, task="translate", io_dropout=io_dropout,
+            vocab_size=tgt_size, task="translate", input_dropout=dropout,
+            output_dropout=dropout,
         )  # fmt: skip
-        return Seq2Seq(enc, dec, attention=attention)
+        return Seq2Seq(enc, dec, attention=attention, memory_dropout=dropout if attention else 0.0)
 
     return build
 

@@ -18,6 +18,7 @@ import numpy as np
 from edgeseq.contract import Contract
 from edgeseq.errors import ContractError, InputError
 from edgeseq.exact import first_inexact
+from edgeseq.runtime._beam import beam_tokens
 from edgeseq.runtime._session import ModelSource, graph_io, open_session
 from edgeseq.runtime.generate import BOS, Sampling, encode_prompt, has_specials, sample_loop
 from edgeseq.runtime.predictor import StreamingPredictor
@@ -147,6 +148,28 @@ class EncoderDecoder:
             if token == eos:
                 return
             yield token
+
+    def beam(
+        self,
+        source: Any,
+        bos: int,
+        eos: int,
+        max_len: int = 64,
+        width: int = 5,
+        *,
+        unknown: str = "error",
+    ) -> Iterator[int]:
+        """Yield the token ids of the most probable output a beam search of ``width``
+        hypotheses finds (by total log-probability; ``width=1`` is :meth:`greedy`), without
+        BOS/EOS. Tokens every kept hypothesis shares are yielded as soon as they agree, the
+        rest when the search ends (every kept output ended, or ``max_len`` tokens).
+        Afterwards the decoder holds the best output's state."""
+        source = self._source(source, unknown)  # refused text changes no state
+        if int(width) < 1:
+            raise InputError(f"the beam width must be >= 1, got {width!r}; 1 is greedy decoding.")
+        self.decoder.reset()
+        self.start(source)
+        return beam_tokens(self.decoder, bos, eos, max_len, width)
 
     def generate(
         self,

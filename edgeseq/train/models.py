@@ -55,8 +55,9 @@ class SeqConfig:
     output_size: int = 1
     topology: str = "many_to_many"
     dropout: float = 0.0  # between stacked layers, as nn.LSTM does
-    # on the layer's input (embedded tokens or frames) and on its output before the head
-    io_dropout: float = 0.0
+    # while training: on the layer's input (embedded tokens or frames) / its output before the head
+    input_dropout: float = 0.0
+    output_dropout: float = 0.0
     nonlinearity: Literal["tanh", "relu"] = "tanh"  # simple RNN only
     vocab_size: int | None = None  # token-id inputs through an embedding
     condition_size: int | None = None  # one_to_many: size of the conditioning vector
@@ -75,7 +76,7 @@ class SeqConfig:
         for name in ("input_size", "hidden_size", "layers", "output_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        for name in ("dropout", "io_dropout"):
+        for name in ("dropout", "input_dropout", "output_dropout"):
             if not 0.0 <= float(getattr(self, name)) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
 
@@ -143,17 +144,17 @@ class SeqModel(nn.Module):
     def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         if self.embed is not None:
             x = self.embed(x)  # (batch, time) -> (batch, time, input_size)
-        x = self._drop(x)
+        x = self._drop(x, self.config.input_dropout)
         batch, time = x.shape[0], x.shape[1]
         if self.config.topology == "one_to_one":
             # every frame is its own one-step sequence from the initial state
             frames = x.reshape(batch * time, 1, x.shape[-1])
             y, _ = self._run(frames, self.init_state(batch * time, device=x.device))
-            return self.head(self._drop(y)).reshape(batch, time, -1), ()
+            return self.head(self._drop(y, self.config.output_dropout)).reshape(batch, time, -1), ()
         if state is None or len(state) == 0:
             state = self.init_state(batch, device=x.device)
         y, state = self._run(x, state)  # (batch, time, hidden)
-        return self.head(self._drop(y)), state
+        return self.head(self._drop(y, self.config.output_dropout)), state
 
     def final_state(self, x: torch.Tensor, lengths: torch.Tensor) -> State:
         """The state after each row's ``lengths`` valid frames, as if encoded alone.
@@ -171,19 +172,18 @@ class SeqModel(nn.Module):
 
         if self.embed is not None:
             x = self.embed(x)  # (batch, time, input_size)
-        x = self._drop(x)
+        x = self._drop(x, self.config.input_dropout)
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         start = self.init_state(x.shape[0], device=x.device)
         # nn.RNN/GRU take h, nn.LSTM takes (h, c); both unsort the final state to input order
         out, final = self.rnn(packed, start if len(start) == 2 else start[0])
         y, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
         state = tuple(final) if isinstance(final, tuple) else (final,)
-        return self.head(self._drop(y)), state
+        return self.head(self._drop(y, self.config.output_dropout)), state
 
-    def _drop(self, x: torch.Tensor) -> torch.Tensor:
-        """``config.io_dropout`` while training; the identity in eval mode (so no exported
-        graph contains it) and when it is 0."""
-        p = self.config.io_dropout
+    def _drop(self, x: torch.Tensor, p: float) -> torch.Tensor:
+        """Dropout ``p`` while training; the identity in eval mode (so no exported graph
+        contains it) and when ``p`` is 0."""
         return nn.functional.dropout(x, p, training=True) if p and self.training else x
 
     def _run(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
@@ -248,8 +248,9 @@ class AttentionDecoder(SeqModel):
     ``forward(x, state)`` keeps :class:`SeqModel`'s signature: the memory ``(batch, S, M)``
     and its mask ``(batch, S)`` (1 for valid rows, 0 for padding) ride at the end of the
     state tuple and come back unchanged, so training loops and the exported graph carry
-    them like recurrent state. ``config.extra["attention"]`` is the score kind and
-    ``config.extra["memory_size"]`` is ``M``.
+    them like recurrent state. ``config.extra["attention"]`` is the score kind,
+    ``config.extra["memory_size"]`` is ``M`` and ``config.extra["memory_dropout"]`` (default
+    0) the dropout on the memory while training.
     """
 
     def __init__(self, config: SeqConfig) -> None:
@@ -257,6 +258,9 @@ class AttentionDecoder(SeqModel):
         kind, size = config.extra.get("attention"), config.extra.get("memory_size")
         if not isinstance(size, int) or size < 1:
             raise ValueError(f"config.extra['memory_size'] must be a positive int, got {size!r}")
+        self.memory_dropout = float(config.extra.get("memory_dropout", 0.0))
+        if not 0.0 <= self.memory_dropout < 1.0:
+            raise ValueError(f"memory_dropout must be in [0, 1), got {self.memory_dropout!r}")
         self.attention = Attention(str(kind), config.hidden_size, size)
 
     def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
@@ -281,14 +285,14 @@ class AttentionDecoder(SeqModel):
         ``(batch, T, S)`` for tokens ``x`` ``(batch, T)``."""
         if self.embed is not None:
             x = self.embed(x)  # (batch, T, input_size)
-        x = self._drop(x)
+        x = self._drop(x, self.config.input_dropout)
         if rnn_state is None:  # the layer's own start (an exporter supplies it)
             y, final = self.rnn(x)
             rnn_state = tuple(final) if isinstance(final, tuple) else (final,)
         else:
             y, rnn_state = self._run(x, rnn_state)  # (batch, T, hidden)
-        out, weights = self.attention(y, memory, mask)
-        return self.head(self._drop(out)), rnn_state, weights
+        out, weights = self.attention(y, self._drop(memory, self.memory_dropout), mask)
+        return self.head(self._drop(out, self.config.output_dropout)), rnn_state, weights
 
 
 class Seq2Seq(nn.Module):
@@ -298,11 +302,16 @@ class Seq2Seq(nn.Module):
     ``output_size`` is the target vocabulary. Both must share cell, layers and hidden size.
     With ``attention`` (one of :data:`ATTENTIONS`) the decoder is an
     :class:`AttentionDecoder` over the encoder's per-frame outputs (``encoder.output_size``
-    wide), and its state carries that memory and its mask.
+    wide), and its state carries that memory and its mask; ``memory_dropout`` drops memory
+    features while training.
     """
 
     def __init__(
-        self, encoder: SeqConfig, decoder: SeqConfig, attention: str | None = None
+        self,
+        encoder: SeqConfig,
+        decoder: SeqConfig,
+        attention: str | None = None,
+        memory_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         for name in ("cell", "layers", "hidden_size"):
@@ -311,9 +320,13 @@ class Seq2Seq(nn.Module):
         self.encoder = SeqModel(encoder)
         self.attention = attention
         if attention is None:
+            if memory_dropout:
+                raise ValueError("memory_dropout needs attention (there is no memory without it)")
             self.decoder = SeqModel(decoder)
         else:
             extra = {**decoder.extra, "attention": attention, "memory_size": encoder.output_size}
+            if memory_dropout:  # absent unless set, so older configs stay as they were
+                extra["memory_dropout"] = memory_dropout
             self.decoder = AttentionDecoder(replace(decoder, extra=extra))
 
     def encode(self, src: torch.Tensor, lengths: torch.Tensor | None = None) -> State:
