@@ -164,11 +164,9 @@ class EncoderDecoder:
         BOS/EOS. Tokens every kept hypothesis shares are yielded as soon as they agree, the
         rest when the search ends (every kept output ended, or ``max_len`` tokens).
         Afterwards the decoder holds the best output's state."""
-        source = self._source(source, unknown)  # refused text changes no state
         if int(width) < 1:
             raise InputError(f"the beam width must be >= 1, got {width!r}; 1 is greedy decoding.")
-        self.decoder.reset()
-        self.start(source)
+        self.start(self._source(source, unknown))  # sets every decoder state, or none
         return beam_tokens(self.decoder, bos, eos, max_len, width)
 
     def generate(

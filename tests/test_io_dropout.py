@@ -1,6 +1,7 @@
-"""SeqConfig.io_dropout: dropout on a recurrent layer's input and output while training,
-for plain models and encoder-decoders with attention; the identity in eval mode, so the
-exported graph has no dropout and streams exactly what the eval model computes."""
+"""Dropout while training on a recurrent layer's input and output (SeqConfig.input_dropout,
+output_dropout) and on an attention decoder's memory (Seq2Seq(memory_dropout=)), for plain
+models and encoder-decoders; the identity in eval mode, so the exported graph has no
+dropout and streams exactly what the eval model computes."""
 
 from __future__ import annotations
 
@@ -26,25 +27,33 @@ VOCAB = 11
 def _pair(cell: str, p: float) -> Seq2Seq:
     torch.manual_seed(0)
     enc = SeqConfig(cell=cell, input_size=5, hidden_size=8, output_size=8, vocab_size=VOCAB,
-                    io_dropout=p)  # fmt: skip
+                    input_dropout=p)  # fmt: skip
     dec = SeqConfig(cell=cell, input_size=5, hidden_size=8, output_size=VOCAB, vocab_size=VOCAB,
-                    task="translate", io_dropout=p)  # fmt: skip
-    return Seq2Seq(enc, dec, attention="general")
+                    task="translate", input_dropout=p, output_dropout=p)  # fmt: skip
+    return Seq2Seq(enc, dec, attention="general", memory_dropout=p)
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5])
-def test_out_of_range_is_refused(bad: float) -> None:
-    with pytest.raises(ValueError, match=r"io_dropout must be in \[0, 1\)"):
-        SeqConfig(io_dropout=bad)
+@pytest.mark.parametrize("name", ["dropout", "input_dropout", "output_dropout"])
+def test_out_of_range_is_refused(name: str, bad: float) -> None:
+    with pytest.raises(ValueError, match=rf"{name} must be in \[0, 1\)"):
+        SeqConfig(**{name: bad})
+    enc, dec = SeqConfig(output_size=4), SeqConfig(output_size=4, vocab_size=4, input_size=3)
+    with pytest.raises(ValueError, match=r"memory_dropout must be in \[0, 1\)"):
+        Seq2Seq(enc, dec, attention="general", memory_dropout=bad)
+    with pytest.raises(ValueError, match="memory_dropout needs attention"):
+        Seq2Seq(enc, dec, memory_dropout=0.2)
 
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_active_while_training_identity_in_eval(cell: str) -> None:
     """Training-mode outputs vary from call to call; eval-mode outputs equal those of the
-    same weights with io_dropout 0 (plain model and attention encoder-decoder)."""
+    same weights without dropout (plain model and attention encoder-decoder)."""
     torch.manual_seed(0)
-    cfg = SeqConfig(cell=cell, input_size=3, hidden_size=8, output_size=2, io_dropout=0.5)
-    model, twin = SeqModel(cfg), SeqModel(SeqConfig(**{**cfg.__dict__, "io_dropout": 0.0}))
+    cfg = SeqConfig(cell=cell, input_size=3, hidden_size=8, output_size=2, input_dropout=0.5,
+                    output_dropout=0.5)  # fmt: skip
+    model = SeqModel(cfg)
+    twin = SeqModel(SeqConfig(**{**cfg.__dict__, "input_dropout": 0.0, "output_dropout": 0.0}))
     twin.load_state_dict(model.state_dict())
     x = torch.randn(2, 6, 3)
     model.train()
@@ -92,13 +101,14 @@ def test_training_with_it_is_seeded_and_exports_without_dropout(tmp_path: Path) 
 
     save_checkpoint(tmp_path / "m.pt", model)
     loaded, _ = load_checkpoint(tmp_path / "m.pt")
-    assert loaded.encoder.config.io_dropout == loaded.decoder.config.io_dropout == 0.3
+    assert loaded.encoder.config.input_dropout == loaded.decoder.config.output_dropout == 0.3
+    assert loaded.decoder.memory_dropout == 0.3
 
 
 def test_plain_model_exports_and_streams_as_in_eval(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = SeqModel(SeqConfig(cell="lstm", input_size=3, hidden_size=8, output_size=2,
-                               io_dropout=0.4)).eval()  # fmt: skip
+                               input_dropout=0.4, output_dropout=0.4)).eval()  # fmt: skip
     path = tmp_path / "m.onnx"
     export_model(model, path)
     assert "Dropout" not in op_histogram(onnx.load(path))

@@ -35,10 +35,13 @@ def generate_text(
     options: dict[str, Any],
     device: str = "cpu",
     threads: int | None = 1,
+    beam: int | None = None,
 ) -> Iterator[str]:
     """Text pieces from MODEL: a language model (``prompt``), or a decoder whose first
     state comes from an encoder or a condition (``source``). ``options`` are the keyword
-    arguments of both ``generate`` methods: ``max_tokens``, ``sampling``, ``unknown``."""
+    arguments of both ``generate`` methods: ``max_tokens``, ``sampling``, ``unknown``; with
+    ``beam`` the decoder's most probable text a beam search of that many hypotheses finds
+    (``sampling`` does not apply)."""
     from edgeseq.runtime import EncoderDecoder, StreamingPredictor
 
     predictor = StreamingPredictor(model, device=device, threads=threads)
@@ -49,9 +52,13 @@ def generate_text(
             raise click.UsageError(f"this is a {facts.topology} decoder: pass --source ({what}).")
         pair = EncoderDecoder(model, device=device, threads=threads)
         text = pair.encoder is not None and pair.encoder.engine.frames.is_int
-        return pair.generate(_source(source, text), **options)
+        if beam is None:
+            return pair.generate(_source(source, text), **options)
+        return _beam_text(pair, _source(source, text), beam, options)
     if source is not None:
         raise click.UsageError("--source is for encoder-decoder models; use --prompt.")
+    if beam is not None:
+        raise click.UsageError("--beam is for encoder-decoder models (with --source).")
     if not predictor.engine.frames.is_int or not predictor.contract.preprocessing.vocab:
         raise click.ClickException(
             f"{model} takes {predictor.engine.frames.describe()}, not text: `edgeseq generate` "
@@ -59,6 +66,20 @@ def generate_text(
             "export). Stream numeric frames with: edgeseq stream MODEL"
         )
     return predictor.generate(prompt, **options)
+
+
+def _beam_text(pair: Any, source: Any, width: int, options: dict[str, Any]) -> Iterator[str]:
+    """The pieces of the beam's best output (agreed tokens first, as they are found)."""
+    from edgeseq.runtime.generate import BOS, EOS, has_specials
+
+    vocab = pair.vocab
+    if not vocab or not has_specials(vocab):
+        raise click.ClickException(
+            "--beam needs the decoder's vocabulary with <pad>, <unk>, <bos>, <eos> first; "
+            "this decoder's contract has none."
+        )
+    ids = pair.beam(source, BOS, EOS, options["max_tokens"], width, unknown=options["unknown"])
+    return (vocab[t] for t in ids)
 
 
 @click.command("generate")
@@ -103,6 +124,12 @@ def generate_text(
     help="Characters of --prompt/--source text not in the vocabulary: stop and list them, "
     "feed each as <unk>, or drop them (the prompt is still echoed as typed).",
 )
+@click.option(
+    "--beam",
+    type=click.IntRange(min=1),
+    help="Encoder-decoder models: decode the most probable text a beam search of this many "
+    "hypotheses finds (sampling options do not apply; text shows as the hypotheses agree).",
+)
 @PREDICTOR_OPTIONS
 def command(
     model: str,
@@ -115,6 +142,7 @@ def command(
     seed: int | None,
     stop: tuple[str, ...],
     unknown: str,
+    beam: int | None,
     device: str,
     threads: int,
 ) -> None:
@@ -128,6 +156,7 @@ def command(
       edgeseq generate lm.onnx --prompt "Once upon" --max-tokens 80 --seed 1
       edgeseq generate lm.onnx -p "def " -t 0.7 --top-p 0.9 --stop "\\n\\n"
       edgeseq generate translate.onnx --source "good morning" -t 0
+      edgeseq generate translate.onnx --source "good morning" --beam 5
       edgeseq generate lm.onnx -p "Café au lait" --unknown unk   # é is not in the vocabulary
     """
     from edgeseq.runtime import Sampling
@@ -135,7 +164,7 @@ def command(
     stops = tuple(s.replace("\\n", "\n").replace("\\t", "\t") for s in stop)
     sampling = Sampling(temperature, top_k, top_p, seed, stops)
     options = {"max_tokens": max_tokens, "sampling": sampling, "unknown": unknown}
-    pieces = generate_text(model, prompt, source, options, device, threads)
+    pieces = generate_text(model, prompt, source, options, device, threads, beam)
     click.echo(prompt if source is None else "", nl=False)  # the text reads on from the prompt
     for piece in pieces:
         click.echo(piece, nl=False)  # echo flushes: each piece shows as soon as it is sampled

@@ -1,0 +1,175 @@
+"""Beam search on the device: EncoderDecoder.beam over the exported decoder finds what an
+exhaustive search finds when the beam is wide enough, equals greedy at width 1 and the
+PyTorch batch beam of the examples, streams the tokens its hypotheses agree on, and
+refuses bad calls without touching the decoder's state."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from edgeseq.cli import main
+from edgeseq.errors import InputError
+from edgeseq.exporters import export_model
+from edgeseq.runtime import EncoderDecoder
+from edgeseq.runtime._beam import beam_tokens
+from edgeseq.train.models import Seq2Seq, SeqConfig, SeqModel
+from edgeseq.train.training import TrainConfig, fit_seq2seq
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+if str(EXAMPLES) not in sys.path:
+    sys.path.insert(0, str(EXAMPLES))
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
+
+VOCAB, BOS, EOS = 7, 2, 3  # 0 pad, 1 unk, 2 bos, 3 eos, then 4, 5, 6
+
+
+def _pair(cell: str, attention: str | None, tmp_path: Path) -> tuple[Seq2Seq, EncoderDecoder]:
+    torch.manual_seed(0)
+    enc = SeqConfig(cell=cell, input_size=4, hidden_size=8, output_size=8, vocab_size=VOCAB)
+    dec = SeqConfig(cell=cell, input_size=4, hidden_size=8, output_size=VOCAB, vocab_size=VOCAB,
+                    task="translate")  # fmt: skip
+    model = Seq2Seq(enc, dec, attention=attention)
+    rng = np.random.default_rng(0)
+    src = [rng.integers(4, VOCAB, int(k)) for k in rng.integers(2, 6, 32)]
+    cfg = TrainConfig(epochs=1, batch_size=8, max_steps=4, progress=False, val_fraction=0.0)
+    fit_seq2seq(
+        model, src, [np.r_[BOS, s[::-1], EOS] for s in src], cfg
+    )  # half-trained: ties are rare
+    model.eval()
+    path = tmp_path / f"{cell}-{attention}.onnx"
+    export_model(model, path, max_source=8)
+    return model, EncoderDecoder(path)
+
+
+def _logp(model: Seq2Seq, src: np.ndarray, prefix: list[int]) -> np.ndarray:
+    """log P(next token | source, prefix) from PyTorch, teacher-forced."""
+    with torch.no_grad():
+        state = model.encode(torch.from_numpy(src)[None])
+        logits = model.decoder(torch.tensor([[BOS, *prefix]]), state)[0][0, -1]
+        return torch.log_softmax(logits.double(), -1).numpy()
+
+
+def _exhaustive(model: Seq2Seq, src: np.ndarray, max_len: int) -> list[int]:
+    """The most probable output of at most ``max_len`` tokens: every sequence scored (an
+    output ends at EOS, or is cut at max_len as the beam cuts it)."""
+    best, best_score = None, -np.inf
+    for n in range(max_len + 1):
+        for body in itertools.product(range(VOCAB), repeat=n):
+            if EOS in body:
+                continue
+            score = sum(_logp(model, src, list(body[:i]))[t] for i, t in enumerate(body))
+            if n < max_len:
+                score += _logp(model, src, list(body))[EOS]
+            if score > best_score:
+                best, best_score = list(body), score
+    assert best is not None
+    return best
+
+
+@pytest.mark.parametrize(("cell", "attention"), [("gru", "general"), ("lstm", None)])
+def test_wide_beam_is_exhaustive_search_and_width_one_is_greedy(cell, attention, tmp_path):
+    model, pair = _pair(cell, attention, tmp_path)
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        src = rng.integers(4, VOCAB, int(rng.integers(2, 6)))
+        assert list(pair.beam(src, BOS, EOS, 3, width=VOCAB**3)) == _exhaustive(model, src, 3)
+        assert list(pair.beam(src, BOS, EOS, 10, width=1)) == list(pair.greedy(src, BOS, EOS, 10))
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn"])
+def test_equals_the_pytorch_batch_beam(cell: str, tmp_path: Path) -> None:
+    from _seq2seq import beam_batch
+
+    model, pair = _pair(cell, "general", tmp_path)
+    rng = np.random.default_rng(2)
+    sources = [rng.integers(4, VOCAB, int(k)) for k in rng.integers(1, 9, 12)]
+    for width in (2, 4):
+        ref = beam_batch(model, sources, 12, beam=width)
+        assert [list(pair.beam(s, BOS, EOS, 12, width=width)) for s in sources] == ref
+
+
+def test_the_decoder_holds_the_best_output_afterwards(tmp_path: Path) -> None:
+    _, pair = _pair("gru", "general", tmp_path)
+    src = np.array([4, 5, 6, 4])
+    best = list(pair.beam(src, BOS, EOS, 12, width=3))
+    after = pair.decoder.state
+    pair.start(src)
+    for token in [BOS, *best]:
+        pair.decoder.step(np.int64(token))
+    for name, value in pair.decoder.state.items():
+        np.testing.assert_array_equal(after[name], value)
+
+
+class _Scripted:
+    """A decoder whose next-token log-probabilities depend only on the last token: every
+    hypothesis agrees on token 4 first, then they differ."""
+
+    def __init__(self) -> None:
+        self.last, self.steps = BOS, 0
+
+    def step(self, token: np.int64) -> np.ndarray:
+        self.last, self.steps = int(token), self.steps + 1
+        table = {BOS: [4], 4: [5, 6], 5: [6, EOS], 6: [5, EOS]}.get(self.last, [EOS])
+        out = np.full(VOCAB, -9.0, np.float32)
+        out[table] = np.linspace(1.0, 0.5, len(table))
+        return out
+
+    def snapshot(self) -> int:
+        return self.last
+
+    def restore(self, last: int) -> None:
+        self.last = last
+
+
+def test_agreed_tokens_stream_before_the_search_ends() -> None:
+    decoder = _Scripted()
+    tokens = beam_tokens(decoder, BOS, EOS, max_len=6, width=2)
+    first = next(tokens)
+    steps_at_first = decoder.steps
+    rest = list(tokens)
+    assert first == 4 and steps_at_first < decoder.steps and rest and EOS not in rest
+
+
+def test_bad_calls_are_refused_and_change_nothing(tmp_path: Path) -> None:
+    _, pair = _pair("gru", "general", tmp_path)
+    pair.start(np.array([4, 5]))
+    before = pair.decoder.state
+    with pytest.raises(InputError, match="beam width must be >= 1"):
+        pair.beam(np.array([4, 5]), BOS, EOS, 5, width=0)
+    with pytest.raises(InputError, match="memory holds 1 to 8 rows"):
+        list(pair.beam(np.arange(4, 13) % 3 + 4, BOS, EOS, 5, width=2))
+    for name, value in pair.decoder.state.items():
+        np.testing.assert_array_equal(before[name], value)
+
+
+def test_cli_generate_beam(tmp_path: Path) -> None:
+    """`edgeseq generate --beam N` on a text pair prints what EncoderDecoder.beam finds."""
+    torch.manual_seed(0)
+    vocab = ["<pad>", "<unk>", "<bos>", "<eos>", "a", "b", "c"]
+    from edgeseq.contract import Preprocessing
+
+    model, _ = _pair("gru", "general", tmp_path)
+    path = tmp_path / "text.onnx"
+    export_model(
+        model, path, max_source=8, preprocessing=Preprocessing(vocab=vocab),
+        source_preprocessing=Preprocessing(vocab=vocab),
+    )  # fmt: skip
+    want = "".join(vocab[t] for t in EncoderDecoder(path).beam("abca", BOS, EOS, 20, width=3))
+    got = CliRunner().invoke(main, ["generate", str(path), "--source", "abca", "--beam", "3"])
+    assert got.exit_code == 0, got.output
+    assert got.output == want + "\n"
+    lm = SeqModel(SeqConfig(cell="gru", input_size=4, hidden_size=8, output_size=VOCAB,
+                            vocab_size=VOCAB, task="generate")).eval()  # fmt: skip
+    export_model(lm, tmp_path / "lm.onnx", preprocessing=Preprocessing(vocab=vocab))
+    bad = CliRunner().invoke(
+        main, ["generate", str(tmp_path / "lm.onnx"), "-p", "ab", "--beam", "3"]
+    )
+    assert bad.exit_code != 0 and "--beam is for encoder-decoder models" in bad.output
