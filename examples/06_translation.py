@@ -24,12 +24,12 @@ over every encoder output (Luong's "general" attention,
 :class:`edgeseq.train.models.Seq2Seq` with ``attention="general"``). The attention model
 is exported as two ONNX files; the encoder's outputs become the decoder's per-stream
 memory, recorded in its contract, and :class:`edgeseq.runtime.EncoderDecoder` decodes
-greedily, token by token; PyTorch also decodes the attention model with a beam search
-(``--beam``, default 5 hypotheses), which the device's token-by-token greedy decoder does
-not do. Each model halves its learning rate after an epoch without a better validation
-loss and stops after 3 such epochs (at most ``--epochs``, default 40). Scores on the
-held-out pairs: character error rate, exact match, BLEU and chrF (sacrebleu), against
-copying the English, the translation memory alone and the model without attention.
+greedily, token by token, and with a beam search (``--beam``, default 5 hypotheses;
+``EncoderDecoder.beam``, checked against PyTorch's batch beam search). Each model
+halves its learning rate after an epoch without a better validation loss and stops
+after 3 such epochs (at most ``--epochs``, default 40). Scores on the held-out pairs:
+character error rate, exact match, BLEU and chrF (sacrebleu), against copying the
+English, the translation memory alone and the model without attention.
 
 Run: ``python examples/06_translation.py`` (``--quick`` for a smoke run).
 """
@@ -86,7 +86,7 @@ def _options(parser) -> None:
         "--beam",
         type=int,
         default=5,
-        help="also decode the attention model with a beam this wide (PyTorch; 1: off)",
+        help="also decode the exported attention model with a beam this wide (1: off)",
     )
     parser.add_argument(
         "--memory-input",
@@ -191,11 +191,13 @@ def main(argv: list[str] | None = None) -> dict:
         "translation memory (closest English)": recalled,
         "copy the English": test_en,
     }
-    beam = run.pick(run.args.beam, min(run.args.beam, 2))
-    if beam > 1:  # the exported decoder streams greedily; a beam re-ranks in PyTorch
-        found = beam_batch(models["attention"], test_src, max_len, beam=beam)
+    beam, beam_agree = run.pick(run.args.beam, min(run.args.beam, 2)), None
+    if beam > 1:  # the exported pair's beam search, checked against PyTorch's batch beam
+        found = [list(pair.beam(s, bos, eos, max_len, width=beam)) for s in test_src]
+        ref = beam_batch(models["attention"], test_src, max_len, beam=beam)
+        beam_agree = sum(a == b for a, b in zip(found, ref))
         systems = {
-            f"GRU + attention (PyTorch, beam {beam})": [tgt_vocab.decode(i) for i in found],
+            f"GRU + attention (ONNX, beam {beam})": [tgt_vocab.decode(i) for i in found],
             **systems,
         }
     rows = [[name, *scores(h, refs)] for name, h in systems.items()]
@@ -228,9 +230,12 @@ def main(argv: list[str] | None = None) -> dict:
             ["encoder reads", "English + memory's French" if with_memory else "English"],
             *training,
             ["ONNX greedy == PyTorch greedy (pairs)", f"{agree} / {len(te)}"],
+            *([] if beam_agree is None else [[f"ONNX beam {beam} == PyTorch beam {beam} (pairs)",
+                                              f"{beam_agree} / {len(te)}"]]),
         ],
-    )
+    )  # fmt: skip
     assert agree >= 0.99 * len(te), f"ONNX and PyTorch greedy agree on only {agree}/{len(te)}"
+    assert beam_agree is None or beam_agree >= 0.99 * len(te), f"beams agree on {beam_agree}"
     run.record("scores", {r[0]: dict(zip(["cer", "exact", "bleu", "chrf"], r[1:])) for r in rows})
     run.record(
         "examples",
