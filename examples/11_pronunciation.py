@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import reuse_option, start
 from _seq2seq import (
     attention_panel,
+    beam_batch,
     compare,
     export_checked,
     greedy_batch,
@@ -86,6 +87,12 @@ def _options(parser) -> None:
     parser.add_argument("--hidden", type=int, default=None, help="GRU hidden size (default 128)")
     parser.add_argument(
         "--train-words", type=int, default=None, help="train on this many words (default 40000)"
+    )
+    parser.add_argument(
+        "--beam",
+        type=int,
+        default=5,
+        help="also decode the exported attention model with a beam this wide (1: off)",
     )
 
 
@@ -165,14 +172,28 @@ def main(argv: list[str] | None = None) -> dict:
         "copy the spelling": [copy_spelling(w) for w, _ in test_pairs],
     }
     rows = [[name, *scores(h, refs, chrf=False)] for name, h in systems.items()]
+    beam, beam_agree = run.pick(run.args.beam, min(run.args.beam, 2)), None
+    if beam > 1:  # the exported pair's beam search, checked against PyTorch's batch beam
+        bos, eos = Vocabulary.BOS, Vocabulary.EOS
+        found = [list(pair.beam(s, bos, eos, max_len, width=beam)) for s in test_src]
+        ref = beam_batch(model, test_src, max_len, beam=beam, batch=256)
+        beam_agree = sum(a == b for a, b in zip(found, ref))
+        hyps = [phonemes(tgt_vocab.decode(i)) for i in found]
+        rows.insert(0, [f"GRU + attention (ONNX, beam {beam})", *scores(hyps, refs, chrf=False)])
     run.table(
         f"Held-out words ({len(te)}, spelling -> ARPAbet phonemes, scored per phoneme)",
         ["system", *METRICS],
         rows,
     )
-    beats, margins = compare(rows, METRICS)
+    greedy = next(r for r in rows if "ONNX, greedy" in r[0])
+    bases = [r for r in rows if "attention (" not in r[0]]  # no attention, memory, copy
+    beats, margins = compare([greedy, *bases], METRICS)
     run.record("attention_beats_every_baseline", beats)
     run.record("margin_over_best_baseline", margins)
+    if beam > 1:
+        beam_beats, beam_margins = compare([rows[0], *bases], METRICS)
+        run.record("beam_beats_every_baseline", beam_beats)
+        run.record("beam_margin_over_best_baseline", beam_margins)
     run.record(
         "val_loss_by_epoch",
         {
@@ -195,9 +216,12 @@ def main(argv: list[str] | None = None) -> dict:
             ["GRU hidden / embedding", f"{hidden} / {embed}"],
             *training,
             ["ONNX greedy == PyTorch greedy (words)", f"{agree} / {len(te)}"],
+            *([] if beam_agree is None else [[f"ONNX beam {beam} == PyTorch beam {beam} (words)",
+                                              f"{beam_agree} / {len(te)}"]]),
         ],
-    )
+    )  # fmt: skip
     assert agree >= 0.99 * len(te), f"ONNX and PyTorch greedy agree on only {agree}/{len(te)}"
+    assert beam_agree is None or beam_agree >= 0.99 * len(te), f"beams agree on {beam_agree}"
     run.record("scores", {r[0]: dict(zip(["per", "exact", "bleu"], r[1:])) for r in rows})
     run.record(
         "examples",
