@@ -215,6 +215,9 @@ def test_seq2seq_scores_and_memory_baseline() -> None:
         prons[3],
         prons[2],
     ]
+    # without queries each source recalls the nearest *other* source (leave one out)
+    assert memory_baseline(words, [1, 2, 3, 4, 5])[:2] == [2, 1]
+    assert memory_baseline(words[3:], ["h", "m"]) == ["m", "h"]
     rows = [["model", 0.2, 0.5, 40.0], ["memory", 0.3, 0.1, 45.0], ["copy", 0.6, 0.6, 2.0]]
     beats, margins = compare(rows, ["PER", "exact match", "BLEU"])
     assert beats == {"PER": True, "exact match": False, "BLEU": False}
