@@ -86,7 +86,7 @@ def memory_baseline(
             sims[np.arange(len(part)), np.arange(k, k + len(part))] = -np.inf
         near = np.argpartition(-sims, min(10, sims.shape[1] - 1), axis=1)[:, :10]
         for i, (q, row) in enumerate(zip(part, near)):
-            row = sorted(row, key=lambda j: -sims[i, j])
+            row = sorted((j for j in row if sims[i, j] > -np.inf), key=lambda j: -sims[i, j])
             best = max(row, key=lambda j: difflib.SequenceMatcher(None, q, sources[j]).ratio())
             out.append(outputs[best])
     return out
