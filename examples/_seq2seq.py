@@ -208,7 +208,7 @@ def attention_panel(
 def scores_panel(ax: Any, rows: Sequence[Sequence[Any]], error: str, title: str) -> None:
     """Bars of each system's error rate (%), exact match (%) and BLEU
     (rows: [name, error rate, exact match, BLEU, ...])."""
-    names = [r[0].split(" (")[0] for r in rows]
+    names = [r[0].split(" (")[0] + (", beam" if "beam" in r[0] else "") for r in rows]
     x = np.arange(len(rows))
     ax.bar(x - 0.27, [r[1] * 100 for r in rows], 0.27, label=f"{error} %")
     ax.bar(x, [r[2] * 100 for r in rows], 0.27, label="exact %")
