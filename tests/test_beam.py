@@ -173,3 +173,8 @@ def test_cli_generate_beam(tmp_path: Path) -> None:
         main, ["generate", str(tmp_path / "lm.onnx"), "-p", "ab", "--beam", "3"]
     )
     assert bad.exit_code != 0 and "--beam is for encoder-decoder models" in bad.output
+    for extra in (["-t", "0.5"], ["--top-k", "2"], ["--seed", "1"], ["--stop", "a"]):
+        mixed = CliRunner().invoke(
+            main, ["generate", str(path), "--source", "abca", "--beam", "3", *extra]
+        )
+        assert mixed.exit_code == 2 and "takes no sampling options" in mixed.output, extra

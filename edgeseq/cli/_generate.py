@@ -128,7 +128,7 @@ def _beam_text(pair: Any, source: Any, width: int, options: dict[str, Any]) -> I
     "--beam",
     type=click.IntRange(min=1),
     help="Encoder-decoder models: decode the most probable text a beam search of this many "
-    "hypotheses finds (sampling options do not apply; text shows as the hypotheses agree).",
+    "hypotheses finds (no sampling options with it; text shows as the hypotheses agree).",
 )
 @PREDICTOR_OPTIONS
 def command(
@@ -164,6 +164,11 @@ def command(
     stops = tuple(s.replace("\\n", "\n").replace("\\t", "\t") for s in stop)
     sampling = Sampling(temperature, top_k, top_p, seed, stops)
     options = {"max_tokens": max_tokens, "sampling": sampling, "unknown": unknown}
+    if beam is not None and sampling != Sampling():
+        raise click.UsageError(
+            "--beam decodes the most probable text, so it takes no sampling options: drop "
+            "--temperature, --top-k, --top-p, --seed and --stop, or drop --beam to sample."
+        )
     pieces = generate_text(model, prompt, source, options, device, threads, beam)
     click.echo(prompt if source is None else "", nl=False)  # the text reads on from the prompt
     for piece in pieces:
