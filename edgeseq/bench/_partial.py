@@ -27,17 +27,9 @@ class HandGathered:
     numpy arrays, gathered, run once and scattered back per call."""
 
     def __init__(self, path: Path, threads: int, capacity: int) -> None:
-        import onnxruntime as ort
+        from edgeseq.bench._sections import hand_session
 
-        from edgeseq.contract import Contract
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            str(path), sess_options=opts, providers=["CPUExecutionProvider"]
-        )
-        c = Contract.from_metadata(self.session.get_modelmeta().custom_metadata_map)
+        self.session, c = hand_session(path, threads)
         self.frames = c.frames.name
         self.time_major = (c.frames.batch_axis, c.frames.time_axis) == (1, 0)
         self.lengths = c.lengths

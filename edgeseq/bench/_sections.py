@@ -38,21 +38,25 @@ def _timing(stats: Stats, frames_per_call: int = 1) -> dict[str, Any]:
     return d
 
 
+def hand_session(path: Path, threads: int) -> tuple[Any, Any]:
+    """A plain CPU onnxruntime session of ``path`` (``threads`` intra-op threads, one
+    inter-op) and the contract in its metadata: what the hand-written contenders run."""
+    import onnxruntime as ort
+
+    from edgeseq.contract import Contract
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    return session, Contract.from_metadata(session.get_modelmeta().custom_metadata_map)
+
+
 class HandLoop:
     """What a user writes without edgeseq: ``session.run`` with the state passed as numpy."""
 
     def __init__(self, path: Path, threads: int, batch: int = 1) -> None:
-        import onnxruntime as ort
-
-        from edgeseq.contract import Contract
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            str(path), sess_options=opts, providers=["CPUExecutionProvider"]
-        )
-        contract = Contract.from_metadata(self.session.get_modelmeta().custom_metadata_map)
+        self.session, contract = hand_session(path, threads)
         self.frames = contract.frames.name
         self.time_major = (contract.frames.batch_axis, contract.frames.time_axis) == (1, 0)
         self.state_inputs = contract.state_inputs
