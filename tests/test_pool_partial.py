@@ -188,10 +188,8 @@ def test_a_failing_chunk_call_changes_no_row(
     _same_states(before, _states(pool))
 
 
-def test_partial_one_frame_steps_run_one_compact_bound_call(
-    models: dict[tuple[str, str], Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """k of N rows: one bound call on a slot of k rows (a bucket size), not the table."""
+def _record_bound_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The batch size of every bound call the pools make from now on, in order."""
     seen: list[int] = []
     bound = RowStore._run_bound
 
@@ -200,6 +198,14 @@ def test_partial_one_frame_steps_run_one_compact_bound_call(
         return bound(self, slot, *a, **k)
 
     monkeypatch.setattr(RowStore, "_run_bound", spy)
+    return seen
+
+
+def test_partial_one_frame_steps_run_one_compact_bound_call(
+    models: dict[tuple[str, str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """k of N rows: one bound call on a slot of k rows (a bucket size), not the table."""
+    seen = _record_bound_batches(monkeypatch)
     pool = StreamPool(models["lstm", "native"], max_streams=64)
     ids = np.array([pool.open() for _ in range(64)])
     rng = np.random.default_rng(6)
@@ -214,14 +220,7 @@ def test_a_wide_one_frame_call_over_the_call_budget_keeps_a_bound_plan(
     """A whole-table call of one frame per row whose estimated working memory exceeds the
     call budget (as a 4,096-row LSTM pool's does) still runs through a bound plan, and
     gives what separate predictors give; a chunk that size still gets none."""
-    seen: list[int] = []
-    bound = RowStore._run_bound
-
-    def spy(self, slot, *a, **k):  # type: ignore[no-untyped-def]
-        seen.append(slot.batch)
-        return bound(self, slot, *a, **k)
-
-    monkeypatch.setattr(RowStore, "_run_bound", spy)
+    seen = _record_bound_batches(monkeypatch)
     path = models["lstm", "native"]
     pool = StreamPool(path, max_streams=32)
     budget = pool.engine.budget
