@@ -7,34 +7,36 @@ outside the pool's lock, their callbacks handed off the worker; and a synchronou
 a stream first waits for that stream's earlier requests (:meth:`SubmitFront._in_order`).
 The worker never holds the pool between batches, so a pool dropped without ``shutdown()``
 is collected and its finalizer stops the threads.
+
+The batcher (and with it :mod:`concurrent.futures`, :mod:`logging` and :mod:`threading`,
+about 0.8 MB of a device's memory) is imported on the first ``submit``: a process that
+only steps a :class:`~edgeseq.runtime.StreamingPredictor` or calls ``pool.step`` never
+pays for it.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
-import threading
 import weakref
 from collections.abc import Iterable
-from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgeseq.runtime._batcher import MicroBatcher, Request
 from edgeseq.runtime._rounds import join
 
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Callable
+    from concurrent.futures import Future
 
+    from edgeseq.runtime._batcher import MicroBatcher, Request
     from edgeseq.runtime._engine import Engine
     from edgeseq.runtime._rows import RowStore
     from edgeseq.runtime._streams import Stream, StreamTable
     from edgeseq.runtime.snapshot import Snapshot
 
 __all__ = ["SubmitFront"]
-
-_LOG = logging.getLogger("edgeseq.runtime")
 
 
 class SubmitFront:
@@ -71,6 +73,8 @@ class SubmitFront:
         checked = self._check(stream_id, frames, own=True)
         batcher = self._batcher
         if batcher is None:
+            from edgeseq.runtime._batcher import MicroBatcher  # lazily, outside the lock
+
             with self._lock:
                 self._check_alive()
                 if self._batcher is None:
@@ -145,7 +149,11 @@ class SubmitFront:
             try:
                 hook(sid, snap)
             except Exception:
-                _LOG.exception("edgeseq: on_evict hook %r raised", hook)
+                import logging  # lazily: see above
+
+                logging.getLogger("edgeseq.runtime").exception(
+                    "edgeseq: on_evict hook %r raised", hook
+                )
 
     def _in_order(self, keys: Iterable[Any] | None) -> None:
         """Wait until earlier submits of these streams (None: of all) have run."""
