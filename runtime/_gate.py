@@ -17,14 +17,24 @@ Hot paths inline the two operations::
             gate.wake()
 
 Other code uses ``with gate:``.
+
+The condition variable is made when a thread first finds the gate taken, so a process
+that steps from one thread never imports :mod:`threading` for it (~0.2 MB on a device);
+a process with a second thread has imported it already.
 """
 
 from __future__ import annotations
 
-import threading
-from types import TracebackType
+import _thread
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import threading
+    from types import TracebackType
 
 __all__ = ["Gate"]
+
+_MAKING = _thread.allocate_lock()  # guards the first making of a gate's condition
 
 
 class Gate:
@@ -35,11 +45,23 @@ class Gate:
     def __init__(self) -> None:
         self.free = [True]  # one token: whoever popped it is inside
         self.waiting = 0
-        self._cond = threading.Condition(threading.Lock())
+        self._cond: threading.Condition | None = None  # made by the first waiter
+
+    def _condition(self) -> threading.Condition:
+        cond = self._cond
+        if cond is None:
+            import threading
+
+            with _MAKING:
+                cond = self._cond
+                if cond is None:
+                    cond = self._cond = threading.Condition(threading.Lock())
+        return cond
 
     def wait_turn(self) -> None:
         """Block until the token is ours (after a failed ``free.pop()``)."""
-        with self._cond:
+        cond = self._condition()
+        with cond:
             self.waiting += 1  # before the retry: a leaving thread then wakes us
             try:
                 while True:
@@ -47,13 +69,14 @@ class Gate:
                         self.free.pop()
                         return
                     except IndexError:
-                        self._cond.wait()
+                        cond.wait()
             finally:
                 self.waiting -= 1
 
     def wake(self) -> None:
-        with self._cond:
-            self._cond.notify()
+        cond = self._condition()  # made already: a waiter counted itself in under it
+        with cond:
+            cond.notify()
 
     def __enter__(self) -> None:
         try:
