@@ -8,9 +8,15 @@
 - :class:`EncoderDecoder` drives captioning and translation decoders; :class:`Sampling`
   holds how their and the predictor's ``generate`` pick each token.
 - :class:`GreedyCTC` turns a transcriber's emissions into text as they arrive.
+
+:class:`StreamPool` is loaded on first use (PEP 562): its module and the threads,
+futures and logging of its ``submit`` cost a device that only runs a
+:class:`StreamingPredictor` about 0.5 MB, so ``import edgeseq.runtime`` leaves them out.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from edgeseq.contract import Contract, StatePair
 from edgeseq.runtime._engine import DiscoveryWarning, initial_state
@@ -19,9 +25,11 @@ from edgeseq.runtime.conditioned import EncoderDecoder
 from edgeseq.runtime.ctc import GreedyCTC
 from edgeseq.runtime.discover import Discovery, discover, named_contract
 from edgeseq.runtime.generate import Sampling, encode_prompt, sample_token
-from edgeseq.runtime.pool import StreamPool
 from edgeseq.runtime.predictor import StreamingPredictor
 from edgeseq.runtime.snapshot import PoolSnapshot, Snapshot, atomic_write
+
+if TYPE_CHECKING:
+    from edgeseq.runtime.pool import StreamPool
 
 __all__ = [
     "Contract",
@@ -44,3 +52,21 @@ __all__ = [
     "resolve_providers",
     "sample_token",
 ]
+
+# public names whose modules load on first access: name -> module
+_LAZY = {"StreamPool": "edgeseq.runtime.pool"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # later lookups skip this hook
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
