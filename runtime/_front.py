@@ -8,10 +8,9 @@ a stream first waits for that stream's earlier requests (:meth:`SubmitFront._in_
 The worker never holds the pool between batches, so a pool dropped without ``shutdown()``
 is collected and its finalizer stops the threads.
 
-The batcher (and with it :mod:`concurrent.futures`, :mod:`logging` and :mod:`threading`,
-about 0.8 MB of a device's memory) is imported on the first ``submit``: a process that
-only steps a :class:`~edgeseq.runtime.StreamingPredictor` or calls ``pool.step`` never
-pays for it.
+The batcher (and with it :mod:`concurrent.futures` and :mod:`logging`, about 0.7 MB of a
+device's memory) is imported on the first ``submit``: a process that only calls
+``pool.step`` never pays for it.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 ``import edgeseq.runtime`` leaves out :class:`StreamPool` (loaded on first access,
 PEP 562) and the pool's ``submit`` front: :mod:`concurrent.futures`, :mod:`logging` and
-:mod:`threading` cost a device about 1 MB of memory. A fresh interpreter loads a model,
+:mod:`threading` cost a device about 1.3 MB of memory. A fresh interpreter loads a model,
 steps it and checks ``sys.modules``; then it uses the pool and checks they did load.
 """
 
