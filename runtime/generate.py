@@ -10,11 +10,12 @@ ends generation and the other specials are never sampled. How tokens are picked 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgeseq._options import one_place
 from edgeseq.errors import InputError
 
 if TYPE_CHECKING:
@@ -179,20 +180,10 @@ class Sampling:
         """``sampling``, or the one the keyword arguments of a ``generate`` method make
         (how they were passed before :class:`Sampling`). Both at once is refused unless
         the keywords are left at their defaults."""
-        keywords = cls(temperature, top_k, top_p, seed, () if stop is None else stop)
-        if sampling is None:
-            return keywords
-        if not isinstance(sampling, Sampling):
-            raise InputError(
-                f"sampling must be a Sampling(...) or None, got {type(sampling).__name__}."
-            )
-        moved = [f.name for f in fields(cls) if getattr(keywords, f.name) != f.default]
-        if moved:
-            raise InputError(
-                f"got sampling= and also {', '.join(f'{n}=' for n in moved)}; expected the "
-                f"sampling options in one place: put {', '.join(moved)} into the Sampling."
-            )
-        return sampling
+        stops = () if stop is None else stop
+        keywords = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed}
+        keywords["stop"] = stops
+        return one_place(cls, sampling, keywords, InputError, "sampling")
 
 
 def _check_max_tokens(max_tokens: int) -> None:
