@@ -3,6 +3,8 @@
 - :class:`StreamingPredictor` streams one sequence and keeps its state on the device.
 - :class:`StreamPool` steps many independent streams of one model in batched calls, with
   a thread-safe micro-batching ``submit``.
+- :class:`LoadOptions` holds how both load a model (device, threads, contract, state,
+  constants, context, window), as one value they share.
 - :class:`Snapshot` / :class:`PoolSnapshot` persist state as self-describing bytes/files.
 - :func:`discover` / :class:`Discovery` run stateful models edgeseq did not export.
 - :class:`EncoderDecoder` drives captioning and translation decoders; :class:`Sampling`
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgeseq.contract import Contract, StatePair
 from edgeseq.runtime._engine import DiscoveryWarning, initial_state
+from edgeseq.runtime._options import LoadOptions
 from edgeseq.runtime._session import parse_device, resolve_providers
 from edgeseq.runtime.conditioned import EncoderDecoder
 from edgeseq.runtime.ctc import GreedyCTC
@@ -37,6 +40,7 @@ __all__ = [
     "DiscoveryWarning",
     "EncoderDecoder",
     "GreedyCTC",
+    "LoadOptions",
     "PoolSnapshot",
     "Sampling",
     "Snapshot",

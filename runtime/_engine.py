@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-from edgeseq.contract import Contract, GraphIO, StatePair, TensorSpec
+from edgeseq.contract import GraphIO, StatePair, TensorSpec
 from edgeseq.errors import ContractError, InputError
 from edgeseq.runtime._budget import CallBudget
 from edgeseq.runtime._buffers import StateSlot, row_view
@@ -26,10 +26,11 @@ from edgeseq.runtime._compact import Scratch
 from edgeseq.runtime._context import check_context, settle_context
 from edgeseq.runtime._declared import check_rate_constant, constant_values
 from edgeseq.runtime._frames import FrameSpec
+from edgeseq.runtime._options import LoadOptions
 from edgeseq.runtime._session import ModelSource, graph_io, open_session, parse_device
 from edgeseq.runtime._steps import load_step_graph, plan_calls
 from edgeseq.runtime._window import GraphLayout, WindowPlan, check_cuts, plan_windows
-from edgeseq.runtime.discover import StateSpec, resolve_contract, session_prober
+from edgeseq.runtime.discover import resolve_contract, session_prober
 
 __all__ = ["DiscoveryWarning", "Engine", "initial_state"]
 
@@ -60,26 +61,17 @@ def _along(axis: int, start: int, stop: int) -> tuple[slice, ...]:
 class Engine:
     """A loaded model plus everything a call needs, precomputed once.
 
-    Parameters mirror :class:`~edgeseq.runtime.StreamingPredictor`.
+    ``options`` are the :class:`~edgeseq.runtime.LoadOptions` of the predictor or pool
+    that runs it (see :class:`~edgeseq.runtime.StreamingPredictor`).
     """
 
-    def __init__(
-        self,
-        model: ModelSource,
-        device: str = "cpu",
-        threads: int | None = None,
-        *,
-        contract: Contract | None = None,
-        state: StateSpec | None = None,
-        constants: Mapping[str, Any] | None = None,
-        context: int | None = None,
-        window: int | None = None,
-    ) -> None:
-        self.device = parse_device(device)
-        self.session = open_session(model, self.device, threads)
+    def __init__(self, model: ModelSource, options: LoadOptions) -> None:
+        self.options = o = options
+        self.device = parse_device(o.device)
+        self.session = open_session(model, self.device, o.threads)
         gin, gout = graph_io(self.session)
         source = "model bytes" if isinstance(model, (bytes, bytearray, memoryview)) else str(model)
-        given = dict(constants or {})
+        given = dict(o.constants or {})
         unknown = [k for k in given if k not in {g.name for g in gin}]
         if unknown:
             raise InputError(
@@ -91,8 +83,8 @@ class Engine:
             self.session.get_modelmeta().custom_metadata_map,
             gin,
             gout,
-            contract=contract,
-            state=state,
+            contract=o.contract,
+            state=o.state,
             constants=values,
             source=source,
             prober=session_prober(self.session, gin),
@@ -125,9 +117,9 @@ class Engine:
             k: ort.OrtValue.ortvalue_from_numpy(v, self.device.memory, self.device.index)
             for k, v in self.constants.items()
         }
-        self.context = settle_context(c, self.frames, context)
+        self.context = settle_context(c, self.frames, o.context)
         self.chunk = c.model.chunk  # frames per call of a fixed-length graph, context included
-        self.windows: WindowPlan | None = plan_windows(c, self.frames, self.context, window)
+        self.windows: WindowPlan | None = plan_windows(c, self.frames, self.context, o.window)
         if self.windows is not None:
             self.context = self.windows.context
             if self.windows.framed:  # the caller streams raw samples; frames are cut from them
@@ -152,7 +144,7 @@ class Engine:
         self.budget = CallBudget(self)  # the memory one call may take: see _budget.py
         # calls shorter than a fixed chunk run through the one-step graph beside it, if any
         self.step: Engine | None = load_step_graph(
-            self, model, lambda path: Engine(path, device, threads, constants=given)
+            self, model, lambda path: Engine(path, _step_options(o))
         )
         prep = c.preprocessing
         self.out_std = np.asarray(prep.out_std, np.float32) if prep.out_std is not None else None
@@ -378,6 +370,12 @@ class Engine:
         first = self.data_outputs[0].name
         result[first] = self.postprocess(result[first])
         return result[first] if len(result) == 1 else result
+
+
+def _step_options(options: LoadOptions) -> LoadOptions:
+    """The one-step graph beside a fixed chunk: the device, threads and constants only
+    (its contract, state and calls are its own)."""
+    return LoadOptions(options.device, options.threads, constants=options.constants)
 
 
 def _last_frames(xs: np.ndarray, valid: int | np.ndarray, n: int) -> np.ndarray:

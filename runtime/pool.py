@@ -13,6 +13,7 @@ from edgeseq.contract import Contract
 from edgeseq.errors import InputError, StreamError
 from edgeseq.runtime._engine import Engine, Outputs
 from edgeseq.runtime._front import SubmitFront
+from edgeseq.runtime._options import LoadOptions
 from edgeseq.runtime._pool_rows import PoolRows
 from edgeseq.runtime._pool_snapshots import PoolSnapshots
 from edgeseq.runtime._pool_streams import Evicted, PoolStreams
@@ -55,9 +56,10 @@ class StreamPool(SubmitFront, PoolSnapshots, PoolStreams, PoolRows):
 
     Parameters
     ----------
-    model, device, threads, contract, state, constants, context, window
-        As for :class:`~edgeseq.runtime.StreamingPredictor`; with a window each stream keeps
-        its own remainder, and streams that complete windows run in one batched call.
+    model, device, threads, contract, state, constants, context, window, options
+        As for :class:`~edgeseq.runtime.StreamingPredictor` (``options``: the others as one
+        :class:`~edgeseq.runtime.LoadOptions`); with a window each stream keeps its own
+        remainder, and streams that complete windows run in one batched call.
     max_streams
         Open streams at most; state is preallocated for this many rows.
     idle_timeout
@@ -127,7 +129,12 @@ class StreamPool(SubmitFront, PoolSnapshots, PoolStreams, PoolRows):
         resident: bool | None = None,
         on_evict: Callable[[int, Snapshot], None] | None = None,
         on_batch: Callable[[int, int], None] | None = None,
+        options: LoadOptions | None = None,
     ) -> None:
+        loading = LoadOptions.given(
+            options, device=device, threads=threads, contract=contract, state=state,
+            constants=constants, context=context, window=window,
+        )  # fmt: skip
         for name, value in (("max_streams", max_streams), ("max_batch", max_batch)):
             if name == "max_batch" and value is None:
                 continue
@@ -141,16 +148,7 @@ class StreamPool(SubmitFront, PoolSnapshots, PoolStreams, PoolRows):
             raise InputError(
                 f"on_evict must be a callable (stream_id, snapshot) or None, got {on_evict!r}."
             )
-        self.engine = engine = Engine(
-            model,
-            device,
-            threads,
-            contract=contract,
-            state=state,
-            constants=constants,
-            context=context,
-            window=window,
-        )
+        self.engine = engine = Engine(model, loading)
         spec = engine.contract.frames
         if spec.batch_axis is None:
             raise InputError(
@@ -171,6 +169,7 @@ class StreamPool(SubmitFront, PoolSnapshots, PoolStreams, PoolRows):
             Windower(size, engine.frames.dtype) for _ in range(max_streams if plan else 0)
         ]
         self.contract = engine.contract
+        self.options = loading
         self.max_streams = max_streams
         self.idle_timeout = idle_timeout
         self.on_evict = on_evict

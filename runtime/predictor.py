@@ -13,6 +13,7 @@ from edgeseq.errors import InputError
 from edgeseq.runtime._engine import Engine, Outputs, initial_state
 from edgeseq.runtime._frames import quiet_dot
 from edgeseq.runtime._gate import Gate
+from edgeseq.runtime._options import LoadOptions
 from edgeseq.runtime._session import ModelSource
 from edgeseq.runtime._views import join_states, split_states
 from edgeseq.runtime._window import Windower
@@ -72,6 +73,9 @@ class StreamingPredictor:
     buffer
         With a window: False refuses calls that are not whole windows instead of keeping
         the remainder.
+    options
+        ``device`` to ``window`` as one :class:`~edgeseq.runtime.LoadOptions` (to share
+        with a :class:`~edgeseq.runtime.StreamPool`); then leave those keywords out.
 
     Examples
     --------
@@ -95,21 +99,18 @@ class StreamingPredictor:
         context: int | None = None,
         window: int | None = None,
         buffer: bool = True,
+        options: LoadOptions | None = None,
     ) -> None:
-        self.engine = engine = Engine(
-            model,
-            device,
-            threads,
-            contract=contract,
-            state=state,
-            constants=constants,
-            context=context,
-            window=window,
-        )
+        loading = LoadOptions.given(
+            options, device=device, threads=threads, contract=contract, state=state,
+            constants=constants, context=context, window=window,
+        )  # fmt: skip
+        self.engine = engine = Engine(model, loading)
         self.contract = engine.contract
         self.session = engine.session
         self.discovery = engine.discovery
-        self.device = device
+        self.options = loading
+        self.device = loading.device
         self._slot = engine.slot(1)
         self._frames = engine.frames
         self._names = [o.name for o in engine.data_outputs]
