@@ -33,7 +33,10 @@ def one_place(
     if given is None:
         return made
     if not isinstance(given, cls):
-        raise error(f"{param} must be a {cls.__name__}(...) or None, got {type(given).__name__}.")
+        article = "an" if cls.__name__[0] in "AEIOU" else "a"
+        raise error(
+            f"{param} must be {article} {cls.__name__}(...) or None, got {type(given).__name__}."
+        )
     moved = [
         f.name
         for f in fields(cls)
