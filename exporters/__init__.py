@@ -5,6 +5,8 @@
   model whose state pairs and facts are written into the file's contract (modes:
   :data:`MODES`; what streams and how: :data:`STYLES`).
 - :func:`explain` says per layer how a model will stream, or why it cannot.
+- :class:`ExportOptions` holds how (mode, chunk, backend, offline, lengths), as one value
+  :func:`export`, :func:`explain` and :func:`export_model` share.
 - :func:`export_model` does it for edgeseq's own ``SeqModel`` / ``Seq2Seq``.
 - :func:`verify` compares the exported model, streamed, with PyTorch, on any of
   :data:`RUNTIMES` (onnxruntime, OpenVINO, tract, the ONNX reference evaluator).
@@ -14,6 +16,7 @@
 
 from __future__ import annotations
 
+from edgeseq.exporters._options import ExportOptions
 from edgeseq.exporters._report import TensorDiff, VerifyReport
 from edgeseq.exporters._runtimes import RUNTIMES, RuntimeSpec
 from edgeseq.exporters._styles import STYLES, Style, get_style, register_style
@@ -30,6 +33,7 @@ __all__ = [
     "RUNTIMES",
     "STYLES",
     "ExplainReport",
+    "ExportOptions",
     "LayerPlan",
     "ModeSpec",
     "OrtArtifacts",

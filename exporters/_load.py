@@ -22,6 +22,7 @@ from torch import nn
 from edgeseq.contract import Preprocessing
 from edgeseq.errors import ExportError, ModelLoadError
 from edgeseq.exporters._onnx import read_contract
+from edgeseq.exporters._options import ExportOptions
 
 __all__ = [
     "Source",
@@ -159,20 +160,16 @@ def example_from_shape(shape: str | tuple[int, ...], dtype: str = "float32") -> 
 def export_source(
     source: Source,
     path: str | Path,
-    *,
-    mode: str | None = None,
-    chunk: int | None = None,
-    backend: str = "torchscript",
-    offline: bool = False,
+    options: ExportOptions | None = None,
     example: torch.Tensor | None = None,
-    lengths: bool | None = None,
 ) -> dict[str, Any]:
     """Export a loaded source; return ``{file path: contract}`` for every file written."""
     from edgeseq.exporters.export import export
     from edgeseq.exporters.seq import export_model
 
+    opts = options or ExportOptions()
     if source.kind == "checkpoint":
-        if offline:
+        if opts.offline:
             raise ExportError(
                 "--offline applies to factory models; an edgeseq checkpoint's topology "
                 "already decides whether it streams"
@@ -180,28 +177,11 @@ def export_source(
         return export_model(
             source.model,  # type: ignore[arg-type]
             path,
-            mode=mode,
-            chunk=chunk,
-            backend=backend,  # type: ignore[arg-type]
             preprocessing=preprocessing_from(source.extra),
             source_preprocessing=preprocessing_from(source.extra, "source_preprocessing"),
-            lengths=lengths,
+            options=opts,
         )
-    if example is None:
-        raise ExportError(
-            "a factory model needs an example input: pass --example-shape B,T,F "
-            "(e.g. 2,16,3 for 3 features per frame)"
-        )
-    contract = export(
-        source.model,
-        path,
-        example=example,
-        mode=mode,
-        chunk=chunk,
-        backend=backend,  # type: ignore[arg-type]
-        offline=offline,
-        lengths=lengths,
-    )
+    contract = export(source.model, path, example=_factory_example(example), options=opts)
     written = {str(path): contract}
     ref = contract.model.extra.get("step_model")
     if isinstance(ref, dict):  # the one-step graph beside a fixed-chunk one
@@ -211,25 +191,22 @@ def export_source(
 
 
 def explain_source(
-    source: Source,
-    *,
-    mode: str | None = None,
-    chunk: int | None = None,
-    backend: str = "torchscript",
-    offline: bool = False,
-    example: torch.Tensor | None = None,
-    lengths: bool | None = None,
+    source: Source, options: ExportOptions | None = None, example: torch.Tensor | None = None
 ) -> list[Any]:
     """How each graph of a loaded source will stream (``ExplainReport`` per graph)."""
     from edgeseq.exporters.explain import explain
     from edgeseq.exporters.seq import explain_model
 
-    kw: dict[str, Any] = dict(mode=mode, chunk=chunk, backend=backend, lengths=lengths)
+    opts = options or ExportOptions()
     if source.kind == "checkpoint":
-        return explain_model(source.model, **kw)  # type: ignore[arg-type]
+        return explain_model(source.model, options=opts)  # type: ignore[arg-type]
+    return [explain(source.model, _factory_example(example), options=opts)]
+
+
+def _factory_example(example: torch.Tensor | None) -> torch.Tensor:
     if example is None:
         raise ExportError(
             "a factory model needs an example input: pass --example-shape B,T,F "
             "(e.g. 2,16,3 for 3 features per frame)"
         )
-    return [explain(source.model, example, offline=offline, **kw)]
+    return example

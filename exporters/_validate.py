@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from edgeseq.errors import ExportError
+from edgeseq.exporters._options import ExportOptions
 from edgeseq.exporters._recurrent import LayerInfo
 from edgeseq.exporters.modes import MODES, ModeSpec, get_mode
 
@@ -25,16 +26,11 @@ __all__ = [
     "refuse_nothing",
 ]
 
-BACKENDS = ("torchscript", "dynamo")
 
-
-def check_args(mode: str, chunk: int | None, backend: str) -> tuple[ModeSpec, int | None]:
-    """The mode's spec and the chunk to use (the mode's default for fixed-chunk modes)."""
+def check_args(mode: str, chunk: int | None) -> tuple[ModeSpec, int | None]:
+    """The mode's spec and the chunk to use (the mode's default for fixed-chunk modes);
+    the values themselves were checked by :class:`ExportOptions`."""
     spec = get_mode(mode)
-    if backend not in BACKENDS:
-        raise ExportError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
-    if chunk is not None and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1):
-        raise ExportError(f"chunk must be a positive int (frames per call), got {chunk!r}")
     if spec.fixed_chunk:
         return spec, chunk or spec.default_chunk
     if chunk is not None:
@@ -105,20 +101,18 @@ def initial_values(
     return inits
 
 
-def pick_mode(
-    mode: str | None, layers: list[LayerInfo], backend: str, offline: bool
-) -> tuple[str, str | None]:
-    """``mode``, or when None the first registered mode that can express every layer.
+def pick_mode(options: ExportOptions, layers: list[LayerInfo]) -> tuple[str, str | None]:
+    """``options.mode``, or when None the first registered mode that can express every layer.
 
     Returns the mode and, when it is not the first registered one, a note saying why.
     """
-    if mode is not None:
-        return mode, None
+    if options.mode is not None:
+        return options.mode, None
     first = next(iter(MODES))
     why = None
     for name, spec in MODES.items():
         try:
-            refuse_layers(layers, spec, backend, offline)
+            refuse_layers(layers, spec, options)
         except ExportError as exc:
             why = why or str(exc).split(". ")[0]
             continue
@@ -140,10 +134,10 @@ def refuse_nothing(adapter: Any, offline: bool) -> None:
     )
 
 
-def refuse_layers(layers: list[LayerInfo], spec: ModeSpec, backend: str, offline: bool) -> None:
+def refuse_layers(layers: list[LayerInfo], spec: ModeSpec, options: ExportOptions) -> None:
     """Refuse, by construction, layers this mode/backend cannot export or stream."""
     for info in layers:
-        if info.bidirectional and not offline:
+        if info.bidirectional and not options.offline:
             raise ExportError(
                 f"layer {info.path!r} is bidirectional: its output at time t depends on "
                 "later frames, so it cannot stream. Export with offline=True (CLI: "
@@ -155,7 +149,8 @@ def refuse_layers(layers: list[LayerInfo], spec: ModeSpec, backend: str, offline
                 "ONNX LSTM op cannot express. Export with mode='unrolled' (CLI: --mode "
                 "unrolled), or leave the mode unset and edgeseq picks it."
             )
-    if backend == "dynamo" and spec.wire_native_lengths and any(i.cell == "rnn" for i in layers):
+    rnn = any(i.cell == "rnn" for i in layers)
+    if options.backend == "dynamo" and spec.wire_native_lengths and rnn:
         raise ExportError(
             "the dynamo exporter decomposes nn.RNN into a fixed-length loop, so the graph "
             "would not accept other lengths. Use backend='torchscript' for native RNN "

@@ -21,6 +21,7 @@ from edgeseq.errors import ExportError
 from edgeseq.exporters._adapter import StreamAdapter, as_streamable, eager
 from edgeseq.exporters._causal import first_culprit, probe_sequence
 from edgeseq.exporters._onnx import Backend
+from edgeseq.exporters._options import ExportOptions
 from edgeseq.exporters._teach import sentence, trace_modules
 from edgeseq.exporters._validate import check_args, fit_example, pick_mode, refuse_layers
 from edgeseq.exporters.export import export, find_recurrent_layers
@@ -93,8 +94,10 @@ def explain(
     backend: Backend = "torchscript",
     offline: bool = False,
     lengths: bool | None = None,
+    options: ExportOptions | None = None,
 ) -> ExplainReport:
-    """Say per layer how ``model`` will be streamed by :func:`export` (same arguments).
+    """Say per layer how ``model`` will be streamed by :func:`export` (same arguments;
+    ``options`` as there: one :class:`~edgeseq.exporters.ExportOptions`, or its keywords).
 
     Returns an :class:`ExplainReport`: a row per module (native op, unrolled, conv cache,
     cell loop, stateless, explicit state, or why not) and whether the export succeeds;
@@ -102,10 +105,14 @@ def explain(
     """
     if not isinstance(model, nn.Module):
         raise ExportError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    opts = ExportOptions.given(
+        options, mode=mode, chunk=chunk, backend=backend, offline=offline, lengths=lengths
+    )
+    offline = opts.offline
     module = as_streamable(model)
     layers = find_recurrent_layers(module)
-    picked, note = pick_mode(mode, layers, backend, offline)
-    spec, graph_chunk = check_args(picked, chunk, backend)
+    picked, note = pick_mode(opts, layers)
+    spec, graph_chunk = check_args(picked, opts.chunk)
     x = fit_example(example, graph_chunk)
     report = ExplainReport(
         type(model).__name__, picked, graph_chunk, notes=[note] if note else [], offline=offline
@@ -113,11 +120,11 @@ def explain(
     refused = {}
     for info in layers:
         try:
-            refuse_layers([info], spec, backend, offline)
+            refuse_layers([info], spec, opts)
         except ExportError as exc:
             refused[info.path] = str(exc).split(". ")[0]
-    keeps = spec.default_lengths if lengths is None else lengths
-    adapter = StreamAdapter(module, spec.runner, spec.takes_lengths and keeps, not offline)
+    keeps = spec.takes_lengths and opts.lengths_for(spec)
+    adapter = StreamAdapter(module, spec.runner, keeps, not offline)
     try:
         adapter.prepare(x, collect=True)
         states = adapter.initial_states(x)
@@ -135,10 +142,7 @@ def explain(
     report.layers = _rows(adapter, x, states, picked, refused, shapes, offline)
     with tempfile.TemporaryDirectory(prefix="edgeseq-explain-") as tmp:
         try:
-            contract = export(
-                model, Path(tmp) / "m.onnx", example=example, mode=mode, chunk=chunk,
-                backend=backend, offline=offline, lengths=lengths,
-            )  # fmt: skip
+            contract = export(model, Path(tmp) / "m.onnx", example=example, options=opts)
             report.streams, report.states = True, contract.state_inputs
             report.chunk = contract.model.chunk
         except ExportError as exc:

@@ -29,6 +29,7 @@ from edgeseq.exporters._names import (
     state_output_name,
 )
 from edgeseq.exporters._onnx import Backend
+from edgeseq.exporters._options import ExportOptions
 from edgeseq.exporters._validate import (
     check_args,
     check_memory,
@@ -94,6 +95,7 @@ def export(
     offline: bool = False,
     lengths: bool | None = None,
     memory: Mapping[str, torch.Tensor] | None = None,
+    options: ExportOptions | None = None,
 ) -> Contract:
     """Export ``model`` as a streaming ONNX model at ``path`` and return its contract.
 
@@ -156,6 +158,10 @@ def export(
         memory). Each becomes input ``memory_in.<name>``, returned unchanged as
         ``memory_out.<name>``: the contract lists it under ``memory`` and the runtime
         carries it like state, set when a stream starts (``set_state``).
+    options
+        ``mode``, ``chunk``, ``backend``, ``offline`` and ``lengths`` as one
+        :class:`~edgeseq.exporters.ExportOptions` (to share with :func:`explain` and
+        :func:`export_model`); then leave those keywords out.
 
     Raises
     ------
@@ -165,17 +171,18 @@ def export(
     """
     if not isinstance(model, nn.Module):
         raise ExportError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    opts = ExportOptions.given(
+        options, mode=mode, chunk=chunk, backend=backend, offline=offline, lengths=lengths
+    )
+    backend, offline = opts.backend, opts.offline
     model = as_streamable(model)
     layers = find_recurrent_layers(model)
-    mode, mode_note = pick_mode(mode, layers, backend, offline)
-    spec, chunk = check_args(mode, chunk, backend)
-    if lengths is None:
-        lengths = spec.default_lengths
-    if not isinstance(lengths, bool):
-        raise ExportError(f"lengths must be True, False or None (the mode's), got {lengths!r}")
+    mode, mode_note = pick_mode(opts, layers)
+    spec, chunk = check_args(mode, opts.chunk)
+    lengths = opts.lengths_for(spec)
     x = fit_example(example, chunk)
     mem_names, mem = check_memory(memory, example, x, offline)
-    refuse_layers(layers, spec, backend, offline)
+    refuse_layers(layers, spec, opts)
     adapter = StreamAdapter(
         model,
         spec.runner,
@@ -238,9 +245,7 @@ def export(
         states=list(zip(keys, axes, init_states, inits)),
         memory=list(zip(mem_names, mem)),
         outputs=list(zip(out_names, probed)),
-        facts=_facts(
-            facts, layers, x, mode, chunk, offline, backend, adapter.streamed(), mode_note
-        ),
+        facts=_facts(facts, layers, x, mode, chunk, opts, adapter.streamed(), mode_note),
         preprocessing=preprocessing or Preprocessing(),
     )
     extra: dict[str, Any] = {}
@@ -278,12 +283,12 @@ def _facts(
     x: torch.Tensor,
     mode: str,
     chunk: int | None,
-    offline: bool,
-    backend: str,
+    opts: ExportOptions,
     streamed: list[dict[str, Any]],
     mode_note: str | None,
 ) -> ModelFacts:
     base = base or ModelFacts()
+    offline = opts.offline
     cells = {i.cell for i in layers} | {s["cell"] for s in streamed if s["style"] == "cell_loop"}
     return dataclasses.replace(
         base,
@@ -298,7 +303,7 @@ def _facts(
         stateful=not offline,
         extra={
             **base.extra,
-            "backend": backend,
+            "backend": opts.backend,
             "example_time": int(x.shape[1]),
             "layers": [dataclasses.asdict(i) for i in layers],
             "streamed": streamed,  # how each module streams: style, path, carried state

@@ -33,6 +33,7 @@ from edgeseq.exporters._onnx import (
     save_checked,
     torch_to_onnx,
 )
+from edgeseq.exporters._options import ExportOptions
 from edgeseq.exporters._write import producer
 from edgeseq.exporters.export import export, memory_input_name, sibling_path, state_input_name
 from edgeseq.train.audio import Transcriber
@@ -135,6 +136,7 @@ def export_model(
     source_preprocessing: Preprocessing | None = None,
     lengths: bool | None = None,
     max_source: int = 64,
+    options: ExportOptions | None = None,
 ) -> dict[str, Contract]:
     """Export a trained edgeseq model; return ``{file path: contract}`` for every file written.
 
@@ -142,16 +144,17 @@ def export_model(
     or the vocabulary of token models. ``source_preprocessing`` is the encoder's, for
     :class:`~edgeseq.train.models.Seq2Seq`. ``max_source`` is the longest source (in
     frames or tokens) an attention decoder's memory holds. ``mode``, ``chunk``, ``backend``
-    and ``lengths`` are as in :func:`~edgeseq.exporters.export`. A fixed-chunk graph's
-    one-step graph is among the files returned.
+    and ``lengths`` (or them as one ``options=``
+    :class:`~edgeseq.exporters.ExportOptions`) are as in :func:`~edgeseq.exporters.export`;
+    the topology decides ``offline`` (one-to-one graphs carry no state). A fixed-chunk
+    graph's one-step graph is among the files returned.
     """
+    opts = _options(options, mode=mode, chunk=chunk, backend=backend, lengths=lengths)
     path = Path(path)
     model = model.eval()
     written: dict[str, Contract] = {}
     if isinstance(model, Transcriber):
-        written[str(path)] = _export_transcriber(
-            model, path, mode, chunk, backend, preprocessing, lengths
-        )
+        written[str(path)] = _export_transcriber(model, path, opts, preprocessing)
         _add_step(written, path)
         return written
     if isinstance(model, Seq2Seq):
@@ -178,8 +181,7 @@ def export_model(
             attending = isinstance(part, AttentionDecoder)
             written[str(file)] = export(
                 _Attending(part) if attending else _Frames(part), file, example=_example(part),
-                mode=mode, chunk=chunk, backend=backend, preprocessing=prep,
-                facts=_facts(part, "seq2seq", **extra), lengths=lengths,
+                preprocessing=prep, facts=_facts(part, "seq2seq", **extra), options=opts,
                 memory=_memory_example(part, max_source) if attending else None,
             )  # fmt: skip
             _add_step(written, file)
@@ -191,14 +193,11 @@ def export_model(
             _Frames(model),
             path,
             example=_example(model),
-            mode=mode,
-            chunk=chunk,
-            backend=backend,
             preprocessing=preprocessing,
             facts=_facts(model, topology, role="decoder", init_model=init_path.name),
-            lengths=lengths,
+            options=opts,
         )
-        written[str(init_path)] = _export_bridge(model, init_path, decoder, backend)
+        written[str(init_path)] = _export_bridge(model, init_path, decoder, opts.backend)
         written[str(path)] = decoder
         _add_step(written, path)
         return written
@@ -206,16 +205,25 @@ def export_model(
         _Frames(model),
         path,
         example=_example(model),
-        mode=mode,
-        chunk=chunk,
-        backend=backend,
         preprocessing=preprocessing,
         facts=_facts(model, topology),
-        offline=topology == "one_to_one",  # frames are independent: nothing to carry
-        lengths=lengths,
+        # one-to-one frames are independent: nothing to carry
+        options=dataclasses.replace(opts, offline=topology == "one_to_one"),
     )
     _add_step(written, path)
     return written
+
+
+def _options(options: ExportOptions | None, **keywords: Any) -> ExportOptions:
+    """:class:`ExportOptions` for an edgeseq model, whose topology decides ``offline``."""
+    opts = ExportOptions.given(options, **keywords)
+    if opts.offline:
+        raise ExportError(
+            "offline applies to export() of your own modules (CLI: --offline with "
+            "--factory); an edgeseq model's topology already decides whether it streams "
+            "(one-to-one graphs carry no state)"
+        )
+    return opts
 
 
 def _add_step(written: dict[str, Contract], path: Path) -> None:
@@ -233,17 +241,20 @@ def explain_model(
     chunk: int | None = None,
     backend: Backend = "torchscript",
     lengths: bool | None = None,
+    options: ExportOptions | None = None,
 ) -> list[Any]:
-    """How each streaming graph :func:`export_model` writes for ``model`` will stream."""
+    """How each streaming graph :func:`export_model` writes for ``model`` will stream
+    (``options`` or its keywords as there)."""
     from edgeseq.exporters.explain import explain
 
+    opts = _options(options, mode=mode, chunk=chunk, backend=backend, lengths=lengths)
     model = model.eval()
     parts = [model.encoder, model.decoder] if isinstance(model, Seq2Seq) else [model]
     offline = not isinstance(model, Seq2Seq) and model.config.topology == "one_to_one"
-    kw: dict[str, Any] = dict(mode=mode, chunk=chunk, backend=backend, offline=offline)
+    opts = dataclasses.replace(opts, offline=offline)
     reports = []
     for role, part in zip(["encoder", "decoder"] if len(parts) > 1 else [""], parts):
-        report = explain(_Frames(part), _example(part), lengths=lengths, **kw)
+        report = explain(_Frames(part), _example(part), options=opts)
         report.model = f"{type(model).__name__} {role}".strip()
         reports.append(report)
     return reports
@@ -272,13 +283,7 @@ def graphs_to_verify(
 
 
 def _export_transcriber(
-    model: Transcriber,
-    path: Path,
-    mode: str,
-    chunk: int | None,
-    backend: Backend,
-    preprocessing: Preprocessing | None,
-    lengths: bool | None,
+    model: Transcriber, path: Path, opts: ExportOptions, preprocessing: Preprocessing | None
 ) -> Contract:
     spec = model.front.spec
     facts = _facts(
@@ -292,9 +297,8 @@ def _export_transcriber(
     facts = dataclasses.replace(facts, input_size=spec.frame_size, task="transcribe")
     example = torch.randn(2, 5, spec.frame_size) * 0.1
     return export(
-        model, path, example=example, mode=mode, chunk=chunk, backend=backend,
-        preprocessing=preprocessing, facts=facts, lengths=lengths,
-    )  # fmt: skip
+        model, path, example=example, preprocessing=preprocessing, facts=facts, options=opts
+    )
 
 
 def _export_bridge(model: SeqModel, path: Path, decoder: Contract, backend: Backend) -> Contract:

@@ -148,6 +148,7 @@ def command(
       edgeseq export --factory mypkg.nets:build --example-shape 2,16,3 --explain
     """
     from edgeseq.errors import ExportError
+    from edgeseq.exporters import ExportOptions
     from edgeseq.exporters._load import (
         example_from_shape,
         explain_source,
@@ -163,15 +164,13 @@ def command(
     if not out and not do_explain:
         raise click.UsageError("give -o/--out, the ONNX file to write (or --explain)")
     refuse_overwriting_an_input(out, CHECKPOINT=checkpoint, **{"--weights": weights})
+    options = ExportOptions(mode, chunk, backend, offline, lengths)  # type: ignore[arg-type]
     source = load_source(factory or checkpoint, weights)  # type: ignore[arg-type]
     example = example_from_shape(example_shape, example_dtype) if example_shape else None
     if example_shape and source.kind == "checkpoint":
         raise ExportError("--example-shape is for --factory models; a checkpoint knows its input")
     if do_explain:
-        reports = explain_source(
-            source, mode=mode, chunk=chunk, backend=backend, offline=offline, example=example,
-            lengths=lengths,
-        )  # fmt: skip
+        reports = explain_source(source, options, example)
         click.echo("\n\n".join(r.table() for r in reports))
         if not all(r.streams for r in reports):
             raise click.exceptions.Exit(1)
@@ -182,16 +181,7 @@ def command(
 
     for runtime in runtimes:  # missing: say which extra to install before exporting
         require_runtime(runtime)
-    written = export_source(
-        source,
-        out,
-        mode=mode,
-        chunk=chunk,
-        backend=backend,
-        offline=offline,
-        example=example,
-        lengths=lengths,
-    )
+    written = export_source(source, out, options, example)
     rows = []
     for path, contract in written.items():
         m = contract.model
