@@ -32,6 +32,7 @@ class ServerProcess:
         self.args = [sys.executable, "-c", cli, "serve", str(model), "--port", "0", *args]
         self.lines: list[str] = []
         self.proc: subprocess.Popen | None = None
+        self._drain: threading.Thread | None = None
         self.url = ""
         self.http = ""
         self.start_timeout = _START_TIMEOUT
@@ -51,7 +52,8 @@ class ServerProcess:
                     first.set()
             first.set()
 
-        threading.Thread(target=drain, daemon=True).start()
+        self._drain = threading.Thread(target=drain, daemon=True)
+        self._drain.start()
         if not first.wait(self.start_timeout) or not self.lines:
             self.kill()
             raise RuntimeError(f"edgeseq serve did not start: {self.lines}")
@@ -73,16 +75,26 @@ class ServerProcess:
         assert self.proc is not None
         os.kill(self.pid, signal.SIGTERM)
         try:
-            return self.proc.wait(timeout)
+            status = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
             raise
+        self._drained()
+        return status
 
     def kill(self) -> None:
         """SIGKILL: the server gets no chance to save."""
         if self.proc is not None and self.proc.poll() is None:
             os.kill(self.pid, signal.SIGKILL)
             self.proc.wait(10)
+            self._drained(2.0)  # a killed fleet's cluster may hold the pipe until its sweep
+
+    def _drained(self, timeout: float = 10.0) -> None:
+        """Wait (bounded) until the reader thread has every line the exited server wrote:
+        the process can be reaped before that thread has read the pipe's last lines (its
+        shutdown lines), which a test reads from :meth:`log` right after."""
+        if self._drain is not None:
+            self._drain.join(timeout)
 
     def log(self) -> str:
         return "\n".join(self.lines)

@@ -64,7 +64,7 @@ def test_dropped_csv_is_streamed_and_plotted(tmp_path: Path) -> None:
         run = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=BROWSER)
         assert run.returncode == 0, run.stderr[-3000:]
         shown = json.loads(run.stdout.strip().splitlines()[-1])
-        assert "open   stream=" in server.log()
+        server.wait_log("open   stream=")  # read from its stderr by a thread
     assert shown["error"] is None, shown
     assert shown["pageErrors"] == [], shown["pageErrors"]
     # before the token is typed in, the page's first requests are refused: nothing else fails
