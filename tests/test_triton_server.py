@@ -274,3 +274,44 @@ def _contract(path: Path):
     from edgeseq.runtime.discover import read_contract
 
     return read_contract(str(path))[0]
+
+
+def test_a_port_taken_while_the_server_loads_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ports are chosen free, but tritonserver binds them only after loading its models:
+    a port another process took meanwhile makes it exit ("already in use"), and start()
+    starts it again on new ports instead of failing."""
+    import socket
+
+    from _models import zoo
+
+    from edgeseq.exporters.triton import server as triton_server
+
+    try:
+        install = LocalTriton.find()
+    except TritonUnavailable as exc:
+        _unavailable(str(exc))
+    to_triton(zoo.get("rnn"), tmp_path, name="rnn", backend="python")
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # the process that took it
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    taken = holder.getsockname()[1]
+    chosen: list[list[int]] = []
+    free_ports = triton_server._free_ports
+
+    def first_one_taken(n: int) -> list[int]:
+        ports = free_ports(n)
+        if not chosen:
+            ports[0] = taken  # the HTTP port
+        chosen.append(ports)
+        return ports
+
+    monkeypatch.setattr(triton_server, "_free_ports", first_one_taken)
+    try:
+        with TritonServer(tmp_path, install) as srv:
+            assert len(chosen) == 2 and srv.http_port == chosen[1][0] != taken
+            _, client = _client("http", srv)
+            assert client.is_model_ready("rnn")
+    finally:
+        holder.close()

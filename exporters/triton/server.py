@@ -89,6 +89,12 @@ class LocalTriton:
         return env
 
 
+# tritonserver's words when a port it was given is taken ("failed to start HTTP service:
+# Unavailable - Socket '127.0.0.1:PORT' already in use"; the same for GRPC and Metrics)
+PORT_TAKEN = "already in use"
+PORT_ATTEMPTS = 3
+
+
 def _free_ports(n: int) -> list[int]:
     socks = []
     try:
@@ -138,7 +144,29 @@ class TritonServer:
         return f"127.0.0.1:{self.grpc_port}"
 
     def start(self) -> TritonServer:
-        """Start the server and wait until every model is ready (bounded by startup_timeout)."""
+        """Start the server and wait until every model is ready (bounded by startup_timeout).
+
+        The ports are free when chosen, but tritonserver binds them only after loading its
+        models; if another process took one meanwhile, the server exits saying so and is
+        started again on new ports (``PORT_ATTEMPTS`` times at most).
+        """
+        deadline = time.monotonic() + self.startup_timeout
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            since = self.log_path.stat().st_size if self.log_path.exists() else 0
+            self._spawn()
+            status = self._wait_ready(deadline)
+            if status is None:
+                return self
+            taken = PORT_TAKEN in self._log_text(since)
+            if not taken or attempt == PORT_ATTEMPTS:
+                tail = self.log_tail()
+                self.stop()
+                raise TritonUnavailable(
+                    f"tritonserver exited with status {status} while starting; its log ends: {tail}"
+                )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _spawn(self) -> None:
         self.http_port, self.grpc_port, self.metrics_port = _free_ports(3)
         cmd = [
             str(self.install.tritonserver),
@@ -163,23 +191,30 @@ class TritonServer:
             env=self.install.environment(),
             start_new_session=True,  # its python-backend stubs die with it when stopped
         )
-        deadline = time.monotonic() + self.startup_timeout
+
+    def _wait_ready(self, deadline: float) -> int | None:
+        """None once the server is ready; its exit status if it exited while starting."""
+        assert self.process is not None
         while time.monotonic() < deadline:
             status = self.process.poll()
             if status is not None:
-                tail = self.log_tail()
-                self.stop()
-                raise TritonUnavailable(
-                    f"tritonserver exited with status {status} while starting; its log ends: {tail}"
-                )
+                return status
             if self._ready():
-                return self
+                return None
             time.sleep(0.2)
         tail = self.log_tail()
         self.stop()
         raise TritonUnavailable(
             f"tritonserver was not ready after {self.startup_timeout:.0f} s; its log ends: {tail}"
         )
+
+    def _log_text(self, since: int = 0) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(since)
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
 
     def _ready(self) -> bool:
         url = f"http://{self.http_url}/v2/health/ready"
@@ -191,9 +226,8 @@ class TritonServer:
 
     def log_tail(self, lines: int = 6) -> str:
         """The log's error lines (Triton prefixes them with E), else its last lines."""
-        try:
-            text = self.log_path.read_text(errors="replace").strip().splitlines()
-        except OSError:
+        text = self._log_text().strip().splitlines()
+        if not text:
             return "(no log)"
         errors = [ln for ln in text if ln[:1] in "Ee" and "CudaDriverHelper" not in ln]
         return " | ".join((errors or text)[-lines:])
