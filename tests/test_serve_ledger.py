@@ -99,7 +99,8 @@ def test_drained_replicas_and_stop_all_are_told_to_stop() -> None:
         ledger = Ledger(3.0, BEAT, draining=lambda: {"a"})
         inc = (await ledger.poll("a", None, [], [], {}))["incarnation"]
         await ledger.poll("b", None, [], [], {})
-        await asyncio.sleep(0.7)  # the watcher polls the platform twice a second
+        # the watcher asks the platform (in a thread) twice a second: wait until it did
+        await _until(lambda: ledger.replicas["a"].stop)
         assert (await ledger.poll("a", inc, None, [], {}))["stop"]
         assert not (await ledger.poll("b", inc, None, [], {}))["stop"]
         stopping = asyncio.create_task(ledger.stop_all(5.0))
