@@ -89,6 +89,13 @@ def _options(parser) -> None:
         help="also decode the exported attention model with a beam this wide (1: off)",
     )
     parser.add_argument(
+        "--length-penalty",
+        type=float,
+        default=0.0,
+        help="rank the beam's hypotheses by log-probability / ((5 + length) / 6) ** this "
+        "(GNMT's alpha; 0: total log-probability, which favours short outputs)",
+    )
+    parser.add_argument(
         "--memory-input",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -193,11 +200,17 @@ def main(argv: list[str] | None = None) -> dict:
     }
     beam, beam_agree = run.pick(run.args.beam, min(run.args.beam, 2)), None
     if beam > 1:  # the exported pair's beam search, checked against PyTorch's batch beam
-        found = [list(pair.beam(s, bos, eos, max_len, width=beam)) for s in test_src]
-        ref = beam_batch(models["attention"], test_src, max_len, beam=beam)
+        alpha = run.args.length_penalty
+        found = [
+            list(pair.beam(s, bos, eos, max_len, width=beam, length_penalty=alpha))
+            for s in test_src
+        ]
+        ref = beam_batch(models["attention"], test_src, max_len, beam, length_penalty=alpha)
         beam_agree = sum(a == b for a, b in zip(found, ref))
         systems = {
-            f"GRU + attention (ONNX, beam {beam})": [tgt_vocab.decode(i) for i in found],
+            f"GRU + attention (ONNX, beam {beam}{_alpha(alpha)})": [
+                tgt_vocab.decode(i) for i in found
+            ],
             **systems,
         }
     rows = [[name, *scores(h, refs)] for name, h in systems.items()]
@@ -263,6 +276,11 @@ def _plot(run, model, src_vocab, tgt_vocab, test_pairs, src_text, ids, rows) -> 
         )  # fmt: skip
     scores_panel(axes[-1], rows, "CER", "held-out pairs (CER: lower is better)")
     run.save_plot(fig, "06_translation.png")
+
+
+def _alpha(alpha: float) -> str:
+    """The beam row's note of a length penalty (none for 0, the plain log-probability)."""
+    return f", length penalty {alpha:g}" if alpha else ""
 
 
 if __name__ == "__main__":

@@ -94,6 +94,13 @@ def _options(parser) -> None:
         default=5,
         help="also decode the exported attention model with a beam this wide (1: off)",
     )
+    parser.add_argument(
+        "--length-penalty",
+        type=float,
+        default=0.0,
+        help="rank the beam's hypotheses by log-probability / ((5 + length) / 6) ** this "
+        "(GNMT's alpha; 0: total log-probability, which favours short outputs)",
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -175,11 +182,21 @@ def main(argv: list[str] | None = None) -> dict:
     beam, beam_agree = run.pick(run.args.beam, min(run.args.beam, 2)), None
     if beam > 1:  # the exported pair's beam search, checked against PyTorch's batch beam
         bos, eos = Vocabulary.BOS, Vocabulary.EOS
-        found = [list(pair.beam(s, bos, eos, max_len, width=beam)) for s in test_src]
-        ref = beam_batch(model, test_src, max_len, beam=beam, batch=256)
+        alpha = run.args.length_penalty
+        found = [
+            list(pair.beam(s, bos, eos, max_len, width=beam, length_penalty=alpha))
+            for s in test_src
+        ]
+        ref = beam_batch(model, test_src, max_len, beam, 256, length_penalty=alpha)
         beam_agree = sum(a == b for a, b in zip(found, ref))
         hyps = [phonemes(tgt_vocab.decode(i)) for i in found]
-        rows.insert(0, [f"GRU + attention (ONNX, beam {beam})", *scores(hyps, refs, chrf=False)])
+        rows.insert(
+            0,
+            [
+                f"GRU + attention (ONNX, beam {beam}{_alpha(alpha)})",
+                *scores(hyps, refs, chrf=False),
+            ],
+        )
     run.table(
         f"Held-out words ({len(te)}, spelling -> ARPAbet phonemes, scored per phoneme)",
         ["system", *METRICS],
@@ -250,6 +267,11 @@ def _plot(run, model, src_vocab, tgt_vocab, test_pairs, ids, rows) -> None:
     title = "held-out words (PER: lower is better)"
     scores_panel(axes[-1], rows, "PER", title)
     run.save_plot(fig, "11_pronunciation.png")
+
+
+def _alpha(alpha: float) -> str:
+    """The beam row's note of a length penalty (none for 0, the plain log-probability)."""
+    return f", length penalty {alpha:g}" if alpha else ""
 
 
 if __name__ == "__main__":

@@ -122,16 +122,26 @@ def greedy_batch(model: Any, sources: list[np.ndarray], max_len: int, batch: int
 
 
 def beam_batch(
-    model: Any, sources: list[np.ndarray], max_len: int, beam: int = 5, batch: int = 64
+    model: Any,
+    sources: list[np.ndarray],
+    max_len: int,
+    beam: int = 5,
+    batch: int = 64,
+    length_penalty: float = 0.0,
 ) -> list:
     """Beam search in PyTorch, many sources at once: the ``beam`` best partial outputs of
-    each source are kept by total log-probability; returns the best finished output's
-    token ids (without BOS/EOS). ``beam=1`` is greedy decoding."""
+    each source are kept by total log-probability divided by GNMT's length penalty
+    ``((5 + length) / 6) ** length_penalty`` (length: tokens scored, EOS included; 0: the
+    total itself), as ``EncoderDecoder.beam`` ranks them; returns the best finished
+    output's token ids (without BOS/EOS). ``beam=1`` is greedy decoding."""
     import torch
     from torch.nn.utils.rnn import pad_sequence
 
+    from edgeseq.runtime._beam import check_beam_options, length_penalties
     from edgeseq.train.data import Vocabulary
 
+    alpha = check_beam_options(beam, max_len, length_penalty)
+    lp = torch.from_numpy(length_penalties(alpha, max_len))  # the device beam's divisors
     eos, result = Vocabulary.EOS, []
     attention = getattr(model, "attention", None) is not None
     model.eval()
@@ -145,24 +155,30 @@ def beam_batch(
             state = _pick(state, torch.arange(n).repeat_interleave(beam), attention)
             score = torch.full((n, beam), -math.inf)
             score[:, 0] = 0.0  # one live hypothesis per source at the start
+            rank = score.clone()  # score / length penalty: what the beam keeps by
             token = torch.full((n * beam, 1), Vocabulary.BOS)
             done = torch.zeros(n * beam, dtype=torch.bool)
+            length = torch.zeros(n * beam, dtype=torch.long)  # tokens scored, EOS included
             history = torch.zeros((n * beam, 0), dtype=torch.long)
-            for _ in range(max_len):
+            for step in range(max_len):
                 logits, state = model.decoder(token, state)
                 logp = torch.log_softmax(logits[:, -1].float(), -1)  # (n * beam, vocab)
                 logp[done] = -math.inf
                 logp[done, eos] = 0.0  # a finished hypothesis only stays finished, for free
-                total = (score.reshape(-1, 1) + logp).reshape(n, -1)  # (n, beam * vocab)
-                score, flat = total.topk(beam, dim=1)
+                total = score.reshape(-1, 1) + logp  # (n * beam, vocab)
+                grown = torch.where(done, length, step + 1)  # a finished one keeps its length
+                ranks = (total / lp[grown][:, None]).reshape(n, -1)  # (n, beam * vocab)
+                rank, flat = ranks.topk(beam, dim=1)
+                score = total.reshape(n, -1).gather(1, flat)
                 parent = (torch.arange(n)[:, None] * beam + flat // logp.shape[1]).reshape(-1)
                 token = (flat % logp.shape[1]).reshape(-1, 1)
                 state = _pick(state, parent, attention)
                 history = torch.cat([history[parent], token], 1)
+                length = grown[parent]
                 done = done[parent] | (token[:, 0] == eos)
                 if bool(done.all()):
                     break
-            best = score.argmax(1) + torch.arange(n) * beam
+            best = rank.argmax(1) + torch.arange(n) * beam
             for ids in history[best].tolist():
                 result.append(ids[: ids.index(eos)] if eos in ids else ids)
     return result

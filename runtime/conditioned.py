@@ -18,7 +18,7 @@ import numpy as np
 from edgeseq.contract import Contract
 from edgeseq.errors import ContractError, InputError
 from edgeseq.exact import first_inexact
-from edgeseq.runtime._beam import beam_tokens
+from edgeseq.runtime._beam import beam_tokens, check_beam_options
 from edgeseq.runtime._session import ModelSource, graph_io, open_session
 from edgeseq.runtime.generate import BOS, Sampling, encode_prompt, has_specials, sample_loop
 from edgeseq.runtime.predictor import StreamingPredictor
@@ -157,17 +157,24 @@ class EncoderDecoder:
         max_len: int = 64,
         width: int = 5,
         *,
+        length_penalty: float = 0.0,
         unknown: str = "error",
     ) -> Iterator[int]:
         """Yield the token ids of the most probable output a beam search of ``width``
-        hypotheses finds (by total log-probability; ``width=1`` is :meth:`greedy`), without
-        BOS/EOS. Tokens every kept hypothesis shares are yielded as soon as they agree, the
-        rest when the search ends (every kept output ended, or ``max_len`` tokens).
-        Afterwards the decoder holds the best output's state."""
-        if int(width) < 1:
-            raise InputError(f"the beam width must be >= 1, got {width!r}; 1 is greedy decoding.")
+        hypotheses finds (``width=1`` is :meth:`greedy`), without BOS/EOS. Tokens every
+        kept hypothesis shares are yielded as soon as they agree, the rest when the search
+        ends (every kept output ended, or ``max_len`` tokens). Afterwards the decoder holds
+        the best output's state.
+
+        Hypotheses are ranked by total log-probability divided by GNMT's length penalty
+        ``((5 + length) / 6) ** length_penalty`` (length: the output's tokens and its EOS).
+        The default 0 ranks by the total itself, which favours short outputs (every token
+        costs log-probability); 0.6 to 1.0 lets longer outputs win. A bad width,
+        ``max_len`` or ``length_penalty`` raises :class:`InputError` before any state
+        changes."""
+        check_beam_options(width, max_len, length_penalty)
         self.start(self._source(source, unknown))  # sets every decoder state, or none
-        return beam_tokens(self.decoder, bos, eos, max_len, width)
+        return beam_tokens(self.decoder, bos, eos, max_len, width, length_penalty)
 
     def generate(
         self,

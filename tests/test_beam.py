@@ -1,7 +1,8 @@
 """Beam search on the device: EncoderDecoder.beam over the exported decoder finds what an
-exhaustive search finds when the beam is wide enough, equals greedy at width 1 and the
-PyTorch batch beam of the examples, streams the tokens its hypotheses agree on, and
-refuses bad calls without touching the decoder's state."""
+exhaustive search finds when the beam is wide enough (by total log-probability, or divided
+by GNMT's length penalty), equals greedy at width 1 and the PyTorch batch beam of the
+examples, streams the tokens its hypotheses agree on, and refuses bad calls without
+touching the decoder's state."""
 
 from __future__ import annotations
 
@@ -57,9 +58,10 @@ def _logp(model: Seq2Seq, src: np.ndarray, prefix: list[int]) -> np.ndarray:
         return torch.log_softmax(logits.double(), -1).numpy()
 
 
-def _exhaustive(model: Seq2Seq, src: np.ndarray, max_len: int) -> list[int]:
+def _exhaustive(model: Seq2Seq, src: np.ndarray, max_len: int, alpha: float = 0.0) -> list[int]:
     """The most probable output of at most ``max_len`` tokens: every sequence scored (an
-    output ends at EOS, or is cut at max_len as the beam cuts it)."""
+    output ends at EOS, or is cut at max_len as the beam cuts it), its log-probability
+    divided by ((5 + tokens scored, EOS included) / 6) ** alpha."""
     best, best_score = None, -np.inf
     for n in range(max_len + 1):
         for body in itertools.product(range(VOCAB), repeat=n):
@@ -68,6 +70,7 @@ def _exhaustive(model: Seq2Seq, src: np.ndarray, max_len: int) -> list[int]:
             score = sum(_logp(model, src, list(body[:i]))[t] for i, t in enumerate(body))
             if n < max_len:
                 score += _logp(model, src, list(body))[EOS]
+            score /= ((5 + min(n + 1, max_len)) / 6) ** alpha
             if score > best_score:
                 best, best_score = list(body), score
     assert best is not None
@@ -82,6 +85,49 @@ def test_wide_beam_is_exhaustive_search_and_width_one_is_greedy(cell, attention,
         src = rng.integers(4, VOCAB, int(rng.integers(2, 6)))
         assert list(pair.beam(src, BOS, EOS, 3, width=VOCAB**3)) == _exhaustive(model, src, 3)
         assert list(pair.beam(src, BOS, EOS, 10, width=1)) == list(pair.greedy(src, BOS, EOS, 10))
+        # alpha = 0 is the plain total, as the default
+        plain = pair.beam(src, BOS, EOS, 10, width=3, length_penalty=0.0)
+        assert list(plain) == list(pair.beam(src, BOS, EOS, 10, width=3))
+
+
+@pytest.mark.parametrize(("cell", "attention"), [("gru", "general"), ("lstm", None)])
+@pytest.mark.parametrize("alpha", [0.6, 2.0])
+def test_wide_beam_with_length_penalty_is_exhaustive_search(cell, attention, alpha, tmp_path):
+    """At full width the beam ranks every output by log-probability / length penalty, as
+    brute force does (both sides compute their own penalty)."""
+    model, pair = _pair(cell, attention, tmp_path)
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        src = rng.integers(4, VOCAB, int(rng.integers(2, 6)))
+        got = list(pair.beam(src, BOS, EOS, 3, width=VOCAB**3, length_penalty=alpha))
+        assert got == _exhaustive(model, src, 3, alpha)
+
+
+def test_length_penalty_lets_a_longer_output_win() -> None:
+    """Ending at once costs log 0.5; 4 then 5 then EOS costs log 0.5 + 2 log 0.9. By total
+    log-probability the empty output wins; divided by ((5 + length) / 6) ** 1 the longer
+    one does (-0.693 / 1 against -0.904 / (8 / 6) = -0.678)."""
+
+    class Two:
+        last = BOS
+
+        def step(self, token: np.int64) -> np.ndarray:
+            self.last = int(token)
+            nxt = {BOS: {EOS: 0.5, 4: 0.5}, 4: {5: 0.9}, 5: {EOS: 0.9}}.get(self.last, {EOS: 1})
+            out = np.full(VOCAB, 1e-6, np.float32)
+            for t, p in nxt.items():
+                out[t] = p
+            return np.log(out / out.sum())
+
+        def snapshot(self) -> int:
+            return self.last
+
+        def restore(self, last: int) -> None:
+            self.last = last
+
+    assert list(beam_tokens(Two(), BOS, EOS, 6, width=3)) == []
+    assert list(beam_tokens(Two(), BOS, EOS, 6, width=3, length_penalty=0.5)) == []
+    assert list(beam_tokens(Two(), BOS, EOS, 6, width=3, length_penalty=1.0)) == [4, 5]
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm", "rnn"])
@@ -91,9 +137,10 @@ def test_equals_the_pytorch_batch_beam(cell: str, tmp_path: Path) -> None:
     model, pair = _pair(cell, "general", tmp_path)
     rng = np.random.default_rng(2)
     sources = [rng.integers(4, VOCAB, int(k)) for k in rng.integers(1, 9, 12)]
-    for width in (2, 4):
-        ref = beam_batch(model, sources, 12, beam=width)
-        assert [list(pair.beam(s, BOS, EOS, 12, width=width)) for s in sources] == ref
+    for width, alpha in ((2, 0.0), (4, 0.0), (3, 1.0)):
+        ref = beam_batch(model, sources, 12, beam=width, length_penalty=alpha)
+        got = [list(pair.beam(s, BOS, EOS, 12, width, length_penalty=alpha)) for s in sources]
+        assert got == ref, (width, alpha)
 
 
 def test_the_decoder_holds_the_best_output_afterwards(tmp_path: Path) -> None:
@@ -146,6 +193,9 @@ def test_bad_calls_are_refused_and_change_nothing(tmp_path: Path) -> None:
         pair.beam(np.array([4, 5]), BOS, EOS, 5, width=0)
     with pytest.raises(InputError, match="memory holds 1 to 8 rows"):
         list(pair.beam(np.arange(4, 13) % 3 + 4, BOS, EOS, 5, width=2))
+    for alpha in (-0.5, float("nan"), float("inf"), "0.6", True, None):
+        with pytest.raises(InputError, match=r"length_penalty must be a finite number >= 0"):
+            pair.beam(np.array([6, 6, 6]), BOS, EOS, 5, width=2, length_penalty=alpha)
     for name, value in pair.decoder.state.items():
         np.testing.assert_array_equal(before[name], value)
 
@@ -166,6 +216,18 @@ def test_cli_generate_beam(tmp_path: Path) -> None:
     got = CliRunner().invoke(main, ["generate", str(path), "--source", "abca", "--beam", "3"])
     assert got.exit_code == 0, got.output
     assert got.output == want + "\n"
+    ids = EncoderDecoder(path).beam("abca", BOS, EOS, 20, width=3, length_penalty=1.5)
+    longer = ["generate", str(path), "--source", "abca", "--beam", "3", "--length-penalty", "1.5"]
+    got = CliRunner().invoke(main, longer)
+    assert got.exit_code == 0 and got.output == "".join(vocab[t] for t in ids) + "\n"
+    for bad, says in (
+        (["--length-penalty", "0.6"], "add --beam N"),  # without --beam
+        (["--beam", "3", "--length-penalty", "-1"], "x>=0"),
+        (["--beam", "3", "--length-penalty", "nan"], "length_penalty must be a finite number"),
+    ):
+        got = CliRunner().invoke(main, ["generate", str(path), "--source", "abca", *bad])
+        assert got.exit_code != 0 and says in got.output, (bad, got.output)
+        assert len(got.output.strip().splitlines()) <= 3, got.output  # one line (+ usage)
     lm = SeqModel(SeqConfig(cell="gru", input_size=4, hidden_size=8, output_size=VOCAB,
                             vocab_size=VOCAB, task="generate")).eval()  # fmt: skip
     export_model(lm, tmp_path / "lm.onnx", preprocessing=Preprocessing(vocab=vocab))
@@ -178,3 +240,45 @@ def test_cli_generate_beam(tmp_path: Path) -> None:
             main, ["generate", str(path), "--source", "abca", "--beam", "3", *extra]
         )
         assert mixed.exit_code == 2 and "takes no sampling options" in mixed.output, extra
+
+
+@pytest.mark.parametrize("attention", ["general", None])
+@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn"])
+def test_batched_beam_equals_one_call_per_hypothesis(cell: str, attention, tmp_path) -> None:
+    """Where the contract allows a batch, the hypotheses can run as rows of one decoder
+    call per step. Where a probe finds those rows computed bit for bit as batch 1 computes
+    them, the beam takes that path by itself, and its tokens, the decoder's state and
+    frames_seen afterwards are exactly the batch-1 path's; elsewhere it keeps the batch-1
+    path (forced, the rows give the same tokens and states within float rounding)."""
+    from edgeseq.runtime._beam_rows import batchable, rows_agree
+
+    _, pair = _pair(cell, attention, tmp_path)
+    decoder = pair.decoder
+    assert batchable(decoder) and not batchable(_Scripted())
+    run, calls = decoder.engine.run, []
+    decoder.engine.run = lambda *a: calls.append(a[0].shape) or run(*a)  # type: ignore[method-assign]
+    rng = np.random.default_rng(3)
+    for width, alpha in ((2, 0.0), (5, 0.0), (4, 1.0)):
+        pair.start(np.array([4, 5, 6]))
+        exact = rows_agree(decoder, width, (BOS, EOS))
+        print(f"{cell}-{attention} width {width}: rows {'agree' if exact else 'differ'}")
+        for src in (rng.integers(4, VOCAB, int(k)) for k in rng.integers(1, 9, 4)):
+            found = {}
+            for batched in (None, True, False):
+                decoder.reset()  # frames_seen from 0 (start() sets the state, not the count)
+                pair.start(src)
+                calls.clear()
+                ids = list(beam_tokens(decoder, BOS, EOS, 12, width, alpha, batched=batched))
+                found[batched] = ids, decoder.state, decoder.frames_seen, list(calls)
+            ids1, state1, seen1, _ = found[False]
+            for batched in (None, True):
+                ids, state, seen, batch_calls = found[batched]
+                assert ids == ids1 and seen == seen1, (batched, width, alpha, src)
+                for name, value in state1.items():
+                    if batched is None or exact:  # the path taken by itself: bit for bit
+                        np.testing.assert_array_equal(state[name], value)
+                    else:
+                        np.testing.assert_allclose(state[name], value, rtol=1e-5, atol=1e-6)
+                if batched or exact:  # after BOS (one row), each step is one call of width rows
+                    assert 2 <= len(batch_calls) <= 13
+                    assert all(s[0] == width for s in batch_calls[1:]), batch_calls

@@ -36,12 +36,13 @@ def generate_text(
     device: str = "cpu",
     threads: int | None = 1,
     beam: int | None = None,
+    length_penalty: float = 0.0,
 ) -> Iterator[str]:
     """Text pieces from MODEL: a language model (``prompt``), or a decoder whose first
     state comes from an encoder or a condition (``source``). ``options`` are the keyword
     arguments of both ``generate`` methods: ``max_tokens``, ``sampling``, ``unknown``; with
-    ``beam`` the decoder's most probable text a beam search of that many hypotheses finds
-    (``sampling`` does not apply)."""
+    ``beam`` the decoder's most probable text a beam search of that many hypotheses finds,
+    ranked with GNMT's ``length_penalty`` (``sampling`` does not apply)."""
     from edgeseq.runtime import EncoderDecoder, StreamingPredictor
 
     predictor = StreamingPredictor(model, device=device, threads=threads)
@@ -54,7 +55,7 @@ def generate_text(
         text = pair.encoder is not None and pair.encoder.engine.frames.is_int
         if beam is None:
             return pair.generate(_source(source, text), **options)
-        return _beam_text(pair, _source(source, text), beam, options)
+        return _beam_text(pair, _source(source, text), beam, options, length_penalty)
     if source is not None:
         raise click.UsageError("--source is for encoder-decoder models; use --prompt.")
     if beam is not None:
@@ -68,7 +69,9 @@ def generate_text(
     return predictor.generate(prompt, **options)
 
 
-def _beam_text(pair: Any, source: Any, width: int, options: dict[str, Any]) -> Iterator[str]:
+def _beam_text(
+    pair: Any, source: Any, width: int, options: dict[str, Any], alpha: float
+) -> Iterator[str]:
     """The pieces of the beam's best output (agreed tokens first, as they are found)."""
     from edgeseq.runtime.generate import BOS, EOS, has_specials
 
@@ -78,7 +81,10 @@ def _beam_text(pair: Any, source: Any, width: int, options: dict[str, Any]) -> I
             "--beam needs the decoder's vocabulary with <pad>, <unk>, <bos>, <eos> first; "
             "this decoder's contract has none."
         )
-    ids = pair.beam(source, BOS, EOS, options["max_tokens"], width, unknown=options["unknown"])
+    ids = pair.beam(
+        source, BOS, EOS, options["max_tokens"], width, length_penalty=alpha,
+        unknown=options["unknown"],
+    )  # fmt: skip
     return (vocab[t] for t in ids)
 
 
@@ -130,6 +136,14 @@ def _beam_text(pair: Any, source: Any, width: int, options: dict[str, Any]) -> I
     help="Encoder-decoder models: decode the most probable text a beam search of this many "
     "hypotheses finds (no sampling options with it; text shows as the hypotheses agree).",
 )
+@click.option(
+    "--length-penalty",
+    type=click.FloatRange(min=0),
+    help="With --beam: rank hypotheses by log-probability / ((5 + length) / 6) ** A "
+    "(GNMT's length penalty; length counts <eos>). Without it (A = 0) the beam ranks by "
+    "total log-probability, and as every token costs some, short outputs win; 0.6-1.0 "
+    "lets longer outputs compete.",
+)
 @PREDICTOR_OPTIONS
 def command(
     model: str,
@@ -143,6 +157,7 @@ def command(
     stop: tuple[str, ...],
     unknown: str,
     beam: int | None,
+    length_penalty: float | None,
     device: str,
     threads: int,
 ) -> None:
@@ -157,6 +172,7 @@ def command(
       edgeseq generate lm.onnx -p "def " -t 0.7 --top-p 0.9 --stop "\\n\\n"
       edgeseq generate translate.onnx --source "good morning" -t 0
       edgeseq generate translate.onnx --source "good morning" --beam 5
+      edgeseq generate translate.onnx --source "good morning" --beam 5 --length-penalty 0.6
       edgeseq generate lm.onnx -p "Café au lait" --unknown unk   # é is not in the vocabulary
     """
     from edgeseq.runtime import Sampling
@@ -169,7 +185,12 @@ def command(
             "--beam decodes the most probable text, so it takes no sampling options: drop "
             "--temperature, --top-k, --top-p, --seed and --stop, or drop --beam to sample."
         )
-    pieces = generate_text(model, prompt, source, options, device, threads, beam)
+    if length_penalty is not None and beam is None:
+        raise click.UsageError(
+            "--length-penalty ranks a beam search's hypotheses: add --beam N (e.g. --beam 5)."
+        )
+    alpha = length_penalty or 0.0
+    pieces = generate_text(model, prompt, source, options, device, threads, beam, alpha)
     click.echo(prompt if source is None else "", nl=False)  # the text reads on from the prompt
     for piece in pieces:
         click.echo(piece, nl=False)  # echo flushes: each piece shows as soon as it is sampled
