@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
 
     texts = list(args.source)
     if args.sources is not None:
-        texts += [t for t in args.sources.read_text().splitlines() if t]
+        texts += [t for t in args.sources.read_text().split("\n") if t]
     if not texts:
         parser.error("give --source TEXT or --sources FILE")
     pair = EncoderDecoder(args.decoder, threads=1)

@@ -113,7 +113,9 @@ def test_length_penalty_lets_a_longer_output_win() -> None:
 
         def step(self, token: np.int64) -> np.ndarray:
             self.last = int(token)
-            nxt = {BOS: {EOS: 0.5, 4: 0.5}, 4: {5: 0.9}, 5: {EOS: 0.9}}.get(self.last, {EOS: 1})
+            nxt = {BOS: {EOS: 0.5, 4: 0.5}, 4: {5: 0.9, 6: 0.1}, 5: {EOS: 0.9, 6: 0.1}}.get(
+                self.last, {EOS: 1}
+            )
             out = np.full(VOCAB, 1e-6, np.float32)
             for t, p in nxt.items():
                 out[t] = p
