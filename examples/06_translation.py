@@ -25,7 +25,8 @@ over every encoder output (Luong's "general" attention,
 is exported as two ONNX files; the encoder's outputs become the decoder's per-stream
 memory, recorded in its contract, and :class:`edgeseq.runtime.EncoderDecoder` decodes
 greedily, token by token, and with a beam search (``--beam``, default 5 hypotheses;
-``EncoderDecoder.beam``, checked against PyTorch's batch beam search). Each model
+``--length-penalty``, default 0: GNMT's length normalisation; ``EncoderDecoder.beam``,
+checked against PyTorch's batch beam search). Each model
 halves its learning rate after an epoch without a better validation loss and stops
 after 3 such epochs (at most ``--epochs``, default 40). Scores on the held-out pairs:
 character error rate, exact match, BLEU and chrF (sacrebleu), against copying the

@@ -139,10 +139,11 @@ def _beam_text(
 @click.option(
     "--length-penalty",
     type=click.FloatRange(min=0),
+    metavar="A",
     help="With --beam: rank hypotheses by log-probability / ((5 + length) / 6) ** A "
     "(GNMT's length penalty; length counts <eos>). Without it (A = 0) the beam ranks by "
-    "total log-probability, and as every token costs some, short outputs win; 0.6-1.0 "
-    "lets longer outputs compete.",
+    "total log-probability, and as every token costs some, short outputs are favoured; "
+    "0.6-1.0 lets longer outputs compete.",
 )
 @PREDICTOR_OPTIONS
 def command(
