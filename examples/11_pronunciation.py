@@ -97,9 +97,10 @@ def _options(parser) -> None:
     parser.add_argument(
         "--length-penalty",
         type=float,
-        default=0.0,
+        default=0.6,
         help="rank the beam's hypotheses by log-probability / ((5 + length) / 6) ** this "
-        "(GNMT's alpha; 0: total log-probability, which favours short outputs)",
+        "(GNMT's alpha; 0: total log-probability, which favours short outputs; 0.6 scored "
+        "best on the held-out words)",
     )
 
 
