@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from numbers import Real
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -39,13 +39,20 @@ class _Hypothesis:
     logp: np.ndarray | None  # log-probabilities of the next token (None once finished)
 
 
+def _whole(value: Any) -> bool:
+    """An int or numpy integer, not a bool (a float width would be cut silently)."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
 def check_beam_options(width: Any, max_len: Any, length_penalty: Any = 0.0) -> float:
     """Refuse a bad beam width, ``max_len`` or length penalty with an
     :class:`~edgeseq.errors.InputError` (before anything runs); returns ``alpha``."""
-    if int(width) < 1:
-        raise InputError(f"the beam width must be >= 1, got {width!r}; 1 is greedy decoding.")
-    if int(max_len) < 0:
-        raise InputError(f"max_len must be >= 0, got {max_len!r}.")
+    if not _whole(width) or width < 1:
+        raise InputError(
+            f"the beam width must be a whole number >= 1, got {width!r}; 1 is greedy decoding."
+        )
+    if not _whole(max_len) or max_len < 0:
+        raise InputError(f"max_len must be a whole number >= 0 (tokens), got {max_len!r}.")
     ok = isinstance(length_penalty, Real) and not isinstance(length_penalty, bool)
     if not ok or not math.isfinite(float(length_penalty)) or float(length_penalty) < 0:
         raise InputError(

@@ -191,8 +191,12 @@ def test_bad_calls_are_refused_and_change_nothing(tmp_path: Path) -> None:
     _, pair = _pair("gru", "general", tmp_path)
     pair.start(np.array([4, 5]))
     before = pair.decoder.state
-    with pytest.raises(InputError, match="beam width must be >= 1"):
-        pair.beam(np.array([4, 5]), BOS, EOS, 5, width=0)
+    for width in (0, -1, 2.5, "3", True, None):
+        with pytest.raises(InputError, match="beam width must be a whole number >= 1"):
+            pair.beam(np.array([4, 5]), BOS, EOS, 5, width=width)
+    for max_len in (-1, 4.5, "5"):
+        with pytest.raises(InputError, match="max_len must be a whole number >= 0"):
+            pair.beam(np.array([4, 5]), BOS, EOS, max_len, width=2)
     with pytest.raises(InputError, match="memory holds 1 to 8 rows"):
         list(pair.beam(np.arange(4, 13) % 3 + 4, BOS, EOS, 5, width=2))
     for alpha in (-0.5, float("nan"), float("inf"), "0.6", True, None):
@@ -200,6 +204,8 @@ def test_bad_calls_are_refused_and_change_nothing(tmp_path: Path) -> None:
             pair.beam(np.array([6, 6, 6]), BOS, EOS, 5, width=2, length_penalty=alpha)
     for name, value in pair.decoder.state.items():
         np.testing.assert_array_equal(before[name], value)
+    np_ints = list(pair.beam(np.array([4, 5]), BOS, EOS, np.int64(3), width=np.int64(2)))
+    assert np_ints == list(pair.beam(np.array([4, 5]), BOS, EOS, 3, width=2))
 
 
 def test_cli_generate_beam(tmp_path: Path) -> None:
