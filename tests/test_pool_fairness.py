@@ -134,11 +134,11 @@ def test_a_callback_waiting_on_another_submit_does_not_stall_the_pool() -> None:
 
         def chained(fut) -> None:  # blocks until another request has run
             names.append(threading.current_thread().name)
-            got.append(pool.submit(b, np.ones(3, np.float32)).result(timeout=3))
+            got.append(pool.submit(b, np.ones(3, np.float32)).result(timeout=30))
 
         pool.submit(a, np.ones(3, np.float32)).add_done_callback(chained)
         later = pool.submit(a, np.zeros(3, np.float32)).result(timeout=10)  # not stalled
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 35  # outlasts the callback's own 30 s bound
         while not got and time.monotonic() < deadline:
             time.sleep(0.01)
         assert len(got) == 1 and got[0].shape == (2,) and later.shape == (2,)
