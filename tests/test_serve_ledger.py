@@ -39,9 +39,23 @@ async def _until(check, timeout: float = 10.0) -> None:
     raise AssertionError("timed out")
 
 
+class Clock:
+    """The ledger's clock, moved only by the test: a stalled event loop (a loaded machine)
+    cannot age a lease, so what a test asserts about the TTL holds however slowly it runs."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def test_a_free_stream_is_granted_and_a_held_one_waits_for_its_hand_over() -> None:
     async def main() -> None:
-        ledger = Ledger(TTL, BEAT)
+        ledger = Ledger(TTL, BEAT, clock=Clock())  # a never ages: only its release frees s1
         assert await ledger.claim("a", "s1", 1.0)
         assert await ledger.owner("s1") == "a"
         claim = asyncio.create_task(ledger.claim("b", "s1", 5.0))
@@ -57,18 +71,27 @@ def test_a_free_stream_is_granted_and_a_held_one_waits_for_its_hand_over() -> No
 
 def test_a_silent_holder_loses_its_streams_after_the_ttl_and_a_live_one_never() -> None:
     async def main() -> None:
-        ledger = Ledger(TTL, BEAT)
+        clock = Clock()
+        ledger = Ledger(TTL, BEAT, clock=clock)
         assert await ledger.claim("a", "s1", 1.0)
-        assert not await ledger.claim("b", "s1", TTL / 2)  # a is alive (claimed just now)
-        assert await ledger.claim("b", "s1", 3 * TTL)  # a never polls: presumed dead
+
+        async def claim_while(replica: str, timeout: float, passes: float) -> bool:
+            claim = asyncio.create_task(ledger.claim(replica, "s1", timeout))
+            await asyncio.sleep(0)  # the claim took its deadline and waits
+            clock.advance(passes)
+            return await claim  # it looks again within ttl/4 (real time) and decides
+
+        assert not await claim_while("b", TTL / 2, 0.6 * TTL)  # a is alive (0.6 ttl silent)
+        assert await claim_while("b", 3 * TTL, 0.6 * TTL)  # a never polls: presumed dead
         assert ledger.expired == 1 and await ledger.owner("s1") == "b"
 
         async def keep_polling(replica: str, n: int) -> None:
             inc = None
             for _ in range(n):
                 inc = (await ledger.poll(replica, inc, [] if inc is None else None))["incarnation"]
+                clock.advance(TTL / 2)  # time passes, but never a ttl between two polls
 
-        poller = asyncio.create_task(keep_polling("b", 30))  # b renews, ignores the want
+        poller = asyncio.create_task(keep_polling("b", 10))  # b renews, ignores the want
         assert not await ledger.claim("c", "s1", 2 * TTL)
         await poller
         reply = await ledger.poll("a", None, ["s1"], [], {})  # a comes back claiming s1
@@ -79,16 +102,19 @@ def test_a_silent_holder_loses_its_streams_after_the_ttl_and_a_live_one_never() 
 
 def test_a_restarted_ledger_waits_one_ttl_for_holders_to_re_register() -> None:
     async def main() -> None:
-        ledger = Ledger(TTL, BEAT, restarted=True)
+        clock = Clock()
+        ledger = Ledger(TTL, BEAT, restarted=True, clock=clock)
         assert await ledger.claim("b", "new", 0.1, fresh=True)  # a fresh id: at once
         waiting = asyncio.create_task(ledger.claim("b", "old", 5.0))
         reply = await ledger.poll("a", "stale", None, [], {})
         assert reply.get("resync")  # a must say what it holds
         await ledger.poll("a", None, ["old"], [], {})
-        await asyncio.sleep(TTL / 2)
+        clock.advance(TTL / 2)
+        await asyncio.sleep(TTL / 2)  # b's claim looks again (every ttl/4)
         assert not waiting.done()  # a re-registered "old": b waits for a's hand-over
         assert (await ledger.poll("a", ledger.incarnation, None, [], {}))["wanted"] == ["old"]
         await ledger.release("a", ["old"])
+        clock.advance(TTL)  # the recovery ttl is over: the released stream is b's
         assert await waiting
 
     _run(main())
