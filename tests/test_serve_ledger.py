@@ -25,6 +25,9 @@ from edgeseq.serve._service import Answer, Plan, StreamService
 
 pytestmark = pytest.mark.timeout(120)
 TTL, BEAT = 0.8, 0.1
+# the two-services test runs on real time (LeaseHolder has no clock to inject): its ttl
+# must outlast a stalled event loop, or a live server's own lease lapses mid-hand-over
+SERVICE_TTL = 2.5
 
 
 def _run(coro):
@@ -196,7 +199,7 @@ class Link:
 
 def _server(name: str, link: Link, state: Path) -> tuple[StreamService, LeaseHolder]:
     options = ServeOptions(state_dir=state, save_interval=0, idle_timeout=None)
-    leases = LeaseHolder(name, link, TTL, 5.0, lambda line: None)
+    leases = LeaseHolder(name, link, SERVICE_TTL, 5.0, lambda line: None)
     service = StreamService(zoo.get("lstm"), options, lambda line: None, leases, leases.guard)
     service.start()
     leases.start(service, lambda detail: {})
@@ -219,7 +222,7 @@ def test_a_stream_moves_between_services_exactly_and_never_has_two_owners(tmp_pa
     ref = [p.step(x) for x in xs]
 
     async def main() -> None:
-        ledger = Ledger(TTL, BEAT)
+        ledger = Ledger(SERVICE_TTL, BEAT)
         a, a_leases = _server("a", Link(ledger), tmp_path)
         b_link = Link(ledger)
         b, b_leases = _server("b", b_link, tmp_path)
