@@ -24,6 +24,7 @@ __all__ = [
     "DEPLOYMENT",
     "check_model",
     "free_port",
+    "hold_port",
     "ingress_class",
     "model_bytes",
     "remote_ledger",
@@ -137,6 +138,30 @@ def free_port(host: str) -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def hold_port(host: str) -> tuple[int, socket.socket | None]:
+    """A free port on ``host`` for Serve's proxy, and the socket that holds it until the
+    fleet stops (close it then).
+
+    The proxy binds its port only after the cluster started (seconds later, while Ray's own
+    processes bind dozens of ports): a port merely chosen could be taken meanwhile. The
+    holding socket is bound with SO_REUSEPORT and never listens: the proxy (same user,
+    SO_REUSEPORT too, Serve's default) binds beside it and alone receives connections;
+    any other program is refused the port. (None, where SO_REUSEPORT is missing or Serve's
+    ``SERVE_SOCKET_REUSE_PORT_ENABLED`` turned it off: then the port is only chosen.)
+    """
+    reuse = getattr(socket, "SO_REUSEPORT", None)
+    if reuse is None or os.environ.get("SERVE_SOCKET_REUSE_PORT_ENABLED", "1") != "1":
+        return free_port(host), None
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, reuse, 1)
+        s.bind((host, 0))  # the kernel picks a port no socket holds, reuse or not
+    except OSError:
+        s.close()
+        raise
+    return int(s.getsockname()[1]), s
 
 
 def short_tmp() -> str | None:

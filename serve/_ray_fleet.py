@@ -19,6 +19,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from edgeseq.serve._ray_cluster import (
     DEPLOYMENT,
     check_model,
     free_port,
+    hold_port,
     ingress_class,
     model_bytes,
     remote_ledger,
@@ -121,7 +123,11 @@ class RayFleet:
                 "(NFS, a cloud file share), where replicas save streams so others can resume "
                 "them."
             )
-        if options.port == 0:
+        self._port_hold: socket.socket | None = None  # our cluster's proxy port, held
+        if options.port == 0 and self.ray.address is None:
+            port, self._port_hold = hold_port(options.host)
+            options = replace(options, port=port)
+        elif options.port == 0:  # another's cluster: its proxies may run as another user
             options = replace(options, port=free_port(options.host))
         self.options = options
         self.port = options.port
@@ -155,6 +161,7 @@ class RayFleet:
         self = cls.__new__(cls)
         self.ray, self.log, self.model, self.options = ray_options, log, model, options
         self.fleet, self.port, self.temp, self._ledger = fleet, options.port, None, ledger
+        self._port_hold = None
         self._started, self._attached = True, True
         return self
 
@@ -266,6 +273,7 @@ class RayFleet:
         """Save every stream (each replica ends its connections with a resume notice),
         remove the application, and stop a local cluster. 0 if every replica stopped."""
         if not self._started:  # never started (or refused before Ray ran): its folder only
+            self._release_port()
             if self.temp is not None:
                 shutil.rmtree(self.temp, ignore_errors=True)
             return 0
@@ -299,9 +307,15 @@ class RayFleet:
                 with contextlib.suppress(Exception):
                     serve.shutdown()
             ray.shutdown()
+            self._release_port()
             if self.temp is not None:
                 shutil.rmtree(self.temp, ignore_errors=True)
         return 0 if ok else 1
+
+    def _release_port(self) -> None:
+        if self._port_hold is not None:
+            self._port_hold.close()
+            self._port_hold = None
 
     def run(self) -> int:
         """Start, serve until SIGTERM/SIGINT, stop gracefully; the exit status."""

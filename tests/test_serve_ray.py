@@ -9,9 +9,11 @@ pipelined messages, a replica killed mid-stream, and the fleet re-sized 2 → 3 
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -135,6 +137,53 @@ def test_the_same_endpoints_and_refusals_through_serve_s_proxy(fleet: FleetProce
         with pytest.raises(InvalidStatus) as info:
             connect(f"{fleet.url}?resume={'x' * 22}", additional_headers={P.RESUME_HEADER: "t"})
         assert info.value.response.status_code == 404
+
+
+def test_the_proxy_port_is_held_from_its_choice_until_the_fleet_stops() -> None:
+    """Serve's proxy binds its port after the cluster started, seconds after the port was
+    chosen: no other program may take it meanwhile, yet Serve's own proxy code binds it and
+    answers on it. (Without the hold, the bind below takes the port and the test fails.)"""
+    from ray.serve._private.http_util import start_asgi_http_server
+    from ray.serve._private.proxy import SOCKET_REUSE_PORT_ENABLED
+    from ray.serve.config import HTTPOptions
+
+    from edgeseq.serve import RayFleet, ServeOptions
+
+    async def app(scope, receive, send) -> None:  # a stand-in for Serve's proxy app
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"proxy"})
+
+    async def proxy_answers(port: int) -> tuple[int, str, str]:
+        loop = asyncio.get_running_loop()
+        options = HTTPOptions(host="127.0.0.1", port=port)
+        task, server = await start_asgi_http_server(
+            app, options, event_loop=loop, enable_so_reuseport=SOCKET_REUSE_PORT_ENABLED
+        )
+        try:
+            for _ in range(200):  # bounded: until uvicorn serves on the socket
+                if server.started:
+                    break
+                await asyncio.sleep(0.05)
+            return await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/")
+        finally:
+            server.should_exit = True
+            await asyncio.wait_for(task, 30)
+
+    def another_server(port: int) -> None:  # binds as servers do (past TIME_WAIT)
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", port))
+
+    fleet = RayFleet(zoo.get("lstm"), ServeOptions(host="127.0.0.1", port=0))
+    try:
+        with pytest.raises(OSError) as taken:
+            another_server(fleet.port)  # while Ray starts
+        assert taken.value.errno == errno.EADDRINUSE
+        status, _, body = asyncio.run(proxy_answers(fleet.port))
+        assert (status, body) == (200, "proxy")
+    finally:
+        assert fleet.stop() == 0  # never started: it lets the port go and removes its folder
+    another_server(fleet.port)
 
 
 def test_bad_ray_command_lines_print_one_line(tmp_path: Path) -> None:
