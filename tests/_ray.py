@@ -17,7 +17,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -91,13 +90,13 @@ class RayHead:
             "RAY_AUTH_TOKEN_PATH": str(token),
             "RAY_USAGE_STATS_ENABLED": "0",
         }
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.address = f"127.0.0.1:{s.getsockname()[1]}"
+        self.address = ""  # host:port of its control store, known once it runs
 
     def __enter__(self) -> RayHead:
+        # --port=0: the control store binds a free port itself and Ray writes the address
+        # to ray_current_cluster (a port chosen here could be taken before it binds)
         cmd = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head"]
-        cmd += [f"--port={self.address.rsplit(':', 1)[1]}", "--node-ip-address=127.0.0.1"]
+        cmd += ["--port=0", "--node-ip-address=127.0.0.1"]
         cmd += ["--num-cpus=1", "--include-dashboard=false", "--disable-usage-stats"]
         cmd += [f"--temp-dir={self.folder}/ray"]
         try:
@@ -105,6 +104,10 @@ class RayHead:
                 cmd, env=dict(os.environ, **self.env), capture_output=True, text=True, timeout=240
             )
             assert out.returncode == 0, out.stderr[-3000:]
+            written = (Path(self.folder) / "ray" / "ray_current_cluster").read_text().strip()
+            port = re.fullmatch(r"\S+:([1-9][0-9]*)", written)  # Ray names the machine's IP
+            assert port is not None, written
+            self.address = f"127.0.0.1:{port.group(1)}"
         except BaseException:
             sweep(self.folder)
             raise
