@@ -87,12 +87,15 @@ class EncoderDecoder:
         """Prime the decoder: ``source`` is the encoder's frames ``[T, F]`` / token ids ``[T]``
         (or text, encoded with the encoder's vocabulary; characters not in it are refused
         unless ``unknown`` is ``"unk"`` or ``"skip"``), or the condition vector ``[C]`` of
-        a one-to-many model."""
+        a one-to-many model.
+
+        The decoder starts a new sequence (:attr:`~StreamingPredictor.frames_seen` from 0)
+        from the encoder's state; a refused source changes none of the decoder's state."""
         if self.encoder is not None:
             source = self._source(source, unknown)
             self.encoder.reset()
             outputs = self.encoder.step(source)
-            self.decoder.set_state({**self.encoder.state, **self._memory(outputs)})
+            self._begin({**self.encoder.state, **self._memory(outputs)})
             return
         spec = self._bridge_contract.inputs[0]
         raw = source if isinstance(source, np.ndarray) else np.asarray(source)
@@ -109,7 +112,18 @@ class EncoderDecoder:
             )
         names = [o.name for o in self._bridge_contract.outputs]
         outs = self._bridge.run(names, {spec.name: cond[None]})
-        self.decoder.set_state(dict(zip(names, outs, strict=True)))
+        self._begin(dict(zip(names, outs, strict=True)))
+
+    def _begin(self, states: dict[str, np.ndarray]) -> None:
+        """A new decoder sequence from ``states``: every state set, ``frames_seen`` (and any
+        left context) back to the start, or, if ``states`` are refused, nothing changed."""
+        before = self.decoder.snapshot()
+        self.decoder.reset()
+        try:
+            self.decoder.set_state(states)
+        except BaseException:
+            self.decoder.restore(before)
+            raise
 
     def _memory(self, outputs: Any) -> dict[str, np.ndarray]:
         """An attention decoder's per-stream memory from the encoder's outputs ``[S, M]``:
@@ -139,8 +153,7 @@ class EncoderDecoder:
     ) -> Iterator[int]:
         """Yield the decoded token ids one by one (argmax at each step), stopping at ``eos``."""
         source = self._source(source, unknown)  # refused text changes no state
-        self.decoder.reset()
-        self.start(source)
+        self.start(source)  # a new decoder sequence, or no change if refused
         token = bos
         for _ in range(max_len):
             logits = self.decoder.step(np.int64(token))
@@ -201,7 +214,6 @@ class EncoderDecoder:
                 "first; this decoder's contract has none. Use greedy() for raw token ids."
             )
         source = self._source(source, unknown)  # refused text changes no state
-        self.decoder.reset()
-        self.start(source)
+        self.start(source)  # a new decoder sequence, or no change if refused
         logits = self.decoder.step(np.int64(BOS))
         return sample_loop(self.decoder.step, logits, vocab, max_tokens, picked)

@@ -208,6 +208,31 @@ def test_bad_calls_are_refused_and_change_nothing(tmp_path: Path) -> None:
     assert np_ints == list(pair.beam(np.array([4, 5]), BOS, EOS, 3, width=2))
 
 
+def test_each_decoding_starts_a_new_decoder_sequence(tmp_path: Path) -> None:
+    """After a beam search the decoder holds the best output's state; the next start() (by
+    greedy, beam or itself) counts frames from 0 again, and a source the attention memory
+    cannot hold changes neither the state nor the count."""
+    _, pair = _pair("gru", "general", tmp_path)
+    out = list(pair.beam(np.array([4, 5, 6]), BOS, EOS, 6, width=3))
+    assert pair.decoder.frames_seen >= 1
+    kept = pair.decoder.snapshot()
+    for call in (
+        lambda: list(pair.greedy(np.arange(4, 13) % 3 + 4, BOS, EOS, 5)),
+        lambda: list(pair.beam(np.arange(4, 13) % 3 + 4, BOS, EOS, 5, width=2)),
+        lambda: pair.start(np.arange(4, 13) % 3 + 4),
+    ):
+        with pytest.raises(InputError, match="memory holds 1 to 8 rows"):
+            call()
+        assert pair.decoder.frames_seen == kept.frames_seen
+        for name, value in pair.decoder.state.items():
+            np.testing.assert_array_equal(kept.states[name], value)
+    pair.start(np.array([4, 5, 6]))
+    assert pair.decoder.frames_seen == 0
+    assert list(pair.beam(np.array([4, 5, 6]), BOS, EOS, 6, width=3)) == out
+    greedy = list(pair.greedy(np.array([4, 5, 6]), BOS, EOS, 6))
+    assert pair.decoder.frames_seen == min(len(greedy) + 1, 6)
+
+
 def test_cli_generate_beam(tmp_path: Path) -> None:
     """`edgeseq generate --beam N` on a text pair prints what EncoderDecoder.beam finds."""
     torch.manual_seed(0)
@@ -273,7 +298,6 @@ def test_batched_beam_equals_one_call_per_hypothesis(cell: str, attention, tmp_p
         for src in (rng.integers(4, VOCAB, int(k)) for k in rng.integers(1, 9, 4)):
             found = {}
             for batched in (None, True, False):
-                decoder.reset()  # frames_seen from 0 (start() sets the state, not the count)
                 pair.start(src)
                 calls.clear()
                 ids = list(beam_tokens(decoder, BOS, EOS, 12, width, alpha, batched=batched))
