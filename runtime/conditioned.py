@@ -19,6 +19,7 @@ from edgeseq.contract import Contract
 from edgeseq.errors import ContractError, InputError
 from edgeseq.exact import first_inexact
 from edgeseq.runtime._beam import beam_tokens, check_beam_options
+from edgeseq.runtime._options import LoadOptions
 from edgeseq.runtime._session import ModelSource, graph_io, open_session
 from edgeseq.runtime.generate import BOS, Sampling, encode_prompt, has_specials, sample_loop
 from edgeseq.runtime.predictor import StreamingPredictor
@@ -36,6 +37,14 @@ class EncoderDecoder:
     init_model
         The encoder/bridge model; by default the file named in the decoder's contract,
         next to the decoder.
+    device, threads
+        Where and with how many onnxruntime intra-op threads both models run.
+    options
+        ``device`` and ``threads`` as one :class:`~edgeseq.runtime.LoadOptions` (not
+        both for one field). Its ``contract``, ``state`` and ``constants`` are the
+        decoder's: the init model loads from its own file and contract, with the same
+        device and threads. ``context`` and ``window`` are refused: the decoder takes one
+        token a call and the encoder its whole source in one call, so neither is cut.
     """
 
     def __init__(
@@ -44,8 +53,20 @@ class EncoderDecoder:
         init_model: ModelSource | None = None,
         device: str = "cpu",
         threads: int | None = None,
+        *,
+        options: LoadOptions | None = None,
     ) -> None:
-        self.decoder = StreamingPredictor(decoder, device, threads)
+        loading = LoadOptions.given(options, device=device, threads=threads)
+        cut = [f"{n}={v}" for n in ("context", "window") if (v := getattr(loading, n)) is not None]
+        if cut:
+            raise InputError(
+                f"EncoderDecoder got {', '.join(cut)} in its options; expected neither: the "
+                "decoder takes one token a call and the encoder its whole source in one "
+                "call. Drop them (dataclasses.replace(options, context=None, window=None))."
+            )
+        self.options = loading
+        self.decoder = StreamingPredictor(decoder, options=loading)
+        shared = LoadOptions(device=loading.device, threads=loading.threads)
         extra = self.decoder.contract.model.extra
         if init_model is None:
             name = extra.get("init_model")
@@ -57,12 +78,10 @@ class EncoderDecoder:
             init_model = Path(decoder).with_name(name)  # type: ignore[arg-type]
         self.role = "encoder" if self.decoder.contract.model.topology == "seq2seq" else "init"
         if self.role == "encoder":
-            self.encoder: StreamingPredictor | None = StreamingPredictor(
-                init_model, device, threads
-            )
+            self.encoder: StreamingPredictor | None = StreamingPredictor(init_model, options=shared)
         else:
             self.encoder = None
-            self._bridge = open_session(init_model, device, threads)
+            self._bridge = open_session(init_model, shared.device, shared.threads)
             meta = self._bridge.get_modelmeta().custom_metadata_map
             self._bridge_contract = Contract.from_metadata(meta, source=str(init_model))
             self._bridge_contract.check_graph(*graph_io(self._bridge))
