@@ -43,15 +43,16 @@ def generate_text(
     arguments of both ``generate`` methods: ``max_tokens``, ``sampling``, ``unknown``; with
     ``beam`` the decoder's most probable text a beam search of that many hypotheses finds,
     ranked with GNMT's ``length_penalty`` (``sampling`` does not apply)."""
-    from edgeseq.runtime import EncoderDecoder, StreamingPredictor
+    from edgeseq.runtime import EncoderDecoder, LoadOptions, StreamingPredictor
 
-    predictor = StreamingPredictor(model, device=device, threads=threads)
+    loading = LoadOptions(device=device, threads=threads)  # checked once, for every model
+    predictor = StreamingPredictor(model, options=loading)
     facts = predictor.contract.model
     if facts.extra.get("init_model") and facts.topology in ("seq2seq", "one_to_many"):
         if source is None:
             what = "source text" if facts.topology == "seq2seq" else "condition values"
             raise click.UsageError(f"this is a {facts.topology} decoder: pass --source ({what}).")
-        pair = EncoderDecoder(model, device=device, threads=threads)
+        pair = EncoderDecoder(model, options=loading)
         text = pair.encoder is not None and pair.encoder.engine.frames.is_int
         if beam is None:
             return pair.generate(_source(source, text), **options)

@@ -294,18 +294,19 @@ def command(
     )
     from edgeseq.cli._inspect import _pairs
     from edgeseq.cli._options import constants_option
-    from edgeseq.runtime import StreamingPredictor
+    from edgeseq.runtime import LoadOptions, StreamingPredictor
 
     values = constants_option(constants, need_values=True)
+    loading = LoadOptions(
+        device=device, threads=threads, state=_pairs(states), constants=values or None,
+        context=context, window=window,
+    )  # fmt: skip
     if (pcm is None) != (rate is None):
         raise click.BadParameter("--pcm and --rate go together", param_hint="--pcm/--rate")
     audio = pcm is not None or is_wav(source)
     if audio and (picked or whole or on_error != "stop"):
         raise click.UsageError("--columns, --whole and --on-error are for CSV input, not audio")
-    predictor = StreamingPredictor(
-        model, device=device, threads=threads, state=_pairs(states),
-        constants=values or None, context=context, window=window,
-    )  # fmt: skip
+    predictor = StreamingPredictor(model, options=loading)
     recorded = predictor.contract.model.extra.get("rate")
     if pcm is not None:
         if source != "-":
