@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeseq.errors import InputError
+from edgeseq.runtime import LoadOptions
 
 __all__ = ["ServeOptions", "log_to_stderr"]
 
@@ -98,6 +99,15 @@ class ServeOptions:
             raise InputError(f"shutdown_timeout must be positive, got {self.shutdown_timeout!r}.")
         if any(not t for t in self.tokens):
             raise InputError("tokens must be non-empty strings; remove the empty one.")
+        # threads checked here; whether the device exists, where the pool loads (a Ray
+        # replica may have a GPU this machine lacks)
+        LoadOptions(threads=self.threads)
+
+    @property
+    def loading(self) -> LoadOptions:
+        """``device`` and ``threads`` as the :class:`~edgeseq.runtime.LoadOptions` the
+        shared pool loads with (a device this onnxruntime lacks is refused here)."""
+        return LoadOptions(device=self.device, threads=self.threads)
 
     def token_ok(self, given: str | None) -> bool:
         """Whether ``given`` is an accepted token (always true without tokens)."""

@@ -61,8 +61,7 @@ class StreamService:
         self.pool = StreamPool(
             model,
             max_streams=o.max_streams,
-            device=o.device,
-            threads=o.threads,
+            options=o.loading,
             idle_timeout=o.idle_timeout,
             max_batch=o.max_batch,
             max_wait_ms=o.max_wait_ms,
