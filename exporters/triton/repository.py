@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import onnx
 
@@ -19,6 +19,9 @@ from edgeseq.exporters._onnx import attach_contract, save_checked
 from edgeseq.exporters.triton._config import Backend, TritonOptions, config_text
 from edgeseq.exporters.triton._onnxgraph import Editor
 from edgeseq.exporters.triton._variant import init_variant, triton_variant
+
+if TYPE_CHECKING:
+    from edgeseq.runtime import LoadOptions
 
 __all__ = ["TritonRepository", "to_triton"]
 
@@ -74,9 +77,7 @@ def _load(
     return proto, contract
 
 
-def _runtime_check(
-    src: Path, c: Contract, constants: Mapping[str, Any] | None, backend: str
-) -> None:
+def _runtime_check(src: Path, c: Contract, loading: LoadOptions, backend: str) -> None:
     """Serve only what edgeseq's runtime streams correctly: the same refusals (a model whose
     state depends on how its samples are cut, a missing window...) with the same words."""
     import warnings
@@ -84,13 +85,12 @@ def _runtime_check(
     from edgeseq.errors import EdgeseqError
     from edgeseq.runtime import StreamingPredictor, StreamPool
 
-    given = dict(constants or {})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a discovered contract was reported by _load
         try:  # the file as a user would stream it: discovery, probing and cut checks included
-            engine = StreamingPredictor(src, constants=given).engine
+            engine = StreamingPredictor(src, options=loading).engine
             if backend == "python" and c.model.stateful and c.states:
-                StreamPool(src, max_streams=1, constants=given).shutdown()
+                StreamPool(src, max_streams=1, options=loading).shutdown()
         except EdgeseqError as exc:
             raise ExportError(
                 f"{src}: edgeseq's runtime cannot stream this model as given, so a Triton "
@@ -184,9 +184,12 @@ def to_triton(
         The written repository failed validation (a bug: please report it).
     """
     from edgeseq.exporters.triton._check import check_repository
+    from edgeseq.runtime import LoadOptions
 
     opts = options or TritonOptions()
     _check_options(opts, backend)
+    loading = LoadOptions(constants=constants)  # checked: a dict keyed by input name
+    constants = loading.constants
     src = Path(model)
     proto, c = _load(src, constants)
     name = _name(src, name)
@@ -196,7 +199,7 @@ def to_triton(
     conditioned = c.model.topology in _CONDITIONED and "init_model" in c.model.extra
     stateful = c.model.stateful and bool(c.states)
     baked, bc = _baked(proto, c, constants)
-    _runtime_check(src, c, constants, backend)
+    _runtime_check(src, c, loading, backend)
     if conditioned:
         init_path = src.with_name(c.model.extra["init_model"])
         init_proto, init_c = _load(init_path)
