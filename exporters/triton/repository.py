@@ -178,6 +178,9 @@ def to_triton(
 
     Raises
     ------
+    InputError
+        ``constants`` is not a mapping of input names (checked as a
+        :class:`~edgeseq.runtime.LoadOptions`, before anything is read or written).
     ExportError
         The model cannot be served this way (the message says why and what to use instead).
     RepositoryError
