@@ -10,6 +10,8 @@
 - :class:`EncoderDecoder` drives captioning and translation decoders; :class:`Sampling`
   holds how their and the predictor's ``generate`` pick each token.
 - :class:`GreedyCTC` turns a transcriber's emissions into text as they arrive.
+- :class:`TranslationMemory` recalls the output of the nearest stored source (TF-IDF +
+  difflib, scikit-learn's scores without scikit-learn), e.g. example 06's encoder input.
 
 :class:`StreamPool` is loaded on first use (PEP 562): with its ``submit`` front
 (:mod:`concurrent.futures`, :mod:`logging`, :mod:`threading`) it cost a process that only
@@ -28,6 +30,7 @@ from edgeseq.runtime.conditioned import EncoderDecoder
 from edgeseq.runtime.ctc import GreedyCTC
 from edgeseq.runtime.discover import Discovery, discover, named_contract
 from edgeseq.runtime.generate import Sampling, encode_prompt, sample_token
+from edgeseq.runtime.memory import TranslationMemory
 from edgeseq.runtime.predictor import StreamingPredictor
 from edgeseq.runtime.snapshot import PoolSnapshot, Snapshot, atomic_write
 
@@ -47,6 +50,7 @@ __all__ = [
     "StatePair",
     "StreamPool",
     "StreamingPredictor",
+    "TranslationMemory",
     "atomic_write",
     "discover",
     "encode_prompt",
