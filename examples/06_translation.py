@@ -14,7 +14,11 @@ neural fuzzy repair, as localisation tools pair a memory with machine translatio
 encoder reads the English, a separator (U+001E) and the French of the most similar
 English training string (character n-gram TF-IDF, then difflib among the ten nearest;
 for a training pair the nearest *other* training pair, so training sees the memory as
-the device will). With ``--no-memory-input`` it reads the English alone.
+the device will). The memory is :class:`edgeseq.runtime.TranslationMemory` (numpy only;
+the same picks as scikit-learn's TfidfVectorizer), saved as ``translate.memory.json``
+beside ``translate.onnx`` so a device recalls as training did:
+``edgeseq generate translate.onnx --memory translate.memory.json --source TEXT``. With
+``--no-memory-input`` it reads the English alone.
 
 Two character-level GRU encoder-decoders of the same size are trained with teacher
 forcing and dropout (``--dropout``, default 0.3, on both GRUs' inputs, the decoder's
@@ -51,11 +55,12 @@ from _seq2seq import (
     export_checked,
     greedy_batch,
     gru_pair_builder,
-    memory_baseline,
     scores,
     scores_panel,
     train_with_and_without_attention,
 )
+
+from edgeseq.runtime import TranslationMemory
 
 MAX_CHARS = 40
 SEPARATOR = "\x1e"  # between the English and the memory's French in the encoder's input
@@ -125,12 +130,13 @@ def main(argv: list[str] | None = None) -> dict:
     train_pairs, test_pairs = [pairs[i] for i in tr], [pairs[i] for i in te]
     train_en, train_fr = [e for e, _ in train_pairs], [f for _, f in train_pairs]
     test_en = [e for e, _ in test_pairs]
-    recalled = memory_baseline(train_en, train_fr, test_en)  # the memory's answers
+    # the device's memory (numpy only), saved beside translate.onnx for the device
+    memory = TranslationMemory(train_en, train_fr, separator=SEPARATOR)
+    memory.save(run.path("translate.memory.json"))
+    recalled = memory.lookup_batch(test_en)  # the memory's answers
     with_memory = run.args.memory_input
     if with_memory:  # each training pair recalls the nearest *other* training pair
-        train_src = [
-            f"{e}{SEPARATOR}{m}" for e, m in zip(train_en, memory_baseline(train_en, train_fr))
-        ]
+        train_src = [f"{e}{SEPARATOR}{m}" for e, m in zip(train_en, memory.leave_one_out())]
         test_src_text = [f"{e}{SEPARATOR}{m}" for e, m in zip(test_en, recalled)]
     else:
         train_src, test_src_text = train_en, test_en

@@ -63,15 +63,28 @@ def compare(rows: Sequence[Sequence[Any]], metrics: Sequence[str]) -> tuple[dict
 
 
 def memory_baseline(
+    sources: Sequence[str], outputs: Sequence[Any], queries: Sequence[str] | None = None
+) -> list[Any]:
+    """The output of the most similar training source for each query, by the device's
+    :class:`edgeseq.runtime.TranslationMemory`: character 1-3-gram TF-IDF cosine picks the
+    ten nearest, difflib's ratio the best of those. Without ``queries`` each source is its
+    own query and may not match itself (leave one out: what the memory would give a
+    training pair it had not stored)."""
+    from edgeseq.runtime import TranslationMemory
+
+    memory = TranslationMemory(sources, outputs)
+    return memory.leave_one_out() if queries is None else memory.lookup_batch(queries)
+
+
+def sklearn_memory(
     sources: Sequence[str],
     outputs: Sequence[Any],
     queries: Sequence[str] | None = None,
     chunk: int = 512,
 ) -> list[Any]:
-    """The output of the most similar training source for each query: character 1-3-gram
-    TF-IDF cosine picks the ten nearest, difflib's ratio the best of those. Without
-    ``queries`` each source is its own query and may not match itself (leave one out:
-    what the memory would give a training pair it had not stored)."""
+    """:func:`memory_baseline` computed with scikit-learn's TfidfVectorizer (the reference
+    the device's memory is checked against), with the same tie rule: the ten candidates by
+    cosine, equal cosines by lower index; the best ratio, equal ratios to the earlier."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True)
@@ -84,9 +97,9 @@ def memory_baseline(
         sims = (vec.transform(part) @ known).toarray()
         if leave_one_out:
             sims[np.arange(len(part)), np.arange(k, k + len(part))] = -np.inf
-        near = np.argpartition(-sims, min(10, sims.shape[1] - 1), axis=1)[:, :10]
+        near = np.argsort(-sims, axis=1, kind="stable")[:, :10]
         for i, (q, row) in enumerate(zip(part, near)):
-            row = sorted((j for j in row if sims[i, j] > -np.inf), key=lambda j: -sims[i, j])
+            row = [j for j in row if sims[i, j] > -np.inf]
             best = max(row, key=lambda j: difflib.SequenceMatcher(None, q, sources[j]).ratio())
             out.append(outputs[best])
     return out

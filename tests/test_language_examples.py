@@ -218,7 +218,7 @@ def test_pronunciation_attention_beats_every_baseline() -> None:
 
 
 def test_seq2seq_scores_and_memory_baseline() -> None:
-    from _seq2seq import compare, edit_distance, memory_baseline, scores
+    from _seq2seq import compare, edit_distance, memory_baseline, scores, sklearn_memory
 
     assert edit_distance(["K", "AE", "T"], ["K", "AA", "T", "S"]) == 2
     assert edit_distance("chat", "chats") == 1
@@ -232,14 +232,12 @@ def test_seq2seq_scores_and_memory_baseline() -> None:
     assert (cer, exact) == (round(2 / 52, 4), 0.5) and 0 < bleu < 100 and 0 < chrf < 100
     words = ["cat", "category", "dog", "house", "mouse"]
     prons = [["K", "AE", "T"], ["K", "AE", "T", "AH"], ["D"], ["H"], ["M"]]
-    assert memory_baseline(words, prons, ["cats", "hous", "dogs"], chunk=2) == [
-        prons[0],
-        prons[3],
-        prons[2],
-    ]
-    # without queries each source recalls the nearest *other* source (leave one out)
-    assert memory_baseline(words, [1, 2, 3, 4, 5])[:2] == [2, 1]
-    assert memory_baseline(words[3:], ["h", "m"]) == ["m", "h"]
+    for memory in (memory_baseline, sklearn_memory):  # the device's, scikit-learn's
+        assert memory(words, prons, ["cats", "hous", "dogs"]) == [prons[0], prons[3], prons[2]]
+        # without queries each source recalls the nearest *other* source (leave one out)
+        assert memory(words, [1, 2, 3, 4, 5])[:2] == [2, 1]
+        assert memory(words[3:], ["h", "m"]) == ["m", "h"]
+    assert sklearn_memory(words, prons, ["cats", "hous", "dogs"], chunk=2)[1] == prons[3]
     rows = [["model", 0.2, 0.5, 40.0], ["memory", 0.3, 0.1, 45.0], ["copy", 0.6, 0.6, 2.0]]
     beats, margins = compare(rows, ["PER", "exact match", "BLEU"])
     assert beats == {"PER": True, "exact match": False, "BLEU": False}
