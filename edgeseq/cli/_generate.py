@@ -37,12 +37,15 @@ def generate_text(
     threads: int | None = 1,
     beam: int | None = None,
     length_penalty: float = 0.0,
+    memory: str | None = None,
 ) -> Iterator[str]:
     """Text pieces from MODEL: a language model (``prompt``), or a decoder whose first
     state comes from an encoder or a condition (``source``). ``options`` are the keyword
     arguments of both ``generate`` methods: ``max_tokens``, ``sampling``, ``unknown``; with
     ``beam`` the decoder's most probable text a beam search of that many hypotheses finds,
-    ranked with GNMT's ``length_penalty`` (``sampling`` does not apply)."""
+    ranked with GNMT's ``length_penalty`` (``sampling`` does not apply). ``memory``: a
+    :class:`~edgeseq.runtime.TranslationMemory` file; the encoder then reads ``source``,
+    the memory's separator and the memory's output for ``source``."""
     from edgeseq.runtime import EncoderDecoder, LoadOptions, StreamingPredictor
 
     loading = LoadOptions(device=device, threads=threads)  # checked once, for every model
@@ -54,11 +57,18 @@ def generate_text(
             raise click.UsageError(f"this is a {facts.topology} decoder: pass --source ({what}).")
         pair = EncoderDecoder(model, options=loading)
         text = pair.encoder is not None and pair.encoder.engine.frames.is_int
+        if memory is not None:
+            if not text:
+                raise click.UsageError("--memory is for decoders whose encoder reads text.")
+            from edgeseq.runtime import TranslationMemory
+
+            source = TranslationMemory.load(memory).encoder_input(source)
         if beam is None:
             return pair.generate(_source(source, text), **options)
         return _beam_text(pair, _source(source, text), beam, options, length_penalty)
-    if source is not None:
-        raise click.UsageError("--source is for encoder-decoder models; use --prompt.")
+    if source is not None or memory is not None:
+        what = "--source" if source is not None else "--memory"
+        raise click.UsageError(f"{what} is for encoder-decoder models; use --prompt.")
     if beam is not None:
         raise click.UsageError("--beam is for encoder-decoder models (with --source).")
     if not predictor.engine.frames.is_int or not predictor.contract.preprocessing.vocab:
@@ -94,6 +104,15 @@ def _beam_text(
 @click.option("-p", "--prompt", default="", help="Text to start from (default: <bos>).")
 @click.option(
     "--source", help="Encoder-decoder models: text to translate, or condition values 'a,b,c'."
+)
+@click.option(
+    "--memory",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="With --source: a translation memory saved beside the model "
+    "(TranslationMemory.save, e.g. example 06's translate.memory.json). The encoder then "
+    "reads the source, the memory's separator (U+001E) and the output the memory recalls "
+    "for the most similar stored source, as the model was trained to.",
 )
 @click.option(
     "-n",
@@ -160,6 +179,7 @@ def command(
     unknown: str,
     beam: int | None,
     length_penalty: float | None,
+    memory: str | None,
     device: str,
     threads: int,
 ) -> None:
@@ -175,6 +195,7 @@ def command(
       edgeseq generate translate.onnx --source "good morning" -t 0
       edgeseq generate translate.onnx --source "good morning" --beam 5
       edgeseq generate translate.onnx --source "good morning" --beam 5 --length-penalty 0.6
+      edgeseq generate translate.onnx --source "Save the file" --memory translate.memory.json
       edgeseq generate lm.onnx -p "Café au lait" --unknown unk   # é is not in the vocabulary
     """
     from edgeseq.runtime import Sampling
@@ -192,7 +213,9 @@ def command(
             "--length-penalty ranks a beam search's hypotheses: add --beam N (e.g. --beam 5)."
         )
     alpha = length_penalty or 0.0
-    pieces = generate_text(model, prompt, source, options, device, threads, beam, alpha)
+    if memory is not None and source is None:
+        raise click.UsageError("--memory recalls an output for --source: pass --source TEXT.")
+    pieces = generate_text(model, prompt, source, options, device, threads, beam, alpha, memory)
     click.echo(prompt if source is None else "", nl=False)  # the text reads on from the prompt
     for piece in pieces:
         click.echo(piece, nl=False)  # echo flushes: each piece shows as soon as it is sampled
