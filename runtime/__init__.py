@@ -15,7 +15,8 @@
 
 :class:`StreamPool` is loaded on first use (PEP 562): with its ``submit`` front
 (:mod:`concurrent.futures`, :mod:`logging`, :mod:`threading`) it cost a process that only
-runs a :class:`StreamingPredictor` about 1.3 MB, so ``import edgeseq.runtime`` leaves it out.
+runs a :class:`StreamingPredictor` about 1.3 MB, so ``import edgeseq.runtime`` leaves it out;
+:class:`TranslationMemory` (with :mod:`difflib`) loads on first use too.
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ from edgeseq.runtime.conditioned import EncoderDecoder
 from edgeseq.runtime.ctc import GreedyCTC
 from edgeseq.runtime.discover import Discovery, discover, named_contract
 from edgeseq.runtime.generate import Sampling, encode_prompt, sample_token
-from edgeseq.runtime.memory import TranslationMemory
 from edgeseq.runtime.predictor import StreamingPredictor
 from edgeseq.runtime.snapshot import PoolSnapshot, Snapshot, atomic_write
 
 if TYPE_CHECKING:
+    from edgeseq.runtime.memory import TranslationMemory
     from edgeseq.runtime.pool import StreamPool
 
 __all__ = [
@@ -62,7 +63,7 @@ __all__ = [
 ]
 
 # public names whose modules load on first access: name -> module
-_LAZY = {"StreamPool": "edgeseq.runtime.pool"}
+_LAZY = {"StreamPool": "edgeseq.runtime.pool", "TranslationMemory": "edgeseq.runtime.memory"}
 
 
 def __getattr__(name: str) -> Any:
