@@ -33,6 +33,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from array import array
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,7 @@ class TranslationMemory:
 
     def _build(self) -> None:
         first: dict[str, int] = {}  # n-gram -> order of first appearance
-        docs, feats, counts = [], [], []
+        docs, feats, counts = array("q"), array("q"), array("q")  # compact while building
         for d, text in enumerate(self.sources):
             per: dict[int, int] = {}
             for g in char_ngrams(text):
@@ -136,7 +137,8 @@ class TranslationMemory:
         self._post_doc = doc[by].astype(np.int32)
         self._post_weight = weight[by]
         self._indptr = np.zeros(len(names) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(alpha, minlength=len(names)), out=self._indptr[1:])
+        self._sizes = np.bincount(alpha, minlength=len(names))
+        np.cumsum(self._sizes, out=self._indptr[1:])
 
     def cosines(self, query: str) -> np.ndarray:
         """``(n,)`` float64: the TF-IDF cosine of ``query`` with every stored source."""
@@ -157,10 +159,10 @@ class TranslationMemory:
         for x in w.tolist():  # sequential, in scikit-learn's order
             total += x * x
         w /= np.sqrt(total)
-        starts, stops = self._indptr[keys], self._indptr[keys + 1]
-        spans = [np.arange(a, b) for a, b in zip(starts.tolist(), stops.tolist())]
-        idx = np.concatenate(spans)
-        prods = self._post_weight[idx] * np.repeat(w, stops - starts)
+        starts, sizes = self._indptr[keys], self._sizes[keys]
+        # the postings of each query n-gram in turn: sums run in scikit-learn's order
+        idx = np.arange(sizes.sum()) + np.repeat(starts - (np.cumsum(sizes) - sizes), sizes)
+        prods = self._post_weight[idx] * np.repeat(w, sizes)
         return np.bincount(self._post_doc[idx], weights=prods, minlength=len(self.sources))
 
     def nearest(self, query: str, exclude: int | None = None) -> int:
