@@ -8,7 +8,8 @@ runtime against it (Node and headless Chromium)::
 
 ``manifest.json`` holds, per model, the frames streamed and Python's
 ``StreamingPredictor`` outputs for chunkings {1, 3, 7}, snapshots taken in Python, the
-lines ``edgeseq stream`` prints, texts ``StreamingPredictor.generate`` samples, and
+lines ``edgeseq stream`` prints, texts ``StreamingPredictor.generate`` samples, the ids
+``EncoderDecoder`` greedy and beam decode (tests/js_seq2seq_fixtures.py), and
 reference values for Python's float formatting and numpy's random generator.
 """
 
@@ -364,6 +365,11 @@ def write(out: Path) -> dict[str, Any]:
         }
         _char_model(out / "pydoc-chars.onnx", Path(tmp))
         manifest["text"] = _text(out / "pydoc-chars.onnx")
+        from js_seq2seq_fixtures import ties
+        from js_seq2seq_fixtures import write as write_seq2seq
+
+        manifest["seq2seq"] = write_seq2seq(out)
+        manifest["beam_ties"] = ties()
     manifest["stream_cli"] = _stream_cli(out, x)
     manifest["formatting"] = _formatting()
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))

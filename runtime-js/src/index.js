@@ -21,3 +21,5 @@ export { readMetadata, sidecarOf } from "./model-file.js";
 export { StreamingPredictor } from "./predictor.js";
 export { NumpyRandom } from "./random.js";
 export { FORMAT, FORMAT_VERSION, Snapshot } from "./snapshot.js";
+export { EncoderDecoder } from "./encoder-decoder.js";
+export { checkBeamOptions, lengthPenalties, logSoftmax } from "./beam.js";

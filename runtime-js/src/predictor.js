@@ -181,6 +181,16 @@ export class StreamingPredictor {
     this._generation++;
   }
 
+  /**
+   * @internal A new sequence from `states` (as `setState` takes them): every state set and
+   * `framesSeen` back to 0, or, if `states` are refused, nothing changed. EncoderDecoder's start.
+   */
+  _begin(states) {
+    const next = splitStates(this.ort, this.pairs, this.views, states);
+    this.reset();
+    this._states = next;
+  }
+
   /** Copy the stream's state; `restore()` rewinds to it, `toBytes()` persists it. */
   snapshot() {
     this._needHash();

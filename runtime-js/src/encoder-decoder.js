@@ -1,0 +1,178 @@
+/**
+ * EncoderDecoder: seq2seq pairs (translation, pronunciation) as `runtime/conditioned.py`
+ * runs them. The decoder's contract names its encoder (`model.extra.init_model`, a file
+ * beside it); the encoder streams the source and its final state starts the decoder. An
+ * attention decoder (`model.extra.attention`) also takes the encoder's outputs as its
+ * per-stream memory, padded to `max_source` rows, with a mask of the valid ones.
+ *
+ * ```js
+ * import * as ort from "onnxruntime-node";
+ * const pair = await EncoderDecoder.create("translate.onnx", { ort });
+ * const ids = [];
+ * for await (const id of pair.beam("hello", 2, 3, 40, 4, { lengthPenalty: 0.6 })) ids.push(id);
+ * console.log(pair.decode(ids));
+ * ```
+ */
+
+import { beamTokens, checkBeamOptions, lastRow } from "./beam.js";
+import { ContractError, InputError } from "./errors.js";
+import { decodeIds, encodePrompt } from "./generate.js";
+import { StreamingPredictor } from "./predictor.js";
+
+/** `name` in the same folder as `ref` (a file path, or a URL). */
+function besideOf(ref, name) {
+  if (ref instanceof URL || /^[a-z][a-z0-9+.-]*:\/\//i.test(ref)) return new URL(name, ref).href;
+  const cut = Math.max(ref.lastIndexOf("/"), ref.lastIndexOf("\\"));
+  return ref.slice(0, cut + 1) + name;
+}
+
+const argmax = (v) => {
+  let best = 0;
+  for (let k = 1; k < v.length; k++) if (v[k] > v[best] || (Number.isNaN(v[k]) && !Number.isNaN(v[best]))) best = k;
+  return best;
+};
+
+/** An encoder and the token decoder it starts: `start`, `greedy`, `beam`. */
+export class EncoderDecoder {
+  /**
+   * Load a decoder and its encoder.
+   *
+   * @param decoder the decoder model: a file path (Node), a URL, or bytes
+   * @param options.ort onnxruntime's module (`onnxruntime-node` or `onnxruntime-web`)
+   * @param options.initModel the encoder (path, URL or bytes); by default the file the
+   *   decoder's contract names (`model.extra.init_model`), beside the decoder
+   * @param options.sessionOptions passed to `ort.InferenceSession.create` for both
+   */
+  static async create(decoder, options = {}) {
+    const { ort, initModel = null, sessionOptions } = options;
+    const dec = await StreamingPredictor.create(decoder, { ort, sessionOptions });
+    try {
+      const extra = dec.contract.model.extra ?? {};
+      if (dec.contract.model.topology !== "seq2seq") {
+        throw new ContractError(
+          `this decoder's topology is '${dec.contract.model.topology}'; the JavaScript EncoderDecoder ` +
+            "runs 'seq2seq' pairs (an encoder and its decoder). Start a one-to-many decoder from its " +
+            "condition in Python (edgeseq.runtime.EncoderDecoder).",
+        );
+      }
+      let source = initModel;
+      if (source === null) {
+        const name = extra.init_model;
+        if (!name || (typeof decoder !== "string" && !(decoder instanceof URL))) {
+          throw new ContractError(
+            "the decoder's contract names no init model file (model.extra.init_model) or the " +
+              "decoder was given as bytes; pass {initModel} explicitly.",
+          );
+        }
+        source = besideOf(decoder, name);
+      }
+      const enc = await StreamingPredictor.create(source, { ort, sessionOptions });
+      return new EncoderDecoder(dec, enc);
+    } catch (exc) {
+      await dec.close();
+      throw exc;
+    }
+  }
+
+  /** @internal use {@link EncoderDecoder.create} */
+  constructor(decoder, encoder) {
+    this.decoder = decoder;
+    this.encoder = encoder;
+    /** The decoder's vocabulary (output ids), or null. */
+    this.vocab = decoder.contract.preprocessing.vocab ?? null;
+    /** An attention decoder's memory inputs `{kind, memory, mask, max_source}`, or null. */
+    this.attention = decoder.contract.model.extra?.attention ?? null;
+  }
+
+  /** Token ids `[T]` of text `source` with the encoder's vocabulary; other sources as given. */
+  encode(source, { unknown = "error" } = {}) {
+    if (typeof source !== "string") return source;
+    const vocab = this.encoder.contract.preprocessing.vocab;
+    if (!vocab) {
+      throw new InputError(
+        "the encoder has no vocabulary, so text cannot be encoded; expected its frames [T, F] or token ids [T].",
+      );
+    }
+    return encodePrompt(source, vocab, unknown);
+  }
+
+  /** Text of decoded ids with the decoder's vocabulary (stops at `<eos>`). */
+  decode(ids) {
+    if (!this.vocab) throw new InputError("the decoder's contract has no vocabulary; expected a text decoder exported by edgeseq.");
+    return decodeIds(ids, this.vocab);
+  }
+
+  /**
+   * Prime the decoder: `source` is text (encoded with the encoder's vocabulary; characters
+   * not in it are refused unless `{unknown: "unk"}` or `{unknown: "skip"}`), token ids
+   * `[T]` or frames `[T, F]`. The decoder starts a new sequence (`framesSeen` 0) from the
+   * encoder's final state (and memory); a refused source changes none of its state.
+   */
+  async start(source, { unknown = "error" } = {}) {
+    const ids = this.encode(source, { unknown });
+    this.encoder.reset();
+    const outputs = await this.encoder.step(ids);
+    const states = { ...this.encoder.state, ...this._memory(outputs) };
+    this.decoder._begin(states);
+  }
+
+  /** Memory and mask of an attention decoder from the encoder's outputs `[S, M]`. */
+  _memory(outputs) {
+    const spec = this.attention;
+    if (!spec) return {};
+    const out = outputs instanceof this.decoder.ort.Tensor ? outputs : outputs[this.encoder.dataOutputs[0].name];
+    const pair = this.decoder.pairs.find((p) => p.input === spec.memory);
+    const [rows, size] = pair.shape.slice(1);
+    const last = out.dims.length ? out.dims[out.dims.length - 1] : null;
+    const shape = last === null ? [] : [last ? out.data.length / last : 0, last];
+    const n = shape[0];
+    if (shape.length !== 2 || last !== size || !(n >= 1 && n <= rows)) {
+      const shown = shape.length ? `(${shape.join(", ")})` : "()";
+      throw new InputError(
+        `the encoder gave outputs of shape ${shown}; this attention decoder's memory holds 1 to ` +
+          `${rows} rows of ${size}. Pass a source of at most ${rows} frames or tokens, or re-export ` +
+          "with a larger max_source.",
+      );
+    }
+    const memory = new Float32Array(rows * size);
+    memory.set(out.data);
+    const mask = new Float32Array(rows).fill(1, 0, n);
+    return { [spec.memory]: { data: memory, dims: [1, rows, size] }, [spec.mask]: { data: mask, dims: [1, rows] } };
+  }
+
+  /**
+   * Yield the decoded token ids one by one (argmax at each step), stopping at `eos` or
+   * after `maxLen` tokens: `for await (const id of pair.greedy("abc", 2, 3, 40))`.
+   */
+  async *greedy(source, bos, eos, maxLen = 64, { unknown = "error" } = {}) {
+    await this.start(source, { unknown }); // a new decoder sequence, or no change if refused
+    let tok = bos;
+    for (let n = 0; n < maxLen; n++) {
+      tok = argmax(lastRow(await this.decoder.step(BigInt64Array.of(BigInt(tok)))));
+      if (tok === eos) return;
+      yield tok;
+    }
+  }
+
+  /**
+   * Yield the token ids of the most probable output a beam search of `width` hypotheses
+   * finds (`width` 1 is greedy), without BOS/EOS; the same ranking as Python's
+   * `EncoderDecoder.beam`. Tokens every kept hypothesis shares are yielded as soon as they
+   * agree, the rest when the search ends. Afterwards the decoder holds the best output's
+   * state. Hypotheses are ranked by total log-probability divided by
+   * `((5 + length) / 6) ** lengthPenalty` (default 0: the total itself, which favours short
+   * outputs; 0.6 to 1.0 lets longer ones win). A bad width, `maxLen` or `lengthPenalty`
+   * throws InputError before any state changes.
+   */
+  async *beam(source, bos, eos, maxLen = 64, width = 5, { lengthPenalty = 0, unknown = "error" } = {}) {
+    checkBeamOptions(width, maxLen, lengthPenalty);
+    await this.start(source, { unknown }); // sets every decoder state, or none
+    yield* beamTokens(this.decoder, bos, eos, maxLen, width, lengthPenalty);
+  }
+
+  /** Release both onnxruntime sessions. */
+  async close() {
+    await this.decoder.close();
+    await this.encoder.close();
+  }
+}
