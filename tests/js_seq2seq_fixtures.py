@@ -4,7 +4,8 @@ Small text pairs (every cell, with and without attention) trained a few steps on
 their source, exported as ``edgeseq export`` writes them (decoder + ``.encoder.onnx``
 beside it), and what Python's :class:`~edgeseq.runtime.EncoderDecoder` decodes from them:
 greedy and beam ids (widths 1, 3 and 5, with and without a length penalty), the decoder's
-state afterwards, and its refusals' messages. Called by ``tests/js_fixtures.py write``.
+state afterwards, sampled texts, and its refusals' messages. Called by
+``tests/js_fixtures.py write``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ PAIRS = (
 SOURCES = ("abc", "gfedcba", "a", "bad", "cafe", "abcdefga", "ggg", "fab")
 BEAMS = ((1, 0.0), (3, 0.0), (3, 0.8), (5, 0.0), (5, 2.0))
 MAX_LEN = (12, 3)  # a long limit, and one that cuts hypotheses short
+SAMPLING = (
+    {"max_tokens": 12, "temperature": 0.0},
+    {"max_tokens": 12, "temperature": 0.8, "top_k": 5, "seed": 3},
+    {"max_tokens": 12, "temperature": 1.2, "top_p": 0.9, "seed": 11, "stop": "a"},
+)
 
 
 def _flat(a: Any) -> list[float]:
@@ -96,13 +102,18 @@ def _case(path: Path, attention: str | None) -> dict[str, Any]:
     for unknown in ("unk", "skip"):
         ids = pair.greedy("ab?c", BOS, EOS, 12, unknown=unknown)
         runs.append(_decoded(pair, ids, source="ab?c", max_len=12, kind="greedy", unknown=unknown))
+    texts = [
+        {**opts, "source": src, "text": "".join(pair.generate(src, **opts))}
+        for src in ("abc", "gfedcba", "cafe")
+        for opts in SAMPLING
+    ]
     refusals = {"unknown": _refused(pair.greedy, "ab?c\u2603", BOS, EOS, 12)}
     if attention is not None:  # one token more than the memory holds
         refusals["too_long"] = _refused(pair.greedy, "abcdefgab", BOS, EOS, 12)
     refusals["width"] = _refused(pair.beam, "abc", BOS, EOS, 12, 0)
     refusals["max_len"] = _refused(pair.beam, "abc", BOS, EOS, -1, 3)
     refusals["length_penalty"] = _refused(pair.beam, "abc", BOS, EOS, 12, 3, length_penalty=-0.5)
-    return {"bos": BOS, "eos": EOS, "runs": runs, "refusals": refusals}
+    return {"bos": BOS, "eos": EOS, "runs": runs, "texts": texts, "refusals": refusals}
 
 
 class _Table:

@@ -11,6 +11,7 @@
  */
 
 import { InputError } from "./errors.js";
+import { lastRow } from "./generate.js";
 
 const f32 = Math.fround;
 const whole = (v) => Number.isInteger(v); // an integral number (not a bool, string or BigInt)
@@ -76,13 +77,6 @@ function pairwiseSum32(a, lo = 0, n = a.length - lo) {
   let half = Math.floor(n / 2);
   half -= half % 8;
   return f32(pairwiseSum32(a, lo, half) + pairwiseSum32(a, lo + half, n - half));
-}
-
-/** The logits of the last frame of a step's output (a Tensor `[V]` or `[T, V]`). */
-export function lastRow(y) {
-  const t = y.dims.length > 1 ? y.dims[0] : 1;
-  const n = y.data.length / t;
-  return y.data.subarray((t - 1) * n, t * n);
 }
 
 const token = (t) => BigInt64Array.of(BigInt(t));

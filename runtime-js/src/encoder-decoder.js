@@ -14,9 +14,9 @@
  * ```
  */
 
-import { beamTokens, checkBeamOptions, lastRow } from "./beam.js";
+import { beamTokens, checkBeamOptions } from "./beam.js";
 import { ContractError, InputError } from "./errors.js";
-import { decodeIds, encodePrompt } from "./generate.js";
+import { BOS, checkOptions, decodeIds, encodePrompt, hasSpecials, lastRow, sampleLoop, StopFilter } from "./generate.js";
 import { StreamingPredictor } from "./predictor.js";
 
 /** `name` in the same folder as `ref` (a file path, or a URL). */
@@ -168,6 +168,28 @@ export class EncoderDecoder {
     checkBeamOptions(width, maxLen, lengthPenalty);
     await this.start(source, { unknown }); // sets every decoder state, or none
     yield* beamTokens(this.decoder, bos, eos, maxLen, width, lengthPenalty);
+  }
+
+  /**
+   * Yield the decoded text piece by piece, sampled as `StreamingPredictor.generate` samples
+   * (options maxTokens (64), temperature (1; 0 is greedy), topK, topP, seed, stop, unknown);
+   * the same source, options and seed give Python's text. Bad options are refused before
+   * any state changes.
+   */
+  async *generate(source, options = {}) {
+    const { maxTokens = 64, temperature = 1, topK = null, topP = null, seed = null, stop = null, unknown = "error" } = options;
+    if (!this.vocab || !hasSpecials(this.vocab)) {
+      throw new InputError(
+        "generate() needs the decoder's vocabulary with <pad>, <unk>, <bos>, <eos> first; this " +
+          "decoder's contract has none. Use greedy() for raw token ids.",
+      );
+    }
+    checkOptions({ maxTokens, temperature, topK, topP });
+    const stopper = new StopFilter(stop);
+    await this.start(source, { unknown }); // a new decoder sequence, or no change if refused
+    const step = (tok) => this.decoder.step(BigInt64Array.of(BigInt(tok)));
+    const logits = lastRow(await step(BOS));
+    yield* sampleLoop(step, logits, this.vocab, { maxTokens, temperature, topK, topP, seed, stop: stopper });
   }
 
   /** Release both onnxruntime sessions. */

@@ -12,7 +12,7 @@ import { InputError } from "./errors.js";
 import { NumpyRandom } from "./random.js";
 
 export const SPECIALS = ["<pad>", "<unk>", "<bos>", "<eos>"];
-const [PAD, UNK, BOS, EOS] = [0, 1, 2, 3];
+export const [PAD, UNK, BOS, EOS] = [0, 1, 2, 3];
 
 export const hasSpecials = (vocab) => SPECIALS.every((s, k) => vocab[k] === s);
 
@@ -205,7 +205,7 @@ export class StopFilter {
   }
 }
 
-const lastRow = (y) => {
+export const lastRow = (y) => {
   const t = y.dims.length > 1 ? y.dims[0] : 1;
   const n = y.data.length / t;
   return y.data.subarray((t - 1) * n, t * n);
@@ -250,13 +250,28 @@ export async function* generate(predictor, prompt = "", options = {}) {
     ids = BigInt64Array.of(BigInt(BOS));
   }
   if (reset) predictor.reset();
-  let logits = lastRow(await predictor.step(ids));
+  const logits = lastRow(await predictor.step(ids));
+  yield* sampleLoop((tok) => predictor.step(BigInt64Array.of(BigInt(tok))), logits, vocab, {
+    maxTokens, temperature, topK, topP, seed, stop: stopper,
+  });
+}
+
+/**
+ * Yield text sampled from `logits` `[vocab]` on: each sampled id is fed to `step` (an async
+ * function of the id that resolves to the next outputs) for the next logits, as Python's
+ * `sample_loop`. `<eos>` ends it when the vocabulary has edgeseq's specials, whose other
+ * specials are never sampled. `stop`: a string, strings, or a StopFilter.
+ */
+export async function* sampleLoop(step, logits, vocab, { maxTokens = 100, temperature = 1, topK = null, topP = null, seed = null, stop = null } = {}) {
+  checkOptions({ maxTokens, temperature, topK, topP });
+  const stopper = stop instanceof StopFilter ? stop : new StopFilter(stop);
   if (logits.length !== vocab.length) {
     throw new InputError(
       `the model outputs ${logits.length} scores per step but its vocabulary has ${vocab.length} ` +
         "tokens; expected one score per token. Re-export with the vocabulary the model was trained on.",
     );
   }
+  const specials = hasSpecials(vocab);
   const rng = new NumpyRandom(seed ?? randomSeed());
   const banned = specials ? [PAD, UNK, BOS] : [];
   for (let n = 0; n < maxTokens; n++) {
@@ -265,7 +280,7 @@ export async function* generate(predictor, prompt = "", options = {}) {
     const [text, hit] = stopper.feed(vocab[tok]);
     if (text) yield text;
     if (hit) return;
-    logits = lastRow(await predictor.step(BigInt64Array.of(BigInt(tok))));
+    logits = lastRow(await step(tok));
   }
   if (stopper.buf) yield stopper.buf;
 }

@@ -1,7 +1,7 @@
 // In headless Chromium: the signal page streams a model with onnxruntime-web (WASM, one
 // thread) and its outputs equal Python's ≤ 1e-5; every fixture model × chunking runs in
 // the page too; a Python snapshot restores in the browser; the text page samples Python's
-// text for a seed. Screenshots of both pages are kept in test-artifacts/.
+// text for a seed; a seq2seq pair decodes Python's ids. Screenshots of both pages are kept in test-artifacts/.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
@@ -131,6 +131,37 @@ test("text.html samples the pydoc character model's text as Python does for a se
   assert.equal(await page.evaluate(() => window.edgeseq.text), c.text);
   assert.equal(await page.textContent("#out"), c.prompt + c.text);
   await page.screenshot({ path: join(ARTIFACTS, "text.png"), fullPage: true });
+  await page.close();
+});
+
+test("EncoderDecoder in the browser: a seq2seq pair found by URL decodes Python's ids (greedy and beam)", { skip }, async () => {
+  const { page, logs } = await openPage("/web/stream.html");
+  const cases = manifest.seq2seq.filter((c) => ["s2s-gru-plain", "s2s-lstm-general"].includes(c.name));
+  const results = await page.evaluate(
+    async ({ cases, base }) => {
+      const { EncoderDecoder } = await import("edgeseq-runtime");
+      const { webOrt } = await import("./common.js");
+      const ort = webOrt();
+      const out = [];
+      for (const c of cases) {
+        const pair = await EncoderDecoder.create(`${base}/${c.model}`, { ort }); // its encoder: beside it
+        for (const r of c.runs.filter((x) => !x.unknown)) {
+          const it = r.kind === "greedy" ? pair.greedy(r.source, c.bos, c.eos, r.max_len)
+            : pair.beam(r.source, c.bos, c.eos, r.max_len, r.width, { lengthPenalty: r.length_penalty });
+          const ids = [];
+          for await (const t of it) ids.push(t);
+          out.push({ name: c.name, r, ids });
+        }
+      }
+      return out;
+    },
+    { cases, base: rel("").replace(/\/$/, "") },
+  );
+  assert.ok(!logs.some((l) => /error/i.test(l)), logs.join("\n"));
+  assert.equal(results.length, cases.reduce((n, c) => n + c.runs.filter((x) => !x.unknown).length, 0));
+  for (const { name, r, ids } of results) {
+    assert.deepEqual(ids, r.ids, `${name} ${r.kind}(${JSON.stringify(r.source)}, ${r.max_len}, width ${r.width}, penalty ${r.length_penalty}) in Chromium`);
+  }
   await page.close();
 });
 

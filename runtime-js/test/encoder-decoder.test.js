@@ -50,6 +50,19 @@ for (const c of seq2seq) {
     await pair.close();
   });
 
+  test(`${c.name}: generate samples Python's text (greedy, top-k, top-p with a stop string)`, async () => {
+    const pair = await EncoderDecoder.create(fixture(c.model), { ort });
+    assert.ok(c.texts.some((t) => t.text.length > 1));
+    for (const t of c.texts) {
+      const opts = { maxTokens: t.max_tokens, temperature: t.temperature, topK: t.top_k ?? null, topP: t.top_p ?? null,
+        seed: t.seed === undefined ? null : BigInt(t.seed), stop: t.stop ?? null };
+      let out = "";
+      for await (const piece of pair.generate(t.source, opts)) out += piece;
+      assert.equal(out, t.text, `generate(${JSON.stringify(t.source)}, ${JSON.stringify({ ...opts, seed: t.seed })})`);
+    }
+    await pair.close();
+  });
+
   test(`${c.name}: refusals throw Python's InputError and change no state`, async () => {
     const pair = await EncoderDecoder.create(fixture(c.model), { ort });
     await collect(pair.greedy("abc", c.bos, c.eos, 5));
@@ -75,6 +88,9 @@ for (const c of seq2seq) {
     await refused(pair.beam("abc", c.bos, c.eos, 12, 2.5), /beam width must be a whole number >= 1, got 2.5/);
     await refused(pair.beam("abc", c.bos, c.eos, 12, 3, { lengthPenalty: NaN }), /lengthPenalty must be a finite number/);
     await refused(pair.beam("abc", c.bos, c.eos, 12, 3, { lengthPenalty: "1" }), /lengthPenalty must be a finite number/);
+    await refused(pair.generate("abc", { temperature: -1 }), /temperature must be a finite number >= 0/);
+    await refused(pair.generate("abc", { maxTokens: 1.5 }), /maxTokens must be an int >= 0/);
+    await refused(pair.generate("ab\u2603"), /not in the model's vocabulary/);
     if (c.attention) {
       await refused(pair.greedy("abcdefgab", c.bos, c.eos, 12), refusals.too_long);
       await refused(pair.beam("abcdefgabc", c.bos, c.eos, 12, 3), /outputs of shape \(10, 8\); .* memory holds 1 to 8 rows/);
