@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 CHARS = "abcdefg"
+FEATURES = 3  # per frame, for the pair whose encoder takes float frames
 MAX_SOURCE = 8
 # (cell, attention): every cell plain and with Luong's general score, plus the other kinds
 PAIRS = (
@@ -37,7 +38,9 @@ def _flat(a: Any) -> list[float]:
     return [float(v) for v in np.asarray(a, dtype=np.float64).ravel()]
 
 
-def _pair(cell: str, attention: str | None, path: Path, seed: int) -> None:
+def _pair(cell: str, attention: str | None, path: Path, seed: int, frames: bool = False) -> None:
+    """A pair trained to reverse its text source, or (``frames``) to spell the signs of its
+    float frames ``[T, FEATURES]`` (an encoder without a vocabulary, as for audio)."""
     import torch
 
     from edgeseq.contract import Preprocessing
@@ -50,19 +53,55 @@ def _pair(cell: str, attention: str | None, path: Path, seed: int) -> None:
     vocab = Vocabulary.from_text(CHARS)
     n = len(vocab)
     size = 8
-    enc = SeqConfig(cell=cell, input_size=6, hidden_size=size, output_size=size, vocab_size=n)
+    enc = SeqConfig(cell=cell, input_size=FEATURES if frames else 6, hidden_size=size,
+                    output_size=size, vocab_size=None if frames else n)  # fmt: skip
     dec = SeqConfig(cell=cell, input_size=6, hidden_size=size, output_size=n, vocab_size=n,
                     task="translate")  # fmt: skip
     model = Seq2Seq(enc, dec, attention=attention)
     rng = np.random.default_rng(seed)
-    src = [rng.integers(4, n, int(k)) for k in rng.integers(2, MAX_SOURCE + 1, 64)]
+    lengths = rng.integers(2, MAX_SOURCE + 1, 64)
+    if frames:
+        src = [rng.normal(size=(int(k), FEATURES)).astype(np.float32) for k in lengths]
+        tgt = [np.r_[2, 4 + (s[:, 0] > 0) + 2 * (s[:, 1] > 0), 3] for s in src]
+    else:
+        src = [rng.integers(4, n, int(k)) for k in lengths]
+        tgt = [np.r_[2, s[::-1], 3] for s in src]
     cfg = TrainConfig(
         epochs=8, batch_size=8, max_steps=60, lr=0.02, progress=False, val_fraction=0.0
     )
-    fit_seq2seq(model, src, [np.r_[2, s[::-1], 3] for s in src], cfg)  # partly trained
+    fit_seq2seq(model, src, tgt, cfg)  # partly trained
     model.eval()
     prep = Preprocessing(vocab=vocab.to_list())
-    export_model(model, path, max_source=MAX_SOURCE, preprocessing=prep, source_preprocessing=prep)
+    export_model(model, path, max_source=MAX_SOURCE, preprocessing=prep,
+                 source_preprocessing=None if frames else prep)  # fmt: skip
+
+
+def frame_case(out: Path) -> dict[str, Any]:
+    """A pair whose encoder takes float frames (general attention): greedy and beam ids on
+    random sources, and the refusals of text and of a source longer than the memory."""
+    from edgeseq.runtime import EncoderDecoder
+    from edgeseq.runtime.generate import BOS, EOS
+
+    path = out / "s2s-gru-frames.onnx"
+    _pair("gru", "general", path, seed=21, frames=True)
+    pair = EncoderDecoder(path)
+    rng = np.random.default_rng(3)
+    runs = []
+    for k in (1, 3, 5, 8):
+        x = rng.normal(size=(k, FEATURES)).astype(np.float32)
+        src = {"frames": _flat(x), "shape": list(x.shape)}
+        runs.append(_decoded(pair, pair.greedy(x, BOS, EOS, 12), **src, max_len=12, kind="greedy"))
+        for width, alpha in BEAMS:
+            ids = pair.beam(x, BOS, EOS, 12, width, length_penalty=alpha)
+            runs.append(_decoded(pair, ids, **src, max_len=12, kind="beam", width=width,
+                                 length_penalty=alpha))  # fmt: skip
+    long = rng.normal(size=(MAX_SOURCE + 1, FEATURES)).astype(np.float32)
+    refusals = {
+        "text": _refused(pair.greedy, "abc", BOS, EOS, 12),
+        "too_long": _refused(pair.greedy, long, BOS, EOS, 12),
+    }
+    return {"name": path.stem, "model": path.name, "bos": BOS, "eos": EOS, "runs": runs,
+            "refusals": refusals, "long": _flat(long)}  # fmt: skip
 
 
 def _decoded(pair: Any, ids: Any, **fields: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import { ContractError, EncoderDecoder, InputError, lengthPenalties, logSoftmax 
 import { beamTokens } from "../src/beam.js";
 import { assertClose, fixture, fixtures } from "./helpers.js";
 
-const { seq2seq, beam_ties: ties } = fixtures();
+const { seq2seq, seq2seq_frames: frames, beam_ties: ties } = fixtures();
 
 const collect = async (it) => {
   const out = [];
@@ -103,6 +103,26 @@ for (const c of seq2seq) {
     await pair.close();
   });
 }
+
+test("a pair whose encoder takes float frames (attention): Python's ids; text and too many frames refused", async () => {
+  const pair = await EncoderDecoder.create(fixture(frames.model), { ort });
+  for (const r of frames.runs) {
+    const x = Float32Array.from(r.frames); // T·F values: one frame when T is 1
+    const it = r.kind === "greedy" ? pair.greedy(x, frames.bos, frames.eos, r.max_len)
+      : pair.beam(x, frames.bos, frames.eos, r.max_len, r.width, { lengthPenalty: r.length_penalty });
+    const what = `${r.kind} of ${r.shape[0]} frames${r.width ? `, width ${r.width}, penalty ${r.length_penalty}` : ""}`;
+    assert.deepEqual(await collect(it), r.ids, what);
+    assert.equal(pair.decoder.framesSeen, r.frames_seen, what);
+    for (const [k, v] of Object.entries(flat(pair.decoder.state))) assertClose(v, r.state[k], `${what}: state ${k}`);
+  }
+  const before = flat(pair.decoder.state);
+  const isInput = (message) => (e) => e instanceof InputError && e.message === message;
+  await assert.rejects(collect(pair.greedy("abc", frames.bos, frames.eos, 12)), isInput(frames.refusals.text));
+  const long = Float32Array.from(frames.long);
+  await assert.rejects(collect(pair.beam(long, frames.bos, frames.eos, 12, 3)), isInput(frames.refusals.too_long));
+  assert.deepEqual(flat(pair.decoder.state), before);
+  await pair.close();
+});
 
 test("the decoder's encoder is found beside it (model.extra.init_model) or given; bytes need initModel", async () => {
   const c = seq2seq.find((s) => s.attention);
