@@ -365,11 +365,12 @@ def write(out: Path) -> dict[str, Any]:
         }
         _char_model(out / "pydoc-chars.onnx", Path(tmp))
         manifest["text"] = _text(out / "pydoc-chars.onnx")
-        from js_seq2seq_fixtures import frame_case, ties
+        from js_seq2seq_fixtures import condition_case, frame_case, ties
         from js_seq2seq_fixtures import write as write_seq2seq
 
         manifest["seq2seq"] = write_seq2seq(out)
         manifest["seq2seq_frames"] = frame_case(out)
+        manifest["one_to_many"] = condition_case(out)
         manifest["beam_ties"] = ties()
     manifest["stream_cli"] = _stream_cli(out, x)
     manifest["formatting"] = _formatting()

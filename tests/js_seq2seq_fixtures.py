@@ -104,6 +104,46 @@ def frame_case(out: Path) -> dict[str, Any]:
             "refusals": refusals, "long": _flat(long)}  # fmt: skip
 
 
+def condition_case(out: Path) -> dict[str, Any]:
+    """A one-to-many decoder (a condition vector through its init graph, as for
+    captioning): greedy and beam ids for random conditions, and Python's refusals."""
+    import warnings
+
+    import torch
+
+    from edgeseq.exporters.seq import export_model
+    from edgeseq.runtime import EncoderDecoder
+    from edgeseq.train.models import SeqConfig, SeqModel
+
+    torch.manual_seed(4)
+    cfg = SeqConfig(cell="lstm", input_size=5, hidden_size=8, output_size=9, vocab_size=9,
+                    condition_size=4, topology="one_to_many", task="caption")  # fmt: skip
+    path = out / "caption-lstm.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_model(SeqModel(cfg).eval(), path)
+    pair = EncoderDecoder(path)
+    bos, eos = 2, 3
+    rng = np.random.default_rng(5)
+    runs = []
+    for _ in range(4):
+        cond = (rng.normal(size=4) * 3).astype(np.float32)
+        src = {"condition": _flat(cond)}
+        runs.append(
+            _decoded(pair, pair.greedy(cond, bos, eos, 10), **src, max_len=10, kind="greedy")
+        )
+        for width, alpha in BEAMS:
+            ids = pair.beam(cond, bos, eos, 10, width, length_penalty=alpha)
+            runs.append(_decoded(pair, ids, **src, max_len=10, kind="beam", width=width,
+                                 length_penalty=alpha))  # fmt: skip
+    refusals = {
+        "inexact": _refused(pair.greedy, np.array([1, 2, 2**24 + 1, 4]), bos, eos, 10),
+        "size": _refused(pair.greedy, np.zeros(5, np.float32), bos, eos, 10),
+    }
+    return {"name": path.stem, "model": path.name, "bos": bos, "eos": eos, "runs": runs,
+            "refusals": refusals}  # fmt: skip
+
+
 def _decoded(pair: Any, ids: Any, **fields: Any) -> dict[str, Any]:
     """A run's record: what was asked, the ids, and the decoder's state afterwards."""
     got = [int(t) for t in ids]  # runs the decoder

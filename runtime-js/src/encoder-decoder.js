@@ -3,7 +3,9 @@
  * runs them. The decoder's contract names its encoder (`model.extra.init_model`, a file
  * beside it); the encoder streams the source and its final state starts the decoder. An
  * attention decoder (`model.extra.attention`) also takes the encoder's outputs as its
- * per-stream memory, padded to `max_source` rows, with a mask of the valid ones.
+ * per-stream memory, padded to `max_source` rows, with a mask of the valid ones. A
+ * one-to-many decoder (captioning) names an init graph instead, which maps a condition
+ * vector to the decoder's first state.
  *
  * ```js
  * import * as ort from "onnxruntime-node";
@@ -15,7 +17,10 @@
  */
 
 import { beamTokens, checkBeamOptions } from "./beam.js";
-import { ContractError, InputError } from "./errors.js";
+import { Contract, METADATA_KEY } from "./contract.js";
+import { ContractError, InputError, ModelLoadError } from "./errors.js";
+import { castChanges, inexactBound, inexactProblem } from "./exact.js";
+import { readMetadata, readSource } from "./model-file.js";
 import { BOS, checkOptions, decodeIds, encodePrompt, hasSpecials, lastRow, sampleLoop, StopFilter } from "./generate.js";
 import { StreamingPredictor } from "./predictor.js";
 
@@ -24,6 +29,52 @@ function besideOf(ref, name) {
   if (ref instanceof URL || /^[a-z][a-z0-9+.-]*:\/\//i.test(ref)) return new URL(name, ref).href;
   const cut = Math.max(ref.lastIndexOf("/"), ref.lastIndexOf("\\"));
   return ref.slice(0, cut + 1) + name;
+}
+
+/** A one-to-many decoder's init graph (condition vector -> the decoder's first state). */
+async function openBridge(ort, source, sessionOptions) {
+  const bytes = await readSource(source, "init model");
+  const meta = readMetadata(bytes, "init model");
+  if (!meta || !(METADATA_KEY in meta)) {
+    throw new ContractError(`the init model has no '${METADATA_KEY}' metadata; expected the init graph edgeseq exported beside the decoder.`);
+  }
+  const contract = Contract.fromJSON(meta[METADATA_KEY]);
+  let session;
+  try {
+    session = await ort.InferenceSession.create(bytes, sessionOptions ?? {});
+  } catch (exc) {
+    throw new ModelLoadError(`onnxruntime could not load the init model (${String(exc?.message ?? exc).split("\n")[0]}); re-export it.`);
+  }
+  const io = (names, metas) => (metas?.length ? metas.map((m) => ({ name: m.name, type: m.type, shape: m.shape })) : names.map((name) => ({ name })));
+  contract.checkGraph(io(session.inputNames, session.inputMetadata), io(session.outputNames, session.outputMetadata));
+  const spec = contract.inputs[0];
+  const size = spec.shape[spec.shape.length - 1];
+  return {
+    contract,
+    close: () => session.release?.(),
+    /** The decoder's first states from condition vector `cond` `[size]`; refuses a bad one. */
+    async run(ortModule, cond) {
+      const values = ArrayBuffer.isView(cond) || Array.isArray(cond) ? Array.from(cond) : null;
+      const ints = ArrayBuffer.isView(cond) && !/Float/.test(cond.constructor.name);
+      for (const [k, v] of (values ?? []).entries()) {
+        const becomes = ints || typeof v === "bigint" ? castChanges(v, "float32") : null;
+        if (becomes !== null) {
+          throw new InputError(
+            `condition: expected integer values that the model's float32 input holds exactly ` +
+              `(${inexactBound("float32")}), got ${v} at index (${k},), which ` +
+              `${inexactProblem(v, becomes, "float32")}; the decoder's state is unchanged.`,
+          );
+        }
+      }
+      const x = values && Float32Array.from(values, Number);
+      if (!x || x.length !== size || !x.every(Number.isFinite)) {
+        const got = x ? `float32 (${x.length},)` : typeof cond; // as Python: after the cast
+        throw new InputError(`condition must be a finite float vector of shape (${size},); got ${got}.`);
+      }
+      const outs = await session.run({ [spec.name]: new ortModule.Tensor("float32", x, [1, size]) });
+      return Object.fromEntries(contract.outputs.map((o) => [o.name, outs[o.name]]));
+    },
+  };
 }
 
 const argmax = (v) => {
@@ -48,13 +99,6 @@ export class EncoderDecoder {
     const dec = await StreamingPredictor.create(decoder, { ort, sessionOptions });
     try {
       const extra = dec.contract.model.extra ?? {};
-      if (dec.contract.model.topology !== "seq2seq") {
-        throw new ContractError(
-          `this decoder's topology is '${dec.contract.model.topology}'; the JavaScript EncoderDecoder ` +
-            "runs 'seq2seq' pairs (an encoder and its decoder). Start a one-to-many decoder from its " +
-            "condition in Python (edgeseq.runtime.EncoderDecoder).",
-        );
-      }
       let source = initModel;
       if (source === null) {
         const name = extra.init_model;
@@ -66,8 +110,10 @@ export class EncoderDecoder {
         }
         source = besideOf(decoder, name);
       }
-      const enc = await StreamingPredictor.create(source, { ort, sessionOptions });
-      return new EncoderDecoder(dec, enc);
+      if (dec.contract.model.topology === "seq2seq") {
+        return new EncoderDecoder(dec, await StreamingPredictor.create(source, { ort, sessionOptions }), null);
+      }
+      return new EncoderDecoder(dec, null, await openBridge(ort, source, sessionOptions));
     } catch (exc) {
       await dec.close();
       throw exc;
@@ -75,9 +121,13 @@ export class EncoderDecoder {
   }
 
   /** @internal use {@link EncoderDecoder.create} */
-  constructor(decoder, encoder) {
+  constructor(decoder, encoder, bridge) {
     this.decoder = decoder;
+    /** The seq2seq encoder (a StreamingPredictor), or null for a one-to-many decoder. */
     this.encoder = encoder;
+    this._bridge = bridge; // a one-to-many decoder's init graph: {session, contract}
+    /** "encoder" (seq2seq) or "init" (a condition vector through an init graph). */
+    this.role = encoder ? "encoder" : "init";
     /** The decoder's vocabulary (output ids), or null. */
     this.vocab = decoder.contract.preprocessing.vocab ?? null;
     /** An attention decoder's memory inputs `{kind, memory, mask, max_source}`, or null. */
@@ -86,7 +136,7 @@ export class EncoderDecoder {
 
   /** Token ids `[T]` of text `source` with the encoder's vocabulary; other sources as given. */
   encode(source, { unknown = "error" } = {}) {
-    if (typeof source !== "string") return source;
+    if (this.encoder === null || typeof source !== "string") return source;
     const vocab = this.encoder.contract.preprocessing.vocab;
     if (!vocab) {
       throw new InputError(
@@ -105,10 +155,15 @@ export class EncoderDecoder {
   /**
    * Prime the decoder: `source` is text (encoded with the encoder's vocabulary; characters
    * not in it are refused unless `{unknown: "unk"}` or `{unknown: "skip"}`), token ids
-   * `[T]` or frames `[T, F]`. The decoder starts a new sequence (`framesSeen` 0) from the
-   * encoder's final state (and memory); a refused source changes none of its state.
+   * `[T]` or frames `[T, F]`; for a one-to-many decoder, the condition vector `[C]`. The
+   * decoder starts a new sequence (`framesSeen` 0) from the encoder's final state (and
+   * memory) or the init graph's outputs; a refused source changes none of its state.
    */
   async start(source, { unknown = "error" } = {}) {
+    if (this.encoder === null) {
+      this.decoder._begin(await this._bridge.run(this.decoder.ort, source));
+      return;
+    }
     const ids = this.encode(source, { unknown });
     this.encoder.reset();
     const outputs = await this.encoder.step(ids);
@@ -195,6 +250,6 @@ export class EncoderDecoder {
   /** Release both onnxruntime sessions. */
   async close() {
     await this.decoder.close();
-    await this.encoder.close();
+    await (this.encoder ?? this._bridge).close();
   }
 }

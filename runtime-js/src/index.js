@@ -11,7 +11,8 @@
  *
  * The same names as Python's `edgeseq.runtime` (methods in camelCase): StreamingPredictor
  * with step/reset/state/setState/snapshot/restore/generate, Snapshot with
- * toBytes/fromBytes (the same bytes as Python's), Contract, and the error classes.
+ * toBytes/fromBytes (the same bytes as Python's), EncoderDecoder with start/greedy/beam/generate,
+ * Contract, and the error classes.
  */
 
 export { Contract, CONTRACT_VERSION, METADATA_KEY } from "./contract.js";

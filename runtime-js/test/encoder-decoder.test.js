@@ -11,7 +11,7 @@ import { ContractError, EncoderDecoder, InputError, lengthPenalties, logSoftmax 
 import { beamTokens } from "../src/beam.js";
 import { assertClose, fixture, fixtures } from "./helpers.js";
 
-const { seq2seq, seq2seq_frames: frames, beam_ties: ties } = fixtures();
+const { seq2seq, seq2seq_frames: frames, one_to_many: captions, beam_ties: ties } = fixtures();
 
 const collect = async (it) => {
   const out = [];
@@ -124,6 +124,30 @@ test("a pair whose encoder takes float frames (attention): Python's ids; text an
   await pair.close();
 });
 
+test("a one-to-many decoder starts from its init graph's outputs: Python's ids; bad conditions refused in Python's words", async () => {
+  const pair = await EncoderDecoder.create(fixture(captions.model), { ort });
+  assert.equal(pair.role, "init");
+  for (const r of captions.runs) {
+    const x = Float32Array.from(r.condition);
+    const it = r.kind === "greedy" ? pair.greedy(x, captions.bos, captions.eos, r.max_len)
+      : pair.beam(x, captions.bos, captions.eos, r.max_len, r.width, { lengthPenalty: r.length_penalty });
+    const what = `${r.kind}(${r.condition.map((v) => v.toFixed(2))}${r.width ? `, width ${r.width}, penalty ${r.length_penalty}` : ""})`;
+    assert.deepEqual(await collect(it), r.ids, what);
+    assert.equal(pair.decoder.framesSeen, r.frames_seen, what);
+    for (const [k, v] of Object.entries(flat(pair.decoder.state))) assertClose(v, r.state[k], `${what}: state ${k}`);
+  }
+  const before = flat(pair.decoder.state);
+  const isInput = (message) => (e) => e instanceof InputError && e.message === message;
+  const { bos, eos, refusals } = captions;
+  await assert.rejects(collect(pair.greedy(Int32Array.of(1, 2, 2 ** 24 + 1, 4), bos, eos, 10)), isInput(refusals.inexact));
+  await assert.rejects(collect(pair.greedy(BigInt64Array.of(1n, 2n, 2n ** 24n + 1n, 4n), bos, eos, 10)), isInput(refusals.inexact));
+  await assert.rejects(collect(pair.beam(new Float32Array(5), bos, eos, 10, 3)), isInput(refusals.size));
+  await assert.rejects(collect(pair.greedy([1, NaN, 2, 3], bos, eos, 10)), /condition must be a finite float vector of shape \(4,\)/);
+  assert.deepEqual(flat(pair.decoder.state), before);
+  assert.ok(Array.isArray(await collect(pair.greedy(Int32Array.of(1, 2, 2 ** 24, 4), bos, eos, 3)))); // exact: runs
+  await pair.close();
+});
+
 test("the decoder's encoder is found beside it (model.extra.init_model) or given; bytes need initModel", async () => {
   const c = seq2seq.find((s) => s.attention);
   const r = c.runs.find((x) => x.kind === "beam" && x.width === 3);
@@ -135,8 +159,8 @@ test("the decoder's encoder is found beside it (model.extra.init_model) or given
   await given.close();
   const encoder = fixture(c.model.replace(/\.onnx$/, ".encoder.onnx")); // an encoder names no encoder
   await assert.rejects(EncoderDecoder.create(encoder, { ort }), (e) => e instanceof ContractError && /names no init model/.test(e.message));
-  const lm = fixture("pydoc-chars.onnx"); // not a seq2seq decoder
-  await assert.rejects(EncoderDecoder.create(lm, { ort }), (e) => e instanceof ContractError && /runs 'seq2seq' pairs/.test(e.message));
+  const lm = fixture("pydoc-chars.onnx"); // a language model: no init model
+  await assert.rejects(EncoderDecoder.create(lm, { ort }), (e) => e instanceof ContractError && /names no init model/.test(e.message));
 });
 
 test("log-softmax and the length penalty table are float32, computed as numpy does", () => {
