@@ -46,7 +46,12 @@ async function openBridge(ort, source, sessionOptions) {
     throw new ModelLoadError(`onnxruntime could not load the init model (${String(exc?.message ?? exc).split("\n")[0]}); re-export it.`);
   }
   const io = (names, metas) => (metas?.length ? metas.map((m) => ({ name: m.name, type: m.type, shape: m.shape })) : names.map((name) => ({ name })));
-  contract.checkGraph(io(session.inputNames, session.inputMetadata), io(session.outputNames, session.outputMetadata));
+  try {
+    contract.checkGraph(io(session.inputNames, session.inputMetadata), io(session.outputNames, session.outputMetadata));
+  } catch (exc) {
+    await session.release?.();
+    throw exc;
+  }
   const spec = contract.inputs[0];
   const size = spec.shape[spec.shape.length - 1];
   return {
@@ -125,7 +130,7 @@ export class EncoderDecoder {
     this.decoder = decoder;
     /** The seq2seq encoder (a StreamingPredictor), or null for a one-to-many decoder. */
     this.encoder = encoder;
-    this._bridge = bridge; // a one-to-many decoder's init graph: {session, contract}
+    this._bridge = bridge; // a one-to-many decoder's init graph: {contract, run, close}
     /** "encoder" (seq2seq) or "init" (a condition vector through an init graph). */
     this.role = encoder ? "encoder" : "init";
     /** The decoder's vocabulary (output ids), or null. */
