@@ -51,6 +51,7 @@ from _seq2seq import (
     METRICS,
     attention_panel,
     beam_batch,
+    beam_options,
     compare,
     export_checked,
     greedy_batch,
@@ -88,19 +89,7 @@ def _options(parser) -> None:
         help="most training epochs of both models (default 40; each stops when its "
         "validation loss has not improved for 3 epochs)",
     )
-    parser.add_argument(
-        "--beam",
-        type=int,
-        default=5,
-        help="also decode the exported attention model with a beam this wide (1: off)",
-    )
-    parser.add_argument(
-        "--length-penalty",
-        type=float,
-        default=0.0,
-        help="rank the beam's hypotheses by log-probability / ((5 + length) / 6) ** this "
-        "(GNMT's alpha; 0: total log-probability, which favours short outputs)",
-    )
+    beam_options(parser, 0.0)
     parser.add_argument(
         "--memory-input",
         action=argparse.BooleanOptionalAction,

@@ -35,6 +35,7 @@ from _common import reuse_option, start
 from _seq2seq import (
     attention_panel,
     beam_batch,
+    beam_options,
     compare,
     export_checked,
     greedy_batch,
@@ -88,20 +89,7 @@ def _options(parser) -> None:
     parser.add_argument(
         "--train-words", type=int, default=None, help="train on this many words (default 40000)"
     )
-    parser.add_argument(
-        "--beam",
-        type=int,
-        default=5,
-        help="also decode the exported attention model with a beam this wide (1: off)",
-    )
-    parser.add_argument(
-        "--length-penalty",
-        type=float,
-        default=0.6,
-        help="rank the beam's hypotheses by log-probability / ((5 + length) / 6) ** this "
-        "(GNMT's alpha; 0: total log-probability, which favours short outputs; 0.6 scored "
-        "best on the held-out words)",
-    )
+    beam_options(parser, 0.6, "; 0.6 scored best on the held-out words")
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -62,6 +62,25 @@ def compare(rows: Sequence[Sequence[Any]], metrics: Sequence[str]) -> tuple[dict
     return beats, margins
 
 
+def beam_options(parser: Any, length_penalty: float, why: str = "") -> None:
+    """``--beam`` (width of the exported attention model's beam search; 1: off) and
+    ``--length-penalty`` (GNMT's alpha, default ``length_penalty``; ``why`` says why that
+    default) on an example's ``argparse`` parser."""
+    parser.add_argument(
+        "--beam",
+        type=int,
+        default=5,
+        help="also decode the exported attention model with a beam this wide (1: off)",
+    )
+    parser.add_argument(
+        "--length-penalty",
+        type=float,
+        default=length_penalty,
+        help="rank the beam's hypotheses by log-probability / ((5 + length) / 6) ** this "
+        f"(GNMT's alpha; 0: total log-probability, which favours short outputs{why})",
+    )
+
+
 def memory_baseline(
     sources: Sequence[str], outputs: Sequence[Any], queries: Sequence[str] | None = None
 ) -> list[Any]:
